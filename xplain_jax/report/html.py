@@ -1,0 +1,308 @@
+"""Writes the HTML and Markdown report of a finished pipeline run.
+
+`write_report(workdir)` reads what the evaluate stage left in the workdir
+(`metrics.json`, `eval/*.npz`, `eval/meta.json`, `logs/*.jsonl`), draws the
+figures into `workdir/figures/`, and writes `report.html` and `report.md`.
+Only `metrics.json` is required; every other input is optional and a
+missing one skips its section with a note.
+
+A report is a list of sections `(title, blocks)`; a block is one of
+`("p", text)`, `("note", text)`, `("list", [text])`,
+`("table", header, rows)` or `("figure", relative_path, caption)`.
+"""
+
+import html
+import os
+
+import numpy as np
+
+from xplain_jax.report import figures
+from xplain_jax.report import tables
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;
+ max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #2a9d8f;padding-bottom:.2em}
+h2{margin-top:1.8em;color:#264653;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.8em 0;font-size:.95em}
+th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
+th{background:#f1f5f4}td:first-child,th:first-child{text-align:left}
+tr:nth-child(even) td{background:#fafafa}
+figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}
+figcaption{font-size:.9em;color:#444;white-space:pre-line}
+.note{background:#fff8e6;border-left:4px solid #e9c46a;padding:.4em .8em}
+"""
+
+
+def _concept_names(meta, n):
+  names = list(meta.get("concept_names") or [])
+  return [str(s) for s in names] if len(names) == n else [
+      f"concept {i}" for i in range(n)]
+
+
+def _fmt(x):
+  return f"{float(x):.3f}"
+
+
+def _image_sections(ctx, num_images, top_k):
+  """Per-image explanations and part contributions (Fig. 3, 5-9)."""
+  meta, data, images, fig = ctx["meta"], ctx["data"], ctx["images"], ctx["fig"]
+  blocks, part_blocks = [], []
+  if not data:
+    return ([("note", "No explainer outputs (eval/{variant}.npz): per-image "
+                      "explanations skipped.")], [])
+  first = next(iter(data.values()))
+  n = first["alpha"].shape[1]
+  names = _concept_names(meta, n)
+  if meta.get("concept_names") and len(meta["concept_names"]) != n:
+    blocks.append(("note", f"eval/meta.json names "
+                           f"{len(meta['concept_names'])} concepts, the "
+                           f"arrays hold n = {n}: concepts are numbered."))
+  case = meta.get("case")
+  count = min([num_images] + [d["alpha"].shape[0] for d in data.values()])
+  img = gcam = mask = None
+  if images is None:
+    blocks.append(("note", "eval/images.npz not found: bars are drawn "
+                           "without the images."))
+  else:
+    img, gcam, mask = (images.get(k) for k in ("images", "gradcam",
+                                               "part_mask"))
+    count = min(count, img.shape[0]) if img is not None else count
+    if gcam is None:
+      blocks.append(("note", "No Grad-CAM maps in eval/images.npz: "
+                             "overlays skipped."))
+  gt = next((d["gt_contrib"] for d in data.values()
+             if d.get("gt_contrib") is not None
+             and d["gt_contrib"].shape == d["alpha"].shape), None)
+  target = meta.get("target_name", "target")
+  for k in range(count):
+    panels, lines = {}, []
+    for v, d in data.items():
+      contrib = d["alpha"][k] * d["concepts"][k]
+      reasons = tables.top_reasons(contrib, d["concepts"][k], names, case,
+                                   top_k)
+      y_hat = d.get("y_hat")
+      head = v if y_hat is None else f"{v}: ŷ = {_fmt(y_hat[k])}"
+      panels[head] = reasons
+      lines.append(head + " — " + ", ".join(
+          f"{c:+.3f} {label}" for label, c in reasons))
+    if gt is not None:
+      panels["planted ground truth"] = tables.top_reasons(
+          gt[k], first["concepts"][k], names, case, top_k)
+      lines.append("planted — " + ", ".join(
+          f"{c:+.3f} {label}" for label, c in panels["planted ground truth"]))
+    title = f"{target}, image {k}"
+    if first.get("y") is not None:
+      title += f": y = {_fmt(first['y'][k])}"
+    if first.get("labels") is not None:
+      title += f" (label {int(first['labels'][k])})"
+    path = fig(f"explain_{k:03d}.png")
+    figures.plot_image_explanation(
+        None if img is None else img[k], panels, path, title=title,
+        gradcam=None if gcam is None else gcam[k], dpi=ctx["dpi"])
+    blocks.append(("figure", path, title + "\n" + "\n".join(lines)))
+    parts = {v: d["part_contrib"][k] for v, d in data.items()
+             if d.get("part_contrib") is not None}
+    if parts:
+      num_parts = next(iter(parts.values())).shape[0]
+      part_names = list(meta.get("part_names") or [])
+      if len(part_names) != num_parts:
+        part_names = [f"part {p}" for p in range(num_parts)]
+      path = fig(f"parts_{k:03d}.png")
+      figures.plot_part_contributions(
+          parts, part_names, path, image=None if img is None else img[k],
+          part_mask=None if mask is None or img is None else mask[k],
+          title=f"{target}, image {k}", dpi=ctx["dpi"])
+      part_blocks.append(("figure", path, f"Part contributions, image {k}"))
+  if count == 0:
+    blocks.append(("note", "No images to explain (num_images = 0 or empty "
+                           "arrays)."))
+  if not part_blocks:
+    part_blocks.append(("note", "No part contributions (part_contrib in "
+                                "eval/{variant}.npz): section skipped."))
+  return blocks, part_blocks
+
+
+def _summary_blocks(metrics, meta, data, digits):
+  info = {k: meta[k] for k in ("target_name", "case", "beta", "num_epochs",
+                               "variants", "machine") if k in meta}
+  if data:
+    info["num_concepts"] = next(iter(data.values()))["alpha"].shape[1]
+    info["num_eval_images"] = next(iter(data.values()))["alpha"].shape[0]
+  if isinstance(metrics.get("meta"), dict):
+    info.update({f"meta.{k}": v for k, v in metrics["meta"].items()})
+  if not info:
+    return [("note", "No run information (eval/meta.json, metrics meta).")]
+  return [("table",) + tables.key_value_table(info, digits)]
+
+
+def _metric_blocks(metrics, digits):
+  header, rows = tables.metrics_table(metrics, digits)
+  blocks = [("table", header, rows)]
+  described = [f"{k}: {tables.METRIC_DESCRIPTIONS[k]}" for k in header[1:]
+               if k in tables.METRIC_DESCRIPTIONS]
+  if described:
+    blocks.append(("list", described))
+  return blocks
+
+
+def build_sections(workdir, *, num_images=6, top_k=5, dpi=100, digits=4):
+  """Draws every figure and returns the report's sections.
+
+  Args:
+    workdir: str.
+    num_images: int, how many eval images get a per-image figure.
+    top_k: int, reasons per explainer in each per-image figure.
+    dpi: int, resolution of the PNGs.
+    digits: int, decimals of the table values.
+
+  Returns:
+    list of (title, blocks); figure paths relative to workdir.
+  """
+  metrics = tables.load_metrics(workdir)
+  meta, data, eval_notes = tables.load_eval(workdir)
+  images, image_notes = tables.load_images(workdir)
+  eval_notes += image_notes
+  os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+  fig = lambda name: os.path.join(workdir, "figures", name)
+  ctx = {"meta": meta, "data": data, "images": images, "fig": fig, "dpi": dpi}
+  sections = [("Run", _summary_blocks(metrics, meta, data, digits)
+               + [("note", s) for s in eval_notes]),
+              ("Metrics (paper Tables 1–3)", _metric_blocks(metrics, digits))]
+  per_image, parts = _image_sections(ctx, num_images, top_k)
+  sections.append(("Explanations of individual images", per_image))
+  sections.append(("Contributions per object part", parts))
+  if images is not None and images.get("filter_regions") is not None:
+    patches = images["filter_regions"]
+    names = images.get("filter_region_names")
+    names = [str(s) for s in (names if names is not None else
+                              [f"filter {i}" for i in range(len(patches))])]
+    blocks = [("figure", figures.plot_filter_regions(
+        patches, names, fig("filter_regions.png"), dpi=dpi),
+               "Image regions where the chosen filters fire most.")]
+  else:
+    blocks = [("note", "No filter regions (filter_regions in "
+                       "eval/images.npz): section skipped.")]
+  sections.append(("Filter regions", blocks))
+  if data:
+    contribs = {v: d["alpha"] * d["concepts"] for v, d in data.items()}
+    blocks = [("figure", figures.plot_contribution_distribution(
+        contribs, fig("contribution_distribution.png"), dpi=dpi),
+               "Mean normalised contribution per concept, sorted, and the "
+               "per-image entropy (paper Fig. 4).")]
+    gt = {v: d["gt_contrib"] for v, d in data.items()
+          if d.get("gt_contrib") is not None
+          and d["gt_contrib"].shape == d["alpha"].shape}
+    if gt:
+      planted = np.abs(next(iter(gt.values()))).mean(0)
+      explained = {v: np.abs(c).mean(0) for v, c in contribs.items()}
+      gt_blocks = [("figure", figures.plot_gt_scatter(
+          explained, planted, fig("gt_scatter.png"), dpi=dpi),
+                    "Each point is a concept.")]
+    else:
+      gt_blocks = [("note", "No planted contributions (gt_contrib): "
+                            "section skipped.")]
+  else:
+    blocks = [("note", "No explainer outputs: section skipped.")]
+    gt_blocks = [("note", "No explainer outputs: section skipped.")]
+  sections.append(("Distribution of contributions (paper Fig. 4)", blocks))
+  sections.append(("Explainer against the planted ground truth", gt_blocks))
+  run_meta = {**(metrics.get("meta") if isinstance(metrics.get("meta"), dict)
+                 else {}), **meta}
+  if "beta" in run_meta and "num_epochs" in run_meta:
+    blocks = [("figure", figures.plot_prior_weight(
+        float(run_meta["beta"]), int(run_meta["num_epochs"]),
+        fig("prior_weight.png"), dpi=dpi), "λ(t) = β/√t per epoch.")]
+  else:
+    blocks = [("note", "β or num_epochs unknown: curve skipped.")]
+  sections.append(("Prior-loss weight", blocks))
+  blocks = []
+  for stage, records in tables.load_logs(os.path.join(workdir, "logs")).items():
+    path = figures.plot_training_curves(
+        records, fig(f"training_{stage}.png"), title=stage, dpi=dpi)
+    blocks.append(("figure", path, f"Stage {stage}.") if path else
+                  ("note", f"logs/{stage}.jsonl holds no curve to draw."))
+  sections.append(("Training curves", blocks or [
+      ("note", "No training logs (logs/*.jsonl): section skipped.")]))
+  return [(t, [(b[0], os.path.relpath(b[1], workdir), b[2])
+               if b[0] == "figure" else b for b in bl]) for t, bl in sections]
+
+
+def render_html(sections, title):
+  """Renders sections as a self-contained HTML page (PNGs linked)."""
+  esc = html.escape
+  out = ["<!DOCTYPE html><html><head><meta charset='utf-8'>",
+         f"<title>{esc(title)}</title><style>{_CSS}</style></head><body>",
+         f"<h1>{esc(title)}</h1>"]
+  for name, blocks in sections:
+    out.append(f"<h2>{esc(name)}</h2>")
+    for b in blocks:
+      if b[0] == "p":
+        out.append(f"<p>{esc(b[1])}</p>")
+      elif b[0] == "note":
+        out.append(f"<p class='note'>{esc(b[1])}</p>")
+      elif b[0] == "list":
+        out.append("<ul>" + "".join(f"<li>{esc(s)}</li>" for s in b[1])
+                   + "</ul>")
+      elif b[0] == "table":
+        out.append(tables.table_html(b[1], b[2]))
+      elif b[0] == "figure":
+        src = esc(b[1].replace(os.sep, "/"))
+        out.append(f"<figure><img src='{src}' alt='{esc(b[2][:80])}'>"
+                   f"<figcaption>{esc(b[2])}</figcaption></figure>")
+  out.append("</body></html>")
+  return "\n".join(out)
+
+
+def render_markdown(sections, title):
+  """Renders sections as Markdown (same tables; PNGs linked)."""
+  out = [f"# {title}"]
+  for name, blocks in sections:
+    out.append(f"\n## {name}\n")
+    for b in blocks:
+      if b[0] == "p":
+        out.append(b[1] + "\n")
+      elif b[0] == "note":
+        out.append(f"> {b[1]}\n")
+      elif b[0] == "list":
+        out.append("\n".join(f"- {s}" for s in b[1]) + "\n")
+      elif b[0] == "table":
+        out.append(tables.table_markdown(b[1], b[2]) + "\n")
+      elif b[0] == "figure":
+        src = b[1].replace(os.sep, "/")
+        lines = b[2].split("\n")
+        out.append(f"![{lines[0]}]({src})\n")
+        out.extend(f"    {s}" for s in lines[1:])
+        if len(lines) > 1:
+          out.append("")
+  return "\n".join(out) + "\n"
+
+
+def write_report(workdir, *, num_images=6, top_k=5, dpi=100, digits=4):
+  """Writes `report.html`, `report.md` and `figures/*.png` into workdir.
+
+  Args:
+    workdir: str, a workdir with at least `metrics.json`.
+    num_images: int, how many eval images get a per-image figure (default 6).
+    top_k: int, reasons shown per explainer and image (default 5).
+    dpi: int, resolution of the PNGs (default 100).
+    digits: int, decimals of the table values (default 4).
+
+  Returns:
+    str, path of report.html.
+
+  Raises:
+    FileNotFoundError: metrics.json is missing (run the evaluate stage).
+  """
+  sections = build_sections(workdir, num_images=num_images, top_k=top_k,
+                            dpi=dpi, digits=digits)
+  meta_path = os.path.join(workdir, "eval", "meta.json")
+  meta = tables.read_json(meta_path) if os.path.isfile(meta_path) else None
+  target = meta.get("target_name") if isinstance(meta, dict) else None
+  title = "Explanation report" + (f": {target}" if target else "")
+  path = os.path.join(workdir, "report.html")
+  with open(path, "w", encoding="utf-8") as f:
+    f.write(render_html(sections, title))
+  with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
+    f.write(render_markdown(sections, title))
+  return path
