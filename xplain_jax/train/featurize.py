@@ -1,0 +1,63 @@
+"""What the frozen performer gives the explainer: feature map, y, concepts y_i and priors w.
+
+``make_featurizer`` returns a pure function ``featurize(perf_variables, images) -> dict`` for
+the experiment's case; it is jitted inside the explainer step (uncached mode) or run once per
+image to fill the feature cache (``xplain_jax.train.cache``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from xplain_jax import concepts, priors
+
+FEATURE_KEYS = ("feat", "y", "y_i", "w")
+
+
+def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
+                    clip_prior: bool = False, feature: str = "top_conv") -> Callable:
+  """The featurizer of ``spec.case``.
+
+  Args:
+    perf_module: a performer (``models.get_performer``) with ``head`` and ``from_fc6``.
+    spec: the experiment's ``xplain_jax.data.Spec``.
+    prior_method: Case 2 route, "jvp" or "jacrev" (``priors.shared_feature_prior``).
+    clip_prior: Case 1: clip ``w_i`` at 0 (Experiment 1).
+    feature: the performer intermediate fed to the weight network g (its input map).
+
+  Returns:
+    ``featurize(perf_variables, images [B,S,S,3]) -> {"feat": [B,H,W,C], "y": [B],
+    "y_i": [B,n], "w": [B,n]}``, all float32 and free of gradients into the performer.
+  """
+  t = spec.target_index
+
+  if spec.case == "shared_feature":
+    idx = jnp.asarray(spec.concept_indices)
+
+    def featurize(variables, images):
+      logits, inter = perf_module.apply(variables, images, train=False)
+      from_fc6 = lambda h: perf_module.apply(variables, h, method=perf_module.from_fc6).astype(jnp.float32)
+      h = inter["fc6"].astype(jnp.float32)
+      w = priors.shared_feature_prior(lambda h: from_fc6(h)[:, t], lambda h: from_fc6(h)[:, idx],
+                                      h, method=prior_method)
+      logits = logits.astype(jnp.float32)
+      out = {"feat": inter[feature], "y": logits[:, t], "y_i": logits[:, idx], "w": w}
+      return jax.tree.map(jax.lax.stop_gradient, out)
+
+  elif spec.case == "filter":
+
+    def featurize(variables, images):
+      logits, inter = perf_module.apply(variables, images, train=False)
+      x = inter["top_conv"].astype(jnp.float32)
+      head = lambda x: perf_module.apply(variables, x, method=perf_module.head)[0][:, t].astype(jnp.float32)
+      w = priors.filter_prior(head, x, clip=clip_prior)
+      out = {"feat": inter[feature], "y": logits[:, t].astype(jnp.float32),
+             "y_i": concepts.filter_concepts(x), "w": w}
+      return jax.tree.map(jax.lax.stop_gradient, out)
+
+  else:
+    raise ValueError(f"unknown explainer case {spec.case!r}; use 'shared_feature' or 'filter'.")
+  return featurize

@@ -1,0 +1,112 @@
+"""Stage 1: train the performer (multi-label or binary logistic loss, optional filter loss)."""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from xplain_jax import models, parallel
+from xplain_jax.train import loop
+from xplain_jax.train import state as state_lib
+
+STAGE = "performer"
+
+
+def build_performer(config, spec):
+  """The performer module of ``config.performer`` with one output per ``spec.output_names``."""
+  p = config.performer
+  return models.get_performer(
+      p.arch, num_outputs=len(spec.output_names), interpretable=p.interpretable,
+      dtype=state_lib.compute_dtype(config.dtype), **p.get("model", {}))
+
+
+def init_variables(module, image_size: int, rng: jax.Array) -> dict:
+  """Initial performer variables for ``image_size`` x ``image_size`` RGB inputs."""
+  dummy = jnp.zeros((1, image_size, image_size, 3), jnp.float32)
+  init = jax.jit(lambda r: module.init({"params": r, "dropout": r}, dummy, train=False))
+  return init(rng)
+
+
+def imagenet_init(arch: str, path: str, num_outputs: int, rng: jax.Array) -> dict:
+  """Performer variables from a torchvision state-dict file (ImageNet weights).
+
+  Every layer but the last is imported; the last one (``num_outputs`` differs from ImageNet's
+  1000) is initialised afresh from ``rng`` (``models.from_torchvision``).
+  """
+  state_dict = models.load_state_dict_file(path)
+  return models.from_torchvision(arch, state_dict, num_outputs=num_outputs, rng=rng)
+
+
+def performer_loss(params, batch_stats, module, batch, rng, *, filter_loss_weight: float):
+  """Mean logistic loss over valid rows and outputs, plus the interpretable-filter loss.
+
+  Args:
+    batch: ``"image"`` [B,S,S,3], ``"labels"`` [B,A] in {0,1}, ``"mask"`` [B] bool.
+
+  Returns:
+    ``(loss, (new_batch_stats, metrics))``.
+  """
+  variables = state_lib.merge_variables(params, batch_stats)
+  if batch_stats:
+    (logits, inter), updates = module.apply(variables, batch["image"], train=True,
+                                            rngs={"dropout": rng}, mutable=["batch_stats"])
+  else:
+    (logits, inter), updates = module.apply(variables, batch["image"], train=True,
+                                            rngs={"dropout": rng}), {}
+  logits = logits.astype(jnp.float32)
+  bce = optax.sigmoid_binary_cross_entropy(logits, batch["labels"]).mean(-1)
+  task = state_lib.masked_mean(bce, batch["mask"])
+  loss, metrics = task, {"task_loss": task}
+  if filter_loss_weight:
+    from xplain_jax.models import interpretable
+    # Zhang et al. put the filter loss on the filter's post-ReLU map, before the mask.
+    floss = interpretable.filter_loss(inter["top_conv_relu"].astype(jnp.float32))
+    loss = loss + filter_loss_weight * floss
+    metrics["filter_loss"] = floss
+  acc = ((logits > 0) == (batch["labels"] > 0.5)).mean(-1)
+  metrics.update(loss=loss, accuracy=state_lib.masked_mean(acc, batch["mask"]))
+  return loss, (updates.get("batch_stats", batch_stats), metrics)
+
+
+def make_train_step(module, optimizer, *, filter_loss_weight: float):
+  """``step(state, batch, rng) -> (state, metrics)``, pure (jit it with ``loop.jit_step``)."""
+
+  def step(state, batch, rng):
+    grad_fn = jax.value_and_grad(
+        functools.partial(performer_loss, module=module, filter_loss_weight=filter_loss_weight),
+        has_aux=True)
+    (_, (batch_stats, metrics)), grads = grad_fn(state["params"], state["batch_stats"],
+                                                 batch=batch, rng=rng)
+    metrics["grad_norm"] = optax.global_norm(grads)
+    return state_lib.apply_gradients(state, grads, batch_stats, optimizer), metrics
+
+  return step
+
+
+def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
+                    stage: str = STAGE) -> tuple:
+  """Trains (or resumes, or just restores) the performer; returns ``(module, variables)``.
+
+  ``stage`` names the checkpoint folder and log (``workdir/<stage>``); another name trains a
+  second performer beside the first (e.g. "performer_ordinary" of the parts evaluation).
+  """
+  p = config.performer
+  module = build_performer(config, spec)
+  variables = init_variables(module, config.dataset.image_size, jax.random.fold_in(rng, 0))
+  if p.get("init_from", ""):
+    variables = imagenet_init(p.arch, p.init_from, len(spec.output_names),
+                              jax.random.fold_in(rng, 2))
+  params, batch_stats = state_lib.split_variables(variables)
+  total = p.num_epochs * train_loader.steps_per_epoch
+  optimizer = state_lib.make_optimizer(p.optimizer, total_steps=total)
+  state = parallel.replicate(state_lib.create_state(params, batch_stats, optimizer), mesh)
+  step = loop.jit_step(make_train_step(module, optimizer,
+                                       filter_loss_weight=p.get("filter_loss_weight", 0.0)), mesh)
+  state = loop.train(stage=stage, workdir=workdir, state=state, step_fn=step, loader=train_loader,
+                     mesh=mesh, total_steps=total, rng=jax.random.fold_in(rng, 1),
+                     checkpoint_every=config.checkpoint_every_steps,
+                     log_every=config.log_every_steps, meta={"arch": p.arch})
+  return module, state_lib.merge_variables(state["params"], state["batch_stats"])

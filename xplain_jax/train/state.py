@@ -1,0 +1,89 @@
+"""Train state as a plain pytree, optimisers from the config, and jitted-step plumbing."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def make_optimizer(cfg, *, total_steps: int) -> optax.GradientTransformation:
+  """An optax optimiser from an ``optimizer`` config block.
+
+  Fields: ``name`` (adam | adamw | sgd), ``learning_rate``, ``weight_decay``, ``momentum`` (sgd),
+  ``schedule`` ("constant" or "cosine"), ``warmup_steps``, ``grad_clip`` (global norm, 0 = off).
+  """
+  if cfg.name not in OPTIMIZERS:
+    raise ValueError(f"unknown optimizer {cfg.name!r}; choose one of {list(OPTIMIZERS)}.")
+  lr = cfg.learning_rate
+  if cfg.get("schedule", "constant") == "cosine":
+    lr = optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, max(1, min(cfg.get("warmup_steps", 0), total_steps - 1)),
+        max(2, total_steps))
+  elif cfg.get("warmup_steps", 0):
+    lr = optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+  if cfg.name == "adam":
+    opt = optax.adam(lr)
+    if cfg.get("weight_decay", 0.0):
+      opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
+  elif cfg.name == "adamw":
+    opt = optax.adamw(lr, weight_decay=cfg.get("weight_decay", 0.0))
+  else:
+    opt = optax.chain(optax.add_decayed_weights(cfg.get("weight_decay", 0.0)),
+                      optax.sgd(lr, momentum=cfg.get("momentum", 0.9)))
+  if cfg.get("grad_clip", 0.0):
+    opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
+  return opt
+
+
+def create_state(params: Any, batch_stats: Any, optimizer: optax.GradientTransformation) -> dict:
+  """The train state: ``{"step", "params", "batch_stats", "opt_state"}`` (a plain pytree)."""
+  return {
+      "step": jnp.zeros((), jnp.int32),
+      "params": params,
+      "batch_stats": batch_stats,
+      "opt_state": optimizer.init(params),
+  }
+
+
+def split_variables(variables: dict) -> tuple[Any, Any]:
+  """``(params, batch_stats)`` of Flax variables (batch_stats ``{}`` when the model has none)."""
+  return variables["params"], variables.get("batch_stats", {})
+
+
+def merge_variables(params: Any, batch_stats: Any) -> dict:
+  """Flax variables from params and (possibly empty) batch statistics."""
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
+
+
+def apply_gradients(state: dict, grads: Any, batch_stats: Any,
+                    optimizer: optax.GradientTransformation) -> dict:
+  """One optimiser update of ``state``."""
+  updates, opt_state = optimizer.update(grads, state["opt_state"], state["params"])
+  return {
+      "step": state["step"] + 1,
+      "params": optax.apply_updates(state["params"], updates),
+      "batch_stats": batch_stats,
+      "opt_state": opt_state,
+  }
+
+
+def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+  """Mean of ``x`` [B,...] over rows where ``mask`` [B] is True (0 when none)."""
+  m = mask.astype(x.dtype).reshape(mask.shape + (1,) * (x.ndim - 1))
+  m = jnp.broadcast_to(m, x.shape)
+  return jnp.sum(x * m) / jnp.maximum(jnp.sum(m), 1.0)
+
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
+
+
+def compute_dtype(name: str):
+  """The jnp dtype of ``config.dtype`` (computation dtype; parameters stay float32)."""
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"unknown dtype {name!r}; choose one of {list(COMPUTE_DTYPES)}.")
+  return COMPUTE_DTYPES[name]
