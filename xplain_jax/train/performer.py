@@ -80,7 +80,7 @@ def make_train_step(module, optimizer, *, filter_loss_weight: float):
         has_aux=True)
     (_, (batch_stats, metrics)), grads = grad_fn(state["params"], state["batch_stats"],
                                                  batch=batch, rng=rng)
-    metrics["grad_norm"] = optax.global_norm(grads)
+    metrics["grad_norm"] = optax.tree.norm(grads)
     return state_lib.apply_gradients(state, grads, batch_stats, optimizer), metrics
 
   return step

@@ -51,9 +51,12 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
                                   config.distributed.num_processes,
                                   config.distributed.process_id)
   mesh = parallel.make_mesh(config.num_devices)
-  parallel.check_batch_size(config.performer.batch_size, mesh, "config.performer.batch_size")
-  parallel.check_batch_size(config.explainer.batch_size, mesh, "config.explainer.batch_size")
-  parallel.check_batch_size(config.eval.batch_size, mesh, "config.eval.batch_size")
+  for field in ("performer.batch_size", "explainer.batch_size", "eval.batch_size"):
+    try:
+      parallel.check_batch_size(config[field.split(".")[0]][field.split(".")[1]], mesh,
+                                f"config.{field}")
+    except ValueError as e:
+      raise validate.ConfigError(str(e)) from None
   spec = data.get_spec(config)
   if jax.process_index() == 0:
     validate.check_same_experiment(config, workdir)
