@@ -3,7 +3,12 @@
 Orbax writes every checkpoint into a temporary directory and renames it only when complete, so
 a run killed mid-save never leaves a half-written checkpoint that looks finished. On restore,
 the newest checkpoint is tried first; one that fails to load (corrupt or truncated files) is
-reported, moved aside to ``corrupt-<step>`` (never deleted) and the previous one is used.
+reported, moved aside to ``corrupt-<dir>-<step>`` (never deleted) and the previous one is used;
+when none can be read, nothing is moved and ``CheckpointError`` says so.
+
+Orbax does not notice every kind of damage: a data file overwritten in place restores as
+garbage without an error. Each checkpoint therefore carries a fingerprint of its arrays (two
+wrap-around sums of their bits per leaf, ``fingerprint``) in its meta, checked after restoring.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ import tempfile
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
@@ -54,33 +61,56 @@ class Checkpointer:
     """Writes checkpoint ``step`` (blocking until it is complete and renamed into place)."""
     if step in self.steps():
       return
+    meta = dict(meta or {}, **{_FINGERPRINT_KEY: fingerprint(state)})
     self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta or {})))
+        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
     self._manager.wait_until_finished()
+
+  def _restore_step(self, step: int, abstract: Any) -> tuple[Any, dict]:
+    out = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
+    meta = dict(out["meta"] or {})
+    expected = meta.pop(_FINGERPRINT_KEY, None)
+    if expected is not None and fingerprint(out["state"]) != list(expected):
+      raise ValueError("its arrays do not match the fingerprint saved with them (damaged files)")
+    return out["state"], meta
 
   def restore(self, target: Any) -> tuple[Any, dict, int] | None:
     """Restores the newest loadable checkpoint into the structure/shardings of ``target``.
+
+    Unreadable checkpoints newer than the one restored are moved aside (kept, renamed).
 
     Returns:
       ``(state, meta, step)``, or None when there is no checkpoint at all.
 
     Raises:
-      CheckpointError: checkpoints exist but none of them can be read.
+      CheckpointError: checkpoints exist but none of them can be read (none is moved).
     """
     steps = self.steps()
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+    failed, problem = [], ""
     for step in reversed(steps):
       try:
-        out = self._manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
-        return out["state"], dict(out["meta"] or {}), step
+        state, meta = self._restore_step(step, abstract)
       except Exception as e:  # pylint: disable=broad-except
-        log.warning("checkpoint %d in %s is unreadable (%s: %s); moving it aside and trying the "
-                    "previous one.", step, self.directory, type(e).__name__, str(e)[:200])
-        self._move_aside(step)
+        why = " ".join(str(e).split()).split(" See full TensorStore details")[0][:160]
+        why = f"{type(e).__name__}: {why}"
+        problem = problem or why
+        log.warning("checkpoint %d in %s is unreadable (%s); trying the previous one.", step,
+                    self.directory, why)
+        failed.append(step)
+        continue
+      for bad in failed:
+        self._move_aside(bad)
+      if failed:
+        log.warning("restored checkpoint %d of %s; the unreadable newer checkpoint(s) %s were "
+                    "moved aside to corrupt-%s-<step>.", step, self.directory, failed,
+                    os.path.basename(self.directory))
+      return state, meta, step
     if steps:
-      raise CheckpointError(f"none of the checkpoints {steps} in {self.directory} could be read; "
-                            "delete that directory to start the stage afresh.")
+      raise CheckpointError(
+          f"none of the checkpoints {steps} in {self.directory} can be read (newest: {problem}); "
+          "restore that folder from a backup, or start again in a new --workdir.")
     return None
 
   def _move_aside(self, step: int) -> None:
@@ -95,14 +125,71 @@ class Checkpointer:
     self._manager.close()
 
 
+_FINGERPRINT_KEY = "_fingerprint"
+
+
+def _leaf_sums(x: jax.Array) -> jax.Array:
+  """Two uint32 wrap-around sums of the bits of ``x``: plain and weighted by odd position."""
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    bits = jax.lax.bitcast_convert_type(x.astype(jnp.float32), jnp.uint32)
+  else:
+    bits = x.astype(jnp.uint32)
+  bits = bits.ravel()
+  odd = jnp.arange(bits.size, dtype=jnp.uint32) * jnp.uint32(2) + jnp.uint32(1)
+  return jnp.stack([jnp.sum(bits, dtype=jnp.uint32), jnp.sum(bits * odd, dtype=jnp.uint32)])
+
+
+@jax.jit
+def _fingerprint(leaves: list) -> list:
+  return [_leaf_sums(x) for x in leaves]
+
+
+def fingerprint(tree: Any) -> list[int]:
+  """A content fingerprint of a pytree of arrays: exact, order-independent of devices.
+
+  Any change of a single element changes it (the position weights are odd, hence invertible
+  modulo 2^32). Float leaves are compared as float32 bits.
+
+  Returns:
+    ``2 * num_leaves`` Python ints.
+  """
+  leaves = [jnp.asarray(x) for x in jax.tree.leaves(tree)]
+  if not leaves:
+    return []
+  return [int(v) for pair in jax.device_get(_fingerprint(leaves)) for v in pair]
+
+
+def _check_finite_json(obj: Any, path: str, where: str = "") -> None:
+  """Raises ``NonFiniteError`` naming the first NaN/Inf number in a JSON-able object."""
+  import math
+  from xplain_jax.train.logger import NonFiniteError
+  if isinstance(obj, dict):
+    for k, v in obj.items():
+      _check_finite_json(v, path, f"{where}.{k}" if where else str(k))
+  elif isinstance(obj, (list, tuple)):
+    for i, v in enumerate(obj):
+      _check_finite_json(v, path, f"{where}[{i}]")
+  elif isinstance(obj, (float, np.floating)) or (
+      isinstance(obj, np.ndarray) and np.issubdtype(obj.dtype, np.floating)):
+    if not np.all(np.isfinite(obj)):
+      raise NonFiniteError(f"{where or 'a value'} is {obj} in {os.path.basename(path)}, which was "
+                           f"not written; the previous {path} (if any) is kept. Check the "
+                           "inputs and the training logs for NaN.")
+
+
 def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON to ``path`` via a temporary file and ``os.replace``: never half-written."""
+  """Writes JSON to ``path`` via a temporary file and ``os.replace``: never half-written.
+
+  Raises:
+    NonFiniteError: ``obj`` holds a NaN or Inf (not valid JSON); nothing is written.
+  """
   if jax.process_index() != 0:
     return
+  _check_finite_json(obj, path)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
   with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=_to_builtin)
+    json.dump(obj, f, indent=2, sort_keys=True, default=_to_builtin, allow_nan=False)
     f.flush()
     os.fsync(f.fileno())
   os.replace(tmp, path)
@@ -110,7 +197,6 @@ def write_json_atomic(path: str, obj: Any) -> None:
 
 def save_npz_atomic(path: str, **arrays) -> None:
   """Writes an ``.npz`` via a temporary file and ``os.replace``."""
-  import numpy as np
   if jax.process_index() != 0:
     return
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -128,11 +214,11 @@ def read_json(path: str) -> Any:
     with open(path) as f:
       return json.load(f)
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path} is not valid JSON ({e}); delete it to recompute that stage.") from e
+    raise ValueError(f"{path} is not valid JSON ({e}); delete it and rerun to recompute "
+                     "it.") from e
 
 
 def _to_builtin(x):
-  import numpy as np
   if isinstance(x, (np.generic,)):
     return x.item()
   if isinstance(x, np.ndarray):

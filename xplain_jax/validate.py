@@ -57,6 +57,15 @@ def _fail(field: str, value, what: str) -> None:
 
 def check_config(config) -> None:
   """Raises ``ConfigError`` on the first problem found in ``config``."""
+  try:
+    _check_config(config)
+  except ConfigError:
+    raise
+  except ValueError as e:  # a registry's own check (stage names, dtypes, ...)
+    raise ConfigError(" ".join(str(e).split())) from None
+
+
+def _check_config(config) -> None:
   from xplain_jax import losses, models, priors
   from xplain_jax.data import DATASETS
   from xplain_jax.train import explainer, pipeline, state
@@ -93,6 +102,19 @@ def check_config(config) -> None:
   name = config.dataset.name
   if name not in DATASETS:
     _fail("dataset.name", name, f"choose one of {list(DATASETS)}")
+  if name.startswith("synthetic"):  # generated: 0 images would be an empty split
+    _check_synthetic_generator(config)
+    for field, batch in (("dataset.num_train", max(config.performer.batch_size,
+                                                     config.explainer.batch_size)),
+                         ("dataset.num_test", 1)):
+      if _get(config, field) < batch:
+        _fail(field, _get(config, field), f"the synthetic data needs at least {batch} images "
+              "here (one batch); raise it")
+  from xplain_jax import data
+  try:
+    data.get_spec(config)  # the target (and category) names
+  except ValueError as e:
+    raise ConfigError(" ".join(str(e).split())) from None
   if config.performer.arch not in models.PERFORMERS:
     _fail("performer.arch", config.performer.arch, f"choose one of {sorted(models.PERFORMERS)}")
   if config.explainer.depth not in models.WEIGHT_NET_DEPTHS:
@@ -132,6 +154,17 @@ def check_config(config) -> None:
     _fail("performer.interpretable", True, "the interpretable layer belongs to the filter case")
 
 
+def _check_synthetic_generator(config) -> None:
+  """Asks the generator for one image, so its own limits (e.g. the image size) apply now."""
+  import importlib
+  d = config.dataset
+  module = importlib.import_module(f"xplain_jax.data.{d.name}")
+  try:
+    module.load("test", num_examples=1, image_size=d.image_size, seed=d.seed)
+  except ValueError as e:
+    raise ConfigError(f"config.dataset: {' '.join(str(e).split())}") from None
+
+
 def check_workdir(workdir: str) -> None:
   """Raises ``ConfigError`` unless ``workdir`` exists or can be created, and is writable."""
   if not workdir:
@@ -149,7 +182,9 @@ def check_workdir(workdir: str) -> None:
 
 # Fields that may change between runs in the same workdir without changing its results.
 _RUN_ONLY_FIELDS = ("stages", "num_devices", "distributed", "log_every_steps",
-                    "checkpoint_every_steps", "eval.num_report_images")
+                    "checkpoint_every_steps", "eval.num_report_images", "parts.annotation",
+                    "parts.num_regions", "parts.region_size", "parts.threshold",
+                    "parts.top_fraction", "parts.max_images")
 
 
 def _comparable(d: dict) -> dict:
@@ -164,11 +199,16 @@ def _comparable(d: dict) -> dict:
 
 
 def check_same_experiment(config, workdir: str) -> None:
-  """Records the config in ``workdir/config.json``; refuses a workdir of another experiment."""
+  """Records the config in ``workdir/config.json`` (once); refuses a workdir of another experiment.
+
+  Fields of ``_RUN_ONLY_FIELDS`` (stages, devices, logging and checkpoint intervals) may differ.
+  An existing, readable ``config.json`` is never rewritten.
+  """
   import json
   from xplain_jax import checkpoint
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json_best_effort())
+  previous = None
   if os.path.exists(path):
     try:
       previous = checkpoint.read_json(path)
@@ -178,7 +218,8 @@ def check_same_experiment(config, workdir: str) -> None:
       diff = _first_difference(_comparable(previous), _comparable(current))
       raise ConfigError(f"--workdir={workdir} holds a run of a different config ({diff}); use a "
                         "new --workdir, or delete that one to start over.")
-  checkpoint.write_json_atomic(path, current)
+  if previous is None:
+    checkpoint.write_json_atomic(path, current)
 
 
 def _first_difference(a, b, prefix="") -> str:

@@ -59,6 +59,29 @@ class ArraySource:
     return {k: v[indices] for k, v in self.arrays.items()}
 
 
+def check_images(images, *, where: str = "a batch", indices=None) -> None:
+  """Raises ``ValueError`` unless ``images`` is ``[b,S,S,3]`` floating point and finite.
+
+  Args:
+    images: the ``"image"`` array of a batch.
+    where: what the batch is, for the message (e.g. "batch 3 of the loader").
+    indices: optional [b] record indices of the rows, to name the bad records.
+  """
+  images = np.asarray(images)
+  if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
+    raise ValueError(f"{where}: image has shape {images.shape}; expected [b, S, S, 3] (square "
+                     "RGB images, channels last); check the data source.")
+  if not np.issubdtype(images.dtype, np.floating):
+    raise ValueError(f"{where}: image has dtype {images.dtype}; expected float32 (normalised "
+                     "pixels); convert the source's images, e.g. x.astype(np.float32) / 255.")
+  finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
+  if not finite.all():
+    rows = np.flatnonzero(~finite)
+    which = (np.asarray(indices)[rows] if indices is not None else rows)[:8].tolist()
+    raise ValueError(f"{where}: the images of records {which} contain NaN or Inf; the data "
+                     "source gives non-finite pixels: check those files and the preprocessing.")
+
+
 @dataclasses.dataclass(frozen=True)
 class Loader:
   """Deterministic global batches of a source, sharded over processes.
@@ -73,6 +96,8 @@ class Loader:
     process_index: this process's index ``p``.
     process_count: number of processes ``P``; ``B`` must be divisible by ``P``.
     preprocess: optional function applied to each loaded (per-process) batch.
+    check: check every batch's ``"image"`` (when present) with ``check_images``: shape
+      ``[b,S,S,3]``, floating dtype, no NaN/Inf.
   """
 
   source: Any
@@ -83,6 +108,7 @@ class Loader:
   process_index: int = 0
   process_count: int = 1
   preprocess: Callable[[Batch], Batch] | None = None
+  check: bool = True
 
   def __post_init__(self):
     n = len(self.source)
@@ -130,6 +156,8 @@ class Loader:
     out["mask"] = valid
     if self.preprocess is not None:
       out = self.preprocess(out)
+    if self.check and "image" in out:
+      check_images(out["image"], where=f"batch {step} of the data", indices=idx)
     return out
 
   def iterate(self, start_step: int = 0, num_steps: int | None = None) -> Iterator[Batch]:

@@ -15,6 +15,23 @@ class NonFiniteError(FloatingPointError):
   """A loss, gradient or metric became NaN or Inf."""
 
 
+def first_non_finite(metrics: dict) -> tuple[str, float] | None:
+  """The first ``(name, value)`` of ``metrics`` (name -> scalar) that is NaN or Inf, else None."""
+  for k, v in metrics.items():
+    v = float(v)
+    if not math.isfinite(v):
+      return k, v
+  return None
+
+
+def non_finite_message(stage: str, step: int, quantity: str, value: float,
+                       kept: str = "the last good checkpoint is kept in the workdir") -> str:
+  """One line naming the stage, the step and the quantity, and what to do."""
+  return (f"stage {stage!r}, step {step}: {quantity} is {value}; {kept}. Check the inputs for "
+          "NaN, or lower the learning rate or set grad_clip in the optimizer config and run in a "
+          "new --workdir.")
+
+
 class MetricLogger:
   """Writes one JSON object per logged step; on resume, drops lines past the restored step.
 
@@ -48,15 +65,10 @@ class MetricLogger:
 
   def log(self, step: int, metrics: dict) -> None:
     """Checks ``metrics`` are finite, appends them to the log and prints a progress line."""
-    rec = {"step": int(step)}
-    for k, v in metrics.items():
-      v = float(v)
-      if not math.isfinite(v):
-        raise NonFiniteError(
-            f"stage {self.stage!r}, step {step}: {k} is {v}; the last good checkpoint is kept in "
-            "the workdir. Lower the learning rate, check the inputs for NaN, or set "
-            "grad_clip in the optimizer config.")
-      rec[k] = v
+    bad = first_non_finite(metrics)
+    if bad is not None:
+      raise NonFiniteError(non_finite_message(self.stage, step, *bad))
+    rec = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
     if not self._main:
       return
     with open(self.path, "a") as f:

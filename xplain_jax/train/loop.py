@@ -6,10 +6,12 @@ import os
 from typing import Any, Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from xplain_jax import checkpoint, parallel
-from xplain_jax.train.logger import MetricLogger, NonFiniteError
+from xplain_jax.train.logger import (MetricLogger, NonFiniteError, first_non_finite,
+                                     non_finite_message)
 
 
 def jit_step(step_fn: Callable, mesh, *, num_consts: int = 0) -> Callable:
@@ -68,13 +70,43 @@ def train(*, stage: str, workdir: str, state: Any, step_fn: Callable, loader, me
     if save_now or done % log_every == 0:
       host = jax.device_get(pending)
       pending = []
+      for i, m in enumerate(host):  # every step's metrics, before a bad state can be saved
+        _raise_if_non_finite(stage, done - len(host) + 1 + i, first_non_finite(m), ckpt)
       mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
       mean["epoch"] = float(done / loader.steps_per_epoch)
-      logger.log(done, mean)  # raises NonFiniteError before a bad state is saved
+      logger.log(done, mean)
     if save_now:
+      _raise_if_non_finite(stage, done, _first_non_finite_leaf(state), ckpt)
       ckpt.save(done, state, meta)
   ckpt.close()
   return state
+
+
+@jax.jit
+def _finite_leaves(leaves: list) -> list:
+  return [jnp.all(jnp.isfinite(x)) for x in leaves]
+
+
+def _first_non_finite_leaf(state: Any) -> tuple[str, float] | None:
+  """``("parameter <path>", nan)`` for the first float leaf of ``state`` holding NaN/Inf."""
+  flat = [(jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_leaves_with_path(state)
+          if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
+  if not flat:
+    return None
+  ok = jax.device_get(_finite_leaves([x for _, x in flat]))
+  for (path, _), good in zip(flat, ok):
+    if not good:
+      return f"the train state {path}", float("nan")
+  return None
+
+
+def _raise_if_non_finite(stage: str, step: int, bad, ckpt) -> None:
+  if bad is None:
+    return
+  last = ckpt.latest_step()
+  kept = (f"nothing was saved for it and the last good checkpoint (step {last}) is kept in "
+          f"{ckpt.directory}" if last is not None else "no checkpoint of this stage was saved yet")
+  raise NonFiniteError(non_finite_message(stage, step, *bad, kept=kept))
 
 
 __all__ = ["train", "jit_step", "NonFiniteError"]
