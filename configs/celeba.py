@@ -17,7 +17,7 @@ young):
   python launch/run.py --config=configs/celeba.py:target=attractive --workdir=runs/celeba_attractive \
       --config.performer.init_from=/path/to/vgg16-397923af.pth
 
-Shrunk for a CPU smoke run (a small VGG at 64 px, a few hundred images):
+Shrunk for a CPU smoke run (a small VGG at 64 px, 64 training and 32 test images, float32):
 
   python launch/run.py --config=configs/celeba.py:target=male,tiny --workdir=runs/celeba_tiny
 """

@@ -51,7 +51,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       prior_method="jvp", positive=False, clip_prior=False, beta=0.2, depth=10, width=16,
       batch_size=64, num_epochs=8, variants="baseline,prior", cache_features=True,
       optimizer=ml_collections.ConfigDict(dict(
-          name="adam", learning_rate=1e-3, weight_decay=0.0, schedule="cosine", warmup_steps=50,
+          name="adam", learning_rate=3e-3, weight_decay=0.0, schedule="cosine", warmup_steps=50,
           grad_clip=0.0, momentum=0.9)),
   ))
 

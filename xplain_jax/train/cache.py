@@ -10,9 +10,11 @@ and resumed runs read the files. A cache without its marker is recomputed, never
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Callable
 
 import jax
+import ml_dtypes
 import numpy as np
 
 from xplain_jax import checkpoint, parallel
@@ -49,6 +51,15 @@ def featurize_source(featurize: Callable, perf_variables, source, *, batch_size:
     yield out
 
 
+def _encode(a: np.ndarray) -> np.ndarray:
+  """bfloat16 (not a NumPy type: ``np.savez`` would write raw void ``|V2``) as its uint16 bits."""
+  return a.view(np.uint16) if a.dtype == ml_dtypes.bfloat16 else a
+
+
+def _decode(a: np.ndarray, name: str | None) -> np.ndarray:
+  return a.view(ml_dtypes.bfloat16) if name == "bfloat16" else a
+
+
 def load_cache(directory: str) -> ArraySource | None:
   """The cached features under ``directory``, or None when the cache is absent or incomplete."""
   marker = os.path.join(directory, "done.json")
@@ -60,11 +71,12 @@ def load_cache(directory: str) -> ArraySource | None:
     for i in range(info["num_shards"]):
       with np.load(os.path.join(directory, f"shard-{i:05d}.npz")) as f:
         parts.append({k: f[k] for k in f.files})
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    arrays = {k: _decode(np.concatenate([p[k] for p in parts]), info.get("dtypes", {}).get(k))
+              for k in parts[0]}
     if len(next(iter(arrays.values()))) != info["num_examples"]:
       return None
     return ArraySource(arrays)
-  except (OSError, ValueError, KeyError):
+  except (OSError, ValueError, KeyError, zipfile.BadZipFile):
     return None  # damaged: recompute
 
 
@@ -77,12 +89,14 @@ def featurize_split(featurize: Callable, perf_variables, source, *, directory: s
   os.makedirs(directory, exist_ok=True)
   buf: list[dict] = []
   shards, count, rows = 0, 0, 0
+  dtypes: dict[str, str] = {}
   def flush():
     nonlocal shards, buf, rows
-    arrays = {k: np.concatenate([b[k] for b in buf]) for k in buf[0]}
+    arrays = {k: _encode(np.concatenate([b[k] for b in buf])) for k in buf[0]}
     checkpoint.save_npz_atomic(os.path.join(directory, f"shard-{shards:05d}.npz"), **arrays)
     shards, buf, rows = shards + 1, [], 0
   for out in featurize_source(featurize, perf_variables, source, batch_size=batch_size, mesh=mesh):
+    dtypes.update({k: np.asarray(v).dtype.name for k, v in out.items()})
     buf.append(out)
     n = len(out["y"])
     rows, count = rows + n, count + n
@@ -91,7 +105,8 @@ def featurize_split(featurize: Callable, perf_variables, source, *, directory: s
   if buf:
     flush()
   checkpoint.write_json_atomic(os.path.join(directory, "done.json"),
-                               {"num_shards": shards, "num_examples": count})
+                               {"num_shards": shards, "num_examples": count,
+                                "dtypes": dtypes})
   parallel.sync_processes("featurize_split:" + directory)  # process 0 wrote; all read
   result = load_cache(directory)
   assert result is not None

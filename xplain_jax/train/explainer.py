@@ -91,7 +91,7 @@ def make_train_step(g, optimizer, *, beta: float, steps_per_epoch: int, prior_ki
         functools.partial(explainer_loss, g=g, prior_kind=prior_kind), has_aux=True)
     (_, (batch_stats, m)), grads = grad_fn(state["params"], state["batch_stats"], feats=feats,
                                            mask=batch["mask"], lam=lam)
-    m["grad_norm"] = optax.global_norm(grads)
+    m["grad_norm"] = optax.tree.norm(grads)
     return state_lib.apply_gradients(state, grads, batch_stats, optimizer), m
 
   return step
