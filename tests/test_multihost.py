@@ -156,10 +156,13 @@ def test_training_logs_equal(runs, stage):
   multi, single = _read_log(runs["multi"], stage), _read_log(runs["single"], stage)
   assert [r["step"] for r in multi] == list(range(1, TOTAL_STEPS + 1))
   assert [r["step"] for r in single] == list(range(1, TOTAL_STEPS + 1))
+  # Explainer metrics pass through BatchNorm's backward over a batch split across processes:
+  # float32 reassociation reaches ~3e-5 relative there (grad_norm), as for its parameters.
+  rtol = RTOL if stage == "performer" else 1e-4
   for a, b in zip(multi, single):
     assert a.keys() == b.keys()
     for k in a:
-      np.testing.assert_allclose(a[k], b[k], rtol=RTOL, atol=ATOL,
+      np.testing.assert_allclose(a[k], b[k], rtol=rtol, atol=ATOL,
                                  err_msg=f"{stage} step {a['step']} {k}")
 
 

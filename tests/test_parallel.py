@@ -187,6 +187,7 @@ def _child(out_path: str) -> None:
   assert jax.device_count() == NUM_DEVICES, jax.devices()
   meshes = {"m8": parallel.make_mesh(), "m1": parallel.make_mesh(1)}
   config = synthetic.get_config("tiny")
+  config.performer.model.dropout_rate = 0.5  # the synthetic config trains without dropout
   spec = data.get_spec(config)
   out, facts = {}, {}
   try:  # a batch size that does not split over the devices
