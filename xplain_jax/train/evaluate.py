@@ -4,7 +4,9 @@ Writes ``eval/<variant>.npz`` (α, y_i, y, ŷ, labels, w and, where known, the p
 contributions), ``eval/images.npz`` (a few images for the report), ``eval/meta.json`` and
 ``metrics.json`` with, per variant, ``entropy`` (mean contribution entropy, nats),
 ``accuracy`` (of ``ŷ > τ`` at the best τ, in %), ``threshold``, ``relative_deviation`` (mean) and,
-with ground truth, ``gt_rank_correlation``; ``performer.accuracy`` is that of ``y > 0`` in %.
+with ground truth, ``gt_rank_correlation``; ``performer.accuracy`` is that of ``y > 0`` in %;
+``prior_weights`` holds the entropy (and ground-truth rank correlation) of the prior weights w
+taken as α, a diagnostic of what the prior loss pulls the explainer towards.
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ def evaluate(config, spec, *, workdir: str, test: dict, explainers: dict, concep
   if test["labels"].shape[1] > 1 and "logits" in test:
     result["performer"]["mean_attribute_accuracy"] = 100.0 * float(
         np.mean((test["logits"] > 0) == (test["labels"] > 0.5)))
+  # The prior weights themselves taken as α: how spread and how close to the truth the prior is.
+  prior_as_alpha = {"entropy": float(np.mean(metrics.contribution_entropy(w, y_i)))}
+  if gt is not None:
+    prior_as_alpha["gt_rank_correlation"] = float(metrics.rank_correlation(
+        metrics.mean_abs_contribution(w, y_i), np.mean(np.abs(gt), axis=0)))
+  result["prior_weights"] = prior_as_alpha
   eval_dir = os.path.join(workdir, "eval")
   for variant, (g, variables) in explainers.items():
     alpha = explainer_lib.predict_alpha(g, variables, test["feat"],
