@@ -122,7 +122,7 @@ def test_report_bars_say_no_for_absent_attributes(tiny_run):
       ev = np.load(os.path.join(workdir, "eval", f"{variant}.npz"))
       y_i = ev["concepts"][k]
       top = np.argsort(-np.abs(ev["alpha"][k] * y_i), kind="stable")[:5]
-      want = [("no " if y_i[i] < 0 else "") + OTHERS[i] for i in top]
+      want = [_absent(OTHERS[i]) if y_i[i] < 0 else OTHERS[i] for i in top]
       signs |= {bool(y_i[i] < 0) for i in top}
       title, labels = drawn[2 * k + (variant == "prior")]
       assert title.startswith(variant)
@@ -130,7 +130,14 @@ def test_report_bars_say_no_for_absent_attributes(tiny_run):
   assert signs == {True, False}  # both kinds of label were exercised
 
 
+def _absent(name):
+  """How an absent attribute reads: "no X", and "X" for a negated name "No_X"."""
+  return name[3:] if name.startswith("No_") else "no " + name
+
+
 def test_concept_label_with_celeba_names():
+  assert tables.concept_label("No_Beard", -0.7, "shared_feature") == "Beard"
+  assert tables.concept_label("No_Beard", 0.7, "shared_feature") == "No_Beard"
   assert tables.concept_label("Eyeglasses", -0.4, "shared_feature") == "no Eyeglasses"
   assert tables.concept_label("Eyeglasses", 0.4, "shared_feature") == "Eyeglasses"
   assert tables.concept_label("Heavy_Makeup", -1e-3, "shared_feature") == "no Heavy_Makeup"

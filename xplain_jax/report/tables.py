@@ -339,12 +339,16 @@ def concept_label(name, value, case):
     name: str, the concept's name.
     value: float, the concept's value y_i on this image.
     case: "shared_feature" (attributes: a negative y_i means the attribute
-      is absent, labelled "no <name>") or anything else (plain name).
+      is absent, labelled "no <name>") or anything else (plain name). A
+      negated attribute such as CelebA's "No_Beard" reads "Beard" when absent.
 
   Returns:
     str.
   """
   if case == "shared_feature" and value < 0:
+    name = str(name)
+    if name.lower().startswith("no_"):
+      return name[3:]
     return f"no {name}"
   return str(name)
 
