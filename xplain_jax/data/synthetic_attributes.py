@@ -31,6 +31,9 @@ concepts with ``v = 0`` contribute nothing.
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 
 from xplain_jax.data.pipeline import ArraySource
@@ -202,7 +205,6 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
               seed=seed + _SPLIT_SEED_OFFSET[split])
   if cache_dir is None:
     return ArraySource(make_dataset(**args))
-  import os
   os.makedirs(cache_dir, exist_ok=True)
   path = os.path.join(cache_dir, f"synthetic_attributes_{split}_{num_examples}_{image_size}_{seed}.npz")
   if os.path.exists(path):
@@ -212,7 +214,6 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
     except Exception:  # a damaged cache is regenerated, never trusted
       pass
   arrays = make_dataset(**args)
-  import tempfile
   fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp.npz")  # unique per process
   with os.fdopen(fd, "wb") as f:
     np.savez(f, **arrays)

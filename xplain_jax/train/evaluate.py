@@ -12,6 +12,7 @@ taken as α, a diagnostic of what the prior loss pulls the explainer towards.
 from __future__ import annotations
 
 import os
+import platform
 
 import jax
 import numpy as np
@@ -104,7 +105,6 @@ def evaluate(config, spec, *, workdir: str, test: dict, explainers: dict, concep
 
 
 def _machine() -> str:
-  import platform
   dev = jax.devices()[0]
   kind = getattr(dev, "device_kind", dev.platform)
   return f"{jax.device_count()} x {kind} ({platform.machine()}, {os.cpu_count()} CPU cores)"

@@ -11,6 +11,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from xplain_jax import explain, losses, metrics, models, parallel
@@ -124,7 +125,6 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
 
 def predict_alpha(g, variables, feat, *, batch_size: int = 256):
   """α [N,n] for a feature map [N,H,W,C] in eval mode (host numpy in, numpy out)."""
-  import numpy as np
   fn = jax.jit(lambda v, x: g.apply(
       state_lib.merge_variables(v["params"]["g"], v["batch_stats"]), x, train=False)[0])
   out = [np.asarray(fn(variables, feat[i:i + batch_size]), np.float32)

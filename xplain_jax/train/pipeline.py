@@ -51,10 +51,9 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
                                   config.distributed.num_processes,
                                   config.distributed.process_id)
   mesh = parallel.make_mesh(config.num_devices)
-  for field in ("performer.batch_size", "explainer.batch_size", "eval.batch_size"):
+  for block in ("performer", "explainer", "eval"):
     try:
-      parallel.check_batch_size(config[field.split(".")[0]][field.split(".")[1]], mesh,
-                                f"config.{field}")
+      parallel.check_batch_size(config[block].batch_size, mesh, f"config.{block}.batch_size")
     except ValueError as e:
       raise validate.ConfigError(str(e)) from None
   spec = data.get_spec(config)
@@ -70,7 +69,8 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
                             "to config.stages.")
   perf, perf_vars = performer_lib.train_performer(
       config, spec, workdir=workdir, mesh=mesh,
-      train_loader=_loader(train_src, config, config.performer.batch_size), rng=jax.random.fold_in(rng, 1))
+      train_loader=_loader(train_src, config, config.performer.batch_size),
+      rng=jax.random.fold_in(rng, 1))
   _mark_done(workdir, "performer")
   perf_vars = parallel.replicate(perf_vars, mesh)
 
