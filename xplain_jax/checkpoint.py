@@ -25,11 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from xplain_jax.errors import CheckpointError
+
 log = logging.getLogger(__name__)
-
-
-class CheckpointError(RuntimeError):
-  """No usable checkpoint could be restored although some exist."""
 
 
 class Checkpointer:

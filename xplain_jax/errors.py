@@ -4,9 +4,26 @@ from __future__ import annotations
 
 import json
 
-from xplain_jax.checkpoint import CheckpointError
-from xplain_jax.train.logger import NonFiniteError
-from xplain_jax.validate import ConfigError
+
+class XplainError(Exception):
+  """A problem the user can fix; the message says what was wrong and what to do (one line)."""
+
+
+class ConfigError(XplainError, ValueError):
+  """A config field or command-line usage is invalid (exit status 2)."""
+
+
+class DataError(XplainError):
+  """A dataset is missing, unprepared, damaged or inconsistent."""
+
+
+class CheckpointError(XplainError, RuntimeError):
+  """No usable checkpoint (or result file) could be restored although some exist."""
+
+
+class NonFiniteError(XplainError, FloatingPointError):
+  """A loss, gradient, metric or parameter became NaN or Inf."""
+
 
 # Errors raised on purpose with a message that says what to do. Anything else is a bug and
 # keeps its traceback.

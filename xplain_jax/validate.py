@@ -11,9 +11,7 @@ import tempfile
 
 import ml_collections
 
-
-class ConfigError(ValueError):
-  """The config is invalid; the message says which field and what to change."""
+from xplain_jax.errors import ConfigError
 
 
 # (dotted field, allowed python types) that every experiment config must have.

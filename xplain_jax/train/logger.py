@@ -11,8 +11,7 @@ import time
 import jax
 
 
-class NonFiniteError(FloatingPointError):
-  """A loss, gradient or metric became NaN or Inf."""
+from xplain_jax.errors import NonFiniteError
 
 
 def first_non_finite(metrics: dict) -> tuple[str, float] | None:
