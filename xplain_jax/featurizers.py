@@ -1,0 +1,137 @@
+"""Turn any model's callables into a featurizer: what the explainer learns from.
+
+A featurizer maps a batch of images to the four arrays the explainer needs,
+
+    {"feat": [B,H,W,C]  the map the weight network g reads,
+     "y":    [B]        the performer's score to explain,
+     "y_i":  [B,n]      the concept values,
+     "w":    [B,n]      the prior weights},
+
+all float32 and free of gradients into the model. Two constructors, one per case of the method
+(docs/method.md section 3); the model reaches them only through callables, so any Flax (or plain
+JAX) model works, and the built-in performers use the same path (``train.featurize``).
+
+Example (Case 2, a model with a shared feature ``h`` and a logit head)::
+
+    def features(images):
+      logits, inter = model.apply(variables, images, train=False)
+      return inter["top_conv"], inter["fc6"]
+    head = lambda h: model.apply(variables, h, method=model.from_fc6)
+    featurize = featurizers.shared_feature_featurizer(features, head, target=3,
+                                                      concepts=[0, 1, 2, 4])
+    arrays = featurize(images)
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from xplain_jax import concepts as concepts_lib
+from xplain_jax import priors
+from xplain_jax.errors import ConfigError
+
+Featurizer = Callable[[jax.Array], dict]
+
+
+def filter_featurizer(features: Callable, head: Callable, *, clip_prior: bool = True,
+                      weight_net_input: Callable | None = None) -> Featurizer:
+  """Case 1: concepts are the filters of a feature map x that the head reads.
+
+  Args:
+    features: ``images [B,S,S,3] -> x [B,H,W,n]``, the (interpretable) feature map.
+    head: ``x [B,H,W,n] -> y [B]``, the part of the model above x, down to the score explained.
+    clip_prior: clip ``w_i`` at 0 (the paper's Experiment 1; needed by the cross-entropy prior).
+    weight_net_input: ``images -> [B,H',W',C]``, the map g reads; default x itself.
+
+  Returns:
+    ``featurize(images) -> {"feat", "y", "y_i", "w"}``: y_i = Σ_hw x, w = Σ_hw ∂y/∂x.
+  """
+
+  def featurize(images):
+    x = jnp.asarray(features(images), jnp.float32)
+    if x.ndim != 4:
+      raise ConfigError(f"features(images) returned shape {x.shape}; a Case-1 featurizer needs "
+                        "the filter map [B,H,W,n].")
+    y = _scalar_score(head(x), "head(x)", x.shape[0])
+    w = priors.filter_prior(lambda v: _scalar_score(head(v), "head(x)", v.shape[0]), x,
+                            clip=clip_prior)
+    feat = x if weight_net_input is None else weight_net_input(images)
+    out = {"feat": feat, "y": y, "y_i": concepts_lib.filter_concepts(x), "w": w}
+    return jax.tree.map(lambda a: jax.lax.stop_gradient(jnp.asarray(a, jnp.float32)), out)
+
+  return featurize
+
+
+def shared_feature_featurizer(features: Callable, head: Callable, *, target: int,
+                              concepts: Sequence[int], method: str = "jvp") -> Featurizer:
+  """Case 2: target and concepts are outputs of one head on a shared feature h.
+
+  Args:
+    features: ``images -> (map [B,H,W,C] for g, h [B,D])``.
+    head: ``h [B,D] -> logits [B,K]``.
+    target: index of the explained logit in ``K``.
+    concepts: indices of the concept logits (n of them, without ``target``).
+    method: ``"jvp"`` or ``"jacrev"`` (``priors.shared_feature_prior``).
+
+  Returns:
+    ``featurize(images) -> {"feat", "y", "y_i", "w"}`` with
+    ``w_i = (∂y/∂h·∂y_i/∂h)/‖∂y_i/∂h‖²``.
+  """
+  idx = np.asarray(list(concepts), np.int32)
+  if idx.ndim != 1 or idx.size == 0:
+    raise ConfigError("concepts must be a non-empty list of logit indices.")
+  if int(target) in set(idx.tolist()):
+    raise ConfigError(f"target index {target} is also listed in concepts; a concept cannot "
+                      "explain itself, drop it from concepts.")
+  if len(set(idx.tolist())) != idx.size:
+    raise ConfigError(f"concepts {idx.tolist()} repeat an index; list each concept once.")
+
+  def featurize(images):
+    feat, h = features(images)
+    h = jnp.asarray(h, jnp.float32)
+    if h.ndim != 2:
+      raise ConfigError(f"features(images) returned h of shape {h.shape}; a Case-2 featurizer "
+                        "needs the shared feature [B,D] as its second output.")
+    logits = jnp.asarray(head(h), jnp.float32)
+    k = logits.shape[-1]
+    if logits.ndim != 2 or int(target) >= k or int(idx.max()) >= k or int(idx.min()) < 0:
+      raise ConfigError(f"head(h) returned shape {logits.shape}; target {target} and concepts "
+                        f"{idx.tolist()} must index its last axis.")
+    head32 = lambda v: jnp.asarray(head(v), jnp.float32)
+    w = priors.shared_feature_prior(lambda v: head32(v)[:, target], lambda v: head32(v)[:, idx],
+                                    h, method=method)
+    out = {"feat": feat, "y": logits[:, target], "y_i": logits[:, idx], "w": w}
+    return jax.tree.map(lambda a: jax.lax.stop_gradient(jnp.asarray(a, jnp.float32)), out)
+
+  return featurize
+
+
+def prior_varies(w: np.ndarray, *, rtol: float = 1e-4) -> bool:
+  """Whether the prior weights differ between the images of a batch.
+
+  A Case-2 feature taken right below a linear output layer gives every image the same w (the
+  Jacobians do not depend on h), so the prior carries no per-image information; callers warn.
+
+  Args:
+    w: [B,n] prior weights of at least two images.
+    rtol: differences below ``rtol · max|w|`` count as equal.
+  """
+  w = np.asarray(w, np.float64)
+  if w.shape[0] < 2:
+    return True
+  scale = max(float(np.max(np.abs(w))), 1e-12)
+  return bool(np.max(np.abs(w - w[:1])) > rtol * scale)
+
+
+def _scalar_score(y, what: str, batch: int):
+  y = jnp.asarray(y, jnp.float32)
+  if y.shape == (batch, 1):
+    y = y[:, 0]
+  if y.shape != (batch,):
+    raise ConfigError(f"{what} returned shape {y.shape}; it must return the explained score "
+                      f"[B] = ({batch},), e.g. logits[:, target].")
+  return y
