@@ -180,3 +180,14 @@ def test_prior_weight_errors():
 def test_docstring_examples_run():
   result = doctest.testmod(losses, optionflags=doctest.ELLIPSIS)
   assert result.attempted > 0 and result.failed == 0
+
+
+@pytest.mark.parametrize("alpha, w, name", [
+    ([[0.5, -0.2]], [[1.0, 2.0]], "alpha"),
+    ([[0.5, 0.2]], [[1.0, -2.0]], "w"),
+])
+def test_cross_entropy_prior_rejects_negative_inputs(alpha, w, name):
+  with pytest.raises(ValueError, match=f"needs {name} >= 0"):
+    losses.prior_loss(jnp.asarray(alpha), jnp.asarray(w), kind="cross_entropy")
+  # The signed form accepts the same arrays.
+  assert np.isfinite(float(losses.prior_loss(jnp.asarray(alpha), jnp.asarray(w), kind="mse")))

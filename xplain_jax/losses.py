@@ -87,7 +87,10 @@ def prior_loss(alpha: Array, w: Array, kind: str = "cross_entropy",
     Scalar loss.
 
   Raises:
-    ValueError: on mismatched shapes or an unknown `kind`.
+    ValueError: on mismatched shapes, an unknown `kind`, or (cross-entropy,
+      concrete arrays only) a negative α or w: the cross-entropy prior is
+      defined for the positive case; use ``kind="mse"`` for signed weights or
+      clip the prior (``priors.filter_prior(..., clip=True)``).
 
   Example:
     >>> import jax.numpy as jnp
@@ -104,6 +107,8 @@ def prior_loss(alpha: Array, w: Array, kind: str = "cross_entropy",
   shapes.check_choice(fn, "kind", kind, PRIOR_KINDS)
   batch, _ = shapes.check_same_shape(fn, "alpha", alpha, "w", w, "[B, n]")
   shapes.check_optional_mask(fn, mask, batch)
+  if kind == "cross_entropy":
+    _check_non_negative(fn, alpha=alpha, w=w)
   order = 1 if kind == "cross_entropy" else 2
   w_unit, w_nonzero = _safe_normalise(w, order)
   a_unit, _ = _safe_normalise(alpha, order)
@@ -181,6 +186,17 @@ def _safe_normalise(v: Array, order: int):
     norm = jnp.sqrt(jnp.where(nonzero, sq, jnp.ones_like(sq)))
   unit = u / jnp.where(nonzero, norm, jnp.ones_like(norm))
   return unit, nonzero[..., 0]
+
+
+def _check_non_negative(fn: str, **arrays) -> None:
+  """Raises ValueError if a concrete array has a negative entry (traced ones are skipped)."""
+  for name, value in arrays.items():
+    v = _concrete_or_none(value)
+    if v is not None and v.size and np.min(v) < 0:
+      raise ValueError(
+          f"{fn}: kind='cross_entropy' needs {name} >= 0 everywhere, got a minimum of "
+          f"{float(np.min(v)):.4g}; use kind='mse' for signed weights, a positive weight "
+          "network (softplus α), or clip the prior at 0.")
 
 
 def _concrete_or_none(x):
