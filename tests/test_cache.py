@@ -48,18 +48,18 @@ def cached(tmp_path_factory):
 
 def test_every_shard_is_memory_mapped_never_concatenated(cached):
   out, want, _ = cached
-  for key, arr in out.arrays.items():
+  for key, arr in out.columns.items():
     assert len(arr.parts) == NUM // SHARD, key
     assert all(isinstance(p, np.memmap) for p in arr.parts), key
   for key in want:
-    np.testing.assert_array_equal(np.asarray(out.arrays[key]), want[key])
+    np.testing.assert_array_equal(np.asarray(out.columns[key]), want[key])
 
 
 def test_a_batch_reads_only_its_shards(cached, monkeypatch):
   out, want, _ = cached
   reads = set()
   spied = cache_lib.ShardedSource({k: cache_lib.ShardedArray(
-      [_Spy(p, i, reads) for i, p in enumerate(a.parts)]) for k, a in out.arrays.items()})
+      [_Spy(p, i, reads) for i, p in enumerate(a.parts)]) for k, a in out.columns.items()})
 
   def no_concatenate(*args, **kwargs):
     raise AssertionError("the cache concatenated arrays while reading a batch")
@@ -77,7 +77,7 @@ def test_explainer_trains_from_the_mapped_cache_as_from_memory(cached, tmp_path)
   config = synthetic.get_config("tiny")
   config.explainer.batch_size, config.explainer.num_epochs = 8, 1
   config.checkpoint_every_steps, config.log_every_steps = 3, 3
-  in_memory = data.ArraySource({k: np.asarray(v) for k, v in out.arrays.items()})
+  in_memory = data.ArraySource(out.arrays)
   mesh = parallel.make_mesh(1)
   params = {}
   for name, source in (("mapped", out), ("memory", in_memory)):
@@ -99,4 +99,4 @@ def test_a_truncated_shard_is_never_trusted(cached, tmp_path):
   assert cache_lib.load_cache(str(tmp_path)) is None
   again = cache_lib.featurize_split(_featurize, jnp.float32(2.0), src, **kw)
   for key in want:
-    np.testing.assert_array_equal(np.asarray(again.arrays[key]), want[key])
+    np.testing.assert_array_equal(again.arrays[key], want[key])

@@ -131,16 +131,25 @@ class ShardedArray:
 
 
 class ShardedSource:
-  """A random-access source over a sharded cache: ``arrays`` maps key -> ``ShardedArray``."""
+  """A random-access source over a sharded cache.
 
-  def __init__(self, arrays: dict[str, ShardedArray]):
-    self.arrays = arrays
+  Attributes:
+    columns: key -> ``ShardedArray`` (lazy: indexing reads only the rows asked for).
+  """
+
+  def __init__(self, columns: dict[str, ShardedArray]):
+    self.columns = columns
+
+  @property
+  def arrays(self) -> dict[str, np.ndarray]:
+    """Every key read into memory (for splits known to fit; training uses ``get_batch``)."""
+    return {k: np.asarray(v) for k, v in self.columns.items()}
 
   def __len__(self) -> int:
-    return len(next(iter(self.arrays.values())))
+    return len(next(iter(self.columns.values())))
 
   def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    return {k: v[indices] for k, v in self.arrays.items()}
+    return {k: v[indices] for k, v in self.columns.items()}
 
 
 def load_cache(directory: str) -> ShardedSource | None:

@@ -27,11 +27,11 @@ from xplain_jax import explain, metrics
 from xplain_jax.train import evaluators
 
 
-def _summary(alpha, y_i, b, y, labels, gt=None) -> tuple[dict, np.ndarray]:
+def _summary(alpha, y_i, b, y, labels, entropy, gt=None) -> tuple[dict, np.ndarray]:
   y_hat = np.asarray(explain.explainer_output(alpha, y_i, b))
   acc, tau = metrics.threshold_accuracy(y_hat, labels)
   out = {
-      "entropy": float(np.mean(metrics.contribution_entropy(alpha, y_i))),
+      "entropy": float(np.mean(entropy)),
       "accuracy": 100.0 * float(acc),
       "threshold": float(tau),
       "relative_deviation": float(np.mean(metrics.relative_deviation(y, y_hat))),
@@ -87,13 +87,14 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   arrays = {}
   for variant, alpha in ctx.alpha.items():
     b = ctx.bias[variant]
-    summary, y_hat = _summary(alpha, y_i, b, y, labels, gt)
+    entropy = np.asarray(metrics.contribution_entropy(alpha, y_i))  # [N], per image
+    summary, y_hat = _summary(alpha, y_i, b, y, labels, entropy, gt)
     result[variant] = summary
     contrib = np.asarray(explain.contributions(alpha, y_i), np.float32)
     arrays[variant] = dict(
         alpha=alpha, concepts=y_i, y=y, y_hat=y_hat, labels=labels, prior_w=w, contrib=contrib,
         share=normalised_shares(contrib),
-        entropy=np.asarray(metrics.contribution_entropy(alpha, y_i), np.float32),
+        entropy=entropy.astype(np.float32),
         mean_abs_contrib=np.asarray(metrics.mean_abs_contribution(alpha, y_i), np.float32))
     images[f"top_index_{variant}"] = top_indices(alpha[:k], y_i[:k], names, top_k)
     if gt is not None:

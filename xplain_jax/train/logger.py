@@ -1,4 +1,4 @@
-"""Metric writers: one JSON line per logged step, a progress line with ETA, TensorBoard events.
+"""Metric writers: one JSON line per logged step and a progress line with rate and ETA.
 
 The writers follow clu's ``MetricWriter`` interface (``write_scalars(step, scalars)``,
 ``flush()``, ``close()``) without importing clu, whose ``metric_writers`` package imports
@@ -6,9 +6,9 @@ TensorFlow at import time. ``make_writer`` combines
 
 * ``JsonlWriter``: ``workdir/logs/<stage>.jsonl``; on resume the lines past the restored step are
   dropped, so a resumed run's log equals an uninterrupted run's;
-* ``ConsoleWriter``: tqdm's meter (``50% 8/16 [00:03<00:03, 2.50it/s, loss=...]``) on stderr;
-* ``TensorBoardWriter``: event files in ``workdir/logs/tb/<stage>`` when ``tensorboardX`` is
-  installed (``tensorboard --logdir WORKDIR/logs/tb`` shows the curves).
+* ``ConsoleWriter``: tqdm's meter (``50% 8/16 [00:03<00:03, 2.50it/s, loss=...]``) on stderr.
+
+Another writer (e.g. TensorBoard event files) plugs in with the same three methods.
 
 Only process 0 writes.
 """
@@ -96,24 +96,6 @@ class ConsoleWriter:
     self.flush()
 
 
-class TensorBoardWriter:
-  """Scalars as TensorBoard event files (``tensorboardX``)."""
-
-  def __init__(self, logdir: str, start_step: int = 0):
-    from tensorboardX import SummaryWriter  # optional dependency
-    self._w = SummaryWriter(logdir, purge_step=start_step + 1 if start_step else None)
-
-  def write_scalars(self, step: int, scalars: dict) -> None:
-    for k, v in scalars.items():
-      self._w.add_scalar(k, v, step)
-
-  def flush(self) -> None:
-    self._w.flush()
-
-  def close(self) -> None:
-    self._w.close()
-
-
 class MultiWriter:
   """Checks the scalars are finite, then passes them to every writer."""
 
@@ -144,8 +126,4 @@ def make_writer(workdir: str, stage: str, total_steps: int, *, start_step: int =
     logs = os.path.join(workdir, "logs")
     writers = [JsonlWriter(os.path.join(logs, f"{stage}.jsonl"), start_step),
                ConsoleWriter(stage, total_steps, start_step)]
-    try:
-      writers.append(TensorBoardWriter(os.path.join(logs, "tb", stage), start_step))
-    except ImportError:
-      pass  # tensorboardX not installed: JSON lines and the console only
   return MultiWriter(stage, writers)

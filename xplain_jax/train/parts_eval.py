@@ -249,7 +249,7 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   m["contributions_positive"] = contributions_pos
   concept_names = [f"{names[f2p[i]] if f2p[i] >= 0 else parts.NONE} (filter {i})"
                    for i in range(num_filters)]
-  arrays = {v: e for v, e in variant_extras.items()}
+  arrays = dict(variant_extras)
   arrays["images"] = image_extras
   return evaluators.EvalOutput(
       metrics={"parts": m}, arrays=arrays,

@@ -145,7 +145,7 @@ def _evaluate(ctx: RunContext) -> dict:
                                      directory=os.path.join(ctx.workdir, "features", "test"),
                                      batch_size=config.eval.batch_size, mesh=ctx.mesh)
   # Every per-image array in memory but the feature maps, read batch by batch (predict_alphas).
-  test = {k: v if k == "feat" else np.asarray(v) for k, v in cached.arrays.items()}
+  test = {k: v if k == "feat" else np.asarray(v) for k, v in cached.columns.items()}
   explainers = {v: ctx.products[f"explainer:{v}"] for v in _variants(config)}
   alpha, bias = evaluators.predict_alphas(explainers, test["feat"],
                                           batch_size=config.eval.batch_size)
