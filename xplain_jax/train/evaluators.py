@@ -83,12 +83,16 @@ def default_evals(config) -> str:
   return config.get("evals", "explainer,parts" if "parts" in config else "explainer")
 
 
-def parse_evals(evals: str) -> tuple[str, ...]:
+def parse_evals(evals: str, config=None) -> tuple[str, ...]:
+  """The evaluator names of ``evals``; with ``config``, checks it has what they read."""
   names = tuple(s.strip() for s in evals.split(",") if s.strip())
   bad = [s for s in names if s not in EVALUATORS]
   if bad or not names:
     raise ConfigError(f"config.evals={evals!r} names unknown evaluators {bad}; use a "
                       f"comma-separated subset of {','.join(EVALUATORS)}.")
+  if config is not None and "parts" in names and "parts" not in config:
+    raise ConfigError("config.evals names 'parts' but the config has no parts block; use a "
+                      "parts config (configs/parts.py, configs/pascal_part.py) or drop 'parts'.")
   return names
 
 

@@ -210,7 +210,7 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   validate.check_config(config)
   validate.check_workdir(workdir)
   groups = parse_stages(config.stages)
-  evaluators.parse_evals(evaluators.default_evals(config))
+  evaluators.parse_evals(evaluators.default_evals(config), config)
   parallel.initialize_distributed(config.distributed.coordinator_address,
                                   config.distributed.num_processes,
                                   config.distributed.process_id)
