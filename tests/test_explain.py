@@ -85,3 +85,19 @@ def test_shape_and_argument_errors():
 def test_docstring_examples_run():
   result = doctest.testmod(explain, optionflags=doctest.ELLIPSIS)
   assert result.attempted > 0 and result.failed == 0
+
+
+def test_explain_per_row_bias_and_mixed_sign_rows():
+  # Each row keeps its own b: ŷ_r = Σ_i α_ri y_ri + b_r, residual y_r − ŷ_r.
+  b = np.array([1.0, -2.0], np.float32)
+  out = explain.explain(jnp.asarray(ALPHA), jnp.asarray(Y_I), jnp.asarray(b), top_k=4,
+                        y=jnp.array([0.0, 0.0]))
+  sums = (ALPHA.astype(np.float64) * Y_I).sum(-1)  # [-1.5, 0.0]
+  for r in range(2):
+    assert out[r]["bias"] == pytest.approx(float(b[r]))
+    assert out[r]["y_hat"] == pytest.approx(sums[r] + b[r], abs=1e-6)
+    assert out[r]["residual"] == pytest.approx(-(sums[r] + b[r]), abs=1e-6)
+  # Mixed signs: ranked by |α_i y_i|, signs kept (row 0: -3, 2, -0.5, 0).
+  assert out[0]["indices"] == [1, 0, 2, 3]
+  np.testing.assert_allclose([c for _, c in out[0]["top"]], [-3.0, 2.0, -0.5, 0.0])
+  assert out[1]["indices"] == [1, 2, 0, 3]

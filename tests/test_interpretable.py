@@ -164,3 +164,49 @@ def test_loss_gradient_matches_finite_differences():
       e[idx] = eps
       fd = (float(f(xv + e)) - float(f(xv - e))) / (2 * eps)
       assert g[idx] == pytest.approx(fd, rel=1e-3, abs=1e-8)
+
+
+# ---------------------------------------------------- a non-square 3 x 5 map
+H35, W35 = 3, 5
+
+
+def _template_35(a, c, tau, beta=4.0):
+  """T_μ of a 3x5 map by its definition: τ·max(1 − β·L1((i,j),(a,c))/√(H·W), −1)."""
+  n = math.sqrt(H35 * W35)
+  return np.array([[tau * max(1 - beta * (abs(i - a) + abs(j - c)) / n, -1)
+                    for j in range(W35)] for i in range(H35)])
+
+
+def test_mask_on_a_3x5_map_uses_rows_and_columns_correctly():
+  rng = np.random.default_rng(3)
+  x = rng.uniform(0, 1, (2, H35, W35, 3)).astype(np.float32)
+  peaks = {(0, 0): (2, 4), (0, 1): (0, 3), (0, 2): (1, 0), (1, 0): (2, 1), (1, 1): (0, 4),
+           (1, 2): (1, 2)}
+  for (b, c), (i, j) in peaks.items():
+    x[b, i, j, c] = 5.0
+  tau = 0.5 / (H35 * W35)
+  mask = np.asarray(mask_for_peaks(jnp.asarray(x)))
+  out = np.asarray(InterpretableMask().apply({}, jnp.asarray(x)))
+  for (b, c), (i, j) in peaks.items():
+    t = _template_35(i, j, tau)
+    np.testing.assert_allclose(mask[b, :, :, c], t, rtol=1e-5, atol=1e-8)
+    np.testing.assert_allclose(out[b, :, :, c], np.maximum(x[b, :, :, c] * t, 0), rtol=1e-5,
+                               atol=1e-8)
+
+
+def test_mutual_information_on_a_3x5_map_matches_bruteforce():
+  rng = np.random.default_rng(4)
+  x = rng.uniform(0, 30, (4, H35, W35, 2))
+  tau, hw = 0.5 / (H35 * W35), H35 * W35
+  got = np.asarray(jax.jit(filter_mutual_information)(jnp.asarray(x, jnp.float32)))
+  temps = [_template_35(a, c, tau) for a in range(H35) for c in range(W35)]
+  temps.append(-tau * np.ones((H35, W35)))
+  prior = [1 / (1 + hw)] * (hw + 1)
+  for f in range(2):
+    lik = np.array([[math.exp(np.sum(x[k, :, :, f] * t)) for k in range(len(x))]
+                    for t in temps])
+    lik /= lik.sum(axis=1, keepdims=True)
+    px = sum(p * l for p, l in zip(prior, lik))
+    mi = sum(p * sum(l[k] * math.log(l[k] / px[k]) for k in range(len(x)))
+             for p, l in zip(prior, lik))
+    assert got[f] == pytest.approx(mi, rel=1e-4, abs=1e-6)

@@ -55,6 +55,20 @@ def test_mse_hand_value():
   np.testing.assert_allclose(loss, 2.0, rtol=1e-6)
 
 
+def test_mixed_sign_rows_against_numpy():
+  # Signed α and w: the norms are of |·| (L1 for cross-entropy, L2 for MSE).
+  alpha = np.array([[1.0, -2.0, 0.5], [-1.0, 3.0, -0.5]], np.float32)
+  w = np.array([[-0.5, 1.0, 2.0], [2.0, -1.0, 1.0]], np.float32)
+  a64, w64 = alpha.astype(np.float64), w.astype(np.float64)
+  unit2 = lambda m: m / np.linalg.norm(m, axis=-1, keepdims=True)
+  mse = np.mean(((unit2(a64) - unit2(w64)) ** 2).sum(-1))
+  np.testing.assert_allclose(_prior_loss(alpha, w, kind="mse"), mse, rtol=1e-5)
+  p = w64 / np.abs(w64).sum(-1, keepdims=True)
+  q = np.maximum(a64 / np.abs(a64).sum(-1, keepdims=True), 1e-12)
+  ce = np.mean(-(p * np.log(q)).sum(-1))
+  np.testing.assert_allclose(_prior_loss(alpha, w, kind="cross_entropy"), ce, rtol=1e-5)
+
+
 def test_cross_entropy_minimised_at_alpha_proportional_to_w():
   rng = np.random.default_rng(0)
   n = 6

@@ -11,6 +11,7 @@ from configs import parts as parts_config
 from configs import pascal_part as pascal_config
 from xplain_jax import data, parts
 from xplain_jax.data import pascal_part as pp
+from xplain_jax.errors import DataError
 from xplain_jax.train import parts_eval, pipeline
 
 
@@ -112,7 +113,7 @@ def test_annotation_of_the_wrong_size_is_refused(tmp_path):
     parts_eval.load_or_suggest_annotation(config, ("head",), top_conv, None,
                                           workdir=str(tmp_path))
   config.parts.annotation = ""
-  with pytest.raises(ValueError, match="no part masks"):
+  with pytest.raises(DataError, match="no part masks"):
     parts_eval.load_or_suggest_annotation(config, ("head",), top_conv, None,
                                           workdir=str(tmp_path))
 

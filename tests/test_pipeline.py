@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import flax.linen as nn
 import jax
@@ -67,6 +68,35 @@ def test_rerun_skips_finished_stages(tiny_run):
   workdir, metrics = tiny_run
   again = pipeline.train_and_evaluate(synthetic.get_config("tiny"), workdir)
   assert again["prior"] == pytest.approx(metrics["prior"])
+
+
+def test_a_variant_alone_trains_as_in_the_default_list(tiny_run, tmp_path):
+  # The explainer's key comes from the variant's name, not its place in the list.
+  workdir, metrics = tiny_run
+  alone = str(tmp_path / "alone")
+  shutil.copytree(workdir, alone, ignore=shutil.ignore_patterns(
+      "explainer_*", "eval", "metrics.json", "config.json", "report.*", "figures"))
+  config = synthetic.get_config("tiny")
+  config.explainer.variants = "prior"
+  config.stages = "performer,explainer,evaluate"
+  got = pipeline.train_and_evaluate(config, alone)
+  assert set(got) - {"performer", "prior_weights", "meta"} == {"prior"}
+  assert got["prior"] == metrics["prior"]  # bit for bit
+
+
+def test_stages_are_declared_with_what_they_need():
+  config = synthetic.get_config("tiny")
+  stages = pipeline.declare_stages(config)
+  names = [s.name for s in stages]
+  assert names == ["performer", "features", "explainer_baseline", "explainer_prior",
+                   "evaluate", "report"]
+  produced = set()
+  for s in stages:  # every need is produced by an earlier stage
+    assert set(s.needs) <= produced, s.name
+    produced |= set(s.produces)
+  # Asking for the evaluation alone pulls in (restores) everything it needs.
+  assert [s.name for s in pipeline.plan(stages, {"evaluate"})] == names[:-1]
+  assert [s.name for s in pipeline.plan(stages, {"report"})] == ["report"]
 
 
 class PlantedPerformer(nn.Module):

@@ -9,61 +9,69 @@ import numpy as np
 from PIL import Image
 import pytest
 
+import ml_collections
+from xplain_jax import data
 from xplain_jax import report
 from xplain_jax.report import tables
+from xplain_jax.train import evaluate as evaluate_lib
+from xplain_jax.train import evaluators
 
 DPI = 80
 CASES = ("shared_feature", "filter")
 
 
-def _metrics():
-  return {
-      "performer": {"accuracy": 0.93871234, "num_params": 1234},
-      "baseline": {"entropy": 1.23456789, "accuracy": 0.81234567,
-                   "relative_deviation": 0.04567891,
-                   "gt_rank_correlation": 0.51234999},
-      "prior": {"entropy": 1.98765432, "accuracy": 0.80999876,
-                "relative_deviation": 0.05111111,
-                "gt_rank_correlation": 0.77777777, "extra_score": 2.5},
-      "meta": {"seed": 0},
-  }
+def _config():
+  c = ml_collections.ConfigDict()
+  c.dataset = ml_collections.ConfigDict({"name": "fake"})
+  c.explainer = ml_collections.ConfigDict({"beta": 0.2, "num_epochs": 5})
+  c.eval = ml_collections.ConfigDict({"batch_size": 4, "top_k": 4})
+  return c
 
 
 def _make_workdir(root, case, *, n=6, num=10, k=4, parts=3, optional=True,
-                  logs=True):
-  """Writes a fake workdir of the pipeline's schema; returns its metrics."""
+                  logs=True, alpha=None, concepts=None):
+  """Writes a workdir as the evaluators write it (from random arrays).
+
+  Returns:
+    the metrics written to metrics.json.
+  """
   rng = np.random.default_rng(0)
-  os.makedirs(root / "eval")
-  os.makedirs(root / "logs")
-  metrics = _metrics()
-  (root / "metrics.json").write_text(json.dumps(metrics))
-  names = ["Beard", "Smiling", "Male", "Bangs", "Young", "Blond"][:n]
-  meta = {"target_name": "Attractive", "concept_names": names, "case": case,
-          "beta": 0.2, "num_epochs": 5, "variants": ["baseline", "prior"],
-          "machine": "cpu"}
-  if case == "filter":
-    meta["part_names"] = ["head", "torso", "legs"][:parts]
-  (root / "eval" / "meta.json").write_text(json.dumps(meta))
-  for v in ("baseline", "prior"):
-    arrays = {"alpha": rng.normal(size=(num, n)),
-              "concepts": rng.normal(size=(num, n)),
-              "y": rng.normal(size=num), "y_hat": rng.normal(size=num),
-              "labels": rng.integers(0, 2, size=num),
-              "prior_w": rng.normal(size=(num, n))}
-    if optional:
-      arrays["gt_contrib"] = rng.normal(size=(num, n))
-      if case == "filter":
-        arrays["part_contrib"] = rng.normal(size=(num, parts))
-    np.savez(root / "eval" / f"{v}.npz", **arrays)
+  names = ("Beard", "Smiling", "Male", "Bangs", "Young", "Blond")[:n]
+  spec = data.Spec(case, ("Attractive",) + names, 0, tuple(range(1, n + 1)),
+                   names, part_names=("head", "torso", "legs")[:parts]
+                   if case == "filter" else ())
+  y_i = rng.normal(size=(num, n)).astype(np.float32)
+  if concepts is not None:
+    y_i[:len(concepts)] = concepts
+  test = {"y": rng.normal(size=num).astype(np.float32), "y_i": y_i,
+          "w": rng.normal(size=(num, n)).astype(np.float32),
+          "labels": rng.integers(0, 2, size=(num, n + 1)).astype(np.float32)}
   if optional:
-    images = {"images": rng.uniform(size=(k, 16, 16, 3)).astype(np.float32),
-              "gradcam": rng.uniform(size=(k, 5, 5)).astype(np.float32)}
-    if case == "filter":
-      images["part_mask"] = rng.integers(-1, parts, size=(k, 16, 16))
-      images["filter_regions"] = rng.uniform(size=(5, 8, 8, 3)).astype(
-          np.float32)
-      images["filter_region_names"] = np.array([f"f{i}" for i in range(5)])
-    np.savez(root / "eval" / "images.npz", **images)
+    test["gt_contrib"] = rng.normal(size=(num, n)).astype(np.float32)
+  alphas = {v: rng.normal(size=(num, n)).astype(np.float32)
+            for v in ("baseline", "prior")}
+  if alpha is not None:
+    for a in alphas.values():
+      a[:len(alpha)] = alpha
+  ctx = evaluators.EvalContext(
+      config=_config(), spec=spec, workdir=str(root), mesh=None, test=test,
+      alpha=alphas, bias={"baseline": 0.1, "prior": -0.2}, explainers={},
+      concept_names=names,
+      images=rng.uniform(size=(k if optional else 0, 16, 16, 3)))
+  out = evaluate_lib.evaluate(ctx)
+  if optional:
+    out.arrays["images"]["gradcam"] = rng.uniform(size=(k, 5, 5))
+    if case == "filter":  # what the parts evaluator adds
+      for v in alphas:
+        out.arrays[v]["part_contrib"] = rng.normal(size=(num, parts))
+      out.arrays["images"].update(
+          part_mask=rng.integers(-1, parts, size=(k, 16, 16)),
+          filter_regions=rng.uniform(size=(5, 8, 8, 3)).astype(np.float32),
+          filter_region_names=np.array([f"f{i}" for i in range(5)]))
+  else:
+    del out.arrays["images"]
+  metrics = evaluators.write_outputs(str(root), out)
+  os.makedirs(root / "logs", exist_ok=True)
   if optional and logs:
     for stage in ("performer", "explainer_baseline", "explainer_prior"):
       lines = [json.dumps({"step": s, "epoch": s // 3 + 1,
@@ -72,7 +80,11 @@ def _make_workdir(root, case, *, n=6, num=10, k=4, parts=3, optional=True,
                            "entropy": 1.0 + 0.01 * s})
                for s in range(8)]
       (root / "logs" / f"{stage}.jsonl").write_text("\n".join(lines) + "\n")
-  return metrics
+  return json.loads((root / "metrics.json").read_text())
+
+
+def _sections(page):
+  return re.findall(r"<h2>([^<]+)</h2>", page)
 
 
 def _referenced_pngs(text, pattern):
@@ -107,7 +119,7 @@ def _markdown_metrics_table(md):
 @pytest.mark.parametrize("case", CASES)
 def test_full_report(tmp_path, case):
   metrics = _make_workdir(tmp_path, case)
-  path = report.write_report(str(tmp_path), num_images=3, top_k=4, dpi=DPI)
+  path = report.write_report(str(tmp_path), num_images=3, dpi=DPI)
   assert path == str(tmp_path / "report.html")
   page = (tmp_path / "report.html").read_text(encoding="utf-8")
   md = (tmp_path / "report.md").read_text(encoding="utf-8")
@@ -125,16 +137,16 @@ def test_full_report(tmp_path, case):
     expected |= {f"figures/parts_{i:03d}.png" for i in range(3)}
     expected.add("figures/filter_regions.png")
   assert set(html_pngs) == expected
-  # Every section whose inputs exist is drawn; only the Case-1 extras that
-  # the shared-feature workdir lacks are skipped, with a note.
-  skipped = re.findall(r"<h2>([^<]+)</h2>\s*<p class='note'>", page)
-  assert skipped == ([] if case == "filter" else
-                     ["Contributions per object part", "Filter regions"])
+  # What a case cannot have is left out, not shown as an empty section.
+  assert "class='note'" not in page
+  extras = ["Contributions per object part", "Filter regions"]
+  assert all((t in _sections(page)) == (case == "filter") for t in extras)
   # Tables hold the values of metrics.json, 4 decimals, in the right cells.
   rows = _markdown_metrics_table(md)
   titles = {"performer": "performer",
             "baseline": "explainer, baseline (no prior loss)",
-            "prior": "explainer, with prior loss"}
+            "prior": "explainer, with prior loss",
+            "prior_weights": "prior_weights"}
   for model, values in metrics.items():
     if model == "meta":
       continue
@@ -148,49 +160,75 @@ def test_full_report(tmp_path, case):
     assert tables.METRIC_DESCRIPTIONS[key][:30] in page
 
 
-def test_no_name_labels_in_report(tmp_path):
-  _make_workdir(tmp_path, "shared_feature", n=3, logs=False)
-  for v in ("baseline", "prior"):
+def test_run_table_lists_each_fact_once(tmp_path):
+  _make_workdir(tmp_path, "shared_feature", logs=False)
+  md = (tmp_path / "report.md")
+  report.write_report(str(tmp_path), num_images=1, dpi=DPI)
+  lines = md.read_text(encoding="utf-8").splitlines()
+  start = lines.index("| key | value |")
+  keys = []
+  for line in lines[start + 2:]:
+    if not line.startswith("|"):
+      break
+    keys.append(line.strip("|").split("|")[0].strip())
+  assert len(keys) == len(set(keys)), keys
+  assert "target" not in keys and keys.count("machine") == 1
+
+
+def test_report_reads_what_the_evaluator_saved(tmp_path, monkeypatch):
+  _make_workdir(tmp_path, "shared_feature", logs=False)
+  for v in ("baseline", "prior"):  # planted values no metric would give
     with np.load(tmp_path / "eval" / f"{v}.npz") as f:
       arrays = dict(f)
-    # Image 0: Beard absent (y < 0) with the largest |α y| = 3, Smiling
-    # present next (2 · 0.5 = 1), Male last (0.1 · 1 = 0.1).
-    arrays["alpha"][0] = [1.5, 2.0, 0.1]
-    arrays["concepts"][0] = [-2.0, 0.5, 1.0]
+    arrays["entropy"] = np.full_like(arrays["entropy"], 7.0)
+    arrays["share"] = np.full_like(arrays["share"], 0.25)
     np.savez(tmp_path / "eval" / f"{v}.npz", **arrays)
-  report.write_report(str(tmp_path), num_images=1, top_k=2, dpi=DPI)
+  metrics = json.loads((tmp_path / "metrics.json").read_text())
+  metrics["prior"]["gt_rank_correlation"] = 0.123
+  (tmp_path / "metrics.json").write_text(json.dumps(metrics))
+  seen = {}
+  real_dist = report.figures.plot_contribution_distribution
+  real_gt = report.figures.plot_gt_scatter
+
+  def dist(shares, entropies, path, **kw):
+    seen["shares"], seen["entropies"] = shares, entropies
+    return real_dist(shares, entropies, path, **kw)
+
+  def gt(explained, planted, path, **kw):
+    seen["rho"] = kw["rank_correlation"]
+    return real_gt(explained, planted, path, **kw)
+
+  monkeypatch.setattr(report.figures, "plot_contribution_distribution", dist)
+  monkeypatch.setattr(report.figures, "plot_gt_scatter", gt)
+  report.write_report(str(tmp_path), num_images=1, dpi=DPI)
+  assert all(np.all(h == 7.0) for h in seen["entropies"].values())
+  assert all(np.all(c == 0.25) for c in seen["shares"].values())
+  assert seen["rho"]["prior"] == 0.123
+
+
+def test_no_name_labels_in_report(tmp_path):
+  # Image 0: Beard absent (y < 0) with the largest |α y| = 3, Smiling
+  # present next (2 · 0.5 = 1), Male last (0.1 · 1 = 0.1).
+  _make_workdir(tmp_path, "shared_feature", n=3, logs=False,
+                alpha=[[1.5, 2.0, 0.1]], concepts=[[-2.0, 0.5, 1.0]])
+  with np.load(tmp_path / "eval" / "images.npz") as f:
+    np.testing.assert_array_equal(f["top_index_prior"][0], [0, 1, 2])
+  report.write_report(str(tmp_path), num_images=1, dpi=DPI)
   page = (tmp_path / "report.html").read_text(encoding="utf-8")
-  assert "-3.000 no Beard, +1.000 Smiling" in page
-  assert "Male" not in page.split("figures/explain_000.png")[1].split(
-      "planted")[0]
+  assert "-3.000 no Beard, +1.000 Smiling, +0.100 Male" in page
 
 
-def test_top_reasons_hand_made():
+def test_name_reasons_hand_made():
   names = ["Beard", "Smiling", "Male"]
   concepts = np.array([-1.0, 2.0, 0.5])
   contrib = np.array([0.5, 0.1, 3.0]) * concepts  # [-0.5, 0.2, 1.5]
-  assert tables.top_reasons(contrib, concepts, names, "shared_feature", 2) == [
-      ("Male", 1.5), ("no Beard", -0.5)]
-  assert tables.top_reasons(contrib, concepts, names, "filter", 3) == [
+  assert tables.name_reasons([2, 0], contrib, concepts, names,
+                             "shared_feature") == [("Male", 1.5),
+                                                   ("no Beard", -0.5)]
+  assert tables.name_reasons([2, 0, 1], contrib, concepts, names,
+                             "filter") == [
       ("Male", 1.5), ("Beard", -0.5), ("Smiling", pytest.approx(0.2))]
   assert tables.concept_label("Bangs", 0.0, "shared_feature") == "Bangs"
-
-
-def test_entropy_and_rank_correlation_closed_forms():
-  n = 5
-  h = tables.contribution_entropy(
-      np.array([np.full(n, -0.3), np.eye(n)[2] * 4.0, np.zeros(n),
-                [1.0, -1.0, 0.0, 0.0, 0.0]]))
-  np.testing.assert_allclose(h, [math.log(n), 0.0, 0.0, math.log(2)],
-                             atol=1e-12)
-  x = np.array([3.0, 1.0, 2.0, 5.0])
-  assert tables.rank_correlation(x, x ** 3) == pytest.approx(1.0)
-  assert tables.rank_correlation(x, -x) == pytest.approx(-1.0)
-  # Ties: ranks of [1, 1, 2] are [0.5, 0.5, 2]; with [1, 2, 3] the Pearson
-  # correlation of the ranks is 0.75 / sqrt(1.5 * 2) = sqrt(3) / 2.
-  assert tables.rank_correlation([1.0, 1.0, 2.0], [1.0, 2.0, 3.0]) == (
-      pytest.approx(math.sqrt(3) / 2))
-  assert math.isnan(tables.rank_correlation([1.0, 1.0], [1.0, 2.0]))
 
 
 def test_only_metrics(tmp_path):
@@ -202,8 +240,7 @@ def test_only_metrics(tmp_path):
   assert "<img" not in page and "](figures/" not in md
   for title in ("Explanations of individual images", "Filter regions",
                 "Training curves", "Prior-loss weight"):
-    section = page.split(f"<h2>{title}</h2>")[1].split("<h2>")[0]
-    assert "class='note'" in section, title
+    assert title not in _sections(page), title
   rows = _markdown_metrics_table(md)
   assert list(rows) == ["explainer, with prior loss"]
   assert rows["explainer, with prior loss"] == {"entropy": "2.0000",
@@ -213,22 +250,19 @@ def test_only_metrics(tmp_path):
 @pytest.mark.parametrize("case", CASES)
 def test_optional_files_absent(tmp_path, case):
   _make_workdir(tmp_path, case, optional=False)
-  # A log without any drawable key, with a broken line, gives a note.
+  # A log without any drawable key, with a broken line, draws nothing.
   (tmp_path / "logs" / "odd.jsonl").write_text('{"step": 1}\nnot json\n')
   report.write_report(str(tmp_path), num_images=2, dpi=DPI)
   page = (tmp_path / "report.html").read_text(encoding="utf-8")
   pngs = _referenced_pngs(page, r"<img src='([^']+\.png)'")
   _check_pngs(tmp_path, pngs)
-  assert set(pngs) == {"figures/explain_000.png", "figures/explain_001.png",
-                       "figures/contribution_distribution.png",
+  assert set(pngs) == {"figures/contribution_distribution.png",
                        "figures/prior_weight.png"}
-  assert "logs/odd.jsonl holds no curve to draw." in page
   for title in ("Contributions per object part", "Filter regions",
                 "Explainer against the planted ground truth",
                 "Training curves"):
-    section = page.split(f"<h2>{title}</h2>")[1].split("<h2>")[0]
-    assert "class='note'" in section and "<img" not in section, title
-  assert "eval/images.npz not found" in page
+    assert title not in _sections(page), title
+  assert "rerun the evaluate stage" in page
 
 
 def test_mismatched_optional_array_is_ignored(tmp_path):
@@ -250,8 +284,7 @@ def test_unreadable_meta_falls_back(tmp_path):
   assert "eval/meta.json absent or not a JSON object" in page
   # Without the case, concepts keep their plain (numbered) names.
   assert "concept 0" in page and "no concept" not in page
-  section = page.split("<h2>Prior-loss weight</h2>")[1].split("<h2>")[0]
-  assert "β or num_epochs unknown" in section and "<img" not in section
+  assert "Prior-loss weight" not in _sections(page)  # β unknown: no curve
 
 
 def test_missing_metrics_raises(tmp_path):

@@ -202,14 +202,14 @@ def test_kill_anywhere_resume_equals_uninterrupted(tmp_path):
 
 
 def _toy_run(tmp_path, step_fn, *, total=8, checkpoint_every=2, log_every=4):
-  """loop.train on a 3-parameter state with ``step_fn(state, step) -> (state, metrics)``."""
+  """loop.fit on a 3-parameter state with ``step_fn(state, step) -> (state, metrics)``."""
   mesh = parallel.make_mesh(1)
   state = parallel.replicate({"step": jnp.zeros((), jnp.int32), "params": jnp.ones(3)}, mesh)
   fn = loop.jit_step(lambda s, b, r: step_fn(s, s["step"]), mesh)
   loader = data.Loader(data.ArraySource({"x": np.zeros((16, 1), np.float32)}), 2, seed=0)
-  return loop.train(stage="toy", workdir=str(tmp_path), state=state, step_fn=fn, loader=loader,
-                    mesh=mesh, total_steps=total, rng=jax.random.PRNGKey(0),
-                    checkpoint_every=checkpoint_every, log_every=log_every)
+  return loop.fit(stage="toy", workdir=str(tmp_path), state=state, step_fn=fn, loader=loader,
+                  mesh=mesh, total_steps=total, rng=jax.random.PRNGKey(0),
+                  checkpoint_every=checkpoint_every, log_every=log_every)
 
 
 def _ckpt_steps(tmp_path, stage="toy"):
@@ -308,9 +308,9 @@ def test_zero_priors_and_constant_outputs_give_defined_metrics(tmp_path):
                    tuple(range(1, 6)), tuple(f"c{i}" for i in range(5)))
   test = dict(feats, labels=(np.arange(64) % 2).astype(np.float32)[:, None],
               gt_contrib=np.ones((64, 5), np.float32))  # constant ground truth
-  result = evaluate_lib.evaluate(config, spec, workdir=str(tmp_path), test=test,
-                                 explainers=explainers, concept_names=spec.concept_names,
-                                 images=np.zeros((2, 8, 8, 3), np.float32))
+  result = evaluate_lib.evaluate_and_write(
+      config, spec, workdir=str(tmp_path), test=test, explainers=explainers,
+      concept_names=spec.concept_names, images=np.zeros((2, 8, 8, 3), np.float32))
   with open(tmp_path / "metrics.json") as f:
     on_disk = json.load(f)
   assert on_disk["prior"] == pytest.approx(result["prior"])

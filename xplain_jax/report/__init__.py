@@ -1,7 +1,9 @@
 """The report: tables, figures and an HTML/Markdown page of a finished run.
 
-It reads what the pipeline wrote into a workdir and never trains; it needs
-only numpy, matplotlib (Agg backend) and json.
+It reads what the pipeline's evaluators wrote into a workdir (metrics,
+per-image contributions, entropies, the chosen reasons, names) and never
+trains nor recomputes a metric; it needs only numpy, matplotlib (Agg backend)
+and json.
 
     from xplain_jax import report
     report.write_report("runs/synthetic")          # -> runs/synthetic/report.html
@@ -19,8 +21,7 @@ from xplain_jax.report.figures import plot_prior_weight
 from xplain_jax.report.figures import plot_training_curves
 from xplain_jax.report.html import build_sections
 from xplain_jax.report.html import write_report
+from xplain_jax.report.io import load_metrics
 from xplain_jax.report.tables import concept_label
-from xplain_jax.report.tables import contribution_entropy
-from xplain_jax.report.tables import load_metrics
 from xplain_jax.report.tables import metrics_table
-from xplain_jax.report.tables import top_reasons
+from xplain_jax.report.tables import name_reasons

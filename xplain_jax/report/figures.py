@@ -17,7 +17,6 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from xplain_jax.report import tables  # pylint: disable=g-import-not-at-top
 
 # Keys of the training logs drawn by `plot_training_curves`, in panel order.
 LOG_KEYS = ("loss", "distill_loss", "prior_loss", "lambda", "entropy",
@@ -66,7 +65,7 @@ def plot_image_explanation(image, panels, path, *, title="", gradcam=None,
     image: [H,W,3] float32 in [0,1], or None to draw the bars alone.
     panels: dict panel title -> list of (label, contribution) pairs, e.g.
       {"baseline: ŷ = 1.2": [("no Beard", 0.8), ...], "planted": [...]}; as
-      made by `tables.top_reasons`. One bar chart per entry, in order.
+      made by `tables.name_reasons`. One bar chart per entry, in order.
     path: str, PNG to write.
     title: str, figure title (e.g. the target with y).
     gradcam: optional [h,w] float, Grad-CAM of the performer, any h, w;
@@ -93,7 +92,7 @@ def plot_image_explanation(image, panels, path, *, title="", gradcam=None,
   return _save(fig, path, dpi)
 
 
-def plot_contribution_distribution(contribs, path, *, dpi=100):
+def plot_contribution_distribution(shares, entropies, path, *, dpi=100):
   """Distribution of contributions per explainer (paper Fig. 4).
 
   Left: the mean normalised contribution |α_i y_i| / Σ_j |α_j y_j| of each
@@ -102,7 +101,9 @@ def plot_contribution_distribution(contribs, path, *, dpi=100):
   entropy of that distribution, with ln n marked.
 
   Args:
-    contribs: dict variant name -> [N,n] float, contributions α_i·y_i.
+    shares: dict variant name -> [N,n] float, the normalised contributions
+      |α_i y_i| / Σ_j |α_j y_j| of each image (as the evaluator saved them).
+    entropies: dict variant name -> [N] float, each image's entropy (nats).
     path: str, PNG to write.
     dpi: int.
 
@@ -111,13 +112,11 @@ def plot_contribution_distribution(contribs, path, *, dpi=100):
   """
   fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(8, 3))
   n = 1
-  entropies = {}
-  for name, contrib in contribs.items():
-    contrib = np.asarray(contrib, np.float64)
-    n = max(n, contrib.shape[-1])
-    mean_c = np.sort(tables.normalised_contributions(contrib).mean(0))[::-1]
+  for name, share in shares.items():
+    share = np.asarray(share, np.float64)
+    n = max(n, share.shape[-1])
+    mean_c = np.sort(share.mean(0))[::-1]
     ax0.plot(np.arange(1, mean_c.size + 1), mean_c, marker=".", label=name)
-    entropies[name] = tables.contribution_entropy(contrib)
   ax0.set_xlabel("concept rank", fontsize=8)
   ax0.set_ylabel("mean normalised contribution", fontsize=8)
   ax0.set_title("contribution per concept, sorted", fontsize=9)
@@ -125,6 +124,7 @@ def plot_contribution_distribution(contribs, path, *, dpi=100):
   ax0.legend(fontsize=8)
   bins = np.linspace(0.0, math.log(n), 21) if n > 1 else 10
   for name, h in entropies.items():
+    h = np.asarray(h, np.float64)
     ax1.hist(h, bins=bins, alpha=0.55, label=f"{name} (mean {h.mean():.3f})")
   ax1.axvline(math.log(n), color="0.3", ls="--", lw=0.8, label="ln n")
   ax1.set_xlabel("entropy H(c) per image (nats)", fontsize=8)
@@ -291,12 +291,15 @@ def plot_filter_regions(patches, names, path, *, ncols=6, dpi=100):
   return _save(fig, path, dpi)
 
 
-def plot_gt_scatter(explained, planted, path, *, dpi=100):
+def plot_gt_scatter(explained, planted, path, *, rank_correlation=None,
+                    dpi=100):
   """Explainer's mean |contribution| per concept against the planted one.
 
   Args:
     explained: dict variant name -> [n] float, mean |α_i y_i| per concept.
     planted: [n] float, mean |ground-truth contribution| per concept.
+    rank_correlation: optional dict variant name -> float, the rank
+      correlation of metrics.json, shown in the legend.
     path: str, PNG to write.
     dpi: int.
 
@@ -306,9 +309,9 @@ def plot_gt_scatter(explained, planted, path, *, dpi=100):
   planted = np.asarray(planted, np.float64)
   fig, ax = plt.subplots(figsize=(4, 3.4))
   for name, values in explained.items():
-    rho = tables.rank_correlation(values, planted)
+    rho = (rank_correlation or {}).get(name)
     ax.scatter(planted, np.asarray(values, np.float64), s=14, alpha=0.75,
-               label=f"{name} (rank corr. {rho:.3f})")
+               label=name if rho is None else f"{name} (rank corr. {rho:.3f})")
   ax.set_xlabel("planted mean |contribution|", fontsize=8)
   ax.set_ylabel("explainer mean |α_i y_i|", fontsize=8)
   ax.set_title("explainer vs planted ground truth", fontsize=9)

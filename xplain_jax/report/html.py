@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from xplain_jax.report import figures
+from xplain_jax.report import io
 from xplain_jax.report import tables
 
 _CSS = """
@@ -44,13 +45,16 @@ def _fmt(x):
   return f"{float(x):.3f}"
 
 
-def _image_sections(ctx, num_images, top_k):
-  """Per-image explanations and part contributions (Fig. 3, 5-9)."""
+def _image_sections(ctx, num_images):
+  """Per-image explanations and part contributions (Fig. 3, 5-9).
+
+  The reasons are those the evaluator chose (``top_index_<variant>`` of
+  eval/images.npz); the report only names and draws them.
+  """
   meta, data, images, fig = ctx["meta"], ctx["data"], ctx["images"], ctx["fig"]
   blocks, part_blocks = [], []
   if not data:
-    return ([("note", "No explainer outputs (eval/{variant}.npz): per-image "
-                      "explanations skipped.")], [])
+    return blocks, part_blocks
   first = next(iter(data.values()))
   n = first["alpha"].shape[1]
   names = _concept_names(meta, n)
@@ -59,36 +63,33 @@ def _image_sections(ctx, num_images, top_k):
                            f"{len(meta['concept_names'])} concepts, the "
                            f"arrays hold n = {n}: concepts are numbered."))
   case = meta.get("case")
-  count = min([num_images] + [d["alpha"].shape[0] for d in data.values()])
-  img = gcam = mask = None
-  if images is None:
-    blocks.append(("note", "eval/images.npz not found: bars are drawn "
-                           "without the images."))
-  else:
-    img, gcam, mask = (images.get(k) for k in ("images", "gradcam",
-                                               "part_mask"))
-    count = min(count, img.shape[0]) if img is not None else count
-    if gcam is None:
-      blocks.append(("note", "No Grad-CAM maps in eval/images.npz: "
-                             "overlays skipped."))
-  gt = next((d["gt_contrib"] for d in data.values()
-             if d.get("gt_contrib") is not None
-             and d["gt_contrib"].shape == d["alpha"].shape), None)
+  images = images or {}
+  img, gcam, mask = (images.get(k) for k in ("images", "gradcam", "part_mask"))
+  tops = {v: images.get(f"top_index_{v}") for v in data}
+  if img is None or any(t is None for t in tops.values()):
+    blocks.append(("note", "eval/images.npz lacks the images or the chosen "
+                           "reasons (top_index_<variant>): rerun the "
+                           "evaluate stage for per-image explanations."))
+    return blocks, part_blocks
+  count = min([num_images, img.shape[0]] + [t.shape[0] for t in tops.values()])
+  gt_top = images.get("top_index_gt")
+  gt = first.get("gt_contrib")
   target = meta.get("target_name", "target")
   for k in range(count):
     panels, lines = {}, []
     for v, d in data.items():
-      contrib = d["alpha"][k] * d["concepts"][k]
-      reasons = tables.top_reasons(contrib, d["concepts"][k], names, case,
-                                   top_k)
+      contrib = d["contrib"][k] if "contrib" in d else (
+          d["alpha"][k] * d["concepts"][k])
+      reasons = tables.name_reasons(tops[v][k], contrib, d["concepts"][k],
+                                    names, case)
       y_hat = d.get("y_hat")
       head = v if y_hat is None else f"{v}: ŷ = {_fmt(y_hat[k])}"
       panels[head] = reasons
       lines.append(head + " — " + ", ".join(
           f"{c:+.3f} {label}" for label, c in reasons))
-    if gt is not None:
-      panels["planted ground truth"] = tables.top_reasons(
-          gt[k], first["concepts"][k], names, case, top_k)
+    if gt is not None and gt_top is not None:
+      panels["planted ground truth"] = tables.name_reasons(
+          gt_top[k], gt[k], first["concepts"][k], names, case)
       lines.append("planted — " + ", ".join(
           f"{c:+.3f} {label}" for label, c in panels["planted ground truth"]))
     title = f"{target}, image {k}"
@@ -98,7 +99,7 @@ def _image_sections(ctx, num_images, top_k):
       title += f" (label {int(first['labels'][k])})"
     path = fig(f"explain_{k:03d}.png")
     figures.plot_image_explanation(
-        None if img is None else img[k], panels, path, title=title,
+        img[k], panels, path, title=title,
         gradcam=None if gcam is None else gcam[k], dpi=ctx["dpi"])
     blocks.append(("figure", path, title + "\n" + "\n".join(lines)))
     parts = {v: d["part_contrib"][k] for v, d in data.items()
@@ -110,29 +111,28 @@ def _image_sections(ctx, num_images, top_k):
         part_names = [f"part {p}" for p in range(num_parts)]
       path = fig(f"parts_{k:03d}.png")
       figures.plot_part_contributions(
-          parts, part_names, path, image=None if img is None else img[k],
-          part_mask=None if mask is None or img is None else mask[k],
+          parts, part_names, path, image=img[k],
+          part_mask=None if mask is None else mask[k],
           title=f"{target}, image {k}", dpi=ctx["dpi"])
       part_blocks.append(("figure", path, f"Part contributions, image {k}"))
-  if count == 0:
-    blocks.append(("note", "No images to explain (num_images = 0 or empty "
-                           "arrays)."))
-  if not part_blocks:
-    part_blocks.append(("note", "No part contributions (part_contrib in "
-                                "eval/{variant}.npz): section skipped."))
   return blocks, part_blocks
 
 
 def _summary_blocks(metrics, meta, data, digits):
+  """The run table: eval/meta.json's facts, then metrics.json's meta where it
+  adds a key (the same fact is listed once)."""
   info = {k: meta[k] for k in ("target_name", "case", "beta", "num_epochs",
                                "variants", "machine") if k in meta}
   if data:
     info["num_concepts"] = next(iter(data.values()))["alpha"].shape[1]
     info["num_eval_images"] = next(iter(data.values()))["alpha"].shape[0]
+  same = {"target": "target_name"}
   if isinstance(metrics.get("meta"), dict):
-    info.update({f"meta.{k}": v for k, v in metrics["meta"].items()})
+    for k, v in metrics["meta"].items():
+      if same.get(k, k) not in info:
+        info[k] = v
   if not info:
-    return [("note", "No run information (eval/meta.json, metrics meta).")]
+    return []
   return [("table",) + tables.key_value_table(info, digits)]
 
 
@@ -146,22 +146,49 @@ def _metric_blocks(metrics, digits):
   return blocks
 
 
-def build_sections(workdir, *, num_images=6, top_k=5, dpi=100, digits=4):
+def _distribution_blocks(ctx, metrics):
+  """Fig. 4 from the saved shares and entropies; the ground-truth scatter."""
+  data, fig, dpi = ctx["data"], ctx["fig"], ctx["dpi"]
+  dist, gt_blocks = [], []
+  have = {v: d for v, d in data.items() if "share" in d and "entropy" in d}
+  if have:
+    dist = [("figure", figures.plot_contribution_distribution(
+        {v: d["share"] for v, d in have.items()},
+        {v: d["entropy"] for v, d in have.items()},
+        fig("contribution_distribution.png"), dpi=dpi),
+             "Mean normalised contribution per concept, sorted, and the "
+             "per-image entropy (paper Fig. 4).")]
+  gt = {v: d for v, d in data.items()
+        if "gt_mean_abs" in d and "mean_abs_contrib" in d}
+  if gt:
+    rho = {v: metrics[v]["gt_rank_correlation"] for v in gt
+           if isinstance(metrics.get(v), dict)
+           and "gt_rank_correlation" in metrics[v]}
+    gt_blocks = [("figure", figures.plot_gt_scatter(
+        {v: d["mean_abs_contrib"] for v, d in gt.items()},
+        next(iter(gt.values()))["gt_mean_abs"], fig("gt_scatter.png"),
+        rank_correlation=rho, dpi=dpi), "Each point is a concept.")]
+  return dist, gt_blocks
+
+
+def build_sections(workdir, *, num_images=6, dpi=100, digits=4):
   """Draws every figure and returns the report's sections.
+
+  A section whose inputs the run does not have (parts and filter regions on
+  attribute data, ground truth on real data) is left out, not shown empty.
 
   Args:
     workdir: str.
     num_images: int, how many eval images get a per-image figure.
-    top_k: int, reasons per explainer in each per-image figure.
     dpi: int, resolution of the PNGs.
     digits: int, decimals of the table values.
 
   Returns:
     list of (title, blocks); figure paths relative to workdir.
   """
-  metrics = tables.load_metrics(workdir)
-  meta, data, eval_notes = tables.load_eval(workdir)
-  images, image_notes = tables.load_images(workdir)
+  metrics = io.load_metrics(workdir)
+  meta, data, eval_notes = io.load_eval(workdir)
+  images, image_notes = io.load_images(workdir)
   eval_notes += image_notes
   os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
   fig = lambda name: os.path.join(workdir, "figures", name)
@@ -169,9 +196,10 @@ def build_sections(workdir, *, num_images=6, top_k=5, dpi=100, digits=4):
   sections = [("Run", _summary_blocks(metrics, meta, data, digits)
                + [("note", s) for s in eval_notes]),
               ("Metrics (paper Tables 1–3)", _metric_blocks(metrics, digits))]
-  per_image, parts = _image_sections(ctx, num_images, top_k)
+  per_image, parts = _image_sections(ctx, num_images)
   sections.append(("Explanations of individual images", per_image))
   sections.append(("Contributions per object part", parts))
+  blocks = []
   if images is not None and images.get("filter_regions") is not None:
     patches = images["filter_regions"]
     names = images.get("filter_region_names")
@@ -180,50 +208,26 @@ def build_sections(workdir, *, num_images=6, top_k=5, dpi=100, digits=4):
     blocks = [("figure", figures.plot_filter_regions(
         patches, names, fig("filter_regions.png"), dpi=dpi),
                "Image regions where the chosen filters fire most.")]
-  else:
-    blocks = [("note", "No filter regions (filter_regions in "
-                       "eval/images.npz): section skipped.")]
   sections.append(("Filter regions", blocks))
-  if data:
-    contribs = {v: d["alpha"] * d["concepts"] for v, d in data.items()}
-    blocks = [("figure", figures.plot_contribution_distribution(
-        contribs, fig("contribution_distribution.png"), dpi=dpi),
-               "Mean normalised contribution per concept, sorted, and the "
-               "per-image entropy (paper Fig. 4).")]
-    gt = {v: d["gt_contrib"] for v, d in data.items()
-          if d.get("gt_contrib") is not None
-          and d["gt_contrib"].shape == d["alpha"].shape}
-    if gt:
-      planted = np.abs(next(iter(gt.values()))).mean(0)
-      explained = {v: np.abs(c).mean(0) for v, c in contribs.items()}
-      gt_blocks = [("figure", figures.plot_gt_scatter(
-          explained, planted, fig("gt_scatter.png"), dpi=dpi),
-                    "Each point is a concept.")]
-    else:
-      gt_blocks = [("note", "No planted contributions (gt_contrib): "
-                            "section skipped.")]
-  else:
-    blocks = [("note", "No explainer outputs: section skipped.")]
-    gt_blocks = [("note", "No explainer outputs: section skipped.")]
-  sections.append(("Distribution of contributions (paper Fig. 4)", blocks))
+  dist, gt_blocks = _distribution_blocks(ctx, metrics)
+  sections.append(("Distribution of contributions (paper Fig. 4)", dist))
   sections.append(("Explainer against the planted ground truth", gt_blocks))
   run_meta = {**(metrics.get("meta") if isinstance(metrics.get("meta"), dict)
                  else {}), **meta}
+  blocks = []
   if "beta" in run_meta and "num_epochs" in run_meta:
     blocks = [("figure", figures.plot_prior_weight(
         float(run_meta["beta"]), int(run_meta["num_epochs"]),
         fig("prior_weight.png"), dpi=dpi), "λ(t) = β/√t per epoch.")]
-  else:
-    blocks = [("note", "β or num_epochs unknown: curve skipped.")]
   sections.append(("Prior-loss weight", blocks))
   blocks = []
-  for stage, records in tables.load_logs(os.path.join(workdir, "logs")).items():
+  for stage, records in io.load_logs(os.path.join(workdir, "logs")).items():
     path = figures.plot_training_curves(
         records, fig(f"training_{stage}.png"), title=stage, dpi=dpi)
-    blocks.append(("figure", path, f"Stage {stage}.") if path else
-                  ("note", f"logs/{stage}.jsonl holds no curve to draw."))
-  sections.append(("Training curves", blocks or [
-      ("note", "No training logs (logs/*.jsonl): section skipped.")]))
+    if path:
+      blocks.append(("figure", path, f"Stage {stage}."))
+  sections.append(("Training curves", blocks))
+  sections = [(t, bl) for t, bl in sections if bl]
   return [(t, [(b[0], os.path.relpath(b[1], workdir), b[2])
                if b[0] == "figure" else b for b in bl]) for t, bl in sections]
 
@@ -278,13 +282,12 @@ def render_markdown(sections, title):
   return "\n".join(out) + "\n"
 
 
-def write_report(workdir, *, num_images=6, top_k=5, dpi=100, digits=4):
+def write_report(workdir, *, num_images=6, dpi=100, digits=4):
   """Writes `report.html`, `report.md` and `figures/*.png` into workdir.
 
   Args:
     workdir: str, a workdir with at least `metrics.json`.
     num_images: int, how many eval images get a per-image figure (default 6).
-    top_k: int, reasons shown per explainer and image (default 5).
     dpi: int, resolution of the PNGs (default 100).
     digits: int, decimals of the table values (default 4).
 
@@ -294,10 +297,10 @@ def write_report(workdir, *, num_images=6, top_k=5, dpi=100, digits=4):
   Raises:
     FileNotFoundError: metrics.json is missing (run the evaluate stage).
   """
-  sections = build_sections(workdir, num_images=num_images, top_k=top_k,
-                            dpi=dpi, digits=digits)
+  sections = build_sections(workdir, num_images=num_images, dpi=dpi,
+                            digits=digits)
   meta_path = os.path.join(workdir, "eval", "meta.json")
-  meta = tables.read_json(meta_path) if os.path.isfile(meta_path) else None
+  meta = io.read_json(meta_path) if os.path.isfile(meta_path) else None
   target = meta.get("target_name") if isinstance(meta, dict) else None
   title = "Explanation report" + (f": {target}" if target else "")
   path = os.path.join(workdir, "report.html")

@@ -2,19 +2,21 @@
 
 Loss = (y − ŷ)² + λ(t) · L_prior(α, w) with λ(t) = β/√t, t the epoch starting at 1; the
 baseline variant is the same with λ ≡ 0 (β = 0). The weight network g (a ResNet on the
-performer's feature map) predicts α; b is a learned scalar.
+performer's feature map) predicts α; b is a learned scalar. The stage supplies its loss
+(``make_loss``) and initial variables (``init_params``) to the one trainer
+(``loop.train_stage``); a variant's key is derived from its name (``variant_key``), so a variant
+trains the same whatever other variants the config lists.
 """
 
 from __future__ import annotations
 
-import functools
+import zlib
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
-from xplain_jax import explain, losses, metrics, models, parallel
+from xplain_jax import explain, losses, metrics, models
 from xplain_jax.train import loop
 from xplain_jax.train import state as state_lib
 
@@ -23,6 +25,11 @@ VARIANTS = ("baseline", "prior")
 
 def stage_name(variant: str) -> str:
   return f"explainer_{variant}"
+
+
+def variant_key(rng: jax.Array, variant: str) -> jax.Array:
+  """The key of a variant, ``fold_in(rng, crc32(variant))``: from its name, not its position."""
+  return jax.random.fold_in(rng, zlib.crc32(variant.encode("utf-8")))
 
 
 def variant_beta(config, variant: str) -> float:
@@ -72,30 +79,32 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str)
       "entropy": state_lib.masked_mean(metrics.contribution_entropy(alpha, feats["y_i"]), mask),
       "deviation": state_lib.masked_mean(jnp.abs(y - y_hat) / spread, mask),
   }
-  return loss, (updates["batch_stats"], m)
+  return loss, (updates.get("batch_stats", batch_stats), m)
+
+
+def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featurize=None):
+  """The trainer's loss ``(params, batch_stats, batch, rng, step, perf_variables)``.
+
+  λ = β/√t with t = ``step // steps_per_epoch + 1`` (the epoch, from 1). With ``featurize``
+  (uncached mode) the batch holds images and the performer runs inside the loss (its outputs
+  carry no gradient); without it (cached mode) the batch already holds ``feat, y, y_i, w``.
+  """
+
+  def loss_fn(params, batch_stats, batch, rng, step, perf_variables):
+    del rng  # the explainer's loss is deterministic
+    feats = featurize(perf_variables, batch["image"]) if featurize is not None else batch
+    lam = losses.prior_weight(step // steps_per_epoch + 1, beta)
+    return explainer_loss(params, batch_stats, g, feats, batch["mask"], lam,
+                          prior_kind=prior_kind)
+
+  return loss_fn
 
 
 def make_train_step(g, optimizer, *, beta: float, steps_per_epoch: int, prior_kind: str,
                     featurize=None):
-  """``step(state, batch, rng, perf_variables) -> (state, metrics)``.
-
-  With ``featurize`` (uncached mode) the batch holds images and the performer runs inside the
-  step; without it (cached mode) the batch already holds ``feat, y, y_i, w``.
-  """
-
-  def step(state, batch, rng, perf_variables):
-    del rng  # the explainer step is deterministic
-    feats = featurize(perf_variables, batch["image"]) if featurize is not None else batch
-    epoch = state["step"] // steps_per_epoch + 1
-    lam = losses.prior_weight(epoch, beta)
-    grad_fn = jax.value_and_grad(
-        functools.partial(explainer_loss, g=g, prior_kind=prior_kind), has_aux=True)
-    (_, (batch_stats, m)), grads = grad_fn(state["params"], state["batch_stats"], feats=feats,
-                                           mask=batch["mask"], lam=lam)
-    m["grad_norm"] = optax.tree.norm(grads)
-    return state_lib.apply_gradients(state, grads, batch_stats, optimizer), m
-
-  return step
+  """``step(state, batch, rng, perf_variables) -> (state, metrics)`` of ``make_loss``."""
+  return loop.make_train_step(make_loss(g, beta=beta, steps_per_epoch=steps_per_epoch,
+                                        prior_kind=prior_kind, featurize=featurize), optimizer)
 
 
 def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_shape: tuple,
@@ -105,21 +114,20 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
   Args:
     loader: a ``Loader`` over images (uncached, with ``featurize``) or over cached features.
     feat_shape: shape of the feature map fed to g, ``(B,H,W,C)``.
+    rng: the variant's key (``variant_key``).
   """
   e = config.explainer
   g = build_weight_net(config, num_concepts)
   params, batch_stats = init_params(g, feat_shape, jax.random.fold_in(rng, 0))
-  total = e.num_epochs * loader.steps_per_epoch
-  optimizer = state_lib.make_optimizer(e.optimizer, total_steps=total)
-  state = parallel.replicate(state_lib.create_state(params, batch_stats, optimizer), mesh)
-  step = loop.jit_step(make_train_step(
-      g, optimizer, beta=variant_beta(config, variant), steps_per_epoch=loader.steps_per_epoch,
-      prior_kind=e.prior_kind, featurize=featurize), mesh, num_consts=1)
-  state = loop.train(stage=stage_name(variant), workdir=workdir, state=state, step_fn=step,
-                     loader=loader, mesh=mesh, total_steps=total, rng=jax.random.fold_in(rng, 1),
-                     checkpoint_every=config.checkpoint_every_steps,
-                     log_every=config.log_every_steps, meta={"variant": variant},
-                     consts=(perf_variables if featurize is not None else {},))
+  loss_fn = make_loss(g, beta=variant_beta(config, variant),
+                      steps_per_epoch=loader.steps_per_epoch, prior_kind=e.prior_kind,
+                      featurize=featurize)
+  state = loop.train_stage(
+      stage=stage_name(variant), workdir=workdir, mesh=mesh, loss_fn=loss_fn, params=params,
+      batch_stats=batch_stats, optimizer_config=e.optimizer, loader=loader,
+      num_epochs=e.num_epochs, rng=jax.random.fold_in(rng, 1),
+      checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
+      meta={"variant": variant}, consts=(perf_variables if featurize is not None else {},))
   return g, {"params": state["params"], "batch_stats": state["batch_stats"]}
 
 

@@ -14,8 +14,6 @@ import jax.numpy as jnp
 
 from xplain_jax import concepts, priors
 
-FEATURE_KEYS = ("feat", "y", "y_i", "w")
-
 
 def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
                     clip_prior: bool = False, feature: str = "top_conv") -> Callable:

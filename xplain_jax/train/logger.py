@@ -1,4 +1,17 @@
-"""Progress on the console and metric logs as JSON lines in ``workdir/logs/<stage>.jsonl``."""
+"""Metric writers: one JSON line per logged step and a progress line with rate and ETA.
+
+The writers follow clu's ``MetricWriter`` interface (``write_scalars(step, scalars)``,
+``flush()``, ``close()``) without importing clu, whose ``metric_writers`` package imports
+TensorFlow at import time. ``make_writer`` combines
+
+* ``JsonlWriter``: ``workdir/logs/<stage>.jsonl``; on resume the lines past the restored step are
+  dropped, so a resumed run's log equals an uninterrupted run's;
+* ``ConsoleWriter``: tqdm's meter (``50% 8/16 [00:03<00:03, 2.50it/s, loss=...]``) on stderr.
+
+Another writer (e.g. TensorBoard event files) plugs in with the same three methods.
+
+Only process 0 writes.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +22,7 @@ import sys
 import time
 
 import jax
-
+from tqdm import tqdm
 
 from xplain_jax.errors import NonFiniteError
 
@@ -31,50 +44,86 @@ def non_finite_message(stage: str, step: int, quantity: str, value: float,
           "new --workdir.")
 
 
-class MetricLogger:
-  """Writes one JSON object per logged step; on resume, drops lines past the restored step.
+class JsonlWriter:
+  """``{"step": k, name: value, ...}`` per line in ``path``; lines past ``start_step`` dropped."""
 
-  Args:
-    workdir: the run's directory.
-    stage: stage name (the log file's name).
-    total_steps: for the progress display.
-    start_step: the step training resumes from; log lines with a larger step are dropped so a
-      resumed run's log equals an uninterrupted one's.
-  """
+  def __init__(self, path: str, start_step: int = 0):
+    self.path = path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    kept = []
+    if os.path.exists(path):
+      with open(path) as f:
+        for line in f:
+          try:
+            rec = json.loads(line)
+          except json.JSONDecodeError:
+            continue  # a line cut by a kill
+          if rec.get("step", 0) <= start_step:
+            kept.append(line if line.endswith("\n") else line + "\n")
+    with open(path + ".tmp", "w") as f:
+      f.writelines(kept)
+    os.replace(path + ".tmp", path)
 
-  def __init__(self, workdir: str, stage: str, total_steps: int, start_step: int = 0):
-    self.stage, self.total, self.path = stage, total_steps, os.path.join(workdir, "logs", f"{stage}.jsonl")
-    self._main = jax.process_index() == 0
-    self._t0, self._s0 = time.time(), start_step
-    if self._main:
-      os.makedirs(os.path.dirname(self.path), exist_ok=True)
-      kept = []
-      if os.path.exists(self.path):
-        with open(self.path) as f:
-          for line in f:
-            try:
-              rec = json.loads(line)
-            except json.JSONDecodeError:
-              continue  # a line cut by a kill
-            if rec.get("step", 0) <= start_step:
-              kept.append(line if line.endswith("\n") else line + "\n")
-      with open(self.path + ".tmp", "w") as f:
-        f.writelines(kept)
-      os.replace(self.path + ".tmp", self.path)
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": int(step), **scalars}) + "\n")
 
-  def log(self, step: int, metrics: dict) -> None:
-    """Checks ``metrics`` are finite, appends them to the log and prints a progress line."""
-    bad = first_non_finite(metrics)
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass
+
+
+class ConsoleWriter:
+  """A progress line with rate and ETA per logged step (tqdm's meter), on stderr."""
+
+  def __init__(self, stage: str, total_steps: int, start_step: int = 0):
+    self.stage, self.total, self._s0, self._t0 = stage, total_steps, start_step, time.time()
+
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    shown = " ".join(f"{k}={v:.4g}" for k, v in scalars.items() if k != "epoch")
+    elapsed = time.time() - self._t0
+    rate = (step - self._s0) / max(elapsed, 1e-9)
+    line = tqdm.format_meter(step, self.total, elapsed, prefix=f"[{self.stage}]", rate=rate,
+                             postfix=shown, ncols=0, initial=self._s0)
+    print(line, file=sys.stderr, flush=True)
+
+  def flush(self) -> None:
+    sys.stderr.flush()
+
+  def close(self) -> None:
+    self.flush()
+
+
+class MultiWriter:
+  """Checks the scalars are finite, then passes them to every writer."""
+
+  def __init__(self, stage: str, writers: list):
+    self.stage, self.writers = stage, writers
+
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    bad = first_non_finite(scalars)
     if bad is not None:
       raise NonFiniteError(non_finite_message(self.stage, step, *bad))
-    rec = {"step": int(step), **{k: float(v) for k, v in metrics.items()}}
-    if not self._main:
-      return
-    with open(self.path, "a") as f:
-      f.write(json.dumps(rec) + "\n")
-    rate = (step - self._s0) / max(time.time() - self._t0, 1e-9)
-    shown = " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k not in ("step", "epoch"))
-    pct = 100.0 * step / max(self.total, 1)
-    bar = "#" * int(pct // 5)
-    print(f"[{self.stage}] {step:>6}/{self.total} |{bar:<20}| {rate:6.1f} step/s {shown}",
-          file=sys.stderr, flush=True)
+    scalars = {k: float(v) for k, v in scalars.items()}
+    for w in self.writers:
+      w.write_scalars(step, scalars)
+
+  def flush(self) -> None:
+    for w in self.writers:
+      w.flush()
+
+  def close(self) -> None:
+    for w in self.writers:
+      w.close()
+
+
+def make_writer(workdir: str, stage: str, total_steps: int, *, start_step: int = 0) -> MultiWriter:
+  """The writers of one stage (none but the finiteness check on processes other than 0)."""
+  writers = []
+  if jax.process_index() == 0:
+    logs = os.path.join(workdir, "logs")
+    writers = [JsonlWriter(os.path.join(logs, f"{stage}.jsonl"), start_step),
+               ConsoleWriter(stage, total_steps, start_step)]
+  return MultiWriter(stage, writers)

@@ -1,4 +1,12 @@
-"""The one training loop both stages share: resume, step, log, NaN-guard, checkpoint."""
+"""The one trainer every trained network uses: a loss function and initial variables in, a state out.
+
+A stage supplies only ``loss_fn(params, batch_stats, batch, rng, step, *consts) ->
+(loss, (new_batch_stats, metrics))`` and its initial ``(params, batch_stats)``;
+``train_stage`` builds the optimiser and the replicated state, ``make_train_step`` the pure step
+(the step's key is ``fold_in(rng, state["step"])``, folded in inside the step) and ``fit`` runs it
+with resume, logs, the NaN guard and checkpoints, taking its batches from
+``data.prefetch.prefetch_to_mesh``.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +16,37 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 from xplain_jax import checkpoint, parallel
-from xplain_jax.train.logger import (MetricLogger, NonFiniteError, first_non_finite,
+from xplain_jax.data.prefetch import prefetch_to_mesh
+from xplain_jax.train import state as state_lib
+from xplain_jax.train.logger import (NonFiniteError, first_non_finite, make_writer,
                                      non_finite_message)
+
+
+def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation) -> Callable:
+  """``step(state, batch, rng, *consts) -> (state, metrics)`` for a stage's loss, pure.
+
+  Args:
+    loss_fn: ``(params, batch_stats, batch, rng, step, *consts) -> (loss, (batch_stats,
+      metrics))``; ``rng`` is the step's own key and ``step`` the state's step counter (int32
+      scalar, 0 for the first step); gradients are taken w.r.t. ``params`` only.
+    optimizer: the optax transformation.
+
+  Returns:
+    The step function; its metrics are the loss's plus ``grad_norm``.
+  """
+
+  def step(state, batch, rng, *consts):
+    key = jax.random.fold_in(rng, state["step"])
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (_, (batch_stats, metrics)), grads = grad_fn(state["params"], state["batch_stats"], batch,
+                                                 key, state["step"], *consts)
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+    return state_lib.apply_gradients(state, grads, batch_stats, optimizer), metrics
+
+  return step
 
 
 def jit_step(step_fn: Callable, mesh, *, num_consts: int = 0) -> Callable:
@@ -26,24 +61,50 @@ def jit_step(step_fn: Callable, mesh, *, num_consts: int = 0) -> Callable:
                  out_shardings=(rep, rep), donate_argnums=(0,))
 
 
-def train(*, stage: str, workdir: str, state: Any, step_fn: Callable, loader, mesh,
-          total_steps: int, rng: jax.Array, checkpoint_every: int, log_every: int,
-          meta: dict | None = None, batch_fn: Callable | None = None,
-          consts: tuple = ()) -> Any:
+def train_stage(*, stage: str, workdir: str, mesh, loss_fn: Callable, params: Any,
+                batch_stats: Any, optimizer_config, loader, num_epochs: int, rng: jax.Array,
+                checkpoint_every: int, log_every: int, meta: dict | None = None,
+                consts: tuple = ()) -> dict:
+  """Trains (resumes, or restores when finished) one network; returns the final state.
+
+  Args:
+    stage: the stage's name (checkpoints in ``workdir/<stage>/ckpt``, log ``logs/<stage>``).
+    loss_fn: see ``make_train_step``.
+    params, batch_stats: the initial variables.
+    optimizer_config: an ``optimizer`` config block (``state.make_optimizer``).
+    loader: ``data.Loader``; ``num_epochs`` of its steps are run.
+    rng: the stage's base key.
+    consts: replicated constant arguments of ``loss_fn`` after ``step``.
+
+  Returns:
+    The train state ``{"step", "params", "batch_stats", "opt_state"}``.
+  """
+  total = num_epochs * loader.steps_per_epoch
+  optimizer = state_lib.make_optimizer(optimizer_config, total_steps=total)
+  state = parallel.replicate(state_lib.create_state(params, batch_stats, optimizer), mesh)
+  step = jit_step(make_train_step(loss_fn, optimizer), mesh, num_consts=len(consts))
+  return fit(stage=stage, workdir=workdir, state=state, step_fn=step, loader=loader, mesh=mesh,
+             total_steps=total, rng=rng, checkpoint_every=checkpoint_every,
+             log_every=log_every, meta=meta, consts=consts)
+
+
+def fit(*, stage: str, workdir: str, state: Any, step_fn: Callable, loader, mesh,
+        total_steps: int, rng: jax.Array, checkpoint_every: int, log_every: int,
+        meta: dict | None = None, consts: tuple = ()) -> Any:
   """Runs ``step_fn`` from the last checkpoint of ``stage`` (or step 0) to ``total_steps``.
 
   Args:
     stage: stage name; checkpoints go to ``workdir/<stage>/ckpt``, logs to
-      ``workdir/logs/<stage>.jsonl``.
+      ``workdir/logs/<stage>.jsonl`` (and the console).
     state: freshly initialised, replicated train state (the restore target).
-    step_fn: jitted ``(state, batch, rng) -> (state, metrics)``.
+    step_fn: jitted ``(state, batch, rng, *consts) -> (state, metrics)``; it folds the step
+      into ``rng`` itself.
     loader: ``xplain_jax.data.Loader``; batch ``k`` is ``loader.batch(k)``, so the data position
       is the step itself and resumes exactly.
     total_steps: steps to reach.
-    rng: base key; step ``k`` uses ``fold_in(rng, k)``.
+    rng: the stage's base key, the same for every step.
     checkpoint_every, log_every: intervals in steps (the last step is always logged and saved).
     meta: JSON-able facts saved with each checkpoint.
-    batch_fn: optional host-side transformation of each loaded batch before it is sharded.
     consts: replicated constant arguments passed after the rng (see ``jit_step``).
 
   Returns:
@@ -55,18 +116,14 @@ def train(*, stage: str, workdir: str, state: Any, step_fn: Callable, loader, me
   if restored is not None:
     state, _, start = restored
     print(f"[{stage}] resumed from the checkpoint at step {start}", flush=True)
-  logger = MetricLogger(workdir, stage, total_steps, start_step=start)
+  writer = make_writer(workdir, stage, total_steps, start_step=start)
   pending: list[dict] = []
-  for step in range(start, total_steps):
-    batch = loader.batch(step)
-    if batch_fn is not None:
-      batch = batch_fn(batch)
-    batch = parallel.to_global(batch, mesh)
-    state, metrics = step_fn(state, batch, jax.random.fold_in(rng, step), *consts)
+  batches = prefetch_to_mesh(loader, mesh, start_step=start, num_steps=total_steps - start)
+  for step, batch in batches:
+    state, metrics = step_fn(state, batch, rng, *consts)
     pending.append(metrics)
     done = step + 1
-    is_last = done == total_steps
-    save_now = is_last or done % checkpoint_every == 0
+    save_now = done == total_steps or done % checkpoint_every == 0
     if save_now or done % log_every == 0:
       host = jax.device_get(pending)
       pending = []
@@ -74,10 +131,11 @@ def train(*, stage: str, workdir: str, state: Any, step_fn: Callable, loader, me
         _raise_if_non_finite(stage, done - len(host) + 1 + i, first_non_finite(m), ckpt)
       mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
       mean["epoch"] = float(done / loader.steps_per_epoch)
-      logger.log(done, mean)
+      writer.write_scalars(done, mean)
     if save_now:
       _raise_if_non_finite(stage, done, _first_non_finite_leaf(state), ckpt)
       ckpt.save(done, state, meta)
+  writer.close()
   ckpt.close()
   return state
 
@@ -88,7 +146,7 @@ def _finite_leaves(leaves: list) -> list:
 
 
 def _first_non_finite_leaf(state: Any) -> tuple[str, float] | None:
-  """``("parameter <path>", nan)`` for the first float leaf of ``state`` holding NaN/Inf."""
+  """``("the train state <path>", nan)`` for the first float leaf of ``state`` with NaN/Inf."""
   flat = [(jax.tree_util.keystr(p), x) for p, x in jax.tree_util.tree_leaves_with_path(state)
           if jnp.issubdtype(jnp.result_type(x), jnp.floating)]
   if not flat:
@@ -109,4 +167,4 @@ def _raise_if_non_finite(stage: str, step: int, bad, ckpt) -> None:
   raise NonFiniteError(non_finite_message(stage, step, *bad, kept=kept))
 
 
-__all__ = ["train", "jit_step", "NonFiniteError"]
+__all__ = ["make_train_step", "jit_step", "train_stage", "fit", "NonFiniteError"]

@@ -1,4 +1,4 @@
-"""Stage 3, Case 1 extras: filters as object parts (paper Fig. 9, 10), Grad-CAM, part selectivity.
+"""The "parts" evaluator: filters as object parts (paper Fig. 9, 10), Grad-CAM, part selectivity.
 
 For the filter case the evaluation also needs what the interpretable layer's filters mean:
 
@@ -16,68 +16,26 @@ For the filter case the evaluation also needs what the interpretable layer's fil
   (``filter_regions`` [F,r,r,3], ``filter_region_names`` [F] str);
 * **part metrics** under ``metrics.json["parts"]``: the mean part selectivity of the
   interpretable layer and, with ``config.parts.compare_ordinary``, of an ordinary top layer
-  (the same network without mask and filter loss, trained the same way as stage
-  ``performer_ordinary``), and the mean contribution of every part per variant.
+  (the same network without mask and filter loss, trained by the stage ``performer_ordinary``
+  of ``pipeline``), and the mean contribution of every part per variant.
 
-``evaluate_parts`` returns the extras for ``evaluate.evaluate`` and the part metrics;
-``add_part_metrics`` merges them into ``metrics.json`` afterwards.
+``evaluate(ctx)`` returns them as an ``evaluators.EvalOutput``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import checkpoint, data, gradcam, parts
+from xplain_jax import gradcam, parts
+from xplain_jax.errors import ConfigError, DataError
 from xplain_jax.train import evaluate as evaluate_lib
-from xplain_jax.train import explainer as explainer_lib
-from xplain_jax.train import performer as performer_lib
+from xplain_jax.train import evaluators
 
-ORDINARY_STAGE = "performer_ordinary"
 ANNOTATION_FILE = "parts.json"
-
-
-@dataclasses.dataclass
-class PartsResult:
-  """What the parts evaluation adds: keyword arguments of ``evaluate.evaluate`` and metrics."""
-
-  image_extras: dict
-  variant_extras: dict
-  extra_meta: dict
-  metrics: dict
-
-
-def ordinary_config(config):
-  """A copy of ``config`` whose performer has no mask and no filter loss (the ordinary layer)."""
-  c = config.copy_and_resolve_references()
-  c.unlock()
-  c.performer.interpretable = False
-  c.performer.filter_loss_weight = 0.0
-  return c
-
-
-def train_ordinary(config, spec, *, workdir: str, mesh, train_src, rng):
-  """Trains (resumes, restores) the ordinary performer as stage ``performer_ordinary``.
-
-  Same architecture, data order, initialisation (``rng``: pass the performer's) and optimiser
-  as the performer; only the interpretable mask and the filter loss are left out.
-
-  Returns:
-    ``(module, variables)``.
-  """
-  c = ordinary_config(config)
-  loader = data.Loader(train_src, c.performer.batch_size, seed=c.seed, shuffle=True,
-                       drop_remainder=True, process_index=jax.process_index(),
-                       process_count=jax.process_count())
-  out = performer_lib.train_performer(c, spec, workdir=workdir, mesh=mesh, train_loader=loader,
-                                      rng=rng, stage=ORDINARY_STAGE)
-  checkpoint.write_json_atomic(os.path.join(workdir, ORDINARY_STAGE, "done.json"),
-                               {"stage": ORDINARY_STAGE})
-  return out
 
 
 def make_apply_fn(perf, target_index: int):
@@ -137,11 +95,11 @@ def load_or_suggest_annotation(config, part_names, top_conv, part_masks, *, work
   if p.annotation:
     f2p, names = parts.load_part_annotation(p.annotation)
     if len(f2p) != num_filters:
-      raise ValueError(f"part annotation {p.annotation} names {len(f2p)} filters; the top conv "
+      raise ConfigError(f"part annotation {p.annotation} names {len(f2p)} filters; the top conv "
                        f"layer has {num_filters}: annotate every filter ('none' for no part).")
     return f2p, tuple(names), p.annotation
   if part_masks is None:
-    raise ValueError("the test data has no part masks to suggest a filter annotation from; "
+    raise DataError("the test data has no part masks to suggest a filter annotation from; "
                      "write one and set config.parts.annotation=FILE.json.")
   f2p, _ = parts.assign_filters_to_parts(top_conv, part_masks, len(part_names),
                                          threshold=p.threshold, top_fraction=p.top_fraction)
@@ -211,22 +169,15 @@ def _mean_by_part(part_contrib, contrib, filter_to_part, names, rows) -> dict:
   return out
 
 
-def evaluate_parts(config, spec, *, workdir: str, mesh, perf, perf_vars, test_src, test: dict,
-                   explainers: dict, images: np.ndarray, train_src, rng) -> PartsResult:
+def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   """Everything the filter case adds to the evaluation (see the module docstring).
 
-  Args:
-    perf, perf_vars: the (interpretable) performer and its variables.
-    test_src: the test source (images, labels, part masks); test: its featurized arrays
-      (``y_i`` [N,n], ``feat``) as given to ``evaluate.evaluate``.
-    explainers: variant -> ``(g, variables)``.
-    images: [K,S,S,3] the report images (the first K test images).
-    train_src: the training source (for the ordinary performer).
-    rng: the performer's key (the ordinary performer starts from the same one).
-
-  Returns:
-    a ``PartsResult``.
+  Reads ``ctx.perf``/``ctx.perf_vars`` (the interpretable performer), ``ctx.test_src`` (images,
+  labels, part masks), ``ctx.test`` (``y_i``, ``labels``), ``ctx.alpha``, ``ctx.images`` and
+  ``ctx.ordinary`` (the ordinary performer, when ``config.parts.compare_ordinary``).
   """
+  config, spec, workdir, test = ctx.config, ctx.spec, ctx.workdir, ctx.test
+  perf, perf_vars, test_src, images = ctx.perf, ctx.perf_vars, ctx.test_src, ctx.images
   p, t = config.parts, spec.target_index
   bs = config.eval.batch_size
   labels = np.asarray(test["labels"])[:, t]
@@ -234,7 +185,7 @@ def evaluate_parts(config, spec, *, workdir: str, mesh, perf, perf_vars, test_sr
   if p.max_images:
     positives = positives[:p.max_images]
   if not len(positives):
-    raise ValueError("the test split holds no positive image; the parts evaluation needs some.")
+    raise DataError("the test split holds no positive image; the parts evaluation needs some.")
   apply_fn = make_apply_fn(perf, t)
   pos = run_performer(apply_fn, perf_vars, test_src, positives, target_index=t, batch_size=bs)
   masks = pos.get("part_mask")
@@ -246,8 +197,7 @@ def evaluate_parts(config, spec, *, workdir: str, mesh, perf, perf_vars, test_sr
   # (b) part contributions per variant.
   variant_extras, contributions, contributions_pos, mean_contrib = {}, {}, {}, {}
   pos_rows = labels > 0.5
-  for variant, (g, gvars) in explainers.items():
-    alpha = explainer_lib.predict_alpha(g, gvars, test["feat"], batch_size=bs)
+  for variant, alpha in ctx.alpha.items():
     contrib = alpha * np.asarray(test["y_i"])
     mean_contrib[variant] = contrib.mean(0)
     pc = np.asarray(parts.part_contributions(jnp.asarray(contrib), f2p, num_parts))
@@ -288,9 +238,8 @@ def evaluate_parts(config, spec, *, workdir: str, mesh, perf, perf_vars, test_sr
     m["selectivity_interpretable"] = sel(pos["top_conv"])
     m["firing_filters_interpretable"] = fires(pos["top_conv"])
     m["selectivity_chance"] = selectivity_chance(masks, gt_parts)
-    if p.compare_ordinary:
-      ord_perf, ord_vars = train_ordinary(config, spec, workdir=workdir, mesh=mesh,
-                                          train_src=train_src, rng=rng)
+    if p.compare_ordinary and ctx.ordinary is not None:
+      ord_perf, ord_vars = ctx.ordinary
       every = run_performer(make_apply_fn(ord_perf, t), ord_vars, test_src,
                             np.arange(len(labels)), target_index=t, batch_size=bs)
       m["selectivity_ordinary"] = sel(every["top_conv"][positives])
@@ -300,14 +249,8 @@ def evaluate_parts(config, spec, *, workdir: str, mesh, perf, perf_vars, test_sr
   m["contributions_positive"] = contributions_pos
   concept_names = [f"{names[f2p[i]] if f2p[i] >= 0 else parts.NONE} (filter {i})"
                    for i in range(num_filters)]
-  return PartsResult(image_extras=image_extras, variant_extras=variant_extras,
-                     extra_meta={"part_names": list(names), "concept_names": concept_names},
-                     metrics=m)
-
-
-def add_part_metrics(workdir: str, result: dict, part_metrics: dict) -> dict:
-  """``result`` with ``"parts"`` added, rewritten to ``workdir/metrics.json``."""
-  result = dict(result, parts=part_metrics)
-  if jax.process_index() == 0:
-    checkpoint.write_json_atomic(os.path.join(workdir, "metrics.json"), result)
-  return result
+  arrays = dict(variant_extras)
+  arrays["images"] = image_extras
+  return evaluators.EvalOutput(
+      metrics={"parts": m}, arrays=arrays,
+      meta={"part_names": list(names), "concept_names": concept_names})

@@ -1,4 +1,9 @@
-"""Stage 1: train the performer (multi-label or binary logistic loss, optional filter loss)."""
+"""Stage 1: train the performer (multi-label or binary logistic loss, optional filter loss).
+
+The stage supplies its loss (``performer_loss``) and initial variables to the one trainer
+(``loop.train_stage``); the ordinary comparison layer of the parts case is the same stage on a
+config without mask and filter loss (``ordinary_config``).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xplain_jax import models, parallel
+from xplain_jax import models
 from xplain_jax.train import loop
 from xplain_jax.train import state as state_lib
 
@@ -40,15 +45,17 @@ def imagenet_init(arch: str, path: str, num_outputs: int, rng: jax.Array) -> dic
   return models.from_torchvision(arch, state_dict, num_outputs=num_outputs, rng=rng)
 
 
-def performer_loss(params, batch_stats, module, batch, rng, *, filter_loss_weight: float):
+def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss_weight: float):
   """Mean logistic loss over valid rows and outputs, plus the interpretable-filter loss.
 
   Args:
     batch: ``"image"`` [B,S,S,3], ``"labels"`` [B,A] in {0,1}, ``"mask"`` [B] bool.
+    rng: the step's dropout key; step: unused (the loss does not depend on it).
 
   Returns:
     ``(loss, (new_batch_stats, metrics))``.
   """
+  del step
   variables = state_lib.merge_variables(params, batch_stats)
   if batch_stats:
     (logits, inter), updates = module.apply(variables, batch["image"], train=True,
@@ -72,18 +79,18 @@ def performer_loss(params, batch_stats, module, batch, rng, *, filter_loss_weigh
 
 
 def make_train_step(module, optimizer, *, filter_loss_weight: float):
-  """``step(state, batch, rng) -> (state, metrics)``, pure (jit it with ``loop.jit_step``)."""
+  """``step(state, batch, rng) -> (state, metrics)`` of ``performer_loss`` (``loop.make_train_step``)."""
+  return loop.make_train_step(functools.partial(
+      performer_loss, module=module, filter_loss_weight=filter_loss_weight), optimizer)
 
-  def step(state, batch, rng):
-    grad_fn = jax.value_and_grad(
-        functools.partial(performer_loss, module=module, filter_loss_weight=filter_loss_weight),
-        has_aux=True)
-    (_, (batch_stats, metrics)), grads = grad_fn(state["params"], state["batch_stats"],
-                                                 batch=batch, rng=rng)
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state_lib.apply_gradients(state, grads, batch_stats, optimizer), metrics
 
-  return step
+def ordinary_config(config):
+  """A copy of ``config`` whose performer has no mask and no filter loss (the ordinary layer)."""
+  c = config.copy_and_resolve_references()
+  c.unlock()
+  c.performer.interpretable = False
+  c.performer.filter_loss_weight = 0.0
+  return c
 
 
 def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
@@ -91,7 +98,7 @@ def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
   """Trains (or resumes, or just restores) the performer; returns ``(module, variables)``.
 
   ``stage`` names the checkpoint folder and log (``workdir/<stage>``); another name trains a
-  second performer beside the first (e.g. "performer_ordinary" of the parts evaluation).
+  second performer beside the first (e.g. "performer_ordinary", with ``ordinary_config``).
   """
   p = config.performer
   module = build_performer(config, spec)
@@ -100,13 +107,12 @@ def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
     variables = imagenet_init(p.arch, p.init_from, len(spec.output_names),
                               jax.random.fold_in(rng, 2))
   params, batch_stats = state_lib.split_variables(variables)
-  total = p.num_epochs * train_loader.steps_per_epoch
-  optimizer = state_lib.make_optimizer(p.optimizer, total_steps=total)
-  state = parallel.replicate(state_lib.create_state(params, batch_stats, optimizer), mesh)
-  step = loop.jit_step(make_train_step(module, optimizer,
-                                       filter_loss_weight=p.get("filter_loss_weight", 0.0)), mesh)
-  state = loop.train(stage=stage, workdir=workdir, state=state, step_fn=step, loader=train_loader,
-                     mesh=mesh, total_steps=total, rng=jax.random.fold_in(rng, 1),
-                     checkpoint_every=config.checkpoint_every_steps,
-                     log_every=config.log_every_steps, meta={"arch": p.arch})
+  loss_fn = functools.partial(performer_loss, module=module,
+                              filter_loss_weight=p.get("filter_loss_weight", 0.0))
+  state = loop.train_stage(
+      stage=stage, workdir=workdir, mesh=mesh, loss_fn=loss_fn, params=params,
+      batch_stats=batch_stats, optimizer_config=p.optimizer, loader=train_loader,
+      num_epochs=p.num_epochs, rng=jax.random.fold_in(rng, 1),
+      checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
+      meta={"arch": p.arch})
   return module, state_lib.merge_variables(state["params"], state["batch_stats"])

@@ -1,35 +1,83 @@
-"""All stages of a run: performer -> features -> explainers -> evaluation -> report.
+"""All stages of a run, declared once: what each needs and produces, and the runner.
 
-``train_and_evaluate(config, workdir)`` is what ``launch/run.py`` calls. Each stage is skipped
-when its result is already in the workdir and resumes from its last checkpoint when it was cut
-off; ``config.stages`` selects stages (a stage that needs an earlier one's result restores it
-from the workdir).
+``train_and_evaluate(config, workdir)`` is what ``launch/run.py`` calls. ``config.stages``
+names groups of ``STAGES`` (performer, explainer, evaluate, report); ``declare_stages`` lists the
+concrete stages of a config:
+
+=====================  =========  ========================  ===========================
+stage                  group      needs                     produces
+=====================  =========  ========================  ===========================
+performer              performer  —                         performer
+performer_ordinary     performer  —                         ordinary (parts comparison)
+features               explainer  performer                 train_features
+explainer_<variant>    explainer  train_features            explainer:<variant>
+evaluate               evaluate   performer, explainers,    metrics.json, eval/*
+                                  ordinary (when declared)
+report                 report     —  (reads the workdir)    report.html, report.md
+=====================  =========  ========================  ===========================
+
+A stage runs when its group is asked for, or when a stage that runs needs what it produces; a
+training stage whose group is not asked for must have finished before (its ``done.json``) and
+is then only restored. A finished training stage is restored, a cut-off one resumes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from typing import Callable
 
 import jax
 import numpy as np
 
 from xplain_jax import checkpoint, data, parallel, validate
+from xplain_jax.errors import CheckpointError, ConfigError
 from xplain_jax.train import cache as cache_lib
-from xplain_jax.train import evaluate as evaluate_lib
+from xplain_jax.train import evaluators
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import featurize as featurize_lib
 from xplain_jax.train import performer as performer_lib
 
 STAGES = ("performer", "explainer", "evaluate", "report")
+ORDINARY_STAGE = "performer_ordinary"
 
 
 def parse_stages(stages: str) -> tuple[str, ...]:
   names = tuple(s.strip() for s in stages.split(",") if s.strip())
   bad = [s for s in names if s not in STAGES]
   if bad or not names:
-    raise ValueError(f"config.stages={stages!r} names unknown stages {bad}; use a comma-separated "
-                     f"subset of {','.join(STAGES)}.")
+    raise ConfigError(f"config.stages={stages!r} names unknown stages {bad}; use a "
+                      f"comma-separated subset of {','.join(STAGES)}.")
   return names
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One stage: its name, the ``config.stages`` group asking for it, what it needs/produces.
+
+  ``trained`` stages leave a ``done.json`` marker in ``workdir/<name>``; ``run(ctx)`` returns
+  the products as a dict (name -> value).
+  """
+
+  name: str
+  group: str
+  needs: tuple[str, ...]
+  produces: tuple[str, ...]
+  run: Callable
+  trained: bool = False
+
+
+@dataclasses.dataclass
+class RunContext:
+  """The run's fixed facts and the products of the stages run so far."""
+
+  config: object
+  workdir: str
+  mesh: object
+  spec: object
+  rng: jax.Array
+  train_src: object
+  products: dict = dataclasses.field(default_factory=dict)
 
 
 def _loader(source, config, batch_size: int, *, seed_offset: int = 0):
@@ -42,11 +90,127 @@ def _use_cache(config) -> bool:
   return bool(config.explainer.cache_features) and jax.process_count() == 1
 
 
+def _performer(ctx: RunContext) -> dict:
+  perf, perf_vars = performer_lib.train_performer(
+      ctx.config, ctx.spec, workdir=ctx.workdir, mesh=ctx.mesh,
+      train_loader=_loader(ctx.train_src, ctx.config, ctx.config.performer.batch_size),
+      rng=jax.random.fold_in(ctx.rng, 1))
+  perf_vars = parallel.replicate(perf_vars, ctx.mesh)
+  e = ctx.config.explainer
+  featurize = featurize_lib.make_featurizer(perf, ctx.spec, prior_method=e.prior_method,
+                                            clip_prior=e.clip_prior, feature=e.feature)
+  size = ctx.config.dataset.image_size
+  sample = jax.eval_shape(featurize, perf_vars,
+                          jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
+  return {"performer": (perf, perf_vars, featurize, sample)}
+
+
+def _ordinary(ctx: RunContext) -> dict:
+  """The ordinary comparison layer: the performer without mask and filter loss, same data/key."""
+  c = performer_lib.ordinary_config(ctx.config)
+  return {"ordinary": performer_lib.train_performer(
+      c, ctx.spec, workdir=ctx.workdir, mesh=ctx.mesh,
+      train_loader=_loader(ctx.train_src, c, c.performer.batch_size),
+      rng=jax.random.fold_in(ctx.rng, 1), stage=ORDINARY_STAGE)}
+
+
+def _features(ctx: RunContext) -> dict:
+  config, e = ctx.config, ctx.config.explainer
+  _, perf_vars, featurize, _ = ctx.products["performer"]
+  if _use_cache(config):
+    feats = cache_lib.featurize_split(featurize, perf_vars, ctx.train_src,
+                                      directory=os.path.join(ctx.workdir, "features", "train"),
+                                      batch_size=config.eval.batch_size, mesh=ctx.mesh)
+    return {"train_features": (_loader(feats, config, e.batch_size, seed_offset=1), None)}
+  return {"train_features": (_loader(ctx.train_src, config, e.batch_size, seed_offset=1),
+                             featurize)}
+
+
+def _explainer(variant: str) -> Callable:
+  def run(ctx: RunContext) -> dict:
+    _, perf_vars, _, sample = ctx.products["performer"]
+    loader, fz = ctx.products["train_features"]
+    return {f"explainer:{variant}": explainer_lib.train_explainer(
+        ctx.config, variant, workdir=ctx.workdir, mesh=ctx.mesh, loader=loader,
+        feat_shape=sample["feat"].shape, num_concepts=sample["y_i"].shape[-1],
+        rng=explainer_lib.variant_key(ctx.rng, variant), featurize=fz, perf_variables=perf_vars)}
+  return run
+
+
+def _evaluate(ctx: RunContext) -> dict:
+  config, spec = ctx.config, ctx.spec
+  perf, perf_vars, featurize, sample = ctx.products["performer"]
+  test_src = data.get_source(config, "test", workdir=ctx.workdir)
+  cached = cache_lib.featurize_split(featurize, perf_vars, test_src,
+                                     directory=os.path.join(ctx.workdir, "features", "test"),
+                                     batch_size=config.eval.batch_size, mesh=ctx.mesh)
+  # Every per-image array in memory but the feature maps, read batch by batch (predict_alphas).
+  test = {k: v if k == "feat" else np.asarray(v) for k, v in cached.columns.items()}
+  explainers = {v: ctx.products[f"explainer:{v}"] for v in _variants(config)}
+  alpha, bias = evaluators.predict_alphas(explainers, test["feat"],
+                                          batch_size=config.eval.batch_size)
+  n = sample["y_i"].shape[-1]
+  k = min(config.eval.num_report_images, len(test_src))
+  ectx = evaluators.EvalContext(
+      config=config, spec=spec, workdir=ctx.workdir, mesh=ctx.mesh, test=test, alpha=alpha,
+      bias=bias, explainers=explainers,
+      concept_names=tuple(spec.concept_names or (f"filter_{i}" for i in range(n))),
+      images=test_src.get_batch(np.arange(k))["image"], perf=perf, perf_vars=perf_vars,
+      featurize=featurize, test_src=test_src, ordinary=ctx.products.get("ordinary"))
+  out = evaluators.run_evaluators(evaluators.parse_evals(evaluators.default_evals(config)), ectx)
+  return {"metrics": evaluators.write_outputs(ctx.workdir, out)}
+
+
+def _report(ctx: RunContext) -> dict:
+  if jax.process_index() == 0:
+    from xplain_jax import report
+    path = report.write_report(ctx.workdir, num_images=ctx.config.eval.num_report_images)
+    print(f"report written to {path}", flush=True)
+  return {}
+
+
+def _variants(config) -> tuple[str, ...]:
+  return tuple(v.strip() for v in config.explainer.variants.split(",") if v.strip())
+
+
+def _compares_ordinary(config) -> bool:
+  return "parts" in config and bool(config.parts.get("compare_ordinary", False))
+
+
+def declare_stages(config) -> tuple[Stage, ...]:
+  """The concrete stages of ``config``, in running order (see the module docstring)."""
+  variants = _variants(config)
+  out = [Stage("performer", "performer", (), ("performer",), _performer, trained=True)]
+  if _compares_ordinary(config):
+    out.append(Stage(ORDINARY_STAGE, "performer", (), ("ordinary",), _ordinary, trained=True))
+  out.append(Stage("features", "explainer", ("performer",), ("train_features",), _features))
+  out += [Stage(explainer_lib.stage_name(v), "explainer", ("performer", "train_features"),
+                (f"explainer:{v}",), _explainer(v), trained=True) for v in variants]
+  needs = ("performer",) + tuple(f"explainer:{v}" for v in variants)
+  if _compares_ordinary(config):
+    needs += ("ordinary",)
+  out.append(Stage("evaluate", "evaluate", needs, ("metrics",), _evaluate))
+  out.append(Stage("report", "report", (), ("report",), _report))
+  return tuple(out)
+
+
+def plan(stages: tuple[Stage, ...], groups) -> list[Stage]:
+  """The stages to run: those of the asked ``groups`` and, transitively, what they need."""
+  needed: set[str] = set()
+  chosen = []
+  for stage in reversed(stages):
+    if stage.group in groups or needed.intersection(stage.produces):
+      chosen.append(stage)
+      needed.update(stage.needs)
+  return chosen[::-1]
+
+
 def train_and_evaluate(config, workdir: str) -> dict | None:
   """Runs the stages of ``config.stages`` in ``workdir``; returns metrics when evaluated."""
   validate.check_config(config)
   validate.check_workdir(workdir)
-  stages = parse_stages(config.stages)
+  groups = parse_stages(config.stages)
+  evaluators.parse_evals(evaluators.default_evals(config), config)
   parallel.initialize_distributed(config.distributed.coordinator_address,
                                   config.distributed.num_processes,
                                   config.distributed.process_id)
@@ -55,90 +219,30 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
     try:
       parallel.check_batch_size(config[block].batch_size, mesh, f"config.{block}.batch_size")
     except ValueError as e:
-      raise validate.ConfigError(str(e)) from None
+      raise ConfigError(str(e)) from None
   spec = data.get_spec(config)
   if jax.process_index() == 0:
     validate.check_same_experiment(config, workdir)
-  rng = jax.random.PRNGKey(config.seed)
-  want = set(stages)
-
-  # Stage 1: performer (trained, resumed, or restored when already complete).
-  train_src = data.get_source(config, "train", workdir=workdir)
-  if "performer" not in want and not _stage_done(workdir, "performer"):
-    raise FileNotFoundError(f"the performer stage has not finished in {workdir}; add 'performer' "
-                            "to config.stages.")
-  perf, perf_vars = performer_lib.train_performer(
-      config, spec, workdir=workdir, mesh=mesh,
-      train_loader=_loader(train_src, config, config.performer.batch_size),
-      rng=jax.random.fold_in(rng, 1))
-  _mark_done(workdir, "performer")
-  perf_vars = parallel.replicate(perf_vars, mesh)
-
-  e = config.explainer
-  featurize = featurize_lib.make_featurizer(perf, spec, prior_method=e.prior_method,
-                                            clip_prior=e.clip_prior, feature=e.feature)
-  test_src = data.get_source(config, "test", workdir=workdir)
-  sample = jax.eval_shape(featurize, perf_vars, jax.ShapeDtypeStruct(
-      (1, config.dataset.image_size, config.dataset.image_size, 3), np.float32))
-  num_concepts = sample["y_i"].shape[-1]
-  concept_names = spec.concept_names or tuple(f"filter_{i}" for i in range(num_concepts))
-
-  # Stage 2: explainers.
-  variants = tuple(v.strip() for v in e.variants.split(",") if v.strip())
-  explainers = {}
-  if "explainer" in want or "evaluate" in want:
-    if _use_cache(config):
-      feats = cache_lib.featurize_split(featurize, perf_vars, train_src,
-                                        directory=os.path.join(workdir, "features", "train"),
-                                        batch_size=config.eval.batch_size, mesh=mesh)
-      loader, fz = _loader(feats, config, e.batch_size, seed_offset=1), None
-    else:
-      loader, fz = _loader(train_src, config, e.batch_size, seed_offset=1), featurize
-    for i, variant in enumerate(variants):
-      stage = explainer_lib.stage_name(variant)
-      if "explainer" not in want and not _stage_done(workdir, stage):
-        raise FileNotFoundError(f"the {stage} stage has not finished in {workdir}; add "
-                                "'explainer' to config.stages.")
-      explainers[variant] = explainer_lib.train_explainer(
-          config, variant, workdir=workdir, mesh=mesh, loader=loader,
-          feat_shape=sample["feat"].shape, num_concepts=num_concepts,
-          rng=jax.random.fold_in(rng, 10 + i), featurize=fz, perf_variables=perf_vars)
-      _mark_done(workdir, stage)
-
-  # Stage 3: evaluation.
-  result = None
-  if "evaluate" in want:
-    test = cache_lib.featurize_split(featurize, perf_vars, test_src,
-                                     directory=os.path.join(workdir, "features", "test"),
-                                     batch_size=config.eval.batch_size, mesh=mesh)
-    k = min(config.eval.num_report_images, len(test_src))
-    images = test_src.get_batch(np.arange(k))["image"]
-    extras = None
-    if spec.case == "filter" and "parts" in config:  # filters as object parts (parts_eval.py)
-      from xplain_jax.train import parts_eval
-      extras = parts_eval.evaluate_parts(
-          config, spec, workdir=workdir, mesh=mesh, perf=perf, perf_vars=perf_vars,
-          test_src=test_src, test=test.arrays, explainers=explainers, images=images,
-          train_src=train_src, rng=jax.random.fold_in(rng, 1))
-    result = evaluate_lib.evaluate(
-        config, spec, workdir=workdir, test=test.arrays, explainers=explainers,
-        concept_names=concept_names, images=images,
-        **({} if extras is None else dict(image_extras=extras.image_extras,
-                                         variant_extras=extras.variant_extras,
-                                         extra_meta=extras.extra_meta)))
-    if extras is not None:
-      result = parts_eval.add_part_metrics(workdir, result, extras.metrics)
-  # Stage 4: report.
-  if "report" in want and jax.process_index() == 0:
-    from xplain_jax import report
-    path = report.write_report(workdir, num_images=config.eval.num_report_images)
-    print(f"report written to {path}", flush=True)
-  return result
+  stages = declare_stages(config)
+  todo = plan(stages, set(groups))
+  ctx = RunContext(config=config, workdir=workdir, mesh=mesh, spec=spec,
+                   rng=jax.random.PRNGKey(config.seed), train_src=None)
+  if any(s.name != "report" for s in todo):
+    ctx.train_src = data.get_source(config, "train", workdir=workdir)
+  for stage in todo:
+    if stage.trained and stage.group not in groups and not stage_done(workdir, stage.name):
+      raise CheckpointError(f"the {stage.name} stage has not finished in {workdir}; add "
+                            f"'{stage.group}' to config.stages.")
+    ctx.products.update(stage.run(ctx))
+    if stage.trained:
+      mark_done(workdir, stage.name)
+  return ctx.products.get("metrics")
 
 
-def _stage_done(workdir: str, stage: str) -> bool:
+def stage_done(workdir: str, stage: str) -> bool:
+  """Whether ``stage`` left its ``done.json`` marker in ``workdir``."""
   return os.path.exists(os.path.join(workdir, stage, "done.json"))
 
 
-def _mark_done(workdir: str, stage: str) -> None:
+def mark_done(workdir: str, stage: str) -> None:
   checkpoint.write_json_atomic(os.path.join(workdir, stage, "done.json"), {"stage": stage})

@@ -1,0 +1,102 @@
+"""The feature cache reads one batch at a time from memory-mapped shards and trains from them."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import synthetic
+from xplain_jax import data, parallel
+from xplain_jax.train import cache as cache_lib
+from xplain_jax.train import explainer as explainer_lib
+
+NUM, SHARD, N = 48, 4, 5
+
+
+def _featurize(v, x):
+  """A stand-in performer: feat = v·x, y and y_i sums, w means (all [B,...] float32)."""
+  return {"feat": x * v, "y": jnp.sum(x, (1, 2, 3)), "y_i": jnp.sum(x, (1, 2))[:, :1].repeat(N, 1)
+          * jnp.arange(1.0, N + 1), "w": jnp.mean(x, (1, 2))[:, :1].repeat(N, 1)}
+
+
+class _Spy:
+  """Wraps a shard's array and records which shards were read."""
+
+  def __init__(self, array, shard, reads):
+    self.array, self.shard, self.reads = array, shard, reads
+    self.shape, self.dtype = array.shape, array.dtype
+
+  def __len__(self):
+    return len(self.array)
+
+  def __getitem__(self, idx):
+    self.reads.add(self.shard)
+    return self.array[idx]
+
+
+@pytest.fixture(scope="module")
+def cached(tmp_path_factory):
+  rng = np.random.default_rng(0)
+  src = data.ArraySource({"image": rng.normal(size=(NUM, 4, 4, 3)).astype(np.float32),
+                          "labels": (rng.random((NUM, 1)) < 0.5).astype(np.float32)})
+  directory = str(tmp_path_factory.mktemp("features"))
+  out = cache_lib.featurize_split(_featurize, jnp.float32(2.0), src, directory=directory,
+                                  batch_size=4, mesh=parallel.make_mesh(1), shard_size=SHARD)
+  want = jax.device_get(jax.jit(_featurize)(jnp.float32(2.0), src.arrays["image"]))
+  return out, want, src
+
+
+def test_every_shard_is_memory_mapped_never_concatenated(cached):
+  out, want, _ = cached
+  for key, arr in out.columns.items():
+    assert len(arr.parts) == NUM // SHARD, key
+    assert all(isinstance(p, np.memmap) for p in arr.parts), key
+  for key in want:
+    np.testing.assert_array_equal(np.asarray(out.columns[key]), want[key])
+
+
+def test_a_batch_reads_only_its_shards(cached, monkeypatch):
+  out, want, _ = cached
+  reads = set()
+  spied = cache_lib.ShardedSource({k: cache_lib.ShardedArray(
+      [_Spy(p, i, reads) for i, p in enumerate(a.parts)]) for k, a in out.columns.items()})
+
+  def no_concatenate(*args, **kwargs):
+    raise AssertionError("the cache concatenated arrays while reading a batch")
+
+  monkeypatch.setattr(np, "concatenate", no_concatenate)
+  idx = np.array([1, 13, 2, 14])  # shards 0 and 3 only
+  batch = spied.get_batch(idx)
+  assert reads == {0, 3}
+  for key in want:
+    np.testing.assert_array_equal(batch[key], want[key][idx])
+
+
+def test_explainer_trains_from_the_mapped_cache_as_from_memory(cached, tmp_path):
+  out, _, _ = cached
+  config = synthetic.get_config("tiny")
+  config.explainer.batch_size, config.explainer.num_epochs = 8, 1
+  config.checkpoint_every_steps, config.log_every_steps = 3, 3
+  in_memory = data.ArraySource(out.arrays)
+  mesh = parallel.make_mesh(1)
+  params = {}
+  for name, source in (("mapped", out), ("memory", in_memory)):
+    loader = data.Loader(source, 8, seed=1)
+    _, variables = explainer_lib.train_explainer(
+        config, "prior", workdir=str(tmp_path / name), mesh=mesh, loader=loader,
+        feat_shape=(1, 4, 4, 3), num_concepts=N, rng=jax.random.PRNGKey(0))
+    params[name] = jax.device_get(variables)
+  for a, b in zip(jax.tree.leaves(params["mapped"]), jax.tree.leaves(params["memory"])):
+    np.testing.assert_array_equal(a, b)
+
+
+def test_a_truncated_shard_is_never_trusted(cached, tmp_path):
+  _, want, src = cached
+  kw = dict(directory=str(tmp_path), batch_size=4, mesh=parallel.make_mesh(1), shard_size=SHARD)
+  cache_lib.featurize_split(_featurize, jnp.float32(2.0), src, **kw)
+  shard = tmp_path / "shard-00002.npz"
+  shard.write_bytes(shard.read_bytes()[:-10])
+  assert cache_lib.load_cache(str(tmp_path)) is None
+  again = cache_lib.featurize_split(_featurize, jnp.float32(2.0), src, **kw)
+  for key in want:
+    np.testing.assert_array_equal(again.arrays[key], want[key])
