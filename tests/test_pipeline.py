@@ -150,10 +150,10 @@ def test_explainer_recovers_planted_additive_contributions(tmp_path):
   cached = data.ArraySource({k: np.asarray(x) for k, x in feats.items()})
   loader = data.Loader(cached, 64, seed=0)
   mesh = parallel.make_mesh(1)
-  g, gvars = explainer_lib.train_explainer(
+  explainer = explainer_lib.train_explainer(
       config, "prior", workdir=str(tmp_path), mesh=mesh, loader=loader,
       feat_shape=feats["feat"].shape, num_concepts=n, rng=jax.random.PRNGKey(1))
-  alpha = explainer_lib.predict_alpha(g, gvars, np.asarray(feats["feat"]))
+  alpha = explainer.alpha(np.asarray(feats["feat"]))
   contrib = alpha * np.asarray(feats["y_i"])
   planted = v * np.asarray(feats["y_i"])
   # Per image and concept, the learned contributions match the planted ones.

@@ -300,8 +300,8 @@ def test_zero_priors_and_constant_outputs_give_defined_metrics(tmp_path):
   # ‖w‖ = 0 on every image: the prior loss is 0 (losses.prior_loss), so λ·L_prior adds nothing
   # and the prior variant trains exactly like the baseline.
   assert all(r["prior_loss"] == 0.0 and r["lambda"] > 0 for r in logs)
-  base_params = jax.tree.leaves(explainers["baseline"][1])
-  for a, b in zip(base_params, jax.tree.leaves(explainers["prior"][1])):
+  base_params = jax.tree.leaves(explainers["baseline"].variables)
+  for a, b in zip(base_params, jax.tree.leaves(explainers["prior"].variables)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
   spec = data.Spec("shared_feature", ("t",) + tuple(f"c{i}" for i in range(5)), 0,

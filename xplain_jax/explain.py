@@ -79,9 +79,30 @@ def explainer_output(alpha: Array, y_i: Array, b: Array) -> Array:
   return jnp.sum(alpha * y_i, axis=-1) + b
 
 
+def concept_label(name: str, value: float, negate_absent: bool = True) -> str:
+  """Names a concept as a reason: "no <name>" when an attribute is absent.
+
+  Args:
+    name: the concept's name.
+    value: the concept's value y_i on this image (a logit: negative = absent).
+    negate_absent: Case 2 (attributes): a negative y_i reads "no <name>", and
+      a negated attribute such as CelebA's "No_Beard" reads "Beard". False
+      (Case 1 filters): the plain name.
+
+  Example:
+    >>> concept_label("Smiling", -1.2), concept_label("No_Beard", -0.3)
+    ('no Smiling', 'Beard')
+  """
+  name = str(name)
+  if negate_absent and value < 0:
+    return name[3:] if name.lower().startswith("no_") else f"no {name}"
+  return name
+
+
 def explain(alpha: Array, y_i: Array, b: Array,
             names: Optional[Sequence[str]] = None, top_k: int = 5,
-            y: Optional[Array] = None) -> List[Dict[str, Any]]:
+            y: Optional[Array] = None,
+            negate_absent: bool = False) -> List[Dict[str, Any]]:
   """Per-image explanations with the top-k concepts by |contribution|.
 
   Args:
@@ -93,6 +114,8 @@ def explain(alpha: Array, y_i: Array, b: Array,
       |contribution| are broken by the lower index).
     y: optional [B] performer scores; adds ``"y"`` and ``"residual"`` (y - ŷ,
       what the explainer does not reproduce).
+    negate_absent: name a concept with y_i < 0 "no <name>" (Case 2
+      attributes, as the report does; ``concept_label``).
 
   Returns:
     A list of B dicts with plain Python values:
@@ -136,7 +159,8 @@ def explain(alpha: Array, y_i: Array, b: Array,
   for r in range(batch):
     order = np.argsort(-np.abs(contrib[r]), kind="stable")[:k]
     rec = {
-        "top": [(names[i], float(contrib[r, i])) for i in order],
+        "top": [(concept_label(names[i], float(np.asarray(y_i)[r, i]), negate_absent),
+                 float(contrib[r, i])) for i in order],
         "indices": [int(i) for i in order],
         "y_hat": float(y_hat[r]),
         "bias": float(bias[r]),

@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from xplain_jax import explain
+
 # Known metrics, in the order of the paper's tables.
 METRIC_ORDER = ("entropy", "accuracy", "relative_deviation",
                 "gt_rank_correlation")
@@ -127,24 +129,8 @@ def table_markdown(header, rows):
 
 
 def concept_label(name, value, case):
-  """Names a concept as a reason: CelebA style "no <name>" when absent.
-
-  Args:
-    name: str, the concept's name.
-    value: float, the concept's value y_i on this image.
-    case: "shared_feature" (attributes: a negative y_i means the attribute
-      is absent, labelled "no <name>") or anything else (plain name). A
-      negated attribute such as CelebA's "No_Beard" reads "Beard" when absent.
-
-  Returns:
-    str.
-  """
-  if case == "shared_feature" and value < 0:
-    name = str(name)
-    if name.lower().startswith("no_"):
-      return name[3:]
-    return f"no {name}"
-  return str(name)
+  """``explain.concept_label`` with the run's case: "no <name>" for an absent Case-2 attribute."""
+  return explain.concept_label(name, value, negate_absent=case == "shared_feature")
 
 
 def name_reasons(indices, contrib, concepts, names, case):

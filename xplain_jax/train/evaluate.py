@@ -66,52 +66,78 @@ def top_indices(alpha: np.ndarray, y_i: np.ndarray, names, top_k: int) -> np.nda
 
 def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   """The metrics and arrays described in the module docstring."""
-  config, spec, test = ctx.config, ctx.spec, ctx.test
-  y, y_i, w = test["y"], test["y_i"], test["w"]
-  labels = test["labels"][:, spec.target_index]
+  config, spec = ctx.config, ctx.spec
+  out = evaluate_arrays(
+      ctx.alpha, ctx.bias, ctx.test, labels=ctx.test["labels"][:, spec.target_index],
+      names=ctx.concept_names, images=ctx.images, top_k=int(config.eval.get("top_k", 5)),
+      case=spec.case, target_name=spec.target_name)
+  out.meta.update(beta=float(config.explainer.beta),
+                  num_epochs=int(config.explainer.num_epochs))
+  if spec.part_names:
+    out.meta["part_names"] = list(spec.part_names)
+  out.metrics["meta"]["dataset"] = config.dataset.name
+  if ctx.test["labels"].shape[1] > 1 and "logits" in ctx.test:
+    out.metrics["performer"]["mean_attribute_accuracy"] = 100.0 * float(
+        np.mean((ctx.test["logits"] > 0) == (ctx.test["labels"] > 0.5)))
+  return out
+
+
+def evaluate_arrays(alpha: dict, bias: dict, test: dict, *, labels, names, images=None,
+                    top_k: int = 5, case: str = "shared_feature",
+                    target_name: str = "y") -> evaluators.EvalOutput:
+  """The explainer evaluator on arrays alone (no config, no workdir).
+
+  Args:
+    alpha: variant -> α [N,n]; bias: variant -> b.
+    test: ``y`` [N], ``y_i`` [N,n], ``w`` [N,n] and optionally ``gt_contrib`` [N,n].
+    labels: [N] in {0,1}, the explained label (for the accuracies).
+    names: the n concept names.
+    images: optional [K,S,S,3] images shown in the report (their top reasons are saved).
+    top_k: reasons kept per report image.
+    case: ``"filter"`` or ``"shared_feature"``.
+    target_name: the explained output's name.
+
+  Returns:
+    ``EvalOutput`` with the metrics, arrays and meta described in the module docstring.
+  """
+  y, y_i, w = (np.asarray(test[k], np.float32) for k in ("y", "y_i", "w"))
+  labels = np.asarray(labels)
   gt = test.get("gt_contrib")
-  result = {"performer": {"accuracy": 100.0 * float(np.mean((y > 0) == (labels > 0.5)))}}
-  result["performer"]["num_test"] = int(len(y))
-  if test["labels"].shape[1] > 1 and "logits" in test:
-    result["performer"]["mean_attribute_accuracy"] = 100.0 * float(
-        np.mean((test["logits"] > 0) == (test["labels"] > 0.5)))
+  result = {"performer": {"accuracy": 100.0 * float(np.mean((y > 0) == (labels > 0.5))),
+                          "num_test": int(len(y))}}
   # The prior weights themselves taken as α: how spread and how close to the truth the prior is.
   prior_as_alpha = {"entropy": float(np.mean(metrics.contribution_entropy(w, y_i)))}
   if gt is not None:
     prior_as_alpha["gt_rank_correlation"] = float(metrics.rank_correlation(
         metrics.mean_abs_contribution(w, y_i), np.mean(np.abs(gt), axis=0)))
   result["prior_weights"] = prior_as_alpha
-  k, top_k = len(ctx.images), int(config.eval.get("top_k", 5))
-  names = list(ctx.concept_names)
-  images = {"images": display_images(ctx.images)}
+  images = np.zeros((0, 1, 1, 3), np.float32) if images is None else np.asarray(images)
+  k, names = len(images), list(names)
+  image_arrays = {"images": display_images(images)}
   arrays = {}
-  for variant, alpha in ctx.alpha.items():
-    b = ctx.bias[variant]
-    entropy = np.asarray(metrics.contribution_entropy(alpha, y_i))  # [N], per image
-    summary, y_hat = _summary(alpha, y_i, b, y, labels, entropy, gt)
+  for variant, a in alpha.items():
+    a = np.asarray(a, np.float32)
+    b = bias[variant]
+    entropy = np.asarray(metrics.contribution_entropy(a, y_i))  # [N], per image
+    summary, y_hat = _summary(a, y_i, b, y, labels, entropy, gt)
     result[variant] = summary
-    contrib = np.asarray(explain.contributions(alpha, y_i), np.float32)
+    contrib = np.asarray(explain.contributions(a, y_i), np.float32)
     arrays[variant] = dict(
-        alpha=alpha, concepts=y_i, y=y, y_hat=y_hat, labels=labels, prior_w=w, contrib=contrib,
+        alpha=a, concepts=y_i, y=y, y_hat=y_hat, labels=labels, prior_w=w, contrib=contrib,
         share=normalised_shares(contrib),
         entropy=entropy.astype(np.float32),
-        mean_abs_contrib=np.asarray(metrics.mean_abs_contribution(alpha, y_i), np.float32))
-    images[f"top_index_{variant}"] = top_indices(alpha[:k], y_i[:k], names, top_k)
+        mean_abs_contrib=np.asarray(metrics.mean_abs_contribution(a, y_i), np.float32))
+    image_arrays[f"top_index_{variant}"] = top_indices(a[:k], y_i[:k], names, top_k)
     if gt is not None:
       arrays[variant].update(gt_contrib=gt, gt_mean_abs=np.mean(np.abs(gt), axis=0))
   if gt is not None:
     gt_k = np.asarray(gt[:k])  # planted contributions: ranked as α = 1, y_i = contribution
-    images["top_index_gt"] = top_indices(np.ones_like(gt_k), gt_k, names, top_k)
-  arrays["images"] = images
-  meta = {
-      "target_name": spec.target_name, "concept_names": names, "case": spec.case,
-      "beta": float(config.explainer.beta), "num_epochs": int(config.explainer.num_epochs),
-      "variants": list(ctx.alpha), "machine": _machine(),
-  }
-  if spec.part_names:
-    meta["part_names"] = list(spec.part_names)
-  result["meta"] = {"dataset": config.dataset.name, "target": spec.target_name,
-                    "num_concepts": len(names), "machine": meta["machine"]}
+    image_arrays["top_index_gt"] = top_indices(np.ones_like(gt_k), gt_k, names, top_k)
+  arrays["images"] = image_arrays
+  meta = {"target_name": target_name, "concept_names": names, "case": case,
+          "variants": list(alpha), "machine": _machine()}
+  result["meta"] = {"target": target_name, "num_concepts": len(names),
+                    "machine": meta["machine"]}
   return evaluators.EvalOutput(metrics=result, arrays=arrays, meta=meta)
 
 
@@ -121,7 +147,7 @@ def evaluate_and_write(config, spec, *, workdir: str, test: dict, explainers: di
 
   Args:
     test: featurized test split (host arrays), see ``evaluators.EvalContext.test``.
-    explainers: variant -> ``(g, variables)``.
+    explainers: variant -> ``train.explainer.Explainer``.
     concept_names: n names; images: [K,S,S,3] the first test images.
   """
   alpha, bias = evaluators.predict_alphas(explainers, test["feat"],

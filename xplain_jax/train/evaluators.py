@@ -17,7 +17,6 @@ import importlib
 import os
 from typing import Any, Callable
 
-import jax
 import numpy as np
 
 from xplain_jax import checkpoint
@@ -37,7 +36,7 @@ class EvalContext:
       ``labels`` [N,A] and, where known, ``gt_contrib`` [N,n], ``part_mask``.
     alpha: variant -> α [N,n] (computed once, in eval mode).
     bias: variant -> b (float).
-    explainers: variant -> ``(g, variables)``.
+    explainers: variant -> ``train.explainer.Explainer``.
     concept_names: the n concept names.
     images: [K,S,S,3] the first K test images (the report's).
     perf, perf_vars, featurize: the performer module, its (replicated) variables and
@@ -98,11 +97,10 @@ def parse_evals(evals: str, config=None) -> tuple[str, ...]:
 
 def predict_alphas(explainers: dict, feat: np.ndarray, *, batch_size: int) -> tuple[dict, dict]:
   """``(alpha, bias)``: variant -> α [N,n] in eval mode, variant -> b."""
-  from xplain_jax.train import explainer as explainer_lib
   alpha, bias = {}, {}
-  for variant, (g, variables) in explainers.items():
-    alpha[variant] = explainer_lib.predict_alpha(g, variables, feat, batch_size=batch_size)
-    bias[variant] = float(jax.device_get(variables["params"]["b"]))
+  for variant, explainer in explainers.items():
+    alpha[variant] = explainer.alpha(feat, batch_size=batch_size)
+    bias[variant] = explainer.bias
   return alpha, bias
 
 

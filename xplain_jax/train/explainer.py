@@ -10,13 +10,16 @@ trains the same whatever other variants the config lists.
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from xplain_jax import explain, losses, metrics, models
+from xplain_jax.errors import ConfigError
 from xplain_jax.train import loop
 from xplain_jax.train import state as state_lib
 
@@ -39,6 +42,49 @@ def variant_beta(config, variant: str) -> float:
   return 0.0 if variant == "baseline" else float(config.explainer.beta)
 
 
+@dataclasses.dataclass(frozen=True)
+class Explainer:
+  """A trained explainer ``ŷ = Σ_i α_i y_i + b`` with ``α = alpha_scale · g(feat)``.
+
+  Attributes:
+    g: the weight network (an unbound linen module, ``g.apply(v, feat, train=False)``).
+    variables: ``{"params": {"g": ..., "b": scalar}, "batch_stats": ...}``.
+    alpha_scale: constant factor on g's output, chosen at fit time so that Σ α_i y_i starts
+      at y's scale (1.0: none); contributions α_i y_i keep their meaning.
+    case: ``"filter"`` (Case 1) or ``"shared_feature"`` (Case 2); names absent concepts.
+  """
+
+  g: Any
+  variables: Any
+  alpha_scale: float = 1.0
+  case: str = "shared_feature"
+
+  @property
+  def bias(self) -> float:
+    return float(jax.device_get(self.variables["params"]["b"]))
+
+  def alpha(self, feat, *, batch_size: int = 256) -> np.ndarray:
+    """α [N,n] for feature maps [N,H,W,C], in eval mode, batch by batch (numpy out)."""
+    return predict_alpha(self.g, self.variables, feat, batch_size=batch_size,
+                         alpha_scale=self.alpha_scale)
+
+  def predict(self, feat, y_i, *, batch_size: int = 256) -> np.ndarray:
+    """ŷ [N] for feature maps [N,H,W,C] and concept values y_i [N,n]."""
+    return np.asarray(explain.explainer_output(self.alpha(feat, batch_size=batch_size),
+                                               np.asarray(y_i, np.float32), self.bias))
+
+  def contributions(self, feat, y_i, *, batch_size: int = 256) -> np.ndarray:
+    """α_i y_i [N,n]."""
+    return self.alpha(feat, batch_size=batch_size) * np.asarray(y_i, np.float32)
+
+  def explain(self, feat, y_i, *, names: Sequence[str] | None = None, top_k: int = 5) -> list:
+    """Per image, the top-k reasons by |α_i y_i| (``explain.explain``); for Case 2 an absent
+    concept (y_i < 0) is named "no <name>", as in the report."""
+    return explain.explain(self.alpha(feat), np.asarray(y_i, np.float32), self.bias,
+                           names=None if names is None else list(names), top_k=top_k,
+                           negate_absent=self.case == "shared_feature")
+
+
 def build_weight_net(config, num_concepts: int):
   e = config.explainer
   return models.get_weight_net(e.depth, num_outputs=num_concepts, positive=e.positive,
@@ -53,7 +99,8 @@ def init_params(g, feat_shape: tuple, rng: jax.Array) -> tuple:
   return {"g": params, "b": jnp.zeros((), jnp.float32)}, batch_stats
 
 
-def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str):
+def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
+                   alpha_scale: float = 1.0):
   """The explainer's loss on a batch of featurized images.
 
   Args:
@@ -61,13 +108,14 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str)
     feats: ``"feat"`` [B,H,W,C], ``"y"`` [B], ``"y_i"`` [B,n], ``"w"`` [B,n].
     mask: [B] bool, valid rows.
     lam: λ(t), scalar.
+    alpha_scale: α = alpha_scale · g(feat) (see ``Explainer``).
 
   Returns:
     ``(loss, (new_batch_stats, metrics))``.
   """
   variables = state_lib.merge_variables(params["g"], batch_stats)
   (alpha, _), updates = g.apply(variables, feats["feat"], train=True, mutable=["batch_stats"])
-  alpha = alpha.astype(jnp.float32)
+  alpha = alpha.astype(jnp.float32) * alpha_scale
   y_hat = explain.explainer_output(alpha, feats["y_i"], params["b"])
   distill = losses.distillation_loss(feats["y"], y_hat, mask=mask)
   prior = losses.prior_loss(alpha, feats["w"], kind=prior_kind, mask=mask)
@@ -82,34 +130,82 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str)
   return loss, (updates.get("batch_stats", batch_stats), m)
 
 
-def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featurize=None):
+FEATURE_KEYS = ("feat", "y", "y_i", "w")
+
+
+def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featurize=None,
+              alpha_scale: float = 1.0):
   """The trainer's loss ``(params, batch_stats, batch, rng, step, perf_variables)``.
 
   λ = β/√t with t = ``step // steps_per_epoch + 1`` (the epoch, from 1). With ``featurize``
   (uncached mode) the batch holds images and the performer runs inside the loss (its outputs
   carry no gradient); without it (cached mode) the batch already holds ``feat, y, y_i, w``.
+  Every batch carries ``mask`` [B] bool (False on padded rows).
   """
+  needed = ("image", "mask") if featurize is not None else FEATURE_KEYS + ("mask",)
 
   def loss_fn(params, batch_stats, batch, rng, step, perf_variables):
     del rng  # the explainer's loss is deterministic
+    missing = [k for k in needed if k not in batch]
+    if missing:
+      raise ConfigError(f"the explainer's batches lack {missing}; a batch needs {list(needed)} "
+                        "(data.Loader adds 'mask'; featurize_dataset gives the rest).")
     feats = featurize(perf_variables, batch["image"]) if featurize is not None else batch
     lam = losses.prior_weight(step // steps_per_epoch + 1, beta)
     return explainer_loss(params, batch_stats, g, feats, batch["mask"], lam,
-                          prior_kind=prior_kind)
+                          prior_kind=prior_kind, alpha_scale=alpha_scale)
 
   return loss_fn
 
 
 def make_train_step(g, optimizer, *, beta: float, steps_per_epoch: int, prior_kind: str,
-                    featurize=None):
+                    featurize=None, alpha_scale: float = 1.0):
   """``step(state, batch, rng, perf_variables) -> (state, metrics)`` of ``make_loss``."""
   return loop.make_train_step(make_loss(g, beta=beta, steps_per_epoch=steps_per_epoch,
-                                        prior_kind=prior_kind, featurize=featurize), optimizer)
+                                        prior_kind=prior_kind, featurize=featurize,
+                                        alpha_scale=alpha_scale), optimizer)
+
+
+def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str,
+                   num_epochs: int, optimizer_config, rng: jax.Array, stage: str,
+                   workdir: str | None, mesh, alpha_scale: float = 1.0,
+                   featurize: Callable | None = None, perf_variables=None,
+                   checkpoint_every: int = 1000, log_every: int = 50, case: str = "shared_feature",
+                   meta: dict | None = None, init_bias: float = 0.0) -> Explainer:
+  """Trains (resumes, or restores) g and b with the one trainer; the pipeline and
+  ``xplain_jax.api.fit_explainer`` both call this.
+
+  Args:
+    g: the weight network.
+    loader: a ``data.Loader`` over cached features (``feat, y, y_i, w``) or, with
+      ``featurize``, over images.
+    feat_shape: ``(B,H,W,C)`` of the map g reads.
+    beta: β of λ(t) = β/√t (0: the baseline).
+    prior_kind: ``"cross_entropy"`` or ``"mse"``.
+    optimizer_config: an ``optimizer`` block (``state.make_optimizer``).
+    rng: this explainer's key (init from ``fold_in(rng, 0)``, steps from ``fold_in(rng, 1)``).
+    stage: the stage name (checkpoints, logs).
+    workdir: where checkpoints and logs go; None keeps nothing on disk.
+    alpha_scale: see ``Explainer``.
+    init_bias: b's initial value.
+  """
+  params, batch_stats = init_params(g, feat_shape, jax.random.fold_in(rng, 0))
+  params["b"] = jnp.asarray(init_bias, jnp.float32)
+  loss_fn = make_loss(g, beta=beta, steps_per_epoch=loader.steps_per_epoch,
+                      prior_kind=prior_kind, featurize=featurize, alpha_scale=alpha_scale)
+  state = loop.train_stage(
+      stage=stage, workdir=workdir, mesh=mesh, loss_fn=loss_fn, params=params,
+      batch_stats=batch_stats, optimizer_config=optimizer_config, loader=loader,
+      num_epochs=num_epochs, rng=jax.random.fold_in(rng, 1),
+      checkpoint_every=checkpoint_every, log_every=log_every, meta=meta,
+      consts=(perf_variables if featurize is not None else {},))
+  return Explainer(g, {"params": state["params"], "batch_stats": state["batch_stats"]},
+                   alpha_scale=float(alpha_scale), case=case)
 
 
 def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_shape: tuple,
-                    num_concepts: int, rng, featurize=None, perf_variables=None):
-  """Trains (resumes, or restores) one explainer variant; returns ``(g, variables)``.
+                    num_concepts: int, rng, featurize=None, perf_variables=None) -> Explainer:
+  """Trains (resumes, or restores) one explainer variant of the run's config.
 
   Args:
     loader: a ``Loader`` over images (uncached, with ``featurize``) or over cached features.
@@ -117,24 +213,19 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
     rng: the variant's key (``variant_key``).
   """
   e = config.explainer
-  g = build_weight_net(config, num_concepts)
-  params, batch_stats = init_params(g, feat_shape, jax.random.fold_in(rng, 0))
-  loss_fn = make_loss(g, beta=variant_beta(config, variant),
-                      steps_per_epoch=loader.steps_per_epoch, prior_kind=e.prior_kind,
-                      featurize=featurize)
-  state = loop.train_stage(
-      stage=stage_name(variant), workdir=workdir, mesh=mesh, loss_fn=loss_fn, params=params,
-      batch_stats=batch_stats, optimizer_config=e.optimizer, loader=loader,
-      num_epochs=e.num_epochs, rng=jax.random.fold_in(rng, 1),
+  return fit_weight_net(
+      build_weight_net(config, num_concepts), loader=loader, feat_shape=feat_shape,
+      beta=variant_beta(config, variant), prior_kind=e.prior_kind, num_epochs=e.num_epochs,
+      optimizer_config=e.optimizer, rng=rng, stage=stage_name(variant), workdir=workdir,
+      mesh=mesh, featurize=featurize, perf_variables=perf_variables,
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
-      meta={"variant": variant}, consts=(perf_variables if featurize is not None else {},))
-  return g, {"params": state["params"], "batch_stats": state["batch_stats"]}
+      case=e.case, meta={"variant": variant})
 
 
-def predict_alpha(g, variables, feat, *, batch_size: int = 256):
+def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0):
   """α [N,n] for a feature map [N,H,W,C] in eval mode (host numpy in, numpy out)."""
   fn = jax.jit(lambda v, x: g.apply(
       state_lib.merge_variables(v["params"]["g"], v["batch_stats"]), x, train=False)[0])
-  out = [np.asarray(fn(variables, feat[i:i + batch_size]), np.float32)
+  out = [np.asarray(fn(variables, np.asarray(feat[i:i + batch_size])), np.float32)
          for i in range(0, len(feat), batch_size)]
-  return np.concatenate(out)
+  return np.concatenate(out) * np.float32(alpha_scale)

@@ -119,11 +119,12 @@ class MultiWriter:
       w.close()
 
 
-def make_writer(workdir: str, stage: str, total_steps: int, *, start_step: int = 0) -> MultiWriter:
+def make_writer(workdir: str | None, stage: str, total_steps: int, *, start_step: int = 0) -> MultiWriter:
   """The writers of one stage (none but the finiteness check on processes other than 0)."""
   writers = []
   if jax.process_index() == 0:
-    logs = os.path.join(workdir, "logs")
-    writers = [JsonlWriter(os.path.join(logs, f"{stage}.jsonl"), start_step),
-               ConsoleWriter(stage, total_steps, start_step)]
+    writers = [ConsoleWriter(stage, total_steps, start_step)]
+    if workdir is not None:
+      logs = os.path.join(workdir, "logs")
+      writers.insert(0, JsonlWriter(os.path.join(logs, f"{stage}.jsonl"), start_step))
   return MultiWriter(stage, writers)

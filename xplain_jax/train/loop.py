@@ -19,6 +19,7 @@ import numpy as np
 import optax
 
 from xplain_jax import checkpoint, parallel
+from xplain_jax.errors import ConfigError
 from xplain_jax.data.prefetch import prefetch_to_mesh
 from xplain_jax.train import state as state_lib
 from xplain_jax.train.logger import (NonFiniteError, first_non_finite, make_writer,
@@ -39,6 +40,7 @@ def make_train_step(loss_fn: Callable, optimizer: optax.GradientTransformation) 
   """
 
   def step(state, batch, rng, *consts):
+    _check_state(state)
     key = jax.random.fold_in(rng, state["step"])
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     (_, (batch_stats, metrics)), grads = grad_fn(state["params"], state["batch_stats"], batch,
@@ -61,7 +63,7 @@ def jit_step(step_fn: Callable, mesh, *, num_consts: int = 0) -> Callable:
                  out_shardings=(rep, rep), donate_argnums=(0,))
 
 
-def train_stage(*, stage: str, workdir: str, mesh, loss_fn: Callable, params: Any,
+def train_stage(*, stage: str, workdir: str | None, mesh, loss_fn: Callable, params: Any,
                 batch_stats: Any, optimizer_config, loader, num_epochs: int, rng: jax.Array,
                 checkpoint_every: int, log_every: int, meta: dict | None = None,
                 consts: tuple = ()) -> dict:
@@ -88,14 +90,15 @@ def train_stage(*, stage: str, workdir: str, mesh, loss_fn: Callable, params: An
              log_every=log_every, meta=meta, consts=consts)
 
 
-def fit(*, stage: str, workdir: str, state: Any, step_fn: Callable, loader, mesh,
+def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loader, mesh,
         total_steps: int, rng: jax.Array, checkpoint_every: int, log_every: int,
         meta: dict | None = None, consts: tuple = ()) -> Any:
   """Runs ``step_fn`` from the last checkpoint of ``stage`` (or step 0) to ``total_steps``.
 
   Args:
     stage: stage name; checkpoints go to ``workdir/<stage>/ckpt``, logs to
-      ``workdir/logs/<stage>.jsonl`` (and the console).
+      ``workdir/logs/<stage>.jsonl`` (and the console). With ``workdir=None`` nothing is
+      written to disk (no checkpoints, no resume; the console only).
     state: freshly initialised, replicated train state (the restore target).
     step_fn: jitted ``(state, batch, rng, *consts) -> (state, metrics)``; it folds the step
       into ``rng`` itself.
@@ -110,7 +113,9 @@ def fit(*, stage: str, workdir: str, state: Any, step_fn: Callable, loader, mesh
   Returns:
     The final state. Raises ``NonFiniteError`` (keeping the last good checkpoint) on NaN/Inf.
   """
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, stage, "ckpt"))
+  _check_state(state)
+  ckpt = (checkpoint.Checkpointer(os.path.join(workdir, stage, "ckpt")) if workdir is not None
+          else _NoCheckpoints())
   restored = ckpt.restore(state)
   start = 0
   if restored is not None:
@@ -138,6 +143,37 @@ def fit(*, stage: str, workdir: str, state: Any, step_fn: Callable, loader, mesh
   writer.close()
   ckpt.close()
   return state
+
+
+class _NoCheckpoints:
+  """The checkpointer of a run that keeps nothing on disk (``workdir=None``)."""
+
+  directory = None
+
+  def restore(self, state):
+    del state
+    return None
+
+  def latest_step(self):
+    return None
+
+  def save(self, step, state, meta):
+    del step, state, meta
+
+  def close(self):
+    pass
+
+
+STATE_KEYS = ("step", "params", "batch_stats", "opt_state")
+
+
+def _check_state(state: Any) -> None:
+  """One line instead of a KeyError deep in the step when ``state`` is not a train state."""
+  if not isinstance(state, dict) or any(k not in state for k in STATE_KEYS):
+    got = sorted(state) if isinstance(state, dict) else type(state).__name__
+    raise ConfigError(f"expected a train state with keys {list(STATE_KEYS)} "
+                      f"(state.create_state(params, batch_stats, optimizer)), got {got}; pass "
+                      "the state, not the params.")
 
 
 @jax.jit
