@@ -1,0 +1,133 @@
+"""A study from its config: the grid, running it, aggregating it, emitting it for SLURM.
+
+``launch/study.py`` is a thin wrapper around ``run``, ``write_outputs`` and ``emit_slurm``.
+A study config (``configs/studies/*.py``) has the fields:
+
+  name        the study's name
+  base        ``configs/FILE.py[:ARG]`` of every run, ``{field}`` templates allowed
+  fixed       nested overrides applied to every run
+  axes        axis name -> nested dict of zipped value tuples (the grid is their product)
+  replicates  comma-separated axis names that are repeats (seeds): pooled, never plotted
+  share       folders a run may take from the run that trained the same performer ("" = none)
+  require     comma-separated top-level keys a finished metrics.json must hold besides variants
+  table       columns, rows (grid fields or ""), variants, variant_metrics, metrics (dotted
+              metrics.json paths), paired ("prior-baseline"), metric_pairs ("A:B", any two
+              paths, A − B), average_column, labels (value -> column title)
+  slurm       sbatch settings: partition, time, mem, account, gpus_per_task, cpus_per_task, setup
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+from xplain_jax.study import aggregate as agg_lib
+from xplain_jax.study import grid as grid_lib
+from xplain_jax.study import render
+from xplain_jax.study import runner as runner_lib
+from xplain_jax.study import slurm as slurm_lib
+
+
+def _list(text: str) -> list[str]:
+  return [s.strip() for s in str(text).split(",") if s.strip()]
+
+
+def required(config) -> list[str]:
+  """Top-level keys of a finished run's metrics.json: the variants and ``config.require``."""
+  return _list(config.table.variants) + _list(config.get("require", ""))
+
+
+def parse_sets(sets: Sequence[str]) -> dict[str, str]:
+  """``["FIELD=VALUE", ...]`` (``--set``) -> ``{FIELD: VALUE}``."""
+  out = {}
+  for s in sets or ():
+    field, eq, value = s.partition("=")
+    if not eq or not field.strip():
+      raise ValueError(f"--set={s!r} must read FIELD=VALUE, e.g. --set=dataset.data_dir=/data.")
+    out[field.strip().removeprefix("config.")] = value
+  return out
+
+
+def runs_of(config, sets: Sequence[str] = ()) -> list[grid_lib.Run]:
+  """The study's runs; ``sets`` are extra ``FIELD=VALUE`` overrides for every run."""
+  return grid_lib.make_runs(config.base, config.axes, config.get("fixed"), parse_sets(sets))
+
+
+def table_spec(config) -> dict:
+  t = config.table
+  return dict(columns=t.columns, rows=t.rows, variants=_list(t.variants),
+              variant_metrics=_list(t.variant_metrics), metrics=_list(t.metrics),
+              paired=_list(t.paired), metric_pairs=_list(t.get("metric_pairs", "")),
+              average_column=bool(t.average_column),
+              labels=dict(t.get("labels", {}) or {}))
+
+
+def sweeps_of(config, runs) -> list[tuple[str, str]]:
+  """``(axis, first field)`` of every axis with several values that is not a replicate."""
+  reps = set(_list(config.replicates))
+  out = []
+  for axis, tree in config.axes.items():
+    fields = list(grid_lib.flatten_fields(tree))
+    if axis not in reps and len({grid_lib.format_value(r.point[fields[0]]) for r in runs}) > 1:
+      out.append((axis, fields[0]))
+  return out
+
+
+def run(config, workdir: str, *, jobs: int = 1, devices: Sequence[str] = (),
+        repo_root: str = ".", sets: Sequence[str] = ()) -> dict[str, str]:
+  """Runs every unfinished grid point of the study (see ``runner.run_study``)."""
+  runs = runs_of(config, sets)
+  os.makedirs(workdir, exist_ok=True)
+  return runner_lib.run_study(runs, workdir, variants=required(config),
+                              share=_list(config.share), jobs=jobs, devices=devices,
+                              repo_root=repo_root)
+
+
+def build(config, workdir: str, sets: Sequence[str] = ()) -> dict:
+  """The study's record (what ``study.json`` holds) from the sub-workdirs as they are now."""
+  runs, spec = runs_of(config, sets), table_spec(config)
+  results = agg_lib.collect(runs, workdir, required(config))
+  numbers = agg_lib.aggregate(
+      runs, results, columns=spec["columns"], rows=spec["rows"], variants=spec["variants"],
+      variant_metrics=spec["variant_metrics"], metrics=spec["metrics"], paired=spec["paired"],
+      metric_pairs=spec["metric_pairs"], average_column=spec["average_column"], sweeps=sweeps_of(config, runs))
+  return dict(
+      name=config.name, base=config.base, table=spec, replicates=_list(config.replicates),
+      sharing_rule=("runs with the same config file and argument whose overrides differ only "
+                    "in explainer.* fields other than " + ", ".join(grid_lib.FEATURIZER_FIELDS)),
+      runs=[dict(name=r.name, point=r.point, config=r.config, overrides=r.overrides,
+                 status="missing" if results[r.name] is None else "complete") for r in runs],
+      sharing=agg_lib.sharing(runs, workdir), aggregate=numbers)
+
+
+def _write(path: str, text: str) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def write_outputs(config, workdir: str, sets: Sequence[str] = ()) -> dict:
+  """Writes ``study.json``, ``study.md``, ``study.html`` and ``figures/sweep_*.png``."""
+  study = build(config, workdir, sets)
+  _write(os.path.join(workdir, "study.json"), json.dumps(study, indent=1, sort_keys=True) + "\n")
+  figures = render.plot_sweeps(study, os.path.join(workdir, "figures"))
+  _write(os.path.join(workdir, "study.md"), render.markdown(study, figures))
+  _write(os.path.join(workdir, "study.html"), render.html_page(study, figures))
+  return study
+
+
+def emit_slurm(config, workdir: str, *, study_args: Sequence[str],
+               sets: Sequence[str] = ()) -> list[str]:
+  """Writes ``study_array.sbatch``, ``study_aggregate.sbatch`` and ``submit.sh``; their paths."""
+  runs = runs_of(config, sets)
+  slurm = dict(config.get("slurm", {}) or {})
+  os.makedirs(os.path.join(workdir, runner_lib.LOG_DIR), exist_ok=True)
+  paths = [os.path.join(workdir, n) for n in ("study_array.sbatch", "study_aggregate.sbatch",
+                                              "submit.sh")]
+  _write(paths[0], slurm_lib.array_script(runs, workdir, name=config.name, slurm=slurm))
+  _write(paths[1], slurm_lib.aggregate_script(workdir, name=config.name, study_args=study_args,
+                                              slurm=slurm))
+  _write(paths[2], slurm_lib.submit_script(paths[0], paths[1]))
+  return paths
