@@ -38,6 +38,25 @@ def _fail(message: str) -> None:
   sys.exit(2)
 
 
+def parse_flags(argv):
+  """Parses the command line; a mistake becomes one ``error:`` line and exit status 2."""
+  try:
+    rest = FLAGS(argv)
+    FLAGS.config.keys()  # raises OSError when the study config failed to load
+    return rest
+  except flags.Error as e:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    _fail(f"{lines[-1] if lines else e}; usage: python launch/study.py "
+          "--config=configs/studies/FILE.py[:ARG] --workdir=DIR [--jobs=N] [--emit=slurm] "
+          "[--aggregate-only] [--set=FIELD=VALUE]")
+  except (AttributeError, KeyError) as e:
+    _fail(f"unknown study field in a --config.FIELD override ({e}); check the spelling against "
+          "the study config file.")
+  except OSError as e:
+    _fail(f"cannot load the study config: {' '.join(str(e).split())}; pass "
+          "--config=configs/studies/FILE.py with a file that exists.")
+
+
 def main(argv):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; pass study settings as --config.FIELD=VALUE.")
@@ -79,4 +98,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

@@ -292,12 +292,16 @@ def test_runs_that_share_a_performer_train_it_once(killed_and_resumed):
   k = killed_and_resumed
   study = json.loads(open(os.path.join(k["workdir"], "study.json")).read())
   groups = grid.share_groups(k["runs"])
-  assert len(groups) == 2 and all(len(f) == 1 for f in groups.values())  # 2 seeds × 2 β
+  # 2 seeds × 2 β: the β share a performer (the seeds too where there is an explainer seed).
+  assert len(groups) < len(k["runs"]) and all(len(f) >= 1 for f in groups.values())
   assert sorted(study["sharing"], key=lambda s: s["trained_in"]) == sorted(
       [dict(trained_in=lead, reused_by=f) for lead, f in groups.items()],
       key=lambda s: s["trained_in"])
   trained = [r.name for r in k["runs"] if _performer_trained(os.path.join(k["workdir"], r.name))]
   assert sorted(trained) == sorted(groups)  # only the leaders' logs have performer steps
+  for lead, followers in groups.items():
+    for f in followers:
+      assert runner.shared_from(os.path.join(k["workdir"], f)) == lead
 
 
 def test_parallel_workers_give_the_same_study_json(killed_and_resumed, tmp_path):

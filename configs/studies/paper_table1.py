@@ -12,7 +12,8 @@ appendix's Tables 3-5).
       --config.fixed.dataset.data_dir=DATA_DIR --emit=slurm  # a SLURM job array
 
 ImageNet weights (torchvision files) per architecture, in the order alexnet, vgg_m, vgg_s,
-vgg16 ("" = from scratch): ``--config.axes.arch.performer.init_from="('/w/alexnet.pth','','','/w/vgg16.pth')"``.
+vgg16 ("" = from scratch):
+``--config.axes.arch.performer.init_from="('/w/alexnet.pth','','','/w/vgg16.pth')"``.
 Argument: ``seeds=N`` (default 1), ``by_category``, ``tiny`` (64 px smoke run), comma-separated.
 """
 

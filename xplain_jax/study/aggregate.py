@@ -78,7 +78,8 @@ def _split(pair: str, sep: str) -> tuple[str, str]:
 def aggregate(runs: Sequence[grid_lib.Run], results: dict, *, columns: str = "", rows: str = "",
               variants: Sequence[str] = (), variant_metrics: Sequence[str] = (),
               metrics: Sequence[str] = (), paired: Sequence[str] = (),
-              metric_pairs: Sequence[str] = (), average_column: bool = False, sweeps: Sequence[tuple[str, str]] = ()) -> dict:
+              metric_pairs: Sequence[str] = (), average_column: bool = False,
+              sweeps: Sequence[tuple[str, str]] = ()) -> dict:
   """The study's numbers.
 
   Args:
@@ -100,8 +101,8 @@ def aggregate(runs: Sequence[grid_lib.Run], results: dict, *, columns: str = "",
   row_vals = _values(runs, rows) if rows else [ALL]
 
   def members(row, col):
-    return [r for r in runs
-            if (row is ALL or r.point.get(rows) == row) and (col is ALL or r.point.get(columns) == col)]
+    return [r for r in runs if (row is ALL or r.point.get(rows) == row)
+            and (col is ALL or r.point.get(columns) == col)]
 
   names = metric_names(variants, variant_metrics, metrics)
   cells, pairs = [], []
@@ -109,7 +110,8 @@ def aggregate(runs: Sequence[grid_lib.Run], results: dict, *, columns: str = "",
     for col in col_vals:
       m = members(row, col)
       for metric in names:
-        cells.append(dict(metric=metric, row=label(row), column=label(col), **_cell(m, results, metric)))
+        cells.append(dict(metric=metric, row=label(row), column=label(col),
+                          **_cell(m, results, metric)))
       todo = [(f"{a}.{vm}", f"{b}.{vm}") for a, b in (_split(p, "-") for p in paired)
               for vm in variant_metrics] + [_split(p, ":") for p in metric_pairs]
       for a, b in todo:

@@ -91,7 +91,8 @@ def build(config, workdir: str, sets: Sequence[str] = ()) -> dict:
   numbers = agg_lib.aggregate(
       runs, results, columns=spec["columns"], rows=spec["rows"], variants=spec["variants"],
       variant_metrics=spec["variant_metrics"], metrics=spec["metrics"], paired=spec["paired"],
-      metric_pairs=spec["metric_pairs"], average_column=spec["average_column"], sweeps=sweeps_of(config, runs))
+      metric_pairs=spec["metric_pairs"], average_column=spec["average_column"],
+      sweeps=sweeps_of(config, runs))
   return dict(
       name=config.name, base=config.base, table=spec, replicates=_list(config.replicates),
       sharing_rule=("runs with the same config file and argument whose overrides differ only "

@@ -46,7 +46,8 @@ def array_script(runs: Sequence[grid_lib.Run], workdir: str, *, name: str, slurm
 def aggregate_script(workdir: str, *, name: str, study_args: Sequence[str], slurm: dict,
                      python: str = "python") -> str:
   """The aggregation job (``launch/study.py ... --aggregate-only``), no GPU."""
-  cpu = {k: v for k, v in slurm.items() if k not in ("gpus_per_task",)}
+  cpu = {k: v for k, v in slurm.items() if k not in ("gpus_per_task", "cpus_per_task")}
+  cpu["time"] = slurm.get("aggregate_time") or "00:30:00"
   lines = _header(f"study-{name}-aggregate", f"{workdir}/logs/slurm-aggregate-%j.log", cpu)
   lines += ["set -euo pipefail", 'cd "${SLURM_SUBMIT_DIR:-.}"']
   if slurm.get("setup"):
