@@ -27,7 +27,7 @@ flags.DEFINE_list("devices", None, "Device ids split among the workers (CUDA_VIS
                   "default: those in CUDA_VISIBLE_DEVICES, else every worker sees all.")
 flags.DEFINE_enum("emit", "", ["", "slurm"], "Write job scripts instead of running.")
 flags.DEFINE_multi_string("set", [], "FIELD=VALUE: a --config.FIELD=VALUE for every run.")
-flags.DEFINE_bool("aggregate_only", False, "Aggregate the finished runs; run nothing.")
+flags.DEFINE_bool("aggregate-only", False, "Aggregate the finished runs; run nothing.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -76,7 +76,7 @@ def main(argv):
           f"bash {os.path.join(workdir, 'submit.sh')}")
     return
   failed = []
-  if not FLAGS.aggregate_only:
+  if not FLAGS["aggregate-only"].value:
     devices = FLAGS.devices
     if devices is None:
       devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]

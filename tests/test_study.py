@@ -252,7 +252,9 @@ def _study_cmd(workdir, *extra):
 
 
 def _performer_trained(run_dir) -> bool:
-  return os.path.exists(os.path.join(run_dir, "logs", "performer.jsonl"))
+  """Whether the run logged performer training steps (a restored performer logs none)."""
+  path = os.path.join(run_dir, "logs", "performer.jsonl")
+  return os.path.exists(path) and os.path.getsize(path) > 0
 
 
 @pytest.fixture(scope="module")

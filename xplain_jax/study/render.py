@@ -145,9 +145,13 @@ def plot_sweeps(study: dict, directory: str) -> list[str]:
   groups = [(vm, [f"{v}.{vm}" for v in spec["variants"]]) for vm in spec["variant_metrics"]]
   groups += [(m, [m]) for m in spec["metrics"]]
   for axis, sw in study["aggregate"]["sweeps"].items():
-    fig, axes = plt.subplots(1, len(groups), figsize=(4 * len(groups), 3.2), squeeze=False)
+    ncols = min(4, len(groups))
+    nrows = -(-len(groups) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4 * ncols, 3.2 * nrows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+      ax.axis("off")
     xs = list(range(len(sw["values"])))
-    for ax, (title, series) in zip(axes[0], groups):
+    for ax, (title, series) in zip(axes.flat, groups):
       for k, metric in enumerate(series):
         cells = sw["series"][metric]
         ys = [c["mean"] if c["mean"] is not None else float("nan") for c in cells]
