@@ -315,3 +315,49 @@ def test_parallel_workers_give_the_same_study_json(killed_and_resumed, tmp_path)
   again = subprocess.run(_study_cmd(str(tmp_path), "--aggregate-only"), cwd=ROOT, env=_env(),
                          capture_output=True, text=True, timeout=300)
   assert again.returncode == 0 and open(tmp_path / "study.json").read() == a
+
+
+# ---------------------------------------------------------------- the runner on a stand-in run
+
+FAKE_RUN = r'''
+import json, os, sys
+args = dict(a[2:].split("=", 1) for a in sys.argv[1:])
+w = args["workdir"]
+if args.get("config.seed") == "13":
+  sys.exit(1)  # a run that fails
+os.makedirs(os.path.join(w, "logs"), exist_ok=True)
+if not os.path.exists(os.path.join(w, "performer", "done.json")):
+  os.makedirs(os.path.join(w, "performer"), exist_ok=True)
+  open(os.path.join(w, "performer", "done.json"), "w").write("{}")
+  open(os.path.join(w, "logs", "performer.jsonl"), "w").write('{"step": 1}\n')
+beta = float(args["config.explainer.beta"])
+json.dump({"visible": os.environ.get("CUDA_VISIBLE_DEVICES")}, open(os.path.join(w, "env.json"), "w"))
+json.dump({"baseline": {"entropy": 1.0}, "prior": {"entropy": 1.0 + beta}},
+          open(os.path.join(w, "metrics.json"), "w"))
+'''
+
+
+def test_runner_phases_sharing_failures_devices_and_skips(tmp_path):
+  root = tmp_path / "repo"
+  (root / "launch").mkdir(parents=True)
+  (root / "launch" / "run.py").write_text(FAKE_RUN)
+  runs = grid.make_runs("configs/synthetic.py", _axes(beta=dict(explainer=dict(beta=(0.0, 1.0))),
+                                                      seed=dict(seed=(0, 13))))
+  w = str(tmp_path / "study")
+  lines = []
+  status = runner.run_study(runs, w, variants=["baseline", "prior"], share=["performer"], jobs=2,
+                            devices=["0", "1", "2", "3"], repo_root=str(root), echo=lines.append)
+  assert status == {"beta=0.0__seed=0": "ok", "beta=1.0__seed=0": "ok",
+                    "beta=0.0__seed=13": "failed (rc 1)", "beta=1.0__seed=13": "failed (rc 1)"}
+  assert runner.shared_from(os.path.join(w, "beta=1.0__seed=0")) == "beta=0.0__seed=0"
+  assert not _performer_trained(os.path.join(w, "beta=1.0__seed=0"))
+  assert _performer_trained(os.path.join(w, "beta=0.0__seed=0"))
+  assert runner.shared_from(os.path.join(w, "beta=1.0__seed=13")) is None  # its leader failed
+  for name in ("beta=0.0__seed=0", "beta=1.0__seed=0"):
+    visible = json.load(open(os.path.join(w, name, "env.json")))["visible"]
+    assert visible in ("0,1", "2,3")
+  assert os.path.getsize(os.path.join(w, "logs", "beta=0.0__seed=13.log")) > 0
+  again = runner.run_study(runs, w, variants=["baseline", "prior"], share=["performer"],
+                           repo_root=str(root), echo=lines.append)
+  assert again["beta=0.0__seed=0"] == again["beta=1.0__seed=0"] == "finished"
+  assert "[study] skip beta=1.0__seed=0 (finished)" in lines
