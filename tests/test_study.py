@@ -251,9 +251,9 @@ def _study_cmd(workdir, *extra):
           *[f"--set={s}" for s in SETS], *extra]
 
 
-def _performer_trained(run_dir) -> bool:
-  """Whether the run logged performer training steps (a restored performer logs none)."""
-  path = os.path.join(run_dir, "logs", "performer.jsonl")
+def _performer_trained(run_dir, stage="performer") -> bool:
+  """Whether the run logged training steps of ``stage`` (a restored stage logs none)."""
+  path = os.path.join(run_dir, "logs", f"{stage}.jsonl")
   return os.path.exists(path) and os.path.getsize(path) > 0
 
 
@@ -304,17 +304,29 @@ def test_runs_that_share_a_performer_train_it_once(killed_and_resumed):
   for lead, followers in groups.items():
     for f in followers:
       assert runner.shared_from(os.path.join(k["workdir"], f)) == lead
+  # The baseline (λ ≡ 0) does not read β: a follower differing only in β reuses it too.
+  by_name = {r.name: r for r in k["runs"]}
+  for lead, followers in groups.items():
+    for f in followers:
+      same = runner.differs_only_in(by_name[lead], by_name[f], ["explainer.beta"])
+      assert _performer_trained(os.path.join(k["workdir"], f), "explainer_baseline") != same
 
 
-def test_parallel_workers_give_the_same_study_json(killed_and_resumed, tmp_path):
-  out = subprocess.run(_study_cmd(str(tmp_path), "--jobs=2"), cwd=ROOT, env=_env(),
+def test_parallel_unshared_study_gives_the_same_numbers(killed_and_resumed, tmp_path):
+  """Two workers, every run training its own performer and baseline: sharing changes nothing."""
+  no_share = ["--config.share=", "--config.share_explainers="]
+  out = subprocess.run(_study_cmd(str(tmp_path), "--jobs=2", *no_share), cwd=ROOT, env=_env(),
                        capture_output=True, text=True, timeout=900)
   assert out.returncode == 0, out.stdout + out.stderr
-  a = open(os.path.join(killed_and_resumed["workdir"], "study.json")).read()
-  assert open(tmp_path / "study.json").read() == a
-  again = subprocess.run(_study_cmd(str(tmp_path), "--aggregate-only"), cwd=ROOT, env=_env(),
-                         capture_output=True, text=True, timeout=300)
-  assert again.returncode == 0 and open(tmp_path / "study.json").read() == a
+  a = json.loads(open(os.path.join(killed_and_resumed["workdir"], "study.json")).read())
+  b = json.loads(open(tmp_path / "study.json").read())
+  assert b["sharing"] == [] and a["sharing"]
+  assert {k: v for k, v in a.items() if k != "sharing"} == {
+      k: v for k, v in b.items() if k != "sharing"}
+  text = open(tmp_path / "study.json").read()
+  again = subprocess.run(_study_cmd(str(tmp_path), "--aggregate-only", *no_share), cwd=ROOT,
+                         env=_env(), capture_output=True, text=True, timeout=300)
+  assert again.returncode == 0 and open(tmp_path / "study.json").read() == text
 
 
 # ---------------------------------------------------------------- the runner on a stand-in run
@@ -330,8 +342,13 @@ if not os.path.exists(os.path.join(w, "performer", "done.json")):
   os.makedirs(os.path.join(w, "performer"), exist_ok=True)
   open(os.path.join(w, "performer", "done.json"), "w").write("{}")
   open(os.path.join(w, "logs", "performer.jsonl"), "w").write('{"step": 1}\n')
+if not os.path.exists(os.path.join(w, "explainer_baseline", "done.json")):
+  os.makedirs(os.path.join(w, "explainer_baseline"), exist_ok=True)
+  open(os.path.join(w, "explainer_baseline", "done.json"), "w").write("{}")
+  open(os.path.join(w, "logs", "explainer_baseline.jsonl"), "w").write('{"step": 1}\n')
 beta = float(args["config.explainer.beta"])
-json.dump({"visible": os.environ.get("CUDA_VISIBLE_DEVICES")}, open(os.path.join(w, "env.json"), "w"))
+json.dump({"visible": os.environ.get("CUDA_VISIBLE_DEVICES")},
+          open(os.path.join(w, "env.json"), "w"))
 json.dump({"baseline": {"entropy": 1.0}, "prior": {"entropy": 1.0 + beta}},
           open(os.path.join(w, "metrics.json"), "w"))
 '''
@@ -346,12 +363,15 @@ def test_runner_phases_sharing_failures_devices_and_skips(tmp_path):
   w = str(tmp_path / "study")
   lines = []
   status = runner.run_study(runs, w, variants=["baseline", "prior"], share=["performer"], jobs=2,
+                            also_share=(["explainer_baseline"], ["explainer.beta"]),
                             devices=["0", "1", "2", "3"], repo_root=str(root), echo=lines.append)
   assert status == {"beta=0.0__seed=0": "ok", "beta=1.0__seed=0": "ok",
                     "beta=0.0__seed=13": "failed (rc 1)", "beta=1.0__seed=13": "failed (rc 1)"}
   assert runner.shared_from(os.path.join(w, "beta=1.0__seed=0")) == "beta=0.0__seed=0"
   assert not _performer_trained(os.path.join(w, "beta=1.0__seed=0"))
   assert _performer_trained(os.path.join(w, "beta=0.0__seed=0"))
+  assert not os.path.exists(os.path.join(w, "beta=1.0__seed=0", "logs", "explainer_baseline.jsonl"))
+  assert os.path.isdir(os.path.join(w, "beta=1.0__seed=0", "explainer_baseline"))
   assert runner.shared_from(os.path.join(w, "beta=1.0__seed=13")) is None  # its leader failed
   for name in ("beta=0.0__seed=0", "beta=1.0__seed=0"):
     visible = json.load(open(os.path.join(w, name, "env.json")))["visible"]

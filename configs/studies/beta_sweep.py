@@ -4,8 +4,11 @@ The explainer seed is ``explainer.seed`` when the base config has that field: th
 reuse one trained performer (and its feature cache) and only the explainers differ. Without it
 the pipeline draws the explainers' keys from the run's ``seed``, which also seeds the performer,
 so this study falls back to varying ``seed``: one performer per seed, shared by the five β of
-that seed (3 performers instead of 15). At β = 0 the "prior" explainer has no prior loss: its
-difference from the baseline measures the noise of training two explainers.
+that seed (3 performers instead of 15). The baseline explainer (λ ≡ 0) does not read β, so
+runs that differ from their performer's first run only in β also reuse its trained baseline
+(``share_explainers``; set it to "" to train every baseline). At β = 0 the "prior" explainer
+has no prior loss: its difference from the baseline measures the noise of training two
+explainers.
 
   python launch/study.py --config=configs/studies/beta_sweep.py --workdir=studies/beta
 
@@ -51,6 +54,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.axes.seed = dict(seed=seeds)
   c.replicates = "seed"
   c.share = common.SHARE
+  c.share_explainers = "explainer_baseline"
+  c.explainer_free_fields = "explainer.beta"
   c.require = ""
   c.table = common.table(columns="explainer.beta")
   c.slurm = common.slurm()

@@ -9,6 +9,8 @@ A study config (``configs/studies/*.py``) has the fields:
   axes        axis name -> nested dict of zipped value tuples (the grid is their product)
   replicates  comma-separated axis names that are repeats (seeds): pooled, never plotted
   share       folders a run may take from the run that trained the same performer ("" = none)
+  share_explainers, explainer_free_fields   optional: folders (``explainer_baseline``) also
+              taken from that run when the two differ only in these fields (``explainer.beta``)
   require     comma-separated top-level keys a finished metrics.json must hold besides variants
   table       columns, rows (grid fields or ""), variants, variant_metrics, metrics (dotted
               metrics.json paths), paired ("prior-baseline"), metric_pairs ("A:B", any two
@@ -80,7 +82,10 @@ def run(config, workdir: str, *, jobs: int = 1, devices: Sequence[str] = (),
   runs = runs_of(config, sets)
   os.makedirs(workdir, exist_ok=True)
   return runner_lib.run_study(runs, workdir, variants=required(config),
-                              share=_list(config.share), jobs=jobs, devices=devices,
+                              share=_list(config.share),
+                              also_share=(_list(config.get("share_explainers", "")),
+                                          _list(config.get("explainer_free_fields", ""))),
+                              jobs=jobs, devices=devices,
                               repo_root=repo_root)
 
 
@@ -112,6 +117,7 @@ def _write(path: str, text: str) -> None:
 def write_outputs(config, workdir: str, sets: Sequence[str] = ()) -> dict:
   """Writes ``study.json``, ``study.md``, ``study.html`` and ``figures/sweep_*.png``."""
   study = build(config, workdir, sets)
+  os.makedirs(workdir, exist_ok=True)
   _write(os.path.join(workdir, "study.json"), json.dumps(study, indent=1, sort_keys=True) + "\n")
   figures = render.plot_sweeps(study, os.path.join(workdir, "figures"))
   _write(os.path.join(workdir, "study.md"), render.markdown(study, figures))

@@ -8,7 +8,10 @@ trains it; each other run's sub-workdir is then created from hard links (copies 
 filesystems) of the leader's ``performer/``, ``features/``, ... and a ``shared_from.json``
 naming the leader, so its performer stage is found finished and not redone. The sub-workdir is
 assembled in a temporary folder and renamed into place, so a kill while seeding leaves nothing
-half-made. ``jobs`` > 1 runs that many worker processes at once, each given its own subset of
+half-made. Optionally (``also_share``) a follower whose overrides differ from its leader's only
+in some fields (e.g. ``explainer.beta``, which the baseline explainer does not read) also
+takes the leader's ``explainer_baseline/``, so the baseline is trained once per performer too.
+``jobs`` > 1 runs that many worker processes at once, each given its own subset of
 ``devices`` through ``CUDA_VISIBLE_DEVICES``.
 """
 
@@ -120,8 +123,17 @@ def _execute(cmd: list[str], *, cwd: str, log_path: str, visible: str | None) ->
                           check=False).returncode
 
 
+def differs_only_in(a: grid_lib.Run, b: grid_lib.Run, fields: Sequence[str]) -> bool:
+  """Whether the overrides of ``a`` and ``b`` differ in no field outside ``fields``."""
+  keys = set(a.overrides) | set(b.overrides)
+  return a.config == b.config and all(
+      f in fields or grid_lib.format_value(a.overrides.get(f)) ==
+      grid_lib.format_value(b.overrides.get(f)) for f in keys)
+
+
 def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str],
-              share: Sequence[str], jobs: int = 1, devices: Sequence[str] = (),
+              share: Sequence[str], also_share: tuple[Sequence[str], Sequence[str]] = ((), ()),
+              jobs: int = 1, devices: Sequence[str] = (),
               repo_root: str = ".", python: str = sys.executable,
               echo: Callable[[str], None] = print) -> dict[str, str]:
   """Runs every unfinished grid point; returns ``{run name: "finished" | "ok" | "failed (rc N)"}``.
@@ -132,6 +144,8 @@ def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str]
       ``workdir/logs/r.name.log``.
     variants: explainer variants a finished run's metrics.json must hold.
     share: folders seeded from a leader (empty: no sharing).
+    also_share: ``(folders, fields)``: more folders seeded into a follower whose overrides
+      differ from the leader's only in ``fields``.
     jobs: worker processes at once; devices: device ids split among them.
   """
   groups = device_groups(list(devices), jobs)
@@ -155,9 +169,13 @@ def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str]
     run_dir = os.path.join(workdir, r.name)
     lead = leader_of.get(r.name)
     if lead and status.get(lead) in ("finished", "ok"):
-      if seed_run(os.path.join(workdir, lead), run_dir, leader=lead, share=share):
+      folders = list(share)
+      if also_share[0] and differs_only_in(by_name[lead], r, also_share[1]):
+        folders += list(also_share[0])
+      seeded = seed_run(os.path.join(workdir, lead), run_dir, leader=lead, share=folders)
+      if seeded:
         with lock:
-          echo(f"[study] {r.name}: performer shared from {lead}")
+          echo(f"[study] {r.name}: {', '.join(seeded)} from {lead}")
     visible = free.get()
     try:
       with lock:
