@@ -27,6 +27,8 @@ flags.DEFINE_list("devices", None, "Device ids split among the workers (CUDA_VIS
                   "default: those in CUDA_VISIBLE_DEVICES, else every worker sees all.")
 flags.DEFINE_enum("emit", "", ["", "slurm"], "Write job scripts instead of running.")
 flags.DEFINE_multi_string("set", [], "FIELD=VALUE: a --config.FIELD=VALUE for every run.")
+flags.DEFINE_string("seed-run", None, "Only seed the sub-workdir of run NAME from the run that "
+                    "trained its performer (used by the SLURM follower array).")
 flags.DEFINE_bool("aggregate-only", False, "Aggregate the finished runs; run nothing.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -68,11 +70,18 @@ def main(argv):
     runs = core.runs_of(config, FLAGS.set)
   except ValueError as e:
     _fail(str(e))
+  if FLAGS["seed-run"].value:
+    try:
+      seeded = core.seed_one(config, workdir, FLAGS["seed-run"].value, FLAGS.set)
+    except ValueError as e:
+      _fail(str(e))
+    print(f"seeded {', '.join(seeded)}" if seeded else "nothing to seed")
+    return
   if FLAGS.emit == "slurm":
     study_args = [a for a in sys.argv[1:] if a.startswith(("--config", "--set"))]
     for path in core.emit_slurm(config, workdir, study_args=study_args, sets=FLAGS.set):
       print(f"wrote {path}")
-    print(f"{len(runs)} array tasks; submit from the repository root with "
+    print(f"{len(runs)} grid points; submit from the repository root with "
           f"bash {os.path.join(workdir, 'submit.sh')}")
     return
   failed = []

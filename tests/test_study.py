@@ -203,26 +203,72 @@ def test_aggregation_matches_hand_computation(tmp_path):
 
 # ---------------------------------------------------------------- SLURM text
 
-def test_emitted_slurm_array_and_dependent_aggregation(tmp_path):
+def _emit(tmp_path, spec, *extra):
   out = subprocess.run(
-      [sys.executable, "launch/study.py", f"--config={TINY}", f"--workdir={tmp_path}/s",
-       "--emit=slurm", "--set=stages=performer,explainer"], cwd=ROOT, capture_output=True,
-      text=True, check=True)
-  assert "4 array tasks" in out.stdout
+      [sys.executable, "launch/study.py", f"--config={spec}", f"--workdir={tmp_path}/s",
+       "--emit=slurm", *extra], cwd=ROOT, capture_output=True, text=True, check=True)
+  return out.stdout
+
+
+def _tasks(text):
+  return re.findall(r"^  (\d+)\) (.*) ;;$", text, re.M)
+
+
+def test_emitted_slurm_array_and_dependent_aggregation(tmp_path):
+  spec = "configs/studies/synthetic_seeds.py:tiny"
+  assert "2 grid points" in _emit(tmp_path, spec, "--set=stages=performer,explainer")
   array = (tmp_path / "s" / "study_array.sbatch").read_text()
-  assert re.search(r"^#SBATCH --array=0-3$", array, re.M)
-  tasks = re.findall(r"^  (\d+)\) (.*) ;;$", array, re.M)
-  assert [int(k) for k, _ in tasks] == [0, 1, 2, 3]
-  runs = core.runs_of(core_config(TINY))
-  for (k, cmd), r in zip(tasks, runs):
+  assert re.search(r"^#SBATCH --array=0-1$", array, re.M)
+  tasks = _tasks(array)
+  assert [int(k) for k, _ in tasks] == [0, 1]
+  for (k, cmd), r in zip(tasks, core.runs_of(core_config(spec))):
     assert cmd.count("launch/run.py") == 1 and f"--workdir={tmp_path}/s/{r.name}" in cmd
-    assert "--config.stages=performer,explainer" in cmd
+    assert "--config.stages=performer,explainer" in cmd and "--seed-run" not in cmd
+  assert not (tmp_path / "s" / "study_followers.sbatch").exists()  # no run shares a performer
   agg = (tmp_path / "s" / "study_aggregate.sbatch").read_text()
-  assert "launch/study.py" in agg and "--aggregate-only" in agg and f"--config={TINY}" in agg
+  assert "launch/study.py" in agg and "--aggregate-only" in agg and f"--config={spec}" in agg
   submit = (tmp_path / "s" / "submit.sh").read_text()
   assert "ARRAY_ID=$(sbatch --parsable" in submit
   assert re.search(r"sbatch --dependency=afterany:\$ARRAY_ID \S*study_aggregate.sbatch", submit)
-  assert not any((tmp_path / "s").glob("beta=*"))  # nothing was run
+  assert not any((tmp_path / "s").glob("seed=*"))  # nothing was run
+
+
+def test_emitted_slurm_runs_followers_after_their_performers(tmp_path):
+  _emit(tmp_path, TINY)
+  runs = core.runs_of(core_config(TINY))
+  groups = grid.share_groups(runs)
+  followers = [f for fs in groups.values() for f in fs]
+  first = _tasks((tmp_path / "s" / "study_array.sbatch").read_text())
+  second_text = (tmp_path / "s" / "study_followers.sbatch").read_text()
+  second = _tasks(second_text)
+  assert re.search(rf"^#SBATCH --array=0-{len(followers) - 1}$", second_text, re.M)
+  assert len(first) == len(groups) and len(second) == len(followers)
+  for lead, (_, cmd) in zip(groups, first):
+    assert cmd.count("launch/run.py") == 1 and f"/{lead} " in cmd + " "
+  for name, (_, cmd) in zip(followers, second):
+    assert cmd.count("launch/run.py") == 1 and f"--seed-run={name} && " in cmd
+  submit = (tmp_path / "s" / "submit.sh").read_text()
+  assert re.search(r"ARRAY_ID_2=\$\(sbatch --parsable --dependency=afterany:\$ARRAY_ID \S*"
+                   r"study_followers.sbatch\)", submit)
+  assert re.search(r"sbatch --dependency=afterany:\$ARRAY_ID:\$ARRAY_ID_2 \S*study_aggregate",
+                   submit)
+
+
+def test_seed_run_copies_a_finished_leader_only(tmp_path):
+  runs = core.runs_of(core_config(TINY))
+  lead, followers = next(iter(grid.share_groups(runs).items()))
+  cmd = [sys.executable, "launch/study.py", f"--config={TINY}", f"--workdir={tmp_path}",
+         f"--seed-run={followers[0]}"]
+  (tmp_path / lead / "performer").mkdir(parents=True)
+  (tmp_path / lead / "performer" / "done.json").write_text("{}")
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+  assert "nothing to seed" in out.stdout and not (tmp_path / followers[0]).exists()
+  (tmp_path / lead / "metrics.json").write_text(json.dumps({"baseline": {}, "prior": {}}))
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+  assert "seeded performer" in out.stdout
+  assert runner.shared_from(str(tmp_path / followers[0])) == lead
+  bad = subprocess.run(cmd[:-1] + ["--seed-run=nope"], cwd=ROOT, capture_output=True, text=True)
+  assert bad.returncode == 2 and bad.stderr.startswith("error: --seed-run='nope'")
 
 
 def core_config(spec: str):

@@ -76,17 +76,44 @@ def sweeps_of(config, runs) -> list[tuple[str, str]]:
   return out
 
 
+def _also_share(config) -> tuple[list[str], list[str]]:
+  return (_list(config.get("share_explainers", "")),
+          _list(config.get("explainer_free_fields", "")))
+
+
+def leaders_of(config, runs) -> dict[str, str]:
+  """``{follower name: leader name}`` under the study's sharing (empty when ``share`` is "")."""
+  if not _list(config.share):
+    return {}
+  return {f: lead for lead, fs in grid_lib.share_groups(runs).items() for f in fs}
+
+
 def run(config, workdir: str, *, jobs: int = 1, devices: Sequence[str] = (),
         repo_root: str = ".", sets: Sequence[str] = ()) -> dict[str, str]:
   """Runs every unfinished grid point of the study (see ``runner.run_study``)."""
   runs = runs_of(config, sets)
   os.makedirs(workdir, exist_ok=True)
   return runner_lib.run_study(runs, workdir, variants=required(config),
-                              share=_list(config.share),
-                              also_share=(_list(config.get("share_explainers", "")),
-                                          _list(config.get("explainer_free_fields", ""))),
-                              jobs=jobs, devices=devices,
-                              repo_root=repo_root)
+                              share=_list(config.share), also_share=_also_share(config),
+                              jobs=jobs, devices=devices, repo_root=repo_root)
+
+
+def seed_one(config, workdir: str, name: str, sets: Sequence[str] = ()) -> list[str]:
+  """Seeds run ``name`` from its leader when the leader has finished (``--seed-run``).
+
+  Returns the folders seeded ([] when the run has no leader, the leader has not finished, or
+  the run's sub-workdir exists already: the run then trains its own performer or resumes).
+  """
+  runs = {r.name: r for r in runs_of(config, sets)}
+  if name not in runs:
+    raise ValueError(f"--seed-run={name!r} is not a run of this study; use a sub-workdir name "
+                     f"such as {next(iter(runs))!r}.")
+  lead = leaders_of(config, list(runs.values())).get(name)
+  if not lead or not runner_lib.is_complete(os.path.join(workdir, lead), required(config)):
+    return []
+  folders = runner_lib.folders_for(runs[lead], runs[name], _list(config.share), _also_share(config))
+  return runner_lib.seed_run(os.path.join(workdir, lead), os.path.join(workdir, name),
+                             leader=lead, share=folders)
 
 
 def build(config, workdir: str, sets: Sequence[str] = ()) -> dict:
@@ -127,14 +154,31 @@ def write_outputs(config, workdir: str, sets: Sequence[str] = ()) -> dict:
 
 def emit_slurm(config, workdir: str, *, study_args: Sequence[str],
                sets: Sequence[str] = ()) -> list[str]:
-  """Writes ``study_array.sbatch``, ``study_aggregate.sbatch`` and ``submit.sh``; their paths."""
+  """Writes the sbatch scripts and ``submit.sh``; returns their paths.
+
+  ``study_array.sbatch`` runs the grid points that train their own performer; when some runs
+  share one, ``study_followers.sbatch`` runs the others after that array, each task seeding its
+  sub-workdir (``launch/study.py --seed-run=NAME``) before its ``launch/run.py``;
+  ``study_aggregate.sbatch`` aggregates after both, whatever their outcome.
+  """
   runs = runs_of(config, sets)
+  leader_of = leaders_of(config, runs)
+  first = [r for r in runs if r.name not in leader_of]
+  second = [r for r in runs if r.name in leader_of]
   slurm = dict(config.get("slurm", {}) or {})
   os.makedirs(os.path.join(workdir, runner_lib.LOG_DIR), exist_ok=True)
-  paths = [os.path.join(workdir, n) for n in ("study_array.sbatch", "study_aggregate.sbatch",
-                                              "submit.sh")]
-  _write(paths[0], slurm_lib.array_script(runs, workdir, name=config.name, slurm=slurm))
-  _write(paths[1], slurm_lib.aggregate_script(workdir, name=config.name, study_args=study_args,
-                                              slurm=slurm))
-  _write(paths[2], slurm_lib.submit_script(paths[0], paths[1]))
+  path = lambda n: os.path.join(workdir, n)
+  paths = [path("study_array.sbatch")]
+  _write(paths[0], slurm_lib.array_script(first, workdir, name=config.name, slurm=slurm))
+  if second:
+    seed = ["python", "launch/study.py", *study_args, f"--workdir={workdir}"]
+    paths.append(path("study_followers.sbatch"))
+    _write(paths[-1], slurm_lib.array_script(
+        second, workdir, name=config.name + "-followers", slurm=slurm,
+        prelude={r.name: seed + [f"--seed-run={r.name}"] for r in second}))
+  paths.append(path("study_aggregate.sbatch"))
+  _write(paths[-1], slurm_lib.aggregate_script(workdir, name=config.name, study_args=study_args,
+                                               slurm=slurm))
+  paths.append(path("submit.sh"))
+  _write(paths[-1], slurm_lib.submit_script(paths[:-2], paths[-2]))
   return paths

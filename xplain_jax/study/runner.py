@@ -131,6 +131,15 @@ def differs_only_in(a: grid_lib.Run, b: grid_lib.Run, fields: Sequence[str]) -> 
       grid_lib.format_value(b.overrides.get(f)) for f in keys)
 
 
+def folders_for(lead: grid_lib.Run, run: grid_lib.Run, share: Sequence[str],
+                also_share: tuple[Sequence[str], Sequence[str]]) -> list[str]:
+  """The folders ``run`` takes from its leader ``lead``: ``share`` (+ ``also_share``'s)."""
+  folders = list(share)
+  if also_share[0] and differs_only_in(lead, run, also_share[1]):
+    folders += list(also_share[0])
+  return folders
+
+
 def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str],
               share: Sequence[str], also_share: tuple[Sequence[str], Sequence[str]] = ((), ()),
               jobs: int = 1, devices: Sequence[str] = (),
@@ -169,10 +178,8 @@ def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str]
     run_dir = os.path.join(workdir, r.name)
     lead = leader_of.get(r.name)
     if lead and status.get(lead) in ("finished", "ok"):
-      folders = list(share)
-      if also_share[0] and differs_only_in(by_name[lead], r, also_share[1]):
-        folders += list(also_share[0])
-      seeded = seed_run(os.path.join(workdir, lead), run_dir, leader=lead, share=folders)
+      seeded = seed_run(os.path.join(workdir, lead), run_dir, leader=lead,
+                        share=folders_for(by_name[lead], r, share, also_share))
       if seeded:
         with lock:
           echo(f"[study] {r.name}: {', '.join(seeded)} from {lead}")

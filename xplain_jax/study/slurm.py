@@ -2,8 +2,9 @@
 aggregation as a job that depends on the array (``--dependency=afterany:ARRAY_ID``), so it runs
 on whatever finished and marks the rest missing.
 
-Under SLURM every array task trains its own performer (tasks run concurrently, so there is no
-leader to copy from); run the study on one host (``--jobs``) to share performers instead.
+When runs share a performer, the runs that train one form the first array and the others a
+second array that starts after it, each task copying its leader's performer into its
+sub-workdir (``launch/study.py --seed-run=NAME``) before running.
 """
 
 from __future__ import annotations
@@ -27,8 +28,11 @@ def _header(job_name: str, log: str, slurm) -> list[str]:
 
 
 def array_script(runs: Sequence[grid_lib.Run], workdir: str, *, name: str, slurm: dict,
-                 python: str = "python") -> str:
-  """The array job: task k runs grid point k (array range 0..N-1), from the submit folder."""
+                 python: str = "python", prelude: dict | None = None) -> str:
+  """The array job: task k runs ``runs[k]`` (array range 0..N-1), from the submit folder.
+
+  ``prelude`` maps a run name to a command run before its ``launch/run.py`` (joined by &&).
+  """
   lines = _header(f"study-{name}", f"{workdir}/logs/slurm-%A_%a.log", slurm)
   lines.insert(2, f"#SBATCH --array=0-{len(runs) - 1}")
   lines += ["# One launch/run.py per array task; a rerun resumes or skips a finished run.",
@@ -37,8 +41,11 @@ def array_script(runs: Sequence[grid_lib.Run], workdir: str, *, name: str, slurm
     lines.append(slurm["setup"])
   lines.append('case "$SLURM_ARRAY_TASK_ID" in')
   for k, r in enumerate(runs):
-    cmd = grid_lib.command(r, f"{workdir}/{r.name}", python=python)
-    lines.append(f"  {k}) {' '.join(shlex.quote(c) for c in cmd)} ;;")
+    cmd = " ".join(shlex.quote(c) for c in grid_lib.command(r, f"{workdir}/{r.name}",
+                                                            python=python))
+    if prelude and r.name in prelude:
+      cmd = " ".join(shlex.quote(c) for c in prelude[r.name]) + " && " + cmd
+    lines.append(f"  {k}) {cmd} ;;")
   lines += ['  *) echo "no grid point for task $SLURM_ARRAY_TASK_ID" >&2; exit 2 ;;', "esac", ""]
   return "\n".join(lines)
 
@@ -57,13 +64,19 @@ def aggregate_script(workdir: str, *, name: str, study_args: Sequence[str], slur
   return "\n".join(lines)
 
 
-def submit_script(array_path: str, aggregate_path: str) -> str:
-  """Submits the array, then the aggregation once every array task has ended (any state)."""
-  return "\n".join([
-      "#!/bin/bash", "# Run from the repository root: bash " + shlex.quote(
-          aggregate_path.rsplit("/", 1)[0] + "/submit.sh"),
-      "set -euo pipefail",
-      f"ARRAY_ID=$(sbatch --parsable {shlex.quote(array_path)})",
-      'ARRAY_ID="${ARRAY_ID%%;*}"  # "id;cluster" on federated clusters',
-      f"sbatch --dependency=afterany:$ARRAY_ID {shlex.quote(aggregate_path)}",
-      'echo "submitted array $ARRAY_ID and its aggregation"', ""])
+def submit_script(arrays: Sequence[str], aggregate_path: str) -> str:
+  """Submits the arrays in order (each after the previous one ended, in any state), then the
+  aggregation once every array has ended."""
+  lines = ["#!/bin/bash", "# Run from the repository root: bash " + shlex.quote(
+      aggregate_path.rsplit("/", 1)[0] + "/submit.sh"), "set -euo pipefail"]
+  ids = []
+  for k, path in enumerate(arrays):
+    var = "ARRAY_ID" if k == 0 else f"ARRAY_ID_{k + 1}"
+    after = f"--dependency=afterany:${ids[-1]} " if ids else ""
+    lines += [f"{var}=$(sbatch --parsable {after}{shlex.quote(path)})",
+              f'{var}="${{{var}%%;*}}"  # "id;cluster" on federated clusters']
+    ids.append(var)
+  deps = ":".join(f"${v}" for v in ids)
+  lines += [f"sbatch --dependency=afterany:{deps} {shlex.quote(aggregate_path)}",
+            'echo "submitted ' + " ".join(f"${v}" for v in ids) + ' and the aggregation"', ""]
+  return "\n".join(lines)
