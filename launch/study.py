@@ -12,6 +12,7 @@ WORKDIR/study.json, study.md, study.html and figures/.
 
 import os
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -84,7 +85,7 @@ def main(argv):
     print(f"{len(runs)} grid points; submit from the repository root with "
           f"bash {os.path.join(workdir, 'submit.sh')}")
     return
-  failed = []
+  failed, start = [], time.monotonic()
   if not FLAGS["aggregate-only"].value:
     devices = FLAGS.devices
     if devices is None:
@@ -98,7 +99,7 @@ def main(argv):
   study = core.write_outputs(config, workdir, FLAGS.set)
   missing = study["aggregate"]["missing"]
   print(f"study written to {os.path.join(workdir, 'study.md')} ({len(runs) - len(missing)}/"
-        f"{len(runs)} runs finished)")
+        f"{len(runs)} runs finished; {time.monotonic() - start:.0f} s)")
   if failed:
     print(f"error: {len(failed)} runs failed: {', '.join(failed)}; their logs are in "
           f"{os.path.join(workdir, 'logs')}; rerun the same command to retry them.",

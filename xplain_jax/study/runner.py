@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
 from typing import Callable, Sequence
 
 from xplain_jax.study import grid as grid_lib
@@ -119,8 +120,11 @@ def _execute(cmd: list[str], *, cwd: str, log_path: str, visible: str | None) ->
   with open(log_path, "ab") as log:
     log.write(("$ " + " ".join(cmd) + "\n").encode())
     log.flush()
-    return subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                          check=False).returncode
+    start = time.monotonic()
+    rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                        check=False).returncode
+    log.write(f"# exit {rc} after {time.monotonic() - start:.1f} s\n".encode())
+    return rc
 
 
 def differs_only_in(a: grid_lib.Run, b: grid_lib.Run, fields: Sequence[str]) -> bool:
