@@ -1,0 +1,62 @@
+r"""β ∈ {0, 0.05, 0.2, 1, 5} × 3 explainer seeds on one synthetic performer, CPU.
+
+The explainer seed is ``explainer.seed`` when the base config has that field: then all 15 runs
+reuse one trained performer (and its feature cache) and only the explainers differ. Without it
+the pipeline draws the explainers' keys from the run's ``seed``, which also seeds the performer,
+so this study falls back to varying ``seed``: one performer per seed, shared by the five β of
+that seed (3 performers instead of 15). The baseline explainer (λ ≡ 0) does not read β, so
+runs that differ from their performer's first run only in β also reuse its trained baseline
+(``share_explainers``; set it to "" to train every baseline). At β = 0 the "prior" explainer
+has no prior loss: its difference from the baseline measures the noise of training two
+explainers.
+
+  python launch/study.py --config=configs/studies/beta_sweep.py --workdir=studies/beta
+
+``:tiny`` is 2 seeds × β ∈ {0, 0.2} on configs/synthetic.py:tiny (what the tests run).
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load(name: str):
+  spec = importlib.util.spec_from_file_location(f"_study_{name}", os.path.join(_HERE, name))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def explainer_seed_field(base_arg: str = "") -> str:
+  """``explainer.seed`` when configs/synthetic.py has it, else ``seed``."""
+  base = _load("../synthetic.py").get_config(base_arg)
+  return "explainer.seed" if "seed" in base.explainer else "seed"
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  if arg not in ("", "tiny"):
+    raise ValueError(f"unknown argument {arg!r} for beta_sweep.py; use '' or 'tiny'.")
+  common = _load("synthetic_seeds.py")
+  seeds = (0, 1) if arg else (0, 1, 2)
+  betas = (0.0, 0.2) if arg else (0.0, 0.05, 0.2, 1.0, 5.0)
+  c = ml_collections.ConfigDict()
+  c.name = "beta_sweep"
+  c.base = "configs/synthetic.py" + (":tiny" if arg else "")
+  c.fixed = ml_collections.ConfigDict()
+  c.axes = ml_collections.ConfigDict()
+  c.axes.beta = dict(explainer=dict(beta=betas))
+  if explainer_seed_field(arg) == "explainer.seed":
+    c.axes.seed = dict(explainer=dict(seed=seeds))
+  else:
+    c.axes.seed = dict(seed=seeds)
+  c.replicates = "seed"
+  c.share = common.SHARE
+  c.share_explainers = "explainer_baseline"
+  c.explainer_free_fields = "explainer.beta"
+  c.require = ""
+  c.table = common.table(columns="explainer.beta")
+  c.slurm = common.slurm()
+  return c

@@ -1,0 +1,45 @@
+r"""The synthetic-parts job (configs/parts.py, Case 1) over 3 seeds, CPU, with the part
+selectivity of the interpretable top layer against the ordinary one (the same net trained
+without mask and filter loss) as a paired difference per run.
+
+  python launch/study.py --config=configs/studies/parts_seeds.py --workdir=studies/parts
+
+``:tiny`` runs 2 seeds on configs/parts.py:tiny,tiny (a smoke test).
+"""
+
+import importlib.util
+import os
+
+import ml_collections
+
+
+def _common():
+  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synthetic_seeds.py")
+  spec = importlib.util.spec_from_file_location("_study_common", path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  if arg not in ("", "tiny"):
+    raise ValueError(f"unknown argument {arg!r} for parts_seeds.py; use '' or 'tiny'.")
+  common = _common()
+  seeds = (0, 1) if arg else (0, 1, 2)
+  c = ml_collections.ConfigDict()
+  c.name = "parts_seeds"
+  c.base = "configs/parts.py" + (":tiny,tiny" if arg else "")
+  c.fixed = ml_collections.ConfigDict()
+  c.axes = ml_collections.ConfigDict()
+  c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
+  c.replicates = "seed"
+  c.share = common.SHARE
+  c.require = "parts"  # written after the explainers' metrics; a run cut off between is redone
+  c.table = common.table(
+      variant_metrics="entropy,relative_deviation,accuracy",
+      metrics=("performer.accuracy,parts.ordinary_performer_accuracy,"
+               "parts.selectivity_interpretable,parts.selectivity_ordinary,"
+               "parts.selectivity_chance"),
+      metric_pairs="parts.selectivity_interpretable:parts.selectivity_ordinary")
+  c.slurm = common.slurm()
+  return c

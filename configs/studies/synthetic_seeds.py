@@ -1,0 +1,50 @@
+r"""The default synthetic job (configs/synthetic.py) over 5 seeds, CPU.
+
+Both seeds vary together: ``seed`` (performer initialisation and data order, and the
+explainers' initialisation and order, which the pipeline folds from the same key) and
+``dataset.seed`` (the generated images and labels), so the intervals cover every source of
+randomness of a run. Every run trains its own performer.
+
+  python launch/study.py --config=configs/studies/synthetic_seeds.py --workdir=studies/seeds
+
+``:tiny`` runs the same study on configs/synthetic.py:tiny with 2 seeds (a smoke test).
+"""
+
+import ml_collections
+
+SHARE = "performer,performer_ordinary,features,data"
+
+
+def table(**kw) -> ml_collections.ConfigDict:
+  """The table block shared by the synthetic studies."""
+  t = dict(columns="", rows="", variants="baseline,prior",
+           variant_metrics="entropy,relative_deviation,accuracy,gt_rank_correlation",
+           metrics="performer.accuracy,prior_weights.entropy,prior_weights.gt_rank_correlation",
+           paired="prior-baseline", metric_pairs="", average_column=False, labels={})
+  t.update(kw)
+  return ml_collections.ConfigDict(t)
+
+
+def slurm(**kw) -> ml_collections.ConfigDict:
+  s = dict(partition="", time="01:00:00", mem="", account="", gpus_per_task=0, cpus_per_task=4,
+           setup="")
+  s.update(kw)
+  return ml_collections.ConfigDict(s)
+
+
+def get_config(arg: str = "") -> ml_collections.ConfigDict:
+  if arg not in ("", "tiny"):
+    raise ValueError(f"unknown argument {arg!r} for synthetic_seeds.py; use '' or 'tiny'.")
+  seeds = (0, 1) if arg else (0, 1, 2, 3, 4)
+  c = ml_collections.ConfigDict()
+  c.name = "synthetic_seeds"
+  c.base = "configs/synthetic.py" + (":tiny" if arg else "")
+  c.fixed = ml_collections.ConfigDict()
+  c.axes = ml_collections.ConfigDict()
+  c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
+  c.replicates = "seed"
+  c.share = SHARE
+  c.require = ""
+  c.table = table()
+  c.slurm = slurm()
+  return c

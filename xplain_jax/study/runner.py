@@ -1,0 +1,213 @@
+"""Runs a study's grid points as ordinary ``launch/run.py`` runs, each in its own sub-workdir.
+
+A run is a black box: a command line and a sub-workdir that ends with ``metrics.json``.
+Finished runs (``metrics.json`` readable, with every variant the study reads) are skipped;
+cut-off ones are rerun with the same command and resume themselves. Runs that may share a
+performer (``grid.share_groups``) run in two phases: the first of each group (the leader)
+trains it; each other run's sub-workdir is then created from hard links (copies across
+filesystems) of the leader's ``performer/``, ``features/``, ... and a ``shared_from.json``
+naming the leader, so its performer stage is found finished and not redone. The sub-workdir is
+assembled in a temporary folder and renamed into place, so a kill while seeding leaves nothing
+half-made. Optionally (``also_share``) a follower whose overrides differ from its leader's only
+in some fields (e.g. ``explainer.beta``, which the baseline explainer does not read) also
+takes the leader's ``explainer_baseline/``, so the baseline is trained once per performer too.
+``jobs`` > 1 runs that many worker processes at once, each given its own subset of
+``devices`` through ``CUDA_VISIBLE_DEVICES``.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import os
+import queue
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from typing import Callable, Sequence
+
+from xplain_jax.study import grid as grid_lib
+
+SHARED_FROM = "shared_from.json"
+LOG_DIR = "logs"
+
+
+def read_metrics(run_dir: str) -> dict | None:
+  """The run's ``metrics.json`` as a dict, or None when absent or unreadable."""
+  try:
+    with open(os.path.join(run_dir, "metrics.json")) as f:
+      out = json.load(f)
+  except (OSError, ValueError):
+    return None
+  return out if isinstance(out, dict) else None
+
+
+def is_complete(run_dir: str, variants: Sequence[str]) -> bool:
+  """Whether the run in ``run_dir`` finished: metrics.json holds every variant in ``variants``."""
+  m = read_metrics(run_dir)
+  return m is not None and all(isinstance(m.get(v), dict) for v in variants)
+
+
+def _link_tree(src: str, dst: str) -> None:
+  """Copies the tree ``src`` to ``dst`` with hard links where possible (plain copies else)."""
+  def link(s, d):
+    try:
+      os.link(s, d)
+    except OSError:
+      shutil.copy2(s, d)
+  shutil.copytree(src, dst, copy_function=link)
+
+
+def seed_run(leader_dir: str, run_dir: str, *, leader: str, share: Sequence[str]) -> list[str]:
+  """Creates ``run_dir`` holding the leader's ``share`` folders; returns the folders seeded.
+
+  Nothing happens when ``run_dir`` exists (it was seeded or started before).
+  """
+  if os.path.exists(run_dir):
+    return []
+  tmp = run_dir.rstrip("/") + ".seeding"
+  shutil.rmtree(tmp, ignore_errors=True)  # left by a kill while seeding
+  os.makedirs(tmp)
+  seeded = []
+  for name in share:
+    src = os.path.join(leader_dir, name)
+    if os.path.isdir(src):
+      _link_tree(src, os.path.join(tmp, name))
+      seeded.append(name)
+  with open(os.path.join(tmp, SHARED_FROM), "w") as f:
+    json.dump({"leader": leader, "folders": seeded}, f)
+  os.rename(tmp, run_dir)
+  return seeded
+
+
+def shared_from(run_dir: str) -> str | None:
+  """The leader whose performer ``run_dir`` reuses, or None when it trained its own."""
+  try:
+    with open(os.path.join(run_dir, SHARED_FROM)) as f:
+      return json.load(f).get("leader")
+  except (OSError, ValueError):
+    return None
+
+
+def device_groups(devices: Sequence[str], jobs: int) -> list[str | None]:
+  """``devices`` split into ``jobs`` contiguous groups as CUDA_VISIBLE_DEVICES values.
+
+  With no devices every worker sees whatever the machine has (None: environment unchanged).
+  """
+  if jobs < 1:
+    raise ValueError(f"--jobs={jobs}; use 1 or more worker processes.")
+  if not devices:
+    return [None] * jobs
+  if len(devices) < jobs:
+    raise ValueError(f"--jobs={jobs} workers but only {len(devices)} devices ({','.join(devices)})"
+                     "; use at most one worker per device.")
+  per, extra = divmod(len(devices), jobs)
+  groups, start = [], 0
+  for k in range(jobs):
+    n = per + (1 if k < extra else 0)
+    groups.append(",".join(devices[start:start + n]))
+    start += n
+  return groups
+
+
+def _execute(cmd: list[str], *, cwd: str, log_path: str, visible: str | None) -> int:
+  env = dict(os.environ)
+  if visible is not None:
+    env["CUDA_VISIBLE_DEVICES"] = visible
+  os.makedirs(os.path.dirname(log_path), exist_ok=True)
+  with open(log_path, "ab") as log:
+    log.write(("$ " + " ".join(cmd) + "\n").encode())
+    log.flush()
+    start = time.monotonic()
+    rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                        check=False).returncode
+    log.write(f"# exit {rc} after {time.monotonic() - start:.1f} s\n".encode())
+    return rc
+
+
+def differs_only_in(a: grid_lib.Run, b: grid_lib.Run, fields: Sequence[str]) -> bool:
+  """Whether the overrides of ``a`` and ``b`` differ in no field outside ``fields``."""
+  keys = set(a.overrides) | set(b.overrides)
+  return a.config == b.config and all(
+      f in fields or grid_lib.format_value(a.overrides.get(f)) ==
+      grid_lib.format_value(b.overrides.get(f)) for f in keys)
+
+
+def folders_for(lead: grid_lib.Run, run: grid_lib.Run, share: Sequence[str],
+                also_share: tuple[Sequence[str], Sequence[str]]) -> list[str]:
+  """The folders ``run`` takes from its leader ``lead``: ``share`` (+ ``also_share``'s)."""
+  folders = list(share)
+  if also_share[0] and differs_only_in(lead, run, also_share[1]):
+    folders += list(also_share[0])
+  return folders
+
+
+def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str],
+              share: Sequence[str], also_share: tuple[Sequence[str], Sequence[str]] = ((), ()),
+              jobs: int = 1, devices: Sequence[str] = (),
+              repo_root: str = ".", python: str = sys.executable,
+              echo: Callable[[str], None] = print) -> dict[str, str]:
+  """Runs every unfinished grid point; returns ``{run name: "finished" | "ok" | "failed (rc N)"}``.
+
+  Args:
+    runs: the grid (``grid.make_runs``).
+    workdir: the study folder; run ``r`` works in ``workdir/r.name``, logs to
+      ``workdir/logs/r.name.log``.
+    variants: explainer variants a finished run's metrics.json must hold.
+    share: folders seeded from a leader (empty: no sharing).
+    also_share: ``(folders, fields)``: more folders seeded into a follower whose overrides
+      differ from the leader's only in ``fields``.
+    jobs: worker processes at once; devices: device ids split among them.
+  """
+  groups = device_groups(list(devices), jobs)
+  by_name = {r.name: r for r in runs}
+  leaders = grid_lib.share_groups(runs) if share else {r.name: [] for r in runs}
+  leader_of = {f: lead for lead, fs in leaders.items() for f in fs}
+  status: dict[str, str] = {}
+  pending = []
+  for r in runs:
+    if is_complete(os.path.join(workdir, r.name), variants):
+      status[r.name] = "finished"
+      echo(f"[study] skip {r.name} (finished)")
+    else:
+      pending.append(r)
+  free: queue.Queue = queue.Queue()
+  for g in groups:
+    free.put(g)
+  lock = threading.Lock()
+
+  def one(r: grid_lib.Run) -> None:
+    run_dir = os.path.join(workdir, r.name)
+    lead = leader_of.get(r.name)
+    if lead and status.get(lead) in ("finished", "ok"):
+      seeded = seed_run(os.path.join(workdir, lead), run_dir, leader=lead,
+                        share=folders_for(by_name[lead], r, share, also_share))
+      if seeded:
+        with lock:
+          echo(f"[study] {r.name}: {', '.join(seeded)} from {lead}")
+    visible = free.get()
+    try:
+      with lock:
+        echo(f"[study] run {r.name}" + (f" on devices {visible}" if visible else ""))
+      rc = _execute(grid_lib.command(by_name[r.name], os.path.abspath(run_dir), python=python),
+                    cwd=repo_root, log_path=os.path.join(workdir, LOG_DIR, r.name + ".log"),
+                    visible=visible)
+    finally:
+      free.put(visible)
+    ok = rc == 0 and is_complete(run_dir, variants)
+    with lock:
+      status[r.name] = "ok" if ok else f"failed (rc {rc})"
+      echo(f"[study] {'done' if ok else 'FAILED'} {r.name}" + ("" if ok else
+           f" (exit {rc}; see {os.path.join(workdir, LOG_DIR, r.name + '.log')})"))
+
+  first = [r for r in pending if r.name not in leader_of]
+  second = [r for r in pending if r.name in leader_of]
+  for phase in (first, second):
+    if not phase:
+      continue
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+      for f in [pool.submit(one, r) for r in phase]:
+        f.result()
+  return status
