@@ -13,7 +13,8 @@ by the threads used, at most the cores available):
   batches from the rendered in-memory arrays (what every step pays);
 * ``feature cache``: batches of random rows of a memory-mapped feature cache (``.npy`` files of
   14×14×512 bfloat16 maps, y, y_i, w, written here first: the reads come from the page cache,
-  not the disk).
+  not the disk); ``uint8 image cache`` the same for decoded, resized ``S×S`` uint8 images (decode
+  each JPEG once, then every epoch reads pixels).
 
 It ends with the cores needed to feed ``--target_img_s`` images per second from JPEGs.
 """
@@ -128,8 +129,9 @@ def bench_synthetic(*, size: int, num: int, batch: int, repeats: int) -> list[di
 
 
 def bench_cache(directory: str, *, num: int, batch: int, repeats: int, feature=(14, 14, 512),
-                num_concepts: int = 39) -> list[dict]:
-  """Rows for random batches of a memory-mapped feature cache of ``num`` examples."""
+                num_concepts: int = 39, image_size: int = 0) -> list[dict]:
+  """Rows for random batches of a memory-mapped feature cache of ``num`` examples (and, with
+  ``image_size``, of a cache of decoded ``[S,S,3]`` uint8 images)."""
   rng = np.random.default_rng(0)
   feats = rng.standard_normal((num,) + feature, np.float32).astype(ml_dtypes.bfloat16)
   feature_files.save_arrays(directory, {
@@ -140,8 +142,18 @@ def bench_cache(directory: str, *, num: int, batch: int, repeats: int, feature=(
   loader = pipeline.Loader(feature_files.MmapSource(directory), min(batch, num), seed=0)
   steps = iter(range(10**9))
   per_img = 2 * math.prod(feature) + 4 * (1 + 2 * num_concepts)
-  return [_row("feature cache (mmap)", 1, loader.batch_size,
+  rows = [_row("feature cache (mmap)", 1, loader.batch_size,
                rate(lambda: loader.batch(next(steps)), loader.batch_size, repeats), per_img)]
+  if image_size:  # decoded, resized uint8 images: decode once, then read like the features
+    pixels = os.path.join(directory, "pixels")
+    shape = (num, image_size, image_size, 3)
+    feature_files.save_arrays(pixels, {"pixels": rng.integers(0, 256, shape, dtype=np.uint8)})
+    images = pipeline.Loader(feature_files.MmapSource(pixels), min(batch, num), seed=0,
+                             check=False)
+    rows.append(_row("uint8 image cache (mmap)", 1, images.batch_size,
+                     rate(lambda: images.batch(next(steps)), images.batch_size, repeats),
+                     math.prod(shape[1:])))
+  return rows
 
 
 def cores_needed(rows: list[dict], target: float) -> dict:
@@ -175,7 +187,8 @@ def run(args) -> dict:
     rows += bench_synthetic(size=args.image_size, num=args.input_synthetic,
                             batch=args.input_batch, repeats=args.input_repeats)
     rows += bench_cache(os.path.join(tmp, "features"), num=args.input_cache_rows,
-                        batch=args.input_batch, repeats=args.input_repeats)
+                        batch=args.input_batch, repeats=args.input_repeats,
+                        image_size=args.image_size)
   need = cores_needed(rows, args.target_img_s)
   print(f"Input pipeline on this host ({cpus} cores, {args.image_size}x{args.image_size} "
         f"outputs, {args.input_images} JPEGs of {CELEBA_HW[1]}x{CELEBA_HW[0]}):")

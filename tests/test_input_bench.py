@@ -69,7 +69,7 @@ def test_input_benchmark_end_to_end(bench, tmp_path, capsys):
   sources = [(r["source"], r["threads"]) for r in result["rows"]]
   assert sources == [("jpeg", 1), ("jpeg", 2), ("jpeg uint8", 1), ("jpeg + prefetch", 2),
                      ("synthetic render", 1), ("synthetic gather", 1),
-                     ("feature cache (mmap)", 1)]
+                     ("feature cache (mmap)", 1), ("uint8 image cache (mmap)", 1)]
   for r in result["rows"]:
     assert r["img_per_s"] > 0 and r["mb_per_s"] > 0
     assert r["img_per_s_per_core"] == pytest.approx(r["img_per_s"] / min(r["threads"],
