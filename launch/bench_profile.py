@@ -1,4 +1,4 @@
-"""Where an accelerator step's time goes: a ``jax.profiler`` trace and the optimised HLO, summarised.
+"""Where an accelerator step's time goes: a ``jax.profiler`` trace and the optimised HLO, in short.
 
 ``profile(step, directory)`` traces a few calls of a warmed-up step with
 ``jax.profiler.trace(..., create_perfetto_trace=True)``, which writes (besides the TensorBoard

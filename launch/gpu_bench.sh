@@ -16,7 +16,8 @@
 #   4. the host-side input benchmark (bench.py --input) on this machine's cores;
 #   5. ONE table of every row, titled with the card's name (nvidia-smi), and the profiles.
 # --quick: bfloat16 only, fewer timed steps, no largest-batch runs, a shorter input benchmark.
-# --small: tiny models (a CPU check of the script itself). --dry_run: print the commands only.
+# --small: tiny models at batch 16 (a CPU check of the script itself). --dry_run: print the
+# commands only.
 #
 # Files (at most 8, under --out, default $OUT or runs/gpu_bench): log.txt, table.md,
 # rows_b256.json, rows_max_c0.json, rows_max_c1.json, input.json and the Perfetto traces
@@ -40,11 +41,12 @@ SMALL=()
 DRY=0
 OUT_DIR=${OUT:-$ROOT/runs/gpu_bench}
 MAX_BATCH_CAP=8192
+BATCH=256
 
 while [ $# -gt 0 ]; do
   case "$1" in
     --quick) QUICK=1 ;;
-    --small) SMALL=(--small) ;;
+    --small) SMALL=(--small); BATCH=16 ;;
     --dry_run) DRY=1 ;;
     --out) OUT_DIR=$2; shift ;;
     --out=*) OUT_DIR=${1#--out=} ;;
@@ -106,9 +108,9 @@ else
   PRECISIONS=bfloat16,float32; STEPS=10; WARMUP=2
 fi
 run "$PYTHON" launch/bench.py "${SMALL[@]}" --case=filter,shared_feature \
-    --precision="$PRECISIONS" --cache=0,1 --batch_size=256 --steps=$STEPS --warmup=$WARMUP \
+    --precision="$PRECISIONS" --cache=0,1 --batch_size=$BATCH --steps=$STEPS --warmup=$WARMUP \
     --profile="$PROFILE_DIR" --profile_steps=3 --json="$OUT_DIR/rows_b256.json"
-stamp "batch 256 done"
+stamp "batch $BATCH done"
 ROWS=("$OUT_DIR/rows_b256.json")
 
 # 3. The largest batch that fits, for the bfloat16 Case-1 steps.
@@ -117,7 +119,7 @@ if [ "$QUICK" = 0 ] && [ "$DRY" = 0 ]; then
     B=$("$PYTHON" launch/bench_report.py --max_batch "$OUT_DIR/rows_b256.json" --case=filter \
         --precision=bfloat16 --cache=$CACHE)
     B=$(( B > MAX_BATCH_CAP ? MAX_BATCH_CAP : B ))
-    if [ "$B" -gt 256 ]; then
+    if [ "$B" -gt "$BATCH" ]; then
       run "$PYTHON" launch/bench.py "${SMALL[@]}" --case=filter --precision=bfloat16 \
           --cache=$CACHE --batch_size="$B" --steps=5 --warmup=1 \
           --json="$OUT_DIR/rows_max_c$CACHE.json" || echo "batch $B failed; see above"
@@ -134,6 +136,8 @@ fi
 # 4. The host-side input pipeline on this machine's cores.
 if [ "$QUICK" = 1 ]; then
   INPUT=(--input_images=256 --input_batch=128 --input_threads=1,8,16 --input_repeats=2)
+elif [ ${#SMALL[@]} -gt 0 ]; then
+  INPUT=(--input_images=32 --input_batch=16 --input_threads=1,2 --input_repeats=1)
 else
   INPUT=(--input_images=512 --input_batch=256 --input_threads=1,4,8,16 --input_repeats=3)
 fi

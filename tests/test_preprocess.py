@@ -1,4 +1,4 @@
-"""The fast preprocessing paths give the same pixels as the plain chain, in any number of threads."""
+"""The fast preprocessing paths give the same pixels as the plain chain, in any thread count."""
 
 from __future__ import annotations
 
