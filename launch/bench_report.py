@@ -38,7 +38,7 @@ def format_table(rows: list[dict]) -> str:
     cells = [r["device"], str(r["n"]), r["case"], str(r["batch"]), r["precision"],
              str(r["cache"]), _ms(r), _num(r["img_per_s"], ".1f"),
              _num(r["flops_xla"] and r["flops_xla"] / 1e9, ".2f"),
-             _num(r["flops_analytic"] / 1e9, ".2f"), _num(r["tflops_per_s"], ".3f"),
+             _num(r["flops_analytic"] / 1e9, ".2f"), _num(r["tflops_per_s"], ".4g"),
              _num(r["peak_share"] and 100 * r["peak_share"], ".1f"),
              _num(r["perf_fwd_ms"], ".1f"), _num(r["prior_ms"], ".1f"),
              _num(r["prior_share"] and 100 * r["prior_share"], ".1f") +
