@@ -117,7 +117,7 @@ ROWS=("$OUT_DIR/rows_b256.json")
 if [ "$QUICK" = 0 ] && [ "$DRY" = 0 ]; then
   for CACHE in 0 1; do
     B=$("$PYTHON" launch/bench_report.py --max_batch "$OUT_DIR/rows_b256.json" --case=filter \
-        --precision=bfloat16 --cache=$CACHE)
+        --precision=bfloat16 --cache=$CACHE || echo 0)
     B=$(( B > MAX_BATCH_CAP ? MAX_BATCH_CAP : B ))
     if [ "$B" -gt "$BATCH" ]; then
       run "$PYTHON" launch/bench.py "${SMALL[@]}" --case=filter --precision=bfloat16 \
