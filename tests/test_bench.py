@@ -1,4 +1,5 @@
-"""launch/bench.py on tiny models (no timing assertions) and the launch scripts' wiring."""
+"""launch/bench.py on tiny models (no timing assertions), its report and profile pieces, and the
+launch scripts' wiring (launch/gpu_bench.sh included, as a dry run)."""
 
 import importlib.util
 import json
@@ -12,13 +13,13 @@ import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH = ROOT / "launch"
-SCRIPTS = ("gpu_host.sh", "slurm.sbatch", "tpu_pod.sh")
+SCRIPTS = ("gpu_host.sh", "slurm.sbatch", "tpu_pod.sh", "gpu_bench.sh")
 
 
 def _load_bench():
   spec = importlib.util.spec_from_file_location("bench", LAUNCH / "bench.py")
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
+  spec.loader.exec_module(module)  # puts launch/ on sys.path for its sibling modules
   return module
 
 
@@ -88,6 +89,9 @@ def test_json_rows_are_consistent(small_run):
     if r["flops_xla"] is not None:  # per-partition count x 2 devices; XLA skips padding taps
       assert 0.5 < r["flops_xla"] / want < 1.5
     assert r["num_concepts"] == (39 if r["case"] == "shared_feature" else 32)  # tiny_vgg top: 32
+    assert r["error"] is None and r["compile_s"] > 0
+    if r["memory"]:  # XLA's memory plan, where the backend reports one
+      assert r["memory"]["argument_bytes"] > 0 and r["memory"]["temp_bytes"] >= 0
 
 
 def test_breakdown_is_printed(small_run):
@@ -100,9 +104,9 @@ def test_breakdown_is_printed(small_run):
 def test_flops_scale_with_batch(bench):
   """Counting only (no compile): every component is linear in the batch."""
   common = ["--small", "--flops_only", "--case=filter,shared_feature", "--precision=bfloat16"]
-  small = bench.main(common + ["--batch_size=2"])
-  large = bench.main(common + ["--batch_size=6"])
-  for a, b in zip(small, large):
+  rows = bench.main(common + ["--batch_size=2,6"])  # a list: one row per batch size
+  assert [r["batch"] for r in rows] == [2, 6, 2, 6]
+  for a, b in zip(rows[0::2], rows[1::2]):
     assert a["ms_per_step"] is None
     for key, value in a["flops_components"].items():
       assert b["flops_components"][key] == 3 * value, key
@@ -113,6 +117,9 @@ def test_bad_arguments(bench):
     bench.main(["--small", "--flops_only", "--case=filters"])
   with pytest.raises(ValueError, match="--precision"):
     bench.main(["--small", "--flops_only", "--precision=fp8"])
+  for bad in ("0", "256,x", ""):
+    with pytest.raises(ValueError, match="--batch_size"):
+      bench.main(["--small", "--flops_only", f"--batch_size={bad}"])
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
@@ -181,3 +188,193 @@ def test_tpu_pod_setup_installs_on_every_worker(tmp_path):
   assert len(commands) == 3  # prepare the directory, install, run
   assert shlex.split(commands[1])[-5:] == ["install", "-q", "-e", ".", "jax[tpu]"]
   assert args.count("--worker=all") == 4  # ssh, scp, ssh (install), ssh (run)
+
+
+# ---- the one GPU table, its targets and the largest-batch estimate (bench_report.py) --------
+
+def _row(case="filter", precision="bfloat16", cache=0, batch=256, img_s=1000.0, share=None,
+         **extra):
+  ms = 1e3 * batch / img_s
+  row = {"device": "Fake GPU", "n": 1, "case": case, "batch": batch, "precision": precision,
+         "cache": cache, "ms_per_step": ms, "img_per_s": img_s, "tflops_per_s": 1.5,
+         "peak_share": 0.25, "compile_s": 40.0, "perf_fwd_ms": None if cache else 10.0,
+         "prior_ms": None if cache else (share or 0.05) * 10.0,
+         "prior_share": None if cache else share, "memory": {}, "error": None,
+         "image_size": 224, "flops_analytic": 1e12, "flops_xla": None}
+  row.update(extra)
+  return row
+
+
+def test_gpu_table_names_the_card_and_checks_targets(bench):
+  report = sys.modules["bench_report"]
+  rows = [_row(img_s=9_500.0), _row(img_s=8_000.0), _row(cache=1, img_s=31_000.0),
+          _row(cache=1, img_s=29_000.0), _row(case="shared_feature", share=0.04),
+          _row(case="shared_feature", share=0.2), _row(precision="float32"),
+          _row(batch=4096, error="out of memory", ms_per_step=None, img_per_s=None,
+               tflops_per_s=None, peak_share=None)]
+  want = [">= 9,000 img/s: met", ">= 9,000 img/s: NOT met", ">= 30,000 img/s: met",
+          ">= 30,000 img/s: NOT met", "prior <= 10%: met", "prior <= 10%: NOT met", "", ""]
+  assert [report.target_check(r) for r in rows] == want
+  text = report.gpu_table(rows, "NVIDIA H100 80GB HBM3, 81559 MiB")
+  lines = text.splitlines()
+  assert lines[0] == "Card: NVIDIA H100 80GB HBM3, 81559 MiB"
+  body = [l for l in lines if l.startswith("| ") and "---" not in l][1:]
+  assert len(body) == len(rows)
+  cells = [c.strip() for c in body[0].strip("|").split("|")]
+  assert dict(zip(report.GPU_COLUMNS, cells))["img/s"] == "9,500"
+  assert "| OOM |" in body[-1]
+
+
+def test_max_batch_is_the_largest_multiple_that_fits(bench):
+  """A planted memory model: fixed + per-row bytes; the estimate must fit and 256 more must not."""
+  report = sys.modules["bench_report"]
+  fixed, per_row, limit, n = 3.0e9, 11.0e6, 60.0e9, 2
+  for cache in (0, 1):
+    image = 0 if cache else 4 * 224 * 224 * 3
+    b = 512
+    row = _row(cache=cache, batch=b, n=n, memory={
+        "argument_bytes": int(fixed + b / n * image), "temp_bytes": int(b / n * per_row),
+        "bytes_limit": int(limit)})
+    fits = lambda batch: fixed + batch / n * (per_row + image) <= 0.9 * limit
+    best = max(k for k in range(256, 100_000, 256) if fits(k))
+    assert report.max_batch(row) == best
+  assert report.max_batch(_row()) is None  # no memory figures (CPU)
+
+
+def test_report_cli_reads_rows_and_estimates(bench, tmp_path, capsys):
+  report = sys.modules["bench_report"]
+  rows = [_row(), _row(cache=1, memory={"argument_bytes": 10**9, "temp_bytes": 256 * 10**6,
+                                        "bytes_limit": 40 * 10**9})]
+  path = tmp_path / "rows.json"
+  path.write_text(json.dumps(rows))
+  text = report.main([str(path), "--card=Card X", f"--output={tmp_path / 't.md'}"])
+  assert text.startswith("Card: Card X") and (tmp_path / "t.md").read_text().strip() == text
+  assert report.main([str(path), "--max_batch", "--cache=1"]) == str(report.max_batch(rows[1]))
+  assert report.main([str(path), "--max_batch", "--cache=0"]) == "0"  # no figures: 0
+
+
+# ---- profiles (bench_profile.py) ------------------------------------------------------------
+
+def _trace(ops_line="XLA Ops"):
+  """Two steps on a fake GPU: per step conv 3 ms, convert 0.5 ms, transpose 0.25 ms, 2 x 0.1 ms
+  of an elementwise fusion; host events and raw kernels that must not be counted."""
+  meta = [{"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/host:CPU"}},
+          {"ph": "M", "pid": 7, "name": "process_name", "args": {"name": "/device:GPU:0"}},
+          {"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "python"}},
+          {"ph": "M", "pid": 7, "tid": 2, "name": "thread_name", "args": {"name": ops_line}},
+          {"ph": "M", "pid": 7, "tid": 3, "name": "thread_name", "args": {"name": "XLA Modules"}}]
+  x = lambda name, dur, tid=2, pid=7: {"ph": "X", "pid": pid, "tid": tid, "name": name,
+                                       "ts": 0, "dur": dur}
+  per_step = [x("%convolution.3 = bf16[8]", 3000), x("loop_convert_fusion.2", 500),
+              x("transpose.9", 250), x("loop_add_fusion", 100), x("loop_add_fusion", 100)]
+  noise = [x("PjitFunction(step)", 99999, tid=1, pid=1), x("jit_step", 50000, tid=3)]
+  return meta + per_step * 2 + noise
+
+
+def test_summarize_trace_by_operation_and_category(bench):
+  prof = sys.modules["bench_profile"]
+  s = prof.summarize_trace(_trace(), steps=2, wall_ms_per_step=5.0)
+  assert s["line"] == "XLA Ops"
+  assert s["device_ms_per_step"] == pytest.approx(3.95)
+  assert s["idle_share"] == pytest.approx(1 - 3.95 / 5.0)
+  assert s["categories"] == pytest.approx({"conv/matmul": 3.0, "convert": 0.5,
+                                           "transpose/copy": 0.25, "other fusions": 0.2})
+  top = {t["name"]: t for t in s["top"]}
+  assert top["convolution.3"]["ms_per_step"] == pytest.approx(3.0)
+  assert top["loop_add_fusion"]["calls_per_step"] == 2
+  assert top["convolution.3"]["share"] == pytest.approx(3.0 / 3.95)
+  # Without an "XLA Ops" line the raw kernel streams are used; without a device, nothing.
+  assert prof.summarize_trace(_trace("Stream #14(Compute)"), 2)["line"] == "Stream"
+  host_only = [e for e in _trace() if e.get("pid") == 1]
+  assert prof.summarize_trace(host_only, 2)["device_ms_per_step"] == 0.0
+
+
+def test_categories_of_common_gpu_names(bench):
+  prof = sys.modules["bench_profile"]
+  names = {"custom-call.12": "conv/matmul", "sm90_xmma_fprop_implicit_gemm": "conv/matmul",
+           "loop_convert_fusion": "convert", "input_reduce_fusion.4": "reduction",
+           "all-reduce.1": "collective", "copy.3": "transpose/copy",
+           "loop_multiply_fusion": "other fusions"}
+  assert {n: prof.categorize(n) for n in names} == names
+
+
+def test_hlo_op_counts_of_a_compiled_function(bench):
+  import jax
+  import jax.numpy as jnp
+  prof = sys.modules["bench_profile"]
+  text = """HloModule m
+%fused_computation (p: f32[4]) -> bf16[4] {
+  %p = f32[4]{0} parameter(0)
+  ROOT %c = bf16[4]{0} convert(%p)
+}
+ENTRY %main (a: f32[4], b: f32[4,4]) -> (bf16[4], f32[4]) {
+  %a = f32[4]{0} parameter(0)
+  %b = f32[4,4]{1,0} parameter(1)
+  %t = f32[4,4]{0,1} transpose(%b), dimensions={1,0}
+  %cc = (f32[4]{0}, s8[0]{0}) custom-call(%a, %t), custom_call_target="__cublas$gemm"
+  %convert_fusion = bf16[4]{0} fusion(%a), kind=kLoop, calls=%fused_computation
+  ROOT %r = (bf16[4]{0}, f32[4]{0}) tuple(%convert_fusion, %a)
+}
+"""
+  counts = prof.hlo_op_counts(text)
+  assert counts["opcodes"] == {"parameter": 2, "transpose": 1, "custom-call": 1, "fusion": 1,
+                               "tuple": 1}
+  assert counts["categories"]["convert"] == 1 and counts["categories"]["transpose/copy"] == 1
+  assert counts["custom_call_targets"] == {"__cublas$gemm": 1}
+  f = jax.jit(lambda x, w: jnp.tanh(x @ w))
+  real = prof.hlo_op_counts(f.lower(jnp.ones((8, 8)), jnp.ones((8, 8))).compile().as_text())
+  assert sum(real["opcodes"].values()) > 0 and real["opcodes"].get("parameter") == 2
+
+
+def test_profile_writes_a_trace_on_cpu(bench, tmp_path):
+  import jax
+  import jax.numpy as jnp
+  prof = sys.modules["bench_profile"]
+  f = jax.jit(lambda x: jnp.sin(x) @ x)
+  x = jnp.ones((64, 64))
+  f(x).block_until_ready()
+  s = prof.profile(lambda: f(x), str(tmp_path), steps=2, hlo_text=f.lower(x).compile().as_text())
+  assert s["trace"] and os.path.exists(s["trace"])
+  assert s["wall_ms_per_step"] > 0 and s["line"] == ""  # a CPU has no device line
+  assert s["hlo"]["opcodes"]
+
+
+# ---- launch/gpu_bench.sh as a dry run -------------------------------------------------------
+
+def _gpu_bench(args, tmp_path, **env):
+  full = {**os.environ, "PYTHON": sys.executable, **env}
+  return subprocess.run(["bash", str(LAUNCH / "gpu_bench.sh"), *args, "--out", str(tmp_path)],
+                        capture_output=True, text=True, env=full, cwd=str(ROOT), timeout=60)
+
+
+def test_gpu_bench_dry_run_commands(tmp_path):
+  proc = _gpu_bench(["--dry_run"], tmp_path)
+  assert proc.returncode == 0, proc.stderr
+  cmds = [shlex.split(l[2:]) for l in proc.stdout.splitlines() if l.startswith("+ ")]
+  step = next(c for c in cmds if "launch/bench.py" in c and "--input" not in c)
+  assert {"--case=filter,shared_feature", "--precision=bfloat16,float32", "--cache=0,1",
+          "--batch_size=256", f"--json={tmp_path}/rows_b256.json"} <= set(step)
+  assert any(a.startswith("--profile=") for a in step)
+  assert any("--input" in c for c in cmds)
+  report = cmds[-1]
+  assert report[1] == "launch/bench_report.py" and f"--output={tmp_path}/table.md" in report
+  quick = _gpu_bench(["--dry_run", "--quick", "--small"], tmp_path)
+  qcmds = [shlex.split(l[2:]) for l in quick.stdout.splitlines() if l.startswith("+ ")]
+  qstep = next(c for c in qcmds if "launch/bench.py" in c and "--input" not in c)
+  assert "--precision=bfloat16" in qstep and "--small" in qstep and "--steps=5" in qstep
+  assert "largest batch" not in quick.stdout
+
+
+def test_gpu_bench_rejects_unknown_arguments(tmp_path):
+  proc = _gpu_bench(["--fast"], tmp_path)
+  assert proc.returncode == 2 and "unknown argument '--fast'" in proc.stderr
+
+
+def test_gpu_bench_says_how_to_get_missing_wheels(tmp_path):
+  if (ROOT / ".whl").exists():
+    pytest.skip("wheels are present here")
+  fake = tmp_path / "python"
+  fake.write_text("#!/usr/bin/env bash\nexit 1\n")  # any import fails
+  fake.chmod(0o755)
+  proc = _gpu_bench(["--dry_run"], tmp_path, PYTHON=str(fake))
+  assert proc.returncode == 1 and "ml_collections" in proc.stderr and ".whl" in proc.stderr

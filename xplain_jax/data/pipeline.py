@@ -19,7 +19,7 @@ prepared TFDS datasets without TensorFlow).
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Iterator, Protocol
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 
@@ -95,7 +95,6 @@ class Loader:
       batch is padded by repeating records and a ``"mask"`` array marks the real rows (eval).
     process_index: this process's index ``p``.
     process_count: number of processes ``P``; ``B`` must be divisible by ``P``.
-    preprocess: optional function applied to each loaded (per-process) batch.
     check: check every batch's ``"image"`` (when present) with ``check_images``: shape
       ``[b,S,S,3]``, floating dtype, no NaN/Inf.
   """
@@ -107,7 +106,6 @@ class Loader:
   drop_remainder: bool = True
   process_index: int = 0
   process_count: int = 1
-  preprocess: Callable[[Batch], Batch] | None = None
   check: bool = True
 
   def __post_init__(self):
@@ -154,8 +152,6 @@ class Loader:
     idx, valid = self.indices(step)
     out = dict(self.source.get_batch(idx))
     out["mask"] = valid
-    if self.preprocess is not None:
-      out = self.preprocess(out)
     if self.check and "image" in out:
       check_images(out["image"], where=f"batch {step} of the data", indices=idx)
     return out
