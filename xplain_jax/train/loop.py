@@ -10,6 +10,7 @@ with resume, logs, the NaN guard and checkpoints, taking its batches from
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any, Callable
 
@@ -124,22 +125,23 @@ def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loade
   writer = make_writer(workdir, stage, total_steps, start_step=start)
   pending: list[dict] = []
   batches = prefetch_to_mesh(loader, mesh, start_step=start, num_steps=total_steps - start)
-  for step, batch in batches:
-    state, metrics = step_fn(state, batch, rng, *consts)
-    pending.append(metrics)
-    done = step + 1
-    save_now = done == total_steps or done % checkpoint_every == 0
-    if save_now or done % log_every == 0:
-      host = jax.device_get(pending)
-      pending = []
-      for i, m in enumerate(host):  # every step's metrics, before a bad state can be saved
-        _raise_if_non_finite(stage, done - len(host) + 1 + i, first_non_finite(m), ckpt)
-      mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
-      mean["epoch"] = float(done / loader.steps_per_epoch)
-      writer.write_scalars(done, mean)
-    if save_now:
-      _raise_if_non_finite(stage, done, _first_non_finite_leaf(state), ckpt)
-      ckpt.save(done, state, meta)
+  with contextlib.closing(batches):  # a failing step stops the prefetch threads at once
+    for step, batch in batches:
+      state, metrics = step_fn(state, batch, rng, *consts)
+      pending.append(metrics)
+      done = step + 1
+      save_now = done == total_steps or done % checkpoint_every == 0
+      if save_now or done % log_every == 0:
+        host = jax.device_get(pending)
+        pending = []
+        for i, m in enumerate(host):  # every step's metrics, before a bad state can be saved
+          _raise_if_non_finite(stage, done - len(host) + 1 + i, first_non_finite(m), ckpt)
+        mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
+        mean["epoch"] = float(done / loader.steps_per_epoch)
+        writer.write_scalars(done, mean)
+      if save_now:
+        _raise_if_non_finite(stage, done, _first_non_finite_leaf(state), ckpt)
+        ckpt.save(done, state, meta)
   writer.close()
   ckpt.close()
   return state
