@@ -13,6 +13,7 @@ from xplain_jax import data, parts
 from xplain_jax.data import pascal_part as pp
 from xplain_jax.errors import DataError
 from xplain_jax.train import parts_eval, pipeline
+from xplain_jax.train import performer as performer_lib
 
 
 def _tiny_config():
@@ -148,7 +149,7 @@ def test_selectivity_chance_by_hand():
 
 def test_ordinary_config_drops_only_the_interpretable_parts():
   c = parts_config.get_config("")
-  o = parts_eval.ordinary_config(c)
+  o = performer_lib.ordinary_config(c)
   assert not o.performer.interpretable and o.performer.filter_loss_weight == 0.0
   assert c.performer.interpretable and c.performer.filter_loss_weight > 0.0  # unchanged
   assert o.performer.model.to_dict() == c.performer.model.to_dict()

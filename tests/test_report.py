@@ -12,6 +12,7 @@ import pytest
 import ml_collections
 from xplain_jax import data
 from xplain_jax import report
+from xplain_jax.errors import CheckpointError
 from xplain_jax.report import tables
 from xplain_jax.train import evaluate as evaluate_lib
 from xplain_jax.train import evaluators
@@ -287,6 +288,12 @@ def test_unreadable_meta_falls_back(tmp_path):
   assert "Prior-loss weight" not in _sections(page)  # β unknown: no curve
 
 
-def test_missing_metrics_raises(tmp_path):
-  with pytest.raises(FileNotFoundError, match="evaluate stage"):
+def test_missing_or_damaged_metrics_raises(tmp_path):
+  with pytest.raises(CheckpointError, match="evaluate stage"):
+    report.write_report(str(tmp_path))
+  (tmp_path / "metrics.json").write_text("{not json")
+  with pytest.raises(CheckpointError, match="not valid JSON.*evaluate"):
+    report.write_report(str(tmp_path))
+  (tmp_path / "metrics.json").write_text("[1, 2]")
+  with pytest.raises(CheckpointError, match="not a JSON object"):
     report.write_report(str(tmp_path))

@@ -30,6 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xplain_jax.errors import ConfigError
+
 NONE = "none"  # the name of "no part" in annotation files
 
 
@@ -210,7 +212,7 @@ def load_part_annotation(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str
     ``(filter_to_part [C] int32, part_names)``.
 
   Raises:
-    ValueError: the file is missing, not JSON, or not of the documented format (the message
+    ConfigError: the file is missing, not JSON, or not of the documented format (the message
       names the problem).
   """
   path = os.fspath(path)
@@ -218,30 +220,30 @@ def load_part_annotation(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str
     with open(path, encoding="utf-8") as f:
       doc = json.load(f)
   except FileNotFoundError:
-    raise ValueError(f"part annotation {path} does not exist; write it with "
-                     "save_part_annotation or by hand.") from None
+    raise ConfigError(f"part annotation {path} does not exist; write it with "
+                      "save_part_annotation or by hand.") from None
   except json.JSONDecodeError as e:
-    raise ValueError(f"part annotation {path} is not valid JSON ({e}).") from None
+    raise ConfigError(f"part annotation {path} is not valid JSON ({e}).") from None
   if (not isinstance(doc, dict) or not isinstance(doc.get("part_names"), list)
       or not isinstance(doc.get("filters"), dict)):
-    raise ValueError(f"part annotation {path} must be an object with a list 'part_names' and "
-                     "an object 'filters' ({\"0\": \"head\", ...}).")
+    raise ConfigError(f"part annotation {path} must be an object with a list 'part_names' and "
+                      "an object 'filters' ({\"0\": \"head\", ...}).")
   names = tuple(str(n) for n in doc["part_names"])
   if len(set(names)) != len(names) or NONE in names:
-    raise ValueError(f"part annotation {path}: part_names {list(names)} must be distinct and "
-                     f"must not contain {NONE!r}.")
+    raise ConfigError(f"part annotation {path}: part_names {list(names)} must be distinct and "
+                      f"must not contain {NONE!r}.")
   filters = doc["filters"]
   want = {str(i) for i in range(len(filters))}
   if set(filters) != want:
     extra = sorted(set(filters) - want)[:3]
-    raise ValueError(f"part annotation {path}: filter keys must be '0'..'{len(filters) - 1}', "
-                     f"each once; found unexpected keys {extra}.")
+    raise ConfigError(f"part annotation {path}: filter keys must be '0'..'{len(filters) - 1}', "
+                      f"each once; found unexpected keys {extra}.")
   lookup = {n: i for i, n in enumerate(names)}
   lookup[NONE] = -1
   f2p = np.empty(len(filters), np.int32)
   for key, name in filters.items():
     if name not in lookup:
-      raise ValueError(f"part annotation {path}: filter {key} is annotated {name!r}, which is "
-                       f"not in part_names {list(names)} nor {NONE!r}.")
+      raise ConfigError(f"part annotation {path}: filter {key} is annotated {name!r}, which is "
+                        f"not in part_names {list(names)} nor {NONE!r}.")
     f2p[int(key)] = lookup[name]
   return f2p, names

@@ -9,6 +9,8 @@ import os
 
 import numpy as np
 
+from xplain_jax.errors import CheckpointError
+
 # Training stages drawn first, in this order.
 KNOWN_STAGES = ("performer", "explainer_baseline", "explainer_prior")
 # Per-concept arrays of eval/<variant>.npz: shape [n].
@@ -27,18 +29,25 @@ def load_metrics(workdir):
     dict parsed from the file.
 
   Raises:
-    FileNotFoundError: the file does not exist (the evaluate stage has not run).
+    CheckpointError: the file does not exist (the evaluate stage has not
+      run), is not valid JSON or not a JSON object.
   """
   path = os.path.join(workdir, "metrics.json")
   if not os.path.isfile(path):
-    raise FileNotFoundError(
+    raise CheckpointError(
         f"{path} not found; run the evaluate stage first (it writes "
         "metrics.json), then write the report.")
   with open(path, encoding="utf-8") as f:
-    metrics = json.load(f)
+    try:
+      metrics = json.load(f)
+    except json.JSONDecodeError as e:
+      raise CheckpointError(
+          f"{path} is not valid JSON ({e}); delete it and rerun the evaluate "
+          "stage (--config.stages=evaluate,report).") from None
   if not isinstance(metrics, dict):
-    raise ValueError(f"{path} holds a {type(metrics).__name__}; expected a "
-                     "JSON object with one entry per model.")
+    raise CheckpointError(
+        f"{path} holds a {type(metrics).__name__}, not a JSON object with "
+        "one entry per model; delete it and rerun the evaluate stage.")
   return metrics
 
 

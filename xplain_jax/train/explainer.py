@@ -38,7 +38,7 @@ def variant_key(rng: jax.Array, variant: str) -> jax.Array:
 def variant_beta(config, variant: str) -> float:
   """β of a variant: 0 for the baseline (λ ≡ 0), ``config.explainer.beta`` for the prior."""
   if variant not in VARIANTS:
-    raise ValueError(f"unknown explainer variant {variant!r}; choose from {list(VARIANTS)}.")
+    raise ConfigError(f"unknown explainer variant {variant!r}; choose from {list(VARIANTS)}.")
   return 0.0 if variant == "baseline" else float(config.explainer.beta)
 
 

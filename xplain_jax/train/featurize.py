@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from xplain_jax import concepts, priors
+from xplain_jax.errors import ConfigError
 
 
 def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
@@ -57,5 +58,5 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
       return jax.tree.map(jax.lax.stop_gradient, out)
 
   else:
-    raise ValueError(f"unknown explainer case {spec.case!r}; use 'shared_feature' or 'filter'.")
+    raise ConfigError(f"unknown explainer case {spec.case!r}; use 'shared_feature' or 'filter'.")
   return featurize

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from xplain_jax.errors import ConfigError
+
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
@@ -18,7 +20,7 @@ def make_optimizer(cfg, *, total_steps: int) -> optax.GradientTransformation:
   ``schedule`` ("constant" or "cosine"), ``warmup_steps``, ``grad_clip`` (global norm, 0 = off).
   """
   if cfg.name not in OPTIMIZERS:
-    raise ValueError(f"unknown optimizer {cfg.name!r}; choose one of {list(OPTIMIZERS)}.")
+    raise ConfigError(f"unknown optimizer {cfg.name!r}; choose one of {list(OPTIMIZERS)}.")
   lr = cfg.learning_rate
   if cfg.get("schedule", "constant") == "cosine":
     lr = optax.warmup_cosine_decay_schedule(
@@ -89,5 +91,5 @@ COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": j
 def compute_dtype(name: str):
   """The jnp dtype of ``config.dtype`` (computation dtype; parameters stay float32)."""
   if name not in COMPUTE_DTYPES:
-    raise ValueError(f"unknown dtype {name!r}; choose one of {list(COMPUTE_DTYPES)}.")
+    raise ConfigError(f"unknown dtype {name!r}; choose one of {list(COMPUTE_DTYPES)}.")
   return COMPUTE_DTYPES[name]
