@@ -7,7 +7,8 @@ A featurizer maps a batch of images to the four arrays the explainer needs,
      "y_i":  [B,n]      the concept values,
      "w":    [B,n]      the prior weights},
 
-all float32 and free of gradients into the model. Two constructors, one per case of the method
+y, y_i and w in float32, feat in the model's dtype (bfloat16 stays bfloat16), all free of
+gradients into the model. Two constructors, one per case of the method
 (docs/method.md section 3); the model reaches them only through callables, so any Flax (or plain
 JAX) model works, and the built-in performers use the same path (``train.featurize``).
 
@@ -60,8 +61,7 @@ def filter_featurizer(features: Callable, head: Callable, *, clip_prior: bool = 
     w = priors.filter_prior(lambda v: _scalar_score(head(v), "head(x)", v.shape[0]), x,
                             clip=clip_prior)
     feat = x if weight_net_input is None else weight_net_input(images)
-    out = {"feat": feat, "y": y, "y_i": concepts_lib.filter_concepts(x), "w": w}
-    return jax.tree.map(lambda a: jax.lax.stop_gradient(jnp.asarray(a, jnp.float32)), out)
+    return _outputs(feat, y, concepts_lib.filter_concepts(x), w)
 
   return featurize
 
@@ -104,8 +104,7 @@ def shared_feature_featurizer(features: Callable, head: Callable, *, target: int
     head32 = lambda v: jnp.asarray(head(v), jnp.float32)
     w = priors.shared_feature_prior(lambda v: head32(v)[:, target], lambda v: head32(v)[:, idx],
                                     h, method=method)
-    out = {"feat": feat, "y": logits[:, target], "y_i": logits[:, idx], "w": w}
-    return jax.tree.map(lambda a: jax.lax.stop_gradient(jnp.asarray(a, jnp.float32)), out)
+    return _outputs(feat, logits[:, target], logits[:, idx], w)
 
   return featurize
 
@@ -125,6 +124,12 @@ def prior_varies(w: np.ndarray, *, rtol: float = 1e-4) -> bool:
     return True
   scale = max(float(np.max(np.abs(w))), 1e-12)
   return bool(np.max(np.abs(w - w[:1])) > rtol * scale)
+
+
+def _outputs(feat, y, y_i, w) -> dict:
+  out = {"feat": jnp.asarray(feat), "y": y, "y_i": y_i, "w": w}
+  out.update({k: jnp.asarray(out[k], jnp.float32) for k in ("y", "y_i", "w")})
+  return jax.tree.map(jax.lax.stop_gradient, out)
 
 
 def _scalar_score(y, what: str, batch: int):

@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 
-from xplain_jax import concepts, priors
+from xplain_jax import featurizers
 from xplain_jax.errors import ConfigError
 
 
@@ -32,30 +31,24 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
     "y_i": [B,n], "w": [B,n]}``, all float32 and free of gradients into the performer.
   """
   t = spec.target_index
-
   if spec.case == "shared_feature":
-    idx = jnp.asarray(spec.concept_indices)
 
     def featurize(variables, images):
-      logits, inter = perf_module.apply(variables, images, train=False)
-      from_fc6 = lambda h: perf_module.apply(variables, h, method=perf_module.from_fc6).astype(jnp.float32)
-      h = inter["fc6"].astype(jnp.float32)
-      w = priors.shared_feature_prior(lambda h: from_fc6(h)[:, t], lambda h: from_fc6(h)[:, idx],
-                                      h, method=prior_method)
-      logits = logits.astype(jnp.float32)
-      out = {"feat": inter[feature], "y": logits[:, t], "y_i": logits[:, idx], "w": w}
-      return jax.tree.map(jax.lax.stop_gradient, out)
+      def features(im):
+        _, inter = perf_module.apply(variables, im, train=False)
+        return inter[feature], inter["fc6"]
+      head = lambda h: perf_module.apply(variables, h, method=perf_module.from_fc6)
+      return featurizers.shared_feature_featurizer(
+          features, head, target=t, concepts=spec.concept_indices, method=prior_method)(images)
 
   elif spec.case == "filter":
 
     def featurize(variables, images):
-      logits, inter = perf_module.apply(variables, images, train=False)
-      x = inter["top_conv"].astype(jnp.float32)
-      head = lambda x: perf_module.apply(variables, x, method=perf_module.head)[0][:, t].astype(jnp.float32)
-      w = priors.filter_prior(head, x, clip=clip_prior)
-      out = {"feat": inter[feature], "y": logits[:, t].astype(jnp.float32),
-             "y_i": concepts.filter_concepts(x), "w": w}
-      return jax.tree.map(jax.lax.stop_gradient, out)
+      _, inter = perf_module.apply(variables, images, train=False)
+      head = lambda x: perf_module.apply(variables, x, method=perf_module.head)[0][:, t]
+      return featurizers.filter_featurizer(
+          lambda _: inter["top_conv"], head, clip_prior=clip_prior,
+          weight_net_input=lambda _: inter[feature])(images)
 
   else:
     raise ConfigError(f"unknown explainer case {spec.case!r}; use 'shared_feature' or 'filter'.")
