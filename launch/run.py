@@ -171,10 +171,10 @@ def prepare(config, workdir: str):
   import jax  # pylint: disable=import-outside-toplevel
   if jax.process_index() != 0:
     return None
-  held = workdir_lib.lock(workdir)
-  validate.check_same_experiment(config, workdir, write=False)
-  workdir_lib.check_recorded_identities(config, workdir)
-  validate.check_same_experiment(config, workdir)
+  for locked in (False, True):  # compared before the lock file is written, and again under it
+    held = workdir_lib.lock(workdir) if locked else None
+    validate.check_same_experiment(config, workdir, write=locked)
+    workdir_lib.check_recorded_identities(config, workdir)
   return held
 
 
