@@ -204,6 +204,8 @@ def test_cli_case(case, results):
   for path, before in r["before"].items():
     after = r["after"][path]
     for rel, digest in before.items():
+      if os.path.basename(rel) == "run.lock":  # names the latest run that held the workdir
+        continue
       assert rel in after, f"{rel} disappeared from {path}"
       want = r["originals"][rel] if rel in repaired else digest
       assert after[rel] == want, f"{rel} in {path} was changed"

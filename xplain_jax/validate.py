@@ -108,7 +108,7 @@ def check_values(config) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
       continue
     if any(_matches(field, p) for p in _POSITIVE) and not value > 0:
-      _fail(field, value, "must be positive")
+      _fail(field, value, "must be positive (> 0)")
     if any(_matches(field, p) for p in _NON_NEGATIVE) and value < 0:
       _fail(field, value, "must be >= 0 (0 switches it off)" if isinstance(value, float)
             else "must be >= 0")
