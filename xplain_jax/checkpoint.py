@@ -78,9 +78,19 @@ class Checkpointer:
     meta = dict(meta or {}, **{_FINGERPRINT_KEY: fingerprint(state)})
     if self._identity is not None:
       meta[IDENTITY_KEY] = self._identity
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-    self._manager.wait_until_finished()
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      cause = next((c for c in _chain(e) if isinstance(c, OSError)), None)
+      if cause is None:
+        raise
+      why = ("the disk is full" if cause.errno in (errno.ENOSPC, errno.EDQUOT)
+             else cause.strerror or type(cause).__name__)
+      raise StorageError(f"cannot write checkpoint {step} in {self.directory}: {why}; free "
+                         "space (or fix the permissions) and rerun the same command to resume "
+                         "from the previous checkpoint.") from None
 
   def _restore_step(self, step: int, abstract: Any) -> tuple[Any, dict]:
     out = self._manager.restore(step, args=ocp.args.Composite(
@@ -154,6 +164,15 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _chain(e: BaseException) -> list:
+  """``e`` and the exceptions it was raised from or while handling."""
+  out = []
+  while e is not None and e not in out:
+    out.append(e)
+    e = e.__cause__ or e.__context__
+  return out
 
 
 _FINGERPRINT_KEY = "_fingerprint"

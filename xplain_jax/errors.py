@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 
 class XplainError(Exception):
@@ -43,9 +44,9 @@ class StorageError(XplainError, OSError):
 
 # --- TEMPORARY compatibility, to delete once the raise sites below raise XplainError subclasses.
 # Built-in exceptions that these functions raise on purpose for bad input (data not prepared,
-# a stage not finished, a weight file of the wrong kind). Only an exception whose deepest frame
-# in this package is one of them counts; the same type raised anywhere else is a bug and keeps
-# its traceback.
+# a stage not finished, a weight file of the wrong kind). Only an exception raised in one of
+# them (directly, by ``open`` or by ``json`` parsing a file) counts; the same type raised
+# anywhere else is a bug and keeps its traceback.
 LEGACY_USER_ERROR_SITES = {
     "xplain_jax/train/pipeline.py": ("train_and_evaluate", "parse_stages"),
     "xplain_jax/train/parts_eval.py": ("load_or_suggest_annotation", "evaluate_parts"),
@@ -73,14 +74,17 @@ def is_user_error(e: BaseException) -> bool:
     return True
   if not isinstance(e, _LEGACY_TYPES) or e.__traceback__ is None:
     return False
-  tb, code = e.__traceback__, None
-  while tb is not None:  # the deepest frame of this package (json, open() have none of theirs)
-    path = tb.tb_frame.f_code.co_filename.replace("\\", "/")
-    if "/xplain_jax/" in path:
-      code = tb.tb_frame.f_code
+  frames, tb = [], e.__traceback__
+  while tb is not None:
+    frames.append(tb.tb_frame.f_code)
     tb = tb.tb_next
-  if code is None:
+  ours = [i for i, c in enumerate(frames) if "/xplain_jax/" in c.co_filename.replace("\\", "/")]
+  if not ours:
     return False
+  code, below = frames[ours[-1]], frames[ours[-1] + 1:]
+  json_dir = os.path.dirname(json.__file__)
+  if any(not c.co_filename.startswith(json_dir) for c in below):
+    return False  # raised by other code it called (a bug there, or a wrong call): a traceback
   path = code.co_filename.replace("\\", "/")
   return any(path.endswith(file) and code.co_name in names
              for file, names in LEGACY_USER_ERROR_SITES.items())
