@@ -1,7 +1,11 @@
-"""Config validation before any compute: keys, types, ranges, names, and the workdir.
+"""Config validation before any compute: fields, ranges, names, consistency, a dry build.
 
-Every check raises ``ConfigError`` (a ``ValueError``) with one line naming the field, what was
-wrong and what to change, so a mistyped override fails in a second instead of after a compile.
+Types are enforced by the locked, typed ConfigDict that every config builds from
+``xplain_jax.config_base``; ``check_config`` adds what types cannot say (ranges, finite numbers,
+names from the allowed sets, fields that must agree) and dry-builds the real factories with
+``jax.eval_shape``. Every check raises ``ConfigError`` with one line naming the field, what was
+wrong and what to change, so a bad value fails in a second, before anything is written.
+``check_same_experiment`` compares a workdir's recorded config with this one.
 """
 
 from __future__ import annotations
