@@ -24,55 +24,26 @@ Shrunk for a CPU smoke run (a small VGG at 64 px, 64 training and 32 test images
 
 import ml_collections
 
-
-def _parse(arg: str) -> dict:
-  out = {"target": "attractive", "tiny": False}
-  for part in filter(None, (a.strip() for a in arg.split(","))):
-    if part == "tiny":
-      out["tiny"] = True
-    elif part.startswith("target="):
-      out["target"] = part.split("=", 1)[1]
-    else:
-      raise ValueError(f"unknown config argument {part!r} for configs/celeba.py; use "
-                       "'target=NAME' and/or 'tiny', comma-separated.")
-  return out
+from xplain_jax import config_base as base
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """The config; ``arg`` like "target=attractive" or "target=male,tiny"."""
-  a = _parse(arg)
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.stages = "performer,explainer,evaluate,report"
-  c.num_devices = 0
-  c.dtype = "bfloat16"  # parameters, losses and priors stay float32
-  c.checkpoint_every_steps = 1000
-  c.log_every_steps = 100
-  c.distributed = ml_collections.ConfigDict(
-      dict(coordinator_address="", num_processes=0, process_id=-1))
-
-  c.dataset = ml_collections.ConfigDict(dict(
-      name="celeba", image_size=224, num_train=0, num_test=0, seed=0, data_dir="",
-      train_split="train", test_split="test", num_threads=8))
-
-  c.performer = ml_collections.ConfigDict(dict(
-      arch="vgg16", interpretable=False, filter_loss_weight=0.0, batch_size=128, num_epochs=5,
-      init_from="", model=ml_collections.ConfigDict(dict()),
-      optimizer=ml_collections.ConfigDict(dict(
-          name="sgd", learning_rate=0.01, weight_decay=5e-4, momentum=0.9, schedule="cosine",
-          warmup_steps=500, grad_clip=0.0)),
-  ))
-
-  c.explainer = ml_collections.ConfigDict(dict(
-      case="shared_feature", target=a["target"], feature="top_conv", prior_kind="mse",
-      prior_method="jvp", positive=False, clip_prior=False, beta=0.2, depth=152, width=64,
-      batch_size=128, num_epochs=10, variants="baseline,prior", cache_features=False,
-      optimizer=ml_collections.ConfigDict(dict(
-          name="adam", learning_rate=1e-4, weight_decay=0.0, schedule="cosine", warmup_steps=500,
-          grad_clip=1.0, momentum=0.9)),
-  ))
-
-  c.eval = ml_collections.ConfigDict(dict(batch_size=256, num_report_images=8))
+  a = base.parse_arg(arg, keys={"target": ()}, defaults={"target": "attractive"},
+                     file="configs/celeba.py")
+  c = base.experiment(
+      dataset=base.dataset("celeba", 224, 0, 0, extra=dict(
+          train_split="train", test_split="test", num_threads=8)),
+      performer=base.performer(
+          "vgg16", batch_size=128, num_epochs=5, model={}, extra=dict(init_from=""),
+          optimizer=base.optimizer("sgd", 0.01, weight_decay=5e-4, warmup_steps=500)),
+      explainer=base.explainer(
+          "shared_feature", a["target"], beta=0.2, depth=152, width=64, batch_size=128,
+          num_epochs=10, cache_features=False,
+          optimizer=base.optimizer("adam", 1e-4, warmup_steps=500, grad_clip=1.0)),
+      eval=base.block(base.EVAL, batch_size=256, num_report_images=8),
+      dtype="bfloat16",  # parameters, losses and priors stay float32
+      checkpoint_every_steps=1000, log_every_steps=100)
 
   if a["tiny"]:
     c.dtype = "float32"

@@ -30,9 +30,10 @@ Use your own filter annotation with ``--config.parts.annotation=FILE.json`` (the
 
 import ml_collections
 
+from xplain_jax import config_base as base
+
 ARCHS = ("tiny", "alexnet", "vgg_m", "vgg_s", "vgg16")
-# Filters of the interpretable top layer per architecture (the paper's n).
-NUM_FILTERS = {"tiny": 64, "alexnet": 256, "vgg_m": 512, "vgg_s": 512, "vgg16": 512}
+NUM_FILTERS = base.NUM_FILTERS
 
 
 def parse_arg(arg: str) -> dict:
@@ -40,99 +41,29 @@ def parse_arg(arg: str) -> dict:
 
   The first item names the architecture (default "tiny"); a further "tiny" shrinks the run.
   """
-  out = {"arch": "", "tiny": False}
-  for part in filter(None, (a.strip() for a in arg.split(","))):
-    name = part.split("=", 1)[1] if part.startswith("arch=") else part
-    if not out["arch"] and name in ARCHS:
-      out["arch"] = name
-    elif part == "tiny":
-      out["tiny"] = True
-    else:
-      raise ValueError(f"unknown config argument {part!r}; use an architecture of {list(ARCHS)} "
-                       "(optionally as arch=NAME) and/or 'tiny', comma-separated.")
-  out["arch"] = out["arch"] or "tiny"
-  return out
-
-
-def performer_block(arch: str, *, filter_loss_weight: float) -> ml_collections.ConfigDict:
-  """The performer of ``arch`` with the interpretable top layer (shared with pascal_part.py)."""
-  # unit_peak: the mask peaks at 1 instead of τ = 0.5/n², so the layers above see activations
-  # of the usual scale (the released code's choice; with the paper's τ the head starts ~1/τ
-  # too weak, which matters for ImageNet-initialised heads and for the prior's scale).
-  mask_kwargs = ml_collections.ConfigDict(dict(unit_peak=True))
-  if arch == "tiny":
-    model = ml_collections.ConfigDict(dict(
-        block_widths=(16, 32, 64), block_depths=(1, 1, 1), top_channels=NUM_FILTERS["tiny"],
-        fc_features=128, mask_kwargs=mask_kwargs))
-    optimizer = dict(name="adam", learning_rate=2e-3, weight_decay=0.0, schedule="cosine",
-                     warmup_steps=50, grad_clip=0.0, momentum=0.9)
-    batch_size, epochs = 64, 10
-  else:
-    model = ml_collections.ConfigDict(dict(mask_kwargs=mask_kwargs))
-    # Zhang et al.: SGD with weight decay 5e-4 from ImageNet weights (performer.init_from).
-    optimizer = dict(name="sgd", learning_rate=0.01, weight_decay=5e-4, schedule="cosine",
-                     warmup_steps=200, grad_clip=5.0, momentum=0.9)
-    batch_size, epochs = 64, 20
-  return ml_collections.ConfigDict(dict(
-      arch="tiny_vgg" if arch == "tiny" else arch, interpretable=True,
-      filter_loss_weight=filter_loss_weight, batch_size=batch_size, num_epochs=epochs,
-      init_from="", model=model, optimizer=ml_collections.ConfigDict(optimizer)))
-
-
-def explainer_block(arch: str, *, target: str) -> ml_collections.ConfigDict:
-  """Case-1 explainer: filter concepts, clipped priors, cross-entropy prior, softplus α, β = 10."""
-  small = arch == "tiny"
-  return ml_collections.ConfigDict(dict(
-      case="filter", target=target, feature="top_conv", prior_kind="cross_entropy",
-      prior_method="jvp", positive=True, clip_prior=True, beta=10.0,
-      depth=10 if small else 152, width=16 if small else 64,
-      batch_size=64, num_epochs=10, variants="baseline,prior",
-      cache_features=True,
-      optimizer=ml_collections.ConfigDict(dict(
-          name="adam", learning_rate=1e-3 if small else 1e-4, weight_decay=0.0,
-          schedule="cosine", warmup_steps=50 if small else 500, grad_clip=1.0, momentum=0.9))))
-
-
-def parts_block(*, annotation: str = "", compare_ordinary: bool) -> ml_collections.ConfigDict:
-  """The parts stage (xplain_jax/train/parts_eval.py)."""
-  return ml_collections.ConfigDict(dict(
-      annotation=annotation,        # a filter->part JSON file; "" = suggest from the masks
-      compare_ordinary=compare_ordinary,  # train the same net without mask/filter loss
-      threshold=0.25,               # least share of a filter's strong peaks on its part
-      top_fraction=0.5,             # share of a filter's strongest peaks that count
-      max_images=0,                 # positive test images for annotation/selectivity; 0 = all
-      num_regions=12,               # filter-region patches in the report (Fig. 10)
-      region_size=0.4,              # patch side as a fraction of the image side
-  ))
+  return base.parse_arg(arg, keys={"arch": ARCHS}, first=ARCHS, defaults={"arch": "tiny"},
+                        file="configs/parts.py")
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """The config; ``arg`` like "" (tiny arch on CPU), "vgg16", "alexnet,tiny" or "tiny,tiny"."""
   a = parse_arg(arg)
   big = a["arch"] != "tiny"
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.stages = "performer,explainer,evaluate,report"
-  c.num_devices = 0
-  c.dtype = "bfloat16" if big else "float32"
-  c.checkpoint_every_steps = 500 if big else 200
-  c.log_every_steps = 50
-  c.distributed = ml_collections.ConfigDict(
-      dict(coordinator_address="", num_processes=0, process_id=-1))
-
-  c.dataset = ml_collections.ConfigDict(dict(
-      name="synthetic_parts", image_size=224 if big else 64, num_train=4000 if big else 2000,
-      num_test=1000 if big else 600, seed=0, cache=True, data_dir=""))
   # λ of the filter loss, measured on this data with the tiny net. With τ = 0.5/n² the loss
   # stays near 0 (MI ≈ 0) until activations reach tens; once they do, inflating them raises the
   # MI without bound and the loss takes over. 6 epochs, 3000 images (ordinary net: 94.2 %
   # accuracy, part selectivity 0.41): λ ≤ 1 inert (93-94 %, 0.39-0.42), λ = 2, 3, 10 runaway
   # (80 %, 76 %, 62 %; 0.32, 0.17, 0.28). 10 epochs, 2000 images, λ = 1: runaway after step
   # 150 (77 %). λ = 0.1 stays clear of it.
-  c.performer = performer_block(a["arch"], filter_loss_weight=0.1)
-  c.explainer = explainer_block(a["arch"], target="object")
-  c.parts = parts_block(compare_ordinary=True)
-  c.eval = ml_collections.ConfigDict(dict(batch_size=100 if big else 200, num_report_images=6))
+  c = base.experiment(
+      dataset=base.dataset("synthetic_parts", 224 if big else 64, 4000 if big else 2000,
+                           1000 if big else 600, extra=dict(cache=True)),
+      performer=base.interpretable_performer(a["arch"], filter_loss_weight=0.1),
+      explainer=base.filter_explainer(a["arch"], target="object"),
+      parts=base.block(base.PARTS, compare_ordinary=True),
+      eval=base.block(base.EVAL, batch_size=100 if big else 200, num_report_images=6),
+      dtype="bfloat16" if big else "float32",
+      checkpoint_every_steps=500 if big else 200, log_every_steps=50)
 
   if a["tiny"]:
     c.dtype = "float32"

@@ -19,45 +19,26 @@ Override any field, e.g. ``--config.explainer.beta=0.5 --config.explainer.target
 
 import ml_collections
 
+from xplain_jax import config_base as base
+
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   """The config; ``arg`` is "" (default) or "tiny"."""
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-  c.stages = "performer,explainer,evaluate,report"
-  c.num_devices = 0  # 0 = all visible devices
-  c.dtype = "float32"  # computation dtype: float32 | bfloat16 (parameters stay float32)
-  c.checkpoint_every_steps = 200
-  c.log_every_steps = 50
-  c.distributed = ml_collections.ConfigDict(
-      dict(coordinator_address="", num_processes=0, process_id=-1))
+  a = base.parse_arg(arg, file="configs/synthetic.py")
+  c = base.experiment(
+      dataset=base.dataset("synthetic_attributes", 64, 5000, 1000, extra=dict(cache=True)),
+      performer=base.performer(
+          "tiny_vgg", batch_size=64, num_epochs=8,
+          model=dict(block_widths=(32, 64, 64), block_depths=(1, 1, 1), top_channels=64,
+                     fc_features=256, global_max_pool=True, dropout_rate=0.0),
+          optimizer=base.optimizer("adam", 2e-3, warmup_steps=100)),
+      explainer=base.explainer(
+          "shared_feature", "target_a", beta=0.2, depth=10, width=16, batch_size=64,
+          num_epochs=8, optimizer=base.optimizer("adam", 3e-3, warmup_steps=50)),
+      eval=base.block(base.EVAL, batch_size=200, num_report_images=6),
+      checkpoint_every_steps=200, log_every_steps=50)
 
-  c.dataset = ml_collections.ConfigDict(dict(
-      name="synthetic_attributes", image_size=64, num_train=5000, num_test=1000, seed=0,
-      cache=True, data_dir=""))
-
-  c.performer = ml_collections.ConfigDict(dict(
-      arch="tiny_vgg", interpretable=False, filter_loss_weight=0.0, batch_size=64, num_epochs=8,
-      model=ml_collections.ConfigDict(dict(
-          block_widths=(32, 64, 64), block_depths=(1, 1, 1), top_channels=64, fc_features=256,
-          global_max_pool=True, dropout_rate=0.0)),
-      optimizer=ml_collections.ConfigDict(dict(
-          name="adam", learning_rate=2e-3, weight_decay=0.0, schedule="cosine", warmup_steps=100,
-          grad_clip=0.0, momentum=0.9)),
-  ))
-
-  c.explainer = ml_collections.ConfigDict(dict(
-      case="shared_feature", target="target_a", feature="top_conv", prior_kind="mse",
-      prior_method="jvp", positive=False, clip_prior=False, beta=0.2, depth=10, width=16,
-      batch_size=64, num_epochs=8, variants="baseline,prior", cache_features=True,
-      optimizer=ml_collections.ConfigDict(dict(
-          name="adam", learning_rate=3e-3, weight_decay=0.0, schedule="cosine", warmup_steps=50,
-          grad_clip=0.0, momentum=0.9)),
-  ))
-
-  c.eval = ml_collections.ConfigDict(dict(batch_size=200, num_report_images=6))
-
-  if arg == "tiny":
+  if a["tiny"]:
     c.dataset.num_train, c.dataset.num_test = 256, 64
     c.performer.num_epochs, c.performer.batch_size = 2, 32
     c.performer.model.block_widths, c.performer.model.block_depths = (8, 16, 16), (1, 1, 1)
@@ -66,6 +47,4 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.explainer.width = 8
     c.eval.batch_size, c.eval.num_report_images = 32, 2
     c.checkpoint_every_steps, c.log_every_steps = 4, 2
-  elif arg:
-    raise ValueError(f"unknown config argument {arg!r} for configs/synthetic.py; use '' or 'tiny'.")
   return c

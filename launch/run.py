@@ -3,14 +3,17 @@ r"""The one entry point: every stage a config asks for, in a workdir that makes 
   python launch/run.py --config=configs/synthetic.py --workdir=runs/synthetic \
       [--config.explainer.beta=0.5] [--config.stages=evaluate,report]
 
-Mistakes (bad flags, bad config values, missing data, unreadable checkpoints, NaN losses) end
-the run with one line on stderr, ``error: ...``, saying what was wrong and what to do, and no
-traceback: exit status 2 for a config or usage error, 1 for anything found while running.
-A run killed at any moment resumes from its last checkpoint when the same command is rerun.
+Before anything is computed or written, the config is checked whole (types by the locked
+ConfigDict, ranges, names, consistency, a dry build of the real networks), the workdir is
+locked (one run at a time) and compared with the run it holds. Mistakes the user can fix
+(``xplain_jax.errors.XplainError``) end the run with one line on stderr, ``error: ...``, saying
+what was wrong and what to do: exit status 2 for a config or usage problem (the config file
+itself included), 1 for anything found while running, 130 for Ctrl-C. Every other exception is
+a bug and keeps its traceback. A run killed at any moment resumes from its last checkpoint
+when the same command is rerun.
 """
 
 import gc
-import importlib.util
 import logging as pylogging
 import os
 import sys
@@ -20,95 +23,125 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
+from ml_collections.config_flags import config_path  # noqa: E402
+
+from xplain_jax import errors  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment config file (configs/*.py[:arg]).",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, metrics and the report.")
-flags.mark_flags_as_required(["config", "workdir"])
 
 USAGE = ("usage: python launch/run.py --config=configs/FILE.py[:ARG] --workdir=DIR "
          "[--config.FIELD=VALUE ...]")
+INTERRUPTED = "interrupted; rerun the same command to resume"
 
 
 def _exit(message: str, code: int) -> None:
   gc.collect()  # anything collected now reports before the error line, not after it
-  print(f"error: {message}", file=sys.stderr, flush=True)
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
   sys.exit(code)
 
 
-def _one_line(text: str) -> str:
-  """The informative line of a flag error (ml_collections embeds whole tracebacks in some)."""
-  lines = [ln.strip() for ln in str(text).splitlines() if ln.strip()]
-  if any(ln.startswith("Traceback") for ln in lines):
-    lines = [lines[-1]]  # "ValueError: ..." raised by the config file
-  return " ".join(" ".join(lines).split())
+def _frames(e: BaseException):
+  tb = e.__traceback__
+  while tb is not None:
+    yield tb.tb_frame
+    tb = tb.tb_next
 
 
-def _config_arg(argv) -> str | None:
+def _chain(e: BaseException):
+  """``e`` and the exceptions it was raised from or while handling, outermost first."""
+  seen = []
+  while e is not None and e not in seen:
+    seen.append(e)
+    e = e.__cause__ or e.__context__
+  return seen
+
+
+def _config_file() -> str:
+  """The ``--config`` argument (``FILE[:ARG]``) as given on the command line."""
+  argv = sys.argv
   for i, a in enumerate(argv):
     if a.startswith("--config="):
       return a.split("=", 1)[1]
     if a == "--config" and i + 1 < len(argv):
       return argv[i + 1]
+  return ""
+
+
+def _unknown_override(e: BaseException) -> str | None:
+  """The first ``--config.FIELD`` override that the loaded config lacks (ml_collections's own
+  config and override list, from the frame of its flag parser that raised)."""
+  for frame in _frames(e):
+    loc = frame.f_locals
+    if frame.f_code.co_name == "_parse" and "config" in loc and "overrides" in loc:
+      for path in loc["overrides"]:
+        try:
+          config_path.get_value(path, loc["config"])
+        except (AttributeError, KeyError, IndexError, ValueError):
+          return path
   return None
 
 
-def _unknown_field(argv) -> str | None:
-  """The first ``--config.FIELD`` override whose FIELD is not in the config file's config."""
-  path = _config_arg(argv)
-  if not path:
-    return None
-  file, _, arg = path.partition(":")
-  try:
-    spec = importlib.util.spec_from_file_location("_run_config", file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(arg) if arg else module.get_config()
-  except Exception:  # pylint: disable=broad-except
-    return None
-  for a in argv:
-    if not a.startswith("--config."):
-      continue
-    dotted = a[len("--config."):].split("=", 1)[0]
-    node = config
-    for part in dotted.split("."):
-      if not hasattr(node, "keys") or part not in node.keys():
-        return dotted
-      node = node[part]
+def _config_file_error(e: BaseException, path: str) -> str | None:
+  """A one-line description of a problem in the config file itself, or None."""
+  for err in reversed(_chain(e)):  # innermost first (ml_collections re-raises with a traceback)
+    if isinstance(err, errors.XplainError):  # get_config rejected its argument
+      return errors.one_line(err)
+    if isinstance(err, SyntaxError):
+      return (f"cannot load the config file {path}: {err.msg} at line {err.lineno}; "
+              "--config must name a Python file defining get_config(arg).")
+    if isinstance(err, AttributeError) and getattr(err, "name", None) == "get_config":
+      return (f"the config file {path} defines no get_config(); a config file defines "
+              "get_config(arg) returning a ConfigDict (see configs/).")
+  root = _chain(e)[-1]
+  if any(f.f_code.co_name == "get_config" for f in _frames(root)):
+    return (f"the config file {path} failed in get_config: {type(root).__name__}: "
+            f"{errors.one_line(root)}")
   return None
+
+
+def _flag_error(e: BaseException) -> tuple[str, int]:
+  """What went wrong while parsing the command line, as (message, exit status)."""
+  path = _config_file()
+  field = _unknown_override(e)
+  if field is not None:
+    return (f"unknown config field --config.{field}: the config has no field {field!r}; check "
+            "the spelling against the config file.", 2)
+  bad_flag = next((f.f_locals["flag"] for f in _frames(e) if isinstance(f.f_locals.get("flag"),
+                                                                           flags.Flag)), None)
+  if bad_flag is not None and bad_flag.name.startswith("config."):
+    cause = _chain(e)[-1]
+    return (f"--{bad_flag.name}: {errors.one_line(cause)}; give a value of the type the field "
+            f"has in the config file ({bad_flag.flag_type()}).", 2)
+  about_file = _config_file_error(e, path.partition(":")[0] or path)
+  if about_file:
+    return about_file, 2
+  if isinstance(e, flags.UnrecognizedFlagError):
+    return f"unknown command line flag --{e.flagname}; {USAGE}", 2
+  return f"{errors.one_line(e)}; {USAGE}", 2
 
 
 def parse_flags(argv):
   """Parses the command line; any mistake becomes one ``error:`` line and exit status 2."""
   try:
     rest = FLAGS(argv)
-    FLAGS.config.keys()  # raises OSError when the config file failed to load
-    return rest
-  except flags.Error as e:
-    msg = _one_line(e)
-    for name in ("config", "workdir"):
-      if f"Flag --{name} must have a value other than None" in msg:
-        _exit(f"--{name} is required. {USAGE}", 2)
-    if "Unknown command line flag 'config." in msg:
-      field = msg.split("'config.", 1)[1].split("'", 1)[0]
-      _exit(f"unknown config field --config.{field}: the config has no field {field!r}; "
-            "check the spelling against the config file.", 2)
-    if msg.startswith("flag --config."):  # a value of the wrong type
-      _exit(f"{msg}; give a value of the type the field has in the config file.", 2)
-    if "Error whilst parsing config file" in msg or msg.startswith("ValueError: "):
-      _exit(f"the config file rejected its argument: {msg.removeprefix('ValueError: ')}", 2)
-    _exit(f"{msg}; {USAGE}" if "Unknown command line flag" in msg else msg, 2)
-  except (AttributeError, KeyError) as e:  # an override of a field the locked config lacks
-    field = _unknown_field(argv)
-    what = f"--config.{field}" if field else f"a --config.FIELD override ({_one_line(e)})"
-    _exit(f"unknown config field {what}: the config has no such field; check the spelling "
-          "against the config file.", 2)
-  except OSError as e:  # config file missing or unreadable
-    path = (_config_arg(argv) or "").partition(":")[0]
-    why = "it does not exist" if not os.path.exists(path) else _one_line(e)[-200:]
+  except KeyboardInterrupt:
+    _exit(INTERRUPTED, 130)
+  except Exception as e:  # pylint: disable=broad-except  (all of it is the user's command)
+    _exit(*_flag_error(e))
+  for name in ("config", "workdir"):
+    if FLAGS[name].value is None:
+      _exit(f"--{name} is required. {USAGE}", 2)
+  try:
+    FLAGS.config.keys()  # the config file could not be read (ml_collections defers the error)
+  except OSError:
+    path = _config_file().partition(":")[0]
+    why = "it does not exist" if not os.path.exists(path) else "it cannot be read"
     _exit(f"cannot load the config file {path!r}: {why}; pass --config=configs/FILE.py[:ARG] "
           "with a file that exists.", 2)
+  return rest
 
 
 def _quiet_unraisable(unraisable) -> None:
@@ -116,6 +149,33 @@ def _quiet_unraisable(unraisable) -> None:
   prints when orbax's abandoned read tasks of an unreadable checkpoint are collected; the
   checkpoint's problem itself is reported by ``xplain_jax.checkpoint``."""
   logging.debug("ignored in %r: %r", unraisable.object, unraisable.exc_value)
+
+
+def prepare(config, workdir: str):
+  """Every check before compute, then the lock and the config record; returns the lock.
+
+  Order: the config whole (nothing touched yet); the workdir's place; the stages' inputs;
+  the multi-host start (bounded) and the devices; the lock; the recorded identities; only then
+  ``config.json`` is written.
+  """
+  from xplain_jax import parallel, validate, workdir as workdir_lib  # pylint: disable=import-outside-toplevel
+  validate.check_config(config)
+  validate.check_workdir(workdir)
+  workdir_lib.check_stage_inputs(config, workdir)
+  d = config.distributed
+  parallel.initialize_distributed(d.coordinator_address, d.num_processes, d.process_id,
+                                  timeout_s=d.initialization_timeout)
+  mesh = parallel.make_mesh(config.num_devices)
+  for block in ("performer", "explainer", "eval"):
+    parallel.check_batch_size(config[block].batch_size, mesh, f"config.{block}.batch_size")
+  import jax  # pylint: disable=import-outside-toplevel
+  if jax.process_index() != 0:
+    return None
+  for locked in (False, True):  # compared before the lock file is written, and again under it
+    held = workdir_lib.lock(workdir) if locked else None
+    validate.check_same_experiment(config, workdir, write=locked)
+    workdir_lib.check_recorded_identities(config, workdir)
+  return held
 
 
 def main(argv):
@@ -127,11 +187,15 @@ def main(argv):
   # retrieved": the same abandoned tasks again
   if len(argv) > 1:
     _exit(f"unexpected arguments {argv[1:]}; pass settings as --config.FIELD=VALUE.", 2)
-  from xplain_jax import errors
   try:
-    from xplain_jax.train import pipeline
+    held = prepare(FLAGS.config, FLAGS.workdir)  # noqa: F841  (the lock lives until exit)
+    from xplain_jax.train import pipeline  # pylint: disable=import-outside-toplevel
     pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir)
-  except errors.USER_ERRORS as e:
+  except KeyboardInterrupt:
+    _exit(INTERRUPTED, 130)
+  except Exception as e:  # pylint: disable=broad-except
+    if not errors.is_user_error(e):
+      raise  # a bug: the traceback is what its reader needs
     _exit(errors.one_line(e), errors.exit_code(e))
 
 

@@ -13,7 +13,12 @@ Keys of a case:
     ``{empty}`` an empty directory, ``{file}`` a regular file.
   env: (cli) extra environment variables.
   damage: (cli) what is broken in the workdir before the run: "all_checkpoints",
-    "metrics_json" or "data_cache".
+    "metrics_json", "data_cache", "config_json_truncated", "config_json_replaced" or
+    "config_json_deleted".
+  config_file: (cli) text of a config file written to ``{config_file}`` (named
+    ``config_name``, default "config_case.py").
+  hold_lock: (cli) the test holds the workdir's lock while the run starts (another run).
+  skip: a reason; the case waits for wiring in a file named there (it is not run).
   exit: expected exit status (a tuple: any of them); None for "api" cases, whose ``raises``
     names the exception ("—": the case recovers by itself).
   words: words the last line of stderr must contain (case-insensitive); for exit 0, words of
@@ -102,9 +107,74 @@ CASES = [
          argv=[TINY, "--workdir={workdir}", "--config.dataset.num_test=0"], exit=2,
          words=["dataset.num_test", "at least 1"],
          fix="Use at least one test image (for CelebA, 0 means the whole split)."),
+    dict(id="negative_grad_clip", problem="negative gradient clipping (would ascend)",
+         kind="cli", argv=[TINY, "--workdir={workdir}",
+                           "--config.performer.optimizer.grad_clip=-1"], exit=2,
+         words=["performer.optimizer.grad_clip", ">= 0"], fix="Use grad_clip ≥ 0 (0 = off)."),
+    dict(id="misspelt_schedule", problem="unknown learning-rate schedule", kind="cli",
+         argv=[TINY, "--workdir={workdir}", "--config.performer.optimizer.schedule=cosin"],
+         exit=2, words=["performer.optimizer.schedule", "cosin", "choose one of"],
+         fix="Use schedule 'constant' or 'cosine'."),
+    dict(id="dropout_above_one", problem="dropout rate above 1", kind="cli",
+         argv=[TINY, "--workdir={workdir}", "--config.performer.model.dropout_rate=1.5"],
+         exit=2, words=["performer.model.dropout_rate", "[0, 1]"],
+         fix="Use a dropout rate in [0, 1)."),
+    dict(id="negative_weight_decay", problem="negative weight decay", kind="cli",
+         argv=[TINY, "--workdir={workdir}", "--config.explainer.optimizer.weight_decay=-0.1"],
+         exit=2, words=["explainer.optimizer.weight_decay", ">= 0"],
+         fix="Use weight_decay ≥ 0."),
+    dict(id="negative_warmup", problem="negative warm-up steps", kind="cli",
+         argv=[TINY, "--workdir={workdir}", "--config.performer.optimizer.warmup_steps=-5"],
+         exit=2, words=["performer.optimizer.warmup_steps", ">= 0"],
+         fix="Use warmup_steps ≥ 0."),
+    dict(id="arch_contradicts_model_block", problem="an architecture the model block "
+         "contradicts (vgg16 with a tiny VGG's layers)", kind="cli",
+         argv=[TINY, "--workdir={workdir}", "--config.performer.arch=vgg16"], exit=2,
+         words=["performer.model.block_widths", "vgg16", "tiny_vgg"],
+         fix="Start from a config written for that architecture (e.g. configs/parts.py:vgg16), "
+             "or keep a small architecture."),
+    dict(id="negative_seed", problem="negative seed", kind="cli",
+         argv=[TINY, "--workdir={workdir}", "--config.seed=-1"], exit=2,
+         words=["config.seed=-1", "[0, 2147483647]"], fix="Use a seed in [0, 2³¹ − 1]."),
+    dict(id="zero_weight_net_width", problem="weight-network width 0", kind="cli",
+         argv=[TINY, "--workdir={workdir}", "--config.explainer.width=0"], exit=2,
+         words=["explainer.width", "positive"], fix="Use a positive width."),
+    dict(id="nan_beta", problem="β = NaN", kind="cli",
+         argv=[TINY, "--workdir={workdir}", "--config.explainer.beta=nan"], exit=2,
+         words=["explainer.beta", "finite"], fix="Use a finite β ≥ 0."),
+    dict(id="too_many_devices", problem="more devices asked for than visible", kind="cli",
+         argv=[TINY, "--workdir={workdir}", "--config.num_devices=64"], exit=2,
+         words=["num_devices", "64", "visible"],
+         fix="Lower config.num_devices, or 0 for all visible devices."),
+    dict(id="later_stage_on_empty_workdir", problem="a later stage alone on an empty workdir",
+         kind="cli", argv=[TINY, "--workdir={workdir}", "--config.stages=report",
+                           "--config.explainer.beta=0.5"], exit=2,
+         words=["config.stages=report", "evaluate", "not finished"],
+         fix="Add the earlier stages to config.stages (nothing was recorded, so the corrected "
+             "command is accepted)."),
     dict(id="bad_config_argument", problem="unknown config-file argument (after ':')",
          kind="cli", argv=["--config=configs/synthetic.py:bogus", "--workdir={workdir}"],
          exit=2, words=["bogus", "tiny"], fix="Use an argument the config file's docstring lists."),
+    # --- the config file itself (exit 2) ---
+    dict(id="config_syntax_error", problem="config file with a syntax error", kind="cli",
+         config_file="def get_config(arg=''):\n  return {\n", argv=["--config={config_file}",
+                                                                   "--workdir={workdir}"],
+         exit=2, words=["cannot load the config file", "line"],
+         fix="Fix the Python syntax at the line named."),
+    dict(id="config_not_python", problem="config file that is not Python", kind="cli",
+         config_file="explainer:\n  beta: 0.5\n", config_name="config_case.yaml",
+         argv=["--config={config_file}", "--workdir={workdir}"], exit=2,
+         words=["cannot load the config file", "config_case.yaml", "Python file"],
+         fix="Pass a Python file defining get_config(arg) (see configs/)."),
+    dict(id="config_get_config_raises", problem="config file whose get_config fails",
+         kind="cli", config_file="def get_config(arg=''):\n  return 1 / 0\n",
+         argv=["--config={config_file}", "--workdir={workdir}"], exit=2,
+         words=["failed in get_config", "ZeroDivisionError"],
+         fix="Fix get_config in the config file."),
+    dict(id="config_without_get_config", problem="config file without get_config", kind="cli",
+         config_file="BETA = 0.5\n", argv=["--config={config_file}", "--workdir={workdir}"],
+         exit=2, words=["defines no get_config"],
+         fix="Define get_config(arg) returning a ConfigDict built from xplain_jax.config_base."),
     # --- command line (exit 2) ---
     dict(id="unknown_config_field", problem="misspelt --config.FIELD", kind="cli",
          argv=[TINY, "--workdir={workdir}", "--config.explainer.betta=0.5"], exit=2,
@@ -137,6 +207,38 @@ CASES = [
                            "--config.explainer.beta=0.7"], exit=2,
          words=["different config", "explainer.beta", "new --workdir"],
          fix="Use a new --workdir (or delete the old one to start over)."),
+    dict(id="config_json_truncated", problem="a truncated config.json in a workdir with results",
+         kind="cli", argv=["{prepared_config}", "--workdir={prepared}",
+                           "--config.explainer.beta=0.5"], damage="config_json_truncated",
+         exit=2, words=["config.json", "not a config this program wrote", "left as it is"],
+         fix="Move config.json out of the workdir (the checkpoints' run identities still guard "
+             "the results) or use a new --workdir."),
+    dict(id="config_json_replaced", problem="a user's own (non-JSON) config.json in the workdir",
+         kind="cli", argv=["{prepared_config}", "--workdir={prepared}"],
+         damage="config_json_replaced", exit=2,
+         words=["config.json", "not a config this program wrote"],
+         fix="Move your file out of the workdir; it is never overwritten."),
+    dict(id="config_json_deleted", problem="config.json deleted, rerun with another config",
+         kind="cli", argv=["{prepared_config}", "--workdir={prepared}",
+                           "--config.performer.optimizer.learning_rate=0.01"],
+         damage="config_json_deleted", exit=1,
+         words=["different config", "performer.optimizer.learning_rate", "another --workdir"],
+         skip="needs wiring in xplain_jax/train (Checkpointer(fingerprint=workdir."
+              "stage_fingerprint(config, stage)) and workdir.write_marker)",
+         fix="Use another --workdir, or delete the old one to start over."),
+    dict(id="workdir_in_use", problem="a second run on a workdir in use", kind="cli",
+         argv=[TINY, "--workdir={workdir}"], hold_lock=True, exit=1,
+         words=["in use by process", "another --workdir"],
+         fix="Wait for the other run (named in the message) to end, or use another --workdir. "
+             "A killed run leaves no stale lock."),
+    dict(id="peer_never_comes", problem="a multi-host peer that never starts", kind="cli",
+         argv=[TINY, "--workdir={workdir}",
+               "--config.distributed.coordinator_address=localhost:{port}",
+               "--config.distributed.num_processes=2", "--config.distributed.process_id=0",
+               "--config.distributed.initialization_timeout=5"], exit=1,
+         words=["timed out", "coordinator localhost", "2 processes"],
+         fix="Start every process with the same coordinator and count; raise "
+             "distributed.initialization_timeout for slow starts."),
     # --- data (exit 1) ---
     dict(id="celeba_not_prepared", problem="CelebA not prepared", kind="cli",
          argv=["--config=configs/celeba.py:target=male,tiny", "--workdir={workdir}",
@@ -165,6 +267,17 @@ CASES = [
          kind="cli", argv=["{prepared_config}", "--workdir={prepared}", "--config.stages=report"],
          damage="metrics_json", exit=1, words=["metrics.json", "not valid JSON", "evaluate"],
          fix="Delete metrics.json and rerun the evaluate stage."),
+    dict(id="damaged_eval_npz", problem="a truncated eval/*.npz when writing the report",
+         kind="cli", argv=["{prepared_config}", "--workdir={prepared}", "--config.stages=report"],
+         damage="eval_npz", exit=1, words=["eval", ".npz", "damaged", "evaluate stage"],
+         skip="needs wiring in xplain_jax/report (read eval/*.npz with checkpoint.load_npz)",
+         fix="Delete the file and rerun the evaluate stage."),
+    dict(id="disk_full_data_cache", problem="a full disk while writing the synthetic-data cache",
+         kind="api", exit=None, raises="StorageError (exit 1 in a run)",
+         words=["no space", "disk is full", "free space"],
+         skip="needs wiring in xplain_jax/data/synthetic_attributes.py (write the cache with "
+              "checkpoint.write_atomic)",
+         fix="Free space and rerun the same command; no temporary file is left."),
     dict(id="loss_blows_up", problem="a loss or gradient becomes NaN (learning rate 1e30)",
          kind="cli", argv=["{prepared_config}", "--workdir={workdir}",
                            "--config.performer.optimizer.learning_rate=1e30",
@@ -187,6 +300,15 @@ CASES = [
          fix="Find the NaN in the inputs or logs; the previous file is kept."),
     dict(id="damaged_feature_cache", problem="damaged feature-cache shard", kind="api",
          exit=None, words=[], fix="Nothing: a damaged cache is recomputed."),
+    dict(id="damaged_result_npz", raises="DamagedFileError (exit 1 in a run)",
+         problem="a truncated result .npz", kind="api", exit=None,
+         words=["metrics_arrays.npz", "damaged", "delete it", "evaluate stage"],
+         fix="Delete the file and rerun the stage that writes it."),
+    dict(id="disk_full_result_file", raises="StorageError (exit 1 in a run)",
+         problem="a full disk while writing a result file", kind="api", exit=None,
+         words=["cannot write", "metrics.json", "disk is full", "free space"],
+         fix="Free space and rerun the same command; the previous file is kept, no temporary "
+             "file is left."),
 ]
 
 

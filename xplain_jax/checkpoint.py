@@ -9,23 +9,35 @@ when none can be read, nothing is moved and ``CheckpointError`` says so.
 Orbax does not notice every kind of damage: a data file overwritten in place restores as
 garbage without an error. Each checkpoint therefore carries a fingerprint of its arrays (two
 wrap-around sums of their bits per leaf, ``fingerprint``) in its meta, checked after restoring.
+
+A ``Checkpointer`` given a run identity (``fingerprint=workdir.stage_fingerprint(config,
+stage)``) saves it in every checkpoint's meta and refuses, before reading any array, to restore
+a checkpoint written under another identity: a different config never resumes from, or reuses,
+another config's state, whatever happened to ``config.json``.
+
+Result files are written atomically (``write_atomic``: a temporary file renamed into place,
+removed again when the write fails, e.g. on a full disk) with the permissions the user's umask
+gives, and read back with errors that say what to do (``read_json``, ``load_npz``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
 import shutil
 import tempfile
-from typing import Any
+import zipfile
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from xplain_jax.errors import CheckpointError
+from xplain_jax.errors import CheckpointError, DamagedFileError, NonFiniteError, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -37,10 +49,14 @@ class Checkpointer:
     directory: where the numbered checkpoints live (created if missing).
     max_to_keep: how many recent checkpoints to keep (at least 2, so that a corrupt latest one
       leaves a previous one to fall back on).
+    fingerprint: the run identity of the stage (``workdir.stage_fingerprint``); when given it
+      is saved in every checkpoint's meta, and restoring a checkpoint saved under another
+      identity (or none) raises ``CheckpointError``.
   """
 
-  def __init__(self, directory: str, *, max_to_keep: int = 2):
+  def __init__(self, directory: str, *, max_to_keep: int = 2, fingerprint: str | None = None):
     self.directory = os.path.abspath(directory)
+    self._identity = fingerprint
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -60,14 +76,27 @@ class Checkpointer:
     if step in self.steps():
       return
     meta = dict(meta or {}, **{_FINGERPRINT_KEY: fingerprint(state)})
-    self._manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
-    self._manager.wait_until_finished()
+    if self._identity is not None:
+      meta[IDENTITY_KEY] = self._identity
+    try:
+      self._manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
+      self._manager.wait_until_finished()
+    except Exception as e:  # pylint: disable=broad-except
+      cause = next((c for c in _chain(e) if isinstance(c, OSError)), None)
+      if cause is None:
+        raise
+      why = ("the disk is full" if cause.errno in (errno.ENOSPC, errno.EDQUOT)
+             else cause.strerror or type(cause).__name__)
+      raise StorageError(f"cannot write checkpoint {step} in {self.directory}: {why}; free "
+                         "space (or fix the permissions) and rerun the same command to resume "
+                         "from the previous checkpoint.") from None
 
   def _restore_step(self, step: int, abstract: Any) -> tuple[Any, dict]:
     out = self._manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract), meta=ocp.args.JsonRestore()))
     meta = dict(out["meta"] or {})
+    meta.pop(IDENTITY_KEY, None)
     expected = meta.pop(_FINGERPRINT_KEY, None)
     if expected is not None and fingerprint(out["state"]) != list(expected):
       raise ValueError("its arrays do not match the fingerprint saved with them (damaged files)")
@@ -88,6 +117,7 @@ class Checkpointer:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
     failed, problem = [], ""
     for step in reversed(steps):
+      self._check_identity(step)
       try:
         state, meta = self._restore_step(step, abstract)
       except Exception as e:  # pylint: disable=broad-except
@@ -111,6 +141,19 @@ class Checkpointer:
           "restore that folder from a backup, or start again in a new --workdir.")
     return None
 
+  def _check_identity(self, step: int) -> None:
+    """Raises ``CheckpointError`` when checkpoint ``step`` has another run identity (read from
+    its meta alone, before any array; an unreadable meta is left to the restore)."""
+    if self._identity is None:
+      return
+    from xplain_jax import workdir  # pylint: disable=import-outside-toplevel
+    try:
+      out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+      recorded = dict(out["meta"] or {}).get(IDENTITY_KEY)
+    except Exception:  # pylint: disable=broad-except
+      return  # damaged meta: the restore reports it and falls back
+    workdir.check_fingerprint(recorded, self._identity, os.path.dirname(self.directory))
+
   def _move_aside(self, step: int) -> None:
     src = os.path.join(self.directory, str(step))
     if jax.process_index() == 0 and os.path.isdir(src):
@@ -123,7 +166,17 @@ class Checkpointer:
     self._manager.close()
 
 
+def _chain(e: BaseException) -> list:
+  """``e`` and the exceptions it was raised from or while handling."""
+  out = []
+  while e is not None and e not in out:
+    out.append(e)
+    e = e.__cause__ or e.__context__
+  return out
+
+
 _FINGERPRINT_KEY = "_fingerprint"
+IDENTITY_KEY = "_identity"  # the run identity in a checkpoint's meta
 
 
 def _leaf_sums(x: jax.Array) -> jax.Array:
@@ -159,8 +212,6 @@ def fingerprint(tree: Any) -> list[int]:
 
 def _check_finite_json(obj: Any, path: str, where: str = "") -> None:
   """Raises ``NonFiniteError`` naming the first NaN/Inf number in a JSON-able object."""
-  import math
-  from xplain_jax.train.logger import NonFiniteError
   if isinstance(obj, dict):
     for k, v in obj.items():
       _check_finite_json(v, path, f"{where}.{k}" if where else str(k))
@@ -175,35 +226,80 @@ def _check_finite_json(obj: Any, path: str, where: str = "") -> None:
                            "inputs and the training logs for NaN.")
 
 
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def write_atomic(path: str, write: Callable[[Any], None], *, binary: bool = True) -> None:
+  """Writes ``path`` through ``write(file)`` into a temporary file renamed into place.
+
+  The file gets the permissions the user's umask gives a new file (not mkstemp's 0600). When
+  the write fails (a full disk, a quota), the temporary file is removed and the previous
+  ``path`` (if any) is kept.
+
+  Raises:
+    StorageError: the file could not be written (the message names it and what to do).
+  """
+  directory = os.path.dirname(os.path.abspath(path))
+  tmp = None
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())
+    with os.fdopen(fd, "wb" if binary else "w") as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+    tmp = None
+  except OSError as e:
+    why = ("the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+           else e.strerror or type(e).__name__)
+    raise StorageError(f"cannot write {path}: {why}; free space (or fix the permissions) and "
+                       "rerun the same command to resume.") from None
+  finally:
+    if tmp is not None:
+      with contextlib.suppress(OSError):
+        os.remove(tmp)
+
+
 def write_json_atomic(path: str, obj: Any) -> None:
   """Writes JSON to ``path`` via a temporary file and ``os.replace``: never half-written.
 
   Raises:
     NonFiniteError: ``obj`` holds a NaN or Inf (not valid JSON); nothing is written.
+    StorageError: the disk is full or the file cannot be written.
   """
   if jax.process_index() != 0:
     return
   _check_finite_json(obj, path)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp")
-  with os.fdopen(fd, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True, default=_to_builtin, allow_nan=False)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  text = json.dumps(obj, indent=2, sort_keys=True, default=_to_builtin, allow_nan=False)
+  write_atomic(path, lambda f: f.write(text), binary=False)
 
 
 def save_npz_atomic(path: str, **arrays) -> None:
-  """Writes an ``.npz`` via a temporary file and ``os.replace``."""
+  """Writes an ``.npz`` via a temporary file and ``os.replace`` (see ``write_atomic``)."""
   if jax.process_index() != 0:
     return
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".tmp.npz")
-  with os.fdopen(fd, "wb") as f:
-    np.savez(f, **arrays)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
+  write_atomic(path, lambda f: np.savez(f, **arrays))
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+  """The arrays of an ``.npz`` result file.
+
+  Raises:
+    DamagedFileError: the file is missing, truncated or not an ``.npz`` (the message says to
+      delete it and rerun the stage that writes it).
+  """
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      return {k: data[k] for k in data.files}
+  except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+    why = "it does not exist" if not os.path.exists(path) else f"it is damaged ({type(e).__name__})"
+    raise DamagedFileError(f"cannot read {path}: {why}; delete it and rerun the stage that "
+                          "writes it (eval/*.npz: the evaluate stage).") from None
 
 
 def read_json(path: str) -> Any:
@@ -212,8 +308,8 @@ def read_json(path: str) -> Any:
     with open(path) as f:
       return json.load(f)
   except json.JSONDecodeError as e:
-    raise ValueError(f"{path} is not valid JSON ({e}); delete it and rerun to recompute "
-                     "it.") from e
+    raise DamagedFileError(f"{path} is not valid JSON ({e}); delete it and rerun to recompute "
+                           "it.") from e
 
 
 def _to_builtin(x):

@@ -1,160 +1,254 @@
-"""Config validation before any compute: keys, types, ranges, names, and the workdir.
+"""Config validation before any compute: fields, ranges, names, consistency, a dry build.
 
-Every check raises ``ConfigError`` (a ``ValueError``) with one line naming the field, what was
-wrong and what to change, so a mistyped override fails in a second instead of after a compile.
+Types are enforced by the locked, typed ConfigDict that every config builds from
+``xplain_jax.config_base``; ``check_config`` adds what types cannot say (ranges, finite numbers,
+names from the allowed sets, fields that must agree) and dry-builds the real factories with
+``jax.eval_shape``. Every check raises ``ConfigError`` with one line naming the field, what was
+wrong and what to change, so a bad value fails in a second, before anything is written.
+``check_same_experiment`` compares a workdir's recorded config with this one.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 
 import ml_collections
 
+from xplain_jax import config_base
 from xplain_jax.errors import ConfigError
 
 
-# (dotted field, allowed python types) that every experiment config must have.
-_FIELDS = (
-    ("seed", int), ("stages", str), ("num_devices", int), ("dtype", str),
-    ("checkpoint_every_steps", int), ("log_every_steps", int),
-    ("distributed.coordinator_address", str), ("distributed.num_processes", int),
-    ("distributed.process_id", int),
-    ("dataset.name", str), ("dataset.image_size", int), ("dataset.num_train", int),
-    ("dataset.num_test", int), ("dataset.seed", int), ("dataset.data_dir", str),
-    ("performer.arch", str), ("performer.interpretable", bool),
-    ("performer.filter_loss_weight", (int, float)), ("performer.batch_size", int),
-    ("performer.num_epochs", int), ("performer.optimizer.name", str),
-    ("performer.optimizer.learning_rate", (int, float)),
-    ("explainer.case", str), ("explainer.target", str), ("explainer.feature", str),
-    ("explainer.prior_kind", str), ("explainer.prior_method", str), ("explainer.positive", bool),
-    ("explainer.clip_prior", bool), ("explainer.beta", (int, float)), ("explainer.depth", int),
-    ("explainer.width", int), ("explainer.batch_size", int), ("explainer.num_epochs", int),
-    ("explainer.variants", str), ("explainer.cache_features", bool),
-    ("explainer.optimizer.name", str), ("explainer.optimizer.learning_rate", (int, float)),
-    ("eval.batch_size", int), ("eval.num_report_images", int),
-)
-
 _CASE_OF_DATASET = {"synthetic_attributes": "shared_feature", "celeba": "shared_feature",
                     "synthetic_parts": "filter", "pascal_part": "filter"}
+# The stage names of config.stages (the stages the pipeline runs, in order).
+STAGES = ("performer", "explainer", "evaluate", "report")
+_MAX_SEED = 2**31 - 1
 
-
-def _get(config, dotted: str):
-  node = config
-  for part in dotted.split("."):
-    if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
-      raise ConfigError(f"config field {dotted!r} is missing; start from a file in configs/ "
-                        "(they define every field) and override values with --config.FIELD=VALUE.")
-    node = node[part]
-  return node
+# Ranges, by (dotted) field; "*" matches any block (e.g. the two optimizer blocks).
+_POSITIVE = ("checkpoint_every_steps", "log_every_steps", "performer.batch_size",
+             "performer.num_epochs", "explainer.batch_size", "explainer.num_epochs",
+             "explainer.width", "eval.batch_size", "dataset.image_size",
+             "distributed.initialization_timeout", "*.optimizer.learning_rate")
+_NON_NEGATIVE = ("num_devices", "dataset.num_train", "dataset.num_test", "eval.num_report_images",
+                 "*.optimizer.warmup_steps", "*.optimizer.weight_decay", "*.optimizer.grad_clip",
+                 "explainer.beta", "performer.filter_loss_weight", "parts.max_images",
+                 "parts.num_regions")
+_UNIT_INTERVAL = ("*.optimizer.momentum", "parts.threshold", "parts.top_fraction",
+                  "parts.region_size", "performer.model.dropout_rate")
+# Fields of performer.model that replace an architecture's conv stack: only the small test
+# architectures take them (a paper architecture keeps its published layers).
+_CONV_STACK_FIELDS = ("block_widths", "block_depths", "widths")
+_SMALL_ARCHS = ("tiny_vgg", "tiny_alexnet")
 
 
 def _fail(field: str, value, what: str) -> None:
   raise ConfigError(f"config.{field}={value!r} is invalid: {what}.")
 
 
+def _leaves(node, prefix: str = ""):
+  for k in node.keys():
+    v = node[k]
+    if isinstance(v, (ml_collections.ConfigDict, dict)):
+      yield from _leaves(v, f"{prefix}{k}.")
+    else:
+      yield f"{prefix}{k}", v
+
+
+def _matches(field: str, pattern: str) -> bool:
+  head, _, tail = pattern.partition("*.")
+  return field == pattern or (head == "" and "*." in pattern and field.endswith("." + tail)
+                              and field.count(".") == tail.count(".") + 1)
+
+
 def check_config(config) -> None:
-  """Raises ``ConfigError`` on the first problem found in ``config``."""
+  """Raises ``ConfigError`` on the first problem found in ``config`` (nothing is computed).
+
+  Checks, in order: every field of the base (``config_base``) present with its type; ranges
+  and finiteness of every number; names from the allowed sets; consistency between fields;
+  finally the real factories are dry-built (``jax.eval_shape``: performer, weight network,
+  optimisers), so a value they cannot take fails now, not after a stage has run.
+  """
   try:
-    _check_config(config)
+    check_fields(config)
+    check_values(config)
+    check_consistency(config)
+    dry_build(config)
   except ConfigError:
     raise
-  except ValueError as e:  # a registry's own check (stage names, dtypes, ...)
+  except ValueError as e:  # a registry's own check (target names, data generator limits, ...)
     raise ConfigError(" ".join(str(e).split())) from None
 
 
-def _check_config(config) -> None:
-  from xplain_jax import losses, models, priors
-  from xplain_jax.data import DATASETS
-  from xplain_jax.train import explainer, pipeline, state
+def check_fields(config) -> None:
+  """Every field of the shared base is there, with the base's type."""
+  blocks = [("", config_base.TOP), ("distributed.", config_base.DISTRIBUTED),
+            ("dataset.", config_base.DATASET), ("performer.", config_base.PERFORMER),
+            ("performer.optimizer.", config_base.OPTIMIZER), ("explainer.", config_base.EXPLAINER),
+            ("explainer.optimizer.", config_base.OPTIMIZER), ("eval.", config_base.EVAL)]
+  for prefix, defaults in blocks:
+    for name, default in defaults.items():
+      node, field = config, prefix + name
+      for part in field.split("."):
+        if not isinstance(node, (ml_collections.ConfigDict, dict)) or part not in node:
+          raise ConfigError(f"config field {field!r} is missing; build the config from "
+                            "xplain_jax.config_base (the files in configs/ do) and override "
+                            "values with --config.FIELD=VALUE.")
+        node = node[part]
+      ok = isinstance(node, type(default)) and not (isinstance(node, bool) and
+                                                    not isinstance(default, bool))
+      if isinstance(default, float) and isinstance(node, int) and not isinstance(node, bool):
+        ok = True
+      if not ok:
+        _fail(field, node, f"expected {type(default).__name__}, got {type(node).__name__}")
 
-  for field, types in _FIELDS:
-    value = _get(config, field)
-    if isinstance(value, bool) and types is not bool and bool not in (types if isinstance(types, tuple) else (types,)):
-      _fail(field, value, f"expected {getattr(types, '__name__', 'a number')}, got a bool")
-    if not isinstance(value, types):
-      names = "/".join(t.__name__ for t in (types if isinstance(types, tuple) else (types,)))
-      _fail(field, value, f"expected {names}, got {type(value).__name__}")
 
-  pipeline.parse_stages(config.stages) if config.stages else _fail("stages", "", "empty")
-  state.compute_dtype(config.dtype) if config.dtype in state.COMPUTE_DTYPES else _fail(
-      "dtype", config.dtype, f"choose one of {list(state.COMPUTE_DTYPES)}")
-  for field in ("checkpoint_every_steps", "log_every_steps", "performer.batch_size",
-                "performer.num_epochs", "explainer.batch_size", "explainer.num_epochs",
-                "eval.batch_size", "dataset.image_size"):
-    if _get(config, field) <= 0:
-      _fail(field, _get(config, field), "must be a positive integer")
-  for field in ("num_devices", "dataset.num_train", "dataset.num_test", "eval.num_report_images"):
-    if _get(config, field) < 0:
-      _fail(field, _get(config, field), "must be >= 0")
-  for field in ("explainer.beta", "performer.filter_loss_weight"):
-    if _get(config, field) < 0:
-      _fail(field, _get(config, field), "must be >= 0 (0 switches the term off)")
-  for field in ("performer.optimizer.learning_rate", "explainer.optimizer.learning_rate"):
-    if not _get(config, field) > 0:
-      _fail(field, _get(config, field), "must be > 0")
-  for field in ("performer.optimizer.name", "explainer.optimizer.name"):
-    if _get(config, field) not in state.OPTIMIZERS:
-      _fail(field, _get(config, field), f"choose one of {list(state.OPTIMIZERS)}")
+def check_values(config) -> None:
+  """Ranges, finiteness and names of single fields."""
+  for field, value in _leaves(config):
+    if isinstance(value, float) and not math.isfinite(value):
+      _fail(field, value, "must be a finite number")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+      continue
+    if any(_matches(field, p) for p in _POSITIVE) and not value > 0:
+      _fail(field, value, "must be positive (> 0)")
+    if any(_matches(field, p) for p in _NON_NEGATIVE) and value < 0:
+      _fail(field, value, "must be >= 0 (0 switches it off)" if isinstance(value, float)
+            else "must be >= 0")
+    if any(_matches(field, p) for p in _UNIT_INTERVAL) and not 0 <= value <= 1:
+      _fail(field, value, "must lie in [0, 1]")
+  for field in ("seed", "dataset.seed"):
+    if not 0 <= _get(config, field) <= _MAX_SEED:
+      _fail(field, _get(config, field), f"must lie in [0, {_MAX_SEED}]")
+  if config.performer.model.get("dropout_rate", 0.0) >= 1:
+    _fail("performer.model.dropout_rate", config.performer.model.dropout_rate,
+          "must be < 1 (1 drops every unit)")
+  stages = [s.strip() for s in config.stages.split(",") if s.strip()]
+  if not stages or any(s not in STAGES for s in stages):
+    _fail("stages", config.stages, f"names unknown stages "
+          f"{[s for s in stages if s not in STAGES]}; use a comma-separated subset of "
+          f"{','.join(STAGES)}")
+  from xplain_jax import losses, models, priors  # pylint: disable=import-outside-toplevel
+  from xplain_jax.data import DATASETS  # pylint: disable=import-outside-toplevel
+  from xplain_jax.train import state  # pylint: disable=import-outside-toplevel
+  names = [("dtype", list(state.COMPUTE_DTYPES)), ("dataset.name", list(DATASETS)),
+           ("performer.arch", sorted(models.PERFORMERS)),
+           ("performer.optimizer.name", list(state.OPTIMIZERS)),
+           ("explainer.optimizer.name", list(state.OPTIMIZERS)),
+           ("performer.optimizer.schedule", list(config_base.SCHEDULES)),
+           ("explainer.optimizer.schedule", list(config_base.SCHEDULES)),
+           ("explainer.prior_kind", list(losses.PRIOR_KINDS)),
+           ("explainer.prior_method", list(priors.SHARED_FEATURE_METHODS)),
+           ("explainer.feature", ["top_conv", "top_conv_relu"]),
+           ("explainer.case", ["shared_feature", "filter"])]
+  for field, allowed in names:
+    if _get(config, field) not in allowed:
+      _fail(field, _get(config, field), f"choose one of {allowed}")
+  if config.explainer.depth not in models.WEIGHT_NET_DEPTHS:
+    _fail("explainer.depth", config.explainer.depth,
+          f"choose a ResNet depth from {list(models.WEIGHT_NET_DEPTHS)}")
+  from xplain_jax.train import explainer  # pylint: disable=import-outside-toplevel
+  variants = [v.strip() for v in config.explainer.variants.split(",") if v.strip()]
+  if not variants or any(v not in explainer.VARIANTS for v in variants) or len(
+      set(variants)) != len(variants):
+    _fail("explainer.variants", config.explainer.variants, f"use a comma-separated subset of "
+          f"{','.join(explainer.VARIANTS)} (each once)")
 
-  name = config.dataset.name
-  if name not in DATASETS:
-    _fail("dataset.name", name, f"choose one of {list(DATASETS)}")
+
+def check_consistency(config) -> None:
+  """Fields that must agree with each other."""
+  name, e, p = config.dataset.name, config.explainer, config.performer
+  if e.case != _CASE_OF_DATASET[name]:
+    _fail("explainer.case", e.case, f"dataset {name} is explained with case "
+          f"{_CASE_OF_DATASET[name]!r}")
+  if e.prior_kind == "cross_entropy" and not e.positive:
+    _fail("explainer.prior_kind", e.prior_kind, "the cross-entropy prior needs positive weights: "
+          "set explainer.positive=True or use prior_kind='mse'")
+  if p.interpretable and e.case != "filter":
+    _fail("performer.interpretable", True, "the interpretable layer belongs to the filter case")
+  stack = [f for f in _CONV_STACK_FIELDS if f in p.get("model", {})]
+  if stack and p.arch not in _SMALL_ARCHS:
+    _fail(f"performer.model.{stack[0]}", p.model[stack[0]], f"it replaces the conv layers of "
+          f"performer.arch={p.arch!r}, which keeps its published layers; remove it from "
+          f"performer.model (e.g. start from a config written for {p.arch}), or use one of "
+          f"{list(_SMALL_ARCHS)}")
   if name.startswith("synthetic"):  # generated: 0 images would be an empty split
     _check_synthetic_generator(config)
-    for field, batch in (("dataset.num_train", max(config.performer.batch_size,
-                                                     config.explainer.batch_size)),
+    for field, batch in (("dataset.num_train", max(p.batch_size, e.batch_size)),
                          ("dataset.num_test", 1)):
       if _get(config, field) < batch:
         _fail(field, _get(config, field), f"the synthetic data needs at least {batch} images "
               "here (one batch); raise it")
-  from xplain_jax import data
-  try:
-    data.get_spec(config)  # the target (and category) names
-  except ValueError as e:
-    raise ConfigError(" ".join(str(e).split())) from None
-  if config.performer.arch not in models.PERFORMERS:
-    _fail("performer.arch", config.performer.arch, f"choose one of {sorted(models.PERFORMERS)}")
-  if config.explainer.depth not in models.WEIGHT_NET_DEPTHS:
-    _fail("explainer.depth", config.explainer.depth,
-          f"choose a ResNet depth from {list(models.WEIGHT_NET_DEPTHS)}")
-  model_kwargs = dict(config.performer.get("model", {}))
-  try:
-    min_size = models.min_image_size(config.performer.arch, **model_kwargs)
-  except TypeError as e:
-    raise ConfigError(f"config.performer.model has a field the {config.performer.arch} "
-                      f"performer does not take ({e}); remove it.") from None
-  if config.dataset.image_size < min_size:
-    _fail("dataset.image_size", config.dataset.image_size,
-          f"{config.performer.arch} needs images of at least {min_size}x{min_size} pixels")
+  if name == "pascal_part":
+    from xplain_jax.data import pascal_part  # pylint: disable=import-outside-toplevel
+    if config.dataset.category not in pascal_part.ANIMALS:
+      _fail("dataset.category", config.dataset.category,
+            f"choose one of {list(pascal_part.ANIMALS)}")
 
-  e = config.explainer
-  if e.case != _CASE_OF_DATASET[name]:
-    _fail("explainer.case", e.case, f"dataset {name} is explained with case "
-          f"{_CASE_OF_DATASET[name]!r}")
-  if e.prior_kind not in losses.PRIOR_KINDS:
-    _fail("explainer.prior_kind", e.prior_kind, f"choose one of {list(losses.PRIOR_KINDS)}")
-  if e.prior_kind == "cross_entropy" and not e.positive:
-    _fail("explainer.prior_kind", e.prior_kind, "the cross-entropy prior needs positive weights: "
-          "set explainer.positive=True or use prior_kind='mse'")
-  if e.prior_method not in priors.SHARED_FEATURE_METHODS:
-    _fail("explainer.prior_method", e.prior_method,
-          f"choose one of {list(priors.SHARED_FEATURE_METHODS)}")
-  if e.feature not in ("top_conv", "top_conv_relu"):
-    _fail("explainer.feature", e.feature, "the weight network reads a feature map: 'top_conv' "
-          "or 'top_conv_relu'")
-  variants = [v.strip() for v in e.variants.split(",") if v.strip()]
-  bad = [v for v in variants if v not in explainer.VARIANTS]
-  if not variants or bad:
-    _fail("explainer.variants", e.variants, f"use a comma-separated subset of "
-          f"{','.join(explainer.VARIANTS)}")
-  if config.performer.interpretable and e.case != "filter":
-    _fail("performer.interpretable", True, "the interpretable layer belongs to the filter case")
+
+def dry_build(config) -> None:
+  """Builds the performer, the weight network and the optimisers of ``config`` abstractly
+  (``jax.eval_shape``: shapes only, no compute); a value they reject becomes ``ConfigError``."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from xplain_jax import data, models  # pylint: disable=import-outside-toplevel
+  from xplain_jax.train import state  # pylint: disable=import-outside-toplevel
+  p, e, size = config.performer, config.explainer, config.dataset.image_size
+  spec = data.get_spec(config)
+  model = dict(p.get("model", {}))
+  try:
+    min_size = models.min_image_size(p.arch, **model)
+  except TypeError as err:
+    raise ConfigError(f"config.performer.model has a field the {p.arch} performer does not "
+                      f"take ({err}); remove it.") from None
+  if size < min_size:
+    _fail("dataset.image_size", size, f"{p.arch} needs images of at least {min_size}x{min_size} "
+          "pixels")
+  dtype = state.compute_dtype(config.dtype)
+  key = jax.ShapeDtypeStruct((2,), jnp.uint32)
+  image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
+  try:
+    perf = models.get_performer(p.arch, num_outputs=len(spec.output_names),
+                                interpretable=p.interpretable, dtype=dtype, **model)
+    variables = jax.eval_shape(lambda k, x: perf.init({"params": k, "dropout": k}, x), key, image)
+    _, inter = jax.eval_shape(lambda v, x: perf.apply(v, x), variables, image)
+  except (TypeError, ValueError, ZeroDivisionError) as err:
+    raise ConfigError(f"config.performer cannot be built ({type(err).__name__}: "
+                      f"{' '.join(str(err).split())[:200]}); check performer.arch, "
+                      "performer.model and dataset.image_size.") from None
+  if e.feature not in inter:
+    _fail("explainer.feature", e.feature, f"the {p.arch} performer has no such map")
+  feat = inter[e.feature]
+  n = (len(spec.concept_indices) if spec.case == "shared_feature" else feat.shape[-1])
+  try:
+    g = models.get_weight_net(e.depth, num_outputs=n, positive=e.positive, width=e.width,
+                              dtype=dtype)
+    g_vars = jax.eval_shape(lambda k, x: g.init(k, x, train=False), key,
+                            jax.ShapeDtypeStruct((1,) + feat.shape[1:], jnp.float32))
+  except (TypeError, ValueError, ZeroDivisionError) as err:
+    raise ConfigError(f"config.explainer cannot build its weight network ({type(err).__name__}: "
+                      f"{' '.join(str(err).split())[:200]}); check explainer.depth and "
+                      "explainer.width.") from None
+  for block, params in (("performer", variables["params"]), ("explainer", g_vars["params"])):
+    try:
+      opt = state.make_optimizer(config[block].optimizer, total_steps=100)
+      jax.eval_shape(opt.init, params)
+    except (TypeError, ValueError) as err:
+      raise ConfigError(f"config.{block}.optimizer cannot be built ({type(err).__name__}: "
+                        f"{' '.join(str(err).split())[:200]}).") from None
+
+
+def _get(config, dotted: str):
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
 
 
 def _check_synthetic_generator(config) -> None:
   """Asks the generator for one image, so its own limits (e.g. the image size) apply now."""
-  import importlib
+  import importlib  # pylint: disable=import-outside-toplevel
   d = config.dataset
   module = importlib.import_module(f"xplain_jax.data.{d.name}")
   try:
@@ -196,27 +290,37 @@ def _comparable(d: dict) -> dict:
   return d
 
 
-def check_same_experiment(config, workdir: str) -> None:
-  """Records the config in ``workdir/config.json`` (once); refuses a workdir of another experiment.
+def check_same_experiment(config, workdir: str, *, write: bool = True) -> None:
+  """Refuses a workdir of another experiment; records the config in ``workdir/config.json``.
 
   Fields of ``_RUN_ONLY_FIELDS`` (stages, devices, logging and checkpoint intervals) may differ.
-  An existing, readable ``config.json`` is never rewritten.
+  An existing ``config.json`` is never rewritten: a readable one must match, and one that is
+  not a config this program wrote (damaged, or a file of the user's) stops the run, so it is
+  neither overwritten nor trusted. The stages' own run identities (``workdir.py``) guard the
+  results when ``config.json`` has been deleted.
+
+  Args:
+    write: record the config when ``config.json`` is absent (False: only compare).
   """
-  import json
-  from xplain_jax import checkpoint
+  import json  # pylint: disable=import-outside-toplevel
+  from xplain_jax import checkpoint  # pylint: disable=import-outside-toplevel
   path = os.path.join(workdir, "config.json")
   current = json.loads(config.to_json_best_effort())
-  previous = None
   if os.path.exists(path):
     try:
       previous = checkpoint.read_json(path)
-    except ValueError:
+    except (OSError, ValueError):
       previous = None
-    if previous is not None and _comparable(previous) != _comparable(current):
+    if not isinstance(previous, dict) or "dataset" not in previous:
+      raise ConfigError(f"{path} is not a config this program wrote (damaged, or another "
+                        "file); it is left as it is: move it out of the workdir and rerun (the "
+                        "checkpoints' run identities still guard the results), or use a new "
+                        "--workdir.")
+    if _comparable(previous) != _comparable(current):
       diff = _first_difference(_comparable(previous), _comparable(current))
       raise ConfigError(f"--workdir={workdir} holds a run of a different config ({diff}); use a "
                         "new --workdir, or delete that one to start over.")
-  if previous is None:
+  elif write:
     checkpoint.write_json_atomic(path, current)
 
 

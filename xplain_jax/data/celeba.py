@@ -57,8 +57,7 @@ _ALIASES = {"five_o_clock_shadow": "5_o_Clock_Shadow", "glasses": "Eyeglasses"}
 _SPLIT_SIZES = (("train", 162_770), ("validation", 19_867), ("test", 19_962))
 
 
-class DatasetNotPreparedError(FileNotFoundError):
-  """The prepared TFDS ``celeb_a`` ArrayRecord files were not found (message says how to fix)."""
+from xplain_jax.errors import DatasetNotPreparedError  # noqa: E402 (one class for every dataset)
 
 
 def split_sizes() -> dict[str, int]:

@@ -82,8 +82,7 @@ Annotations_Part/*.mat (trainval/Annotations_Part/*.mat is found too).
 """
 
 
-class DatasetNotPreparedError(FileNotFoundError):
-  """The prepared ``pascal_part`` ArrayRecord files were not found (message says how to fix)."""
+from xplain_jax.errors import DatasetNotPreparedError  # noqa: E402 (one class for every dataset)
 
 
 def _structs(value) -> list:
