@@ -316,7 +316,17 @@ def _disk_full_data_cache(tmp_path):
       assert os.listdir(tmp_path) == []  # no temporary file left
 
 
+def _damaged_eval_npz(tmp_path):
+  from xplain_jax import report
+  os.makedirs(tmp_path / "eval")
+  (tmp_path / "metrics.json").write_text('{"prior": {"entropy": 1.0}}')
+  (tmp_path / "eval" / "meta.json").write_text('{"variants": ["prior"]}')
+  (tmp_path / "eval" / "prior.npz").write_bytes(b"PK\x03\x04 truncated")
+  report.write_report(str(tmp_path))
+
+
 API_CASES = {
+    "damaged_eval_npz": _damaged_eval_npz,
     "images_wrong_shape": _images_wrong_shape,
     "images_wrong_dtype": _images_wrong_dtype,
     "images_nan": _images_nan,

@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 
-from xplain_jax.errors import CheckpointError
+from xplain_jax import checkpoint
+from xplain_jax.errors import CheckpointError, DamagedFileError
 
 # Training stages drawn first, in this order.
 KNOWN_STAGES = ("performer", "explainer_baseline", "explainer_prior")
@@ -53,19 +54,21 @@ def load_metrics(workdir):
 
 def read_json(path):
   """Parsed JSON of `path`, or None when it is not valid JSON."""
-  with open(path, encoding="utf-8") as f:
-    try:
-      return json.load(f)
-    except json.JSONDecodeError:
-      return None
+  try:
+    return checkpoint.read_json(path)
+  except DamagedFileError:
+    return None
 
 
 def load_npz(path):
-  """Arrays of an .npz file as a dict, or None when the file is absent."""
+  """Arrays of an .npz file as a dict, or None when the file is absent.
+
+  Raises:
+    DamagedFileError: the file exists but is truncated or not an .npz.
+  """
   if not os.path.isfile(path):
     return None
-  with np.load(path, allow_pickle=False) as data:
-    return {k: data[k] for k in data.files}
+  return checkpoint.load_npz(path)
 
 
 def load_logs(logs_dir):

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xplain_jax import explain, losses, metrics, models
+from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import loop
 from xplain_jax.train import state as state_lib
@@ -171,7 +172,8 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
                    workdir: str | None, mesh, alpha_scale: float = 1.0,
                    featurize: Callable | None = None, perf_variables=None,
                    checkpoint_every: int = 1000, log_every: int = 50, case: str = "shared_feature",
-                   meta: dict | None = None, init_bias: float = 0.0) -> Explainer:
+                   meta: dict | None = None, init_bias: float = 0.0,
+                   fingerprint: str | None = None) -> Explainer:
   """Trains (resumes, or restores) g and b with the one trainer; the pipeline and
   ``xplain_jax.api.fit_explainer`` both call this.
 
@@ -188,6 +190,7 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
     workdir: where checkpoints and logs go; None keeps nothing on disk.
     alpha_scale: see ``Explainer``.
     init_bias: b's initial value.
+    fingerprint: the stage's run identity, checked against its checkpoints (``loop.fit``).
   """
   params, batch_stats = init_params(g, feat_shape, jax.random.fold_in(rng, 0))
   params["b"] = jnp.asarray(init_bias, jnp.float32)
@@ -198,7 +201,7 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
       batch_stats=batch_stats, optimizer_config=optimizer_config, loader=loader,
       num_epochs=num_epochs, rng=jax.random.fold_in(rng, 1),
       checkpoint_every=checkpoint_every, log_every=log_every, meta=meta,
-      consts=(perf_variables if featurize is not None else {},))
+      consts=(perf_variables if featurize is not None else {},), fingerprint=fingerprint)
   return Explainer(g, {"params": state["params"], "batch_stats": state["batch_stats"]},
                    alpha_scale=float(alpha_scale), case=case)
 
@@ -219,7 +222,8 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
       optimizer_config=e.optimizer, rng=rng, stage=stage_name(variant), workdir=workdir,
       mesh=mesh, featurize=featurize, perf_variables=perf_variables,
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
-      case=e.case, meta={"variant": variant})
+      case=e.case, meta={"variant": variant},
+      fingerprint=workdir_lib.stage_fingerprint(config, stage_name(variant)))
 
 
 def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-import jax
 
 from xplain_jax import featurizers
 from xplain_jax.errors import ConfigError

@@ -67,7 +67,7 @@ def jit_step(step_fn: Callable, mesh, *, num_consts: int = 0) -> Callable:
 def train_stage(*, stage: str, workdir: str | None, mesh, loss_fn: Callable, params: Any,
                 batch_stats: Any, optimizer_config, loader, num_epochs: int, rng: jax.Array,
                 checkpoint_every: int, log_every: int, meta: dict | None = None,
-                consts: tuple = ()) -> dict:
+                consts: tuple = (), fingerprint: str | None = None) -> dict:
   """Trains (resumes, or restores when finished) one network; returns the final state.
 
   Args:
@@ -88,12 +88,12 @@ def train_stage(*, stage: str, workdir: str | None, mesh, loss_fn: Callable, par
   step = jit_step(make_train_step(loss_fn, optimizer), mesh, num_consts=len(consts))
   return fit(stage=stage, workdir=workdir, state=state, step_fn=step, loader=loader, mesh=mesh,
              total_steps=total, rng=rng, checkpoint_every=checkpoint_every,
-             log_every=log_every, meta=meta, consts=consts)
+             log_every=log_every, meta=meta, consts=consts, fingerprint=fingerprint)
 
 
 def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loader, mesh,
         total_steps: int, rng: jax.Array, checkpoint_every: int, log_every: int,
-        meta: dict | None = None, consts: tuple = ()) -> Any:
+        meta: dict | None = None, consts: tuple = (), fingerprint: str | None = None) -> Any:
   """Runs ``step_fn`` from the last checkpoint of ``stage`` (or step 0) to ``total_steps``.
 
   Args:
@@ -110,13 +110,15 @@ def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loade
     checkpoint_every, log_every: intervals in steps (the last step is always logged and saved).
     meta: JSON-able facts saved with each checkpoint.
     consts: replicated constant arguments passed after the rng (see ``jit_step``).
+    fingerprint: the stage's run identity (``workdir.stage_fingerprint``), saved with every
+      checkpoint; a checkpoint with another identity is refused instead of resumed.
 
   Returns:
     The final state. Raises ``NonFiniteError`` (keeping the last good checkpoint) on NaN/Inf.
   """
   _check_state(state)
-  ckpt = (checkpoint.Checkpointer(os.path.join(workdir, stage, "ckpt")) if workdir is not None
-          else _NoCheckpoints())
+  ckpt = (checkpoint.Checkpointer(os.path.join(workdir, stage, "ckpt"), fingerprint=fingerprint)
+          if workdir is not None else _NoCheckpoints())
   restored = ckpt.restore(state)
   start = 0
   if restored is not None:

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from xplain_jax import models
+from xplain_jax import workdir as workdir_lib
 from xplain_jax.train import loop
 from xplain_jax.train import state as state_lib
 
@@ -114,5 +115,5 @@ def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
       batch_stats=batch_stats, optimizer_config=p.optimizer, loader=train_loader,
       num_epochs=p.num_epochs, rng=jax.random.fold_in(rng, 1),
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
-      meta={"arch": p.arch})
+      meta={"arch": p.arch}, fingerprint=workdir_lib.stage_fingerprint(config, stage))
   return module, state_lib.merge_variables(state["params"], state["batch_stats"])

@@ -30,7 +30,8 @@ from typing import Callable
 import jax
 import numpy as np
 
-from xplain_jax import checkpoint, data, parallel, validate
+from xplain_jax import data, parallel, validate
+from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import CheckpointError, ConfigError
 from xplain_jax.train import cache as cache_lib
 from xplain_jax.train import evaluators
@@ -38,7 +39,7 @@ from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import featurize as featurize_lib
 from xplain_jax.train import performer as performer_lib
 
-STAGES = ("performer", "explainer", "evaluate", "report")
+STAGES = validate.STAGES
 ORDINARY_STAGE = "performer_ordinary"
 
 
@@ -230,19 +231,12 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
   if any(s.name != "report" for s in todo):
     ctx.train_src = data.get_source(config, "train", workdir=workdir)
   for stage in todo:
-    if stage.trained and stage.group not in groups and not stage_done(workdir, stage.name):
+    identity = workdir_lib.stage_fingerprint(config, stage.name) if stage.trained else None
+    if (stage.trained and stage.group not in groups
+        and not workdir_lib.stage_done(workdir, stage.name, identity)):
       raise CheckpointError(f"the {stage.name} stage has not finished in {workdir}; add "
                             f"'{stage.group}' to config.stages.")
     ctx.products.update(stage.run(ctx))
     if stage.trained:
-      mark_done(workdir, stage.name)
+      workdir_lib.write_marker(workdir, stage.name, identity)
   return ctx.products.get("metrics")
-
-
-def stage_done(workdir: str, stage: str) -> bool:
-  """Whether ``stage`` left its ``done.json`` marker in ``workdir``."""
-  return os.path.exists(os.path.join(workdir, stage, "done.json"))
-
-
-def mark_done(workdir: str, stage: str) -> None:
-  checkpoint.write_json_atomic(os.path.join(workdir, stage, "done.json"), {"stage": stage})
