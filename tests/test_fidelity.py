@@ -211,3 +211,33 @@ def test_concept_accuracy():
   assert out["per_concept"] == {"a": 75.0, "b": 75.0} and out["mean"] == 75.0
   with pytest.raises(DataError, match="names"):
     fidelity_sanity.concept_accuracy(logits, labels, ("a",))
+
+
+def test_evaluate_fidelity_case1_faithful_explainer_beats_references():
+  from xplain_jax import concepts, fidelity_eval
+  rng = np.random.default_rng(9)
+  b, n = 200, 10
+  x = rng.normal(size=(b, 2, 2, n)).astype(np.float32) + 0.5
+  v = rng.normal(size=n).astype(np.float32) * np.linspace(2, 0.2, n).astype(np.float32)
+  head = lambda x: concepts.filter_concepts(x) @ jnp.asarray(v)  # y = Σ v_k y_k exactly
+  y_i = np.asarray(concepts.filter_concepts(x))
+  delta = np.asarray(fidelity.filter_deletion_effects(head, x))
+  np.testing.assert_allclose(delta, v * y_i, rtol=1e-4, atol=1e-4)  # closed form
+  alphas = {"baseline": np.broadcast_to(v, (b, n)) + rng.normal(0, 0.5, (b, n)),
+            "prior": np.broadcast_to(v, (b, n))}
+  w = np.abs(rng.normal(size=(b, n)))  # uninformative prior weights
+  counts = fidelity.deletion_counts(n, 5)
+  fid, ref, arrays = fidelity_eval.evaluate_fidelity(
+      alphas, y_i, w, delta, key=jax.random.PRNGKey(0), sign_threshold=1e-3,
+      num_resamples=200, deletion_fn=lambda o: fidelity.deletion_curve(head, x, o, counts),
+      deletion_counts=counts)
+  assert fid["prior"]["interventional_rank_correlation"]["mean"] == pytest.approx(1.0, abs=1e-5)
+  assert fid["prior"]["sign_agreement"] == pytest.approx(1.0)
+  rho = lambda m: m["interventional_rank_correlation"]["mean"]
+  assert abs(rho(ref["random"])) < 0.1
+  # α shuffled keeps |y_k|, which here carries part of |Δ_k| = |v_k y_k|: between chance and 1.
+  assert 0.1 < rho(ref["shuffled_alpha"]) < rho(fid["baseline"]) < 1.0
+  assert fid["prior_minus_baseline"]["significant"] and fid["prior_minus_baseline"]["mean"] > 0
+  assert fid["prior"]["deletion_area"] < ref["random"]["deletion_area"]
+  assert arrays["prior/deletion_curve"].shape == (b, len(counts))
+  assert arrays["reference/random/contrib"].shape == (b, n)
