@@ -70,8 +70,8 @@ def filter_deletion_effects(head_fn: Callable[[Array], Array], x: Array, *,
 
 def rendering_effects(y_fn: Callable[[np.ndarray], np.ndarray],
                       counterfactuals: Callable[[np.ndarray, int], np.ndarray],
-                      indices: np.ndarray, num_concepts: int, *,
-                      y: np.ndarray | None = None, batch_size: int = 256) -> np.ndarray:
+                      indices: np.ndarray, num_concepts: int, *, y: np.ndarray,
+                      batch_size: int = 256) -> np.ndarray:
   """Interventional effects by re-rendering: ``Δ_k = y(I) − y(render(I with k toggled))``.
 
   Args:
@@ -80,17 +80,14 @@ def rendering_effects(y_fn: Callable[[np.ndarray], np.ndarray],
       ``SceneSource.counterfactuals``.
     indices: [B] the images' indices in the source.
     num_concepts: n, the concepts toggled (0..n-1).
-    y: [B] the factual scores when already known (else ``y_fn`` of the factual images is
-      needed, so pass them: the factual images are not re-rendered here).
+    y: [B] the performer's scores of the factual images (already computed by the caller; the
+      factual images are not re-rendered here).
     batch_size: images per call of ``y_fn``.
 
   Returns:
     [B,n] float32.
   """
   indices = np.asarray(indices).reshape(-1)
-  if y is None:
-    raise ConfigError("rendering_effects needs the factual scores y [B]; run the performer on "
-                      "the images first and pass y=...")
   y = np.asarray(y, np.float32).reshape(-1)
   if y.shape[0] != indices.shape[0]:
     raise DataError(f"rendering_effects: y has {y.shape[0]} scores for {len(indices)} indices; "
