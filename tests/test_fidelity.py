@@ -241,3 +241,26 @@ def test_evaluate_fidelity_case1_faithful_explainer_beats_references():
   assert fid["prior"]["deletion_area"] < ref["random"]["deletion_area"]
   assert arrays["prior/deletion_curve"].shape == (b, len(counts))
   assert arrays["reference/random/contrib"].shape == (b, n)
+
+
+def test_filter_deletion_and_deletion_curve_on_a_real_performer_head():
+  from xplain_jax import models
+  perf = models.get_performer("tiny_vgg", num_outputs=1, interpretable=True, top_channels=6,
+                              fc_features=16)
+  images = jnp.asarray(np.random.default_rng(10).normal(size=(3, 32, 32, 3)), jnp.float32)
+  variables = perf.init(jax.random.PRNGKey(0), images)
+  x = perf.apply(variables, images)[1]["top_conv"]
+  head = lambda x: perf.apply(variables, x, method=perf.head)[0][:, 0]
+  delta = np.asarray(jax.jit(lambda x: fidelity.filter_deletion_effects(head, x))(x))
+  y = np.asarray(head(x))
+  for k in range(x.shape[-1]):
+    zeroed = np.asarray(x).copy()
+    zeroed[..., k] = 0.0
+    np.testing.assert_allclose(delta[:, k], y - np.asarray(head(zeroed)), rtol=1e-4, atol=1e-5)
+  order = fidelity.order_by(jnp.asarray(delta))
+  curve = np.asarray(fidelity.deletion_curve(head, x, order))
+  np.testing.assert_allclose(curve[:, 0], y, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(curve[:, 1], y - np.take_along_axis(delta, np.asarray(order), 1)[:, 0],
+                             rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(curve[:, -1], np.asarray(head(jnp.zeros_like(x))), rtol=1e-5,
+                             atol=1e-6)
