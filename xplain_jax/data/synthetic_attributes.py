@@ -11,8 +11,8 @@ Concept attributes:
   {circle, square, triangle, cross}, each present with probability ``P_OBJECT`` = 0.4: that
   object is drawn somewhere. Objects sit in distinct cells of a 3x3 grid with random jitter,
   size (60-95 % of a cell), brightness and vertical flip, so they never occlude each other but
-  their positions vary. (An attribute vector with more objects than free cells, probability
-  about 1 %, is drawn again.)
+  their positions vary. (An attribute vector that leaves no cell free, probability about 6 %,
+  is drawn again, so that any absent object can be added in a counterfactual.)
 * 8 global attributes, each present with probability 1/2: ``bright_background``,
   ``horizontal_stripes``, ``vertical_stripes``, ``border`` (a white frame), ``speckles`` (dense
   small dots), ``dark_corner`` (a shaded corner), ``diagonal_line`` (a thin dark line corner to
@@ -27,16 +27,25 @@ has logit ``z_t = Σ_k v_{t,k} s_k`` and label ``Bernoulli(sigmoid(temperature *
 noise), with the sparse signed weights ``TARGET_RULES``. The ground-truth contribution of concept
 ``k`` to target ``t`` on an image is ``v_{t,k} s_k`` (so its mean absolute value is ``|v_{t,k}|``);
 concepts with ``v = 0`` contribute nothing.
+
+Counterfactuals. Image ``i`` is rendered from a *scene*, ``scene(seed, i)``: every random draw
+(placements of all twelve objects, present or not, the clutter, the corner, the line's direction,
+the speckle dots, the pixel noise) is fixed per image and per element. ``render_toggled`` redraws
+images with one concept toggled (a present object removed, leaving the background that was under
+it; an absent one added in a free cell; a global attribute switched in place), so the two images
+differ only in that concept's pixels: the performer's own effect of a concept,
+``Δ_k = y(I) − y(I with k toggled)``, is measured by rendering (``xplain_jax.fidelity``).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 
 import numpy as np
 
-from xplain_jax.data.pipeline import ArraySource
+from xplain_jax.data.scenes import SceneSource, shape_mask
 
 COLOURS = {"red": (0.9, 0.15, 0.1), "green": (0.1, 0.8, 0.2), "blue": (0.15, 0.3, 0.95)}
 CLUTTER_COLOURS = ((0.95, 0.9, 0.1), (0.9, 0.1, 0.9), (0.1, 0.9, 0.9))
@@ -69,92 +78,191 @@ def rule_weights(target: str) -> np.ndarray:
   return v
 
 
-def _shape_mask(shape: str, size: int) -> np.ndarray:
-  """A boolean [size,size] mask of ``shape`` centred in its box."""
-  r = (size - 1) / 2.0
-  yy, xx = np.mgrid[0:size, 0:size]
-  dy, dx = (yy - r) / r, (xx - r) / r
-  if shape == "circle":
-    return dx**2 + dy**2 <= 1.0
-  if shape == "square":
-    return (np.abs(dx) <= 0.8) & (np.abs(dy) <= 0.8)
-  if shape == "triangle":
-    return (dy >= -0.9) & (dy <= 0.9) & (np.abs(dx) <= (dy + 0.9) / 1.8)
-  if shape == "cross":
-    return (np.abs(dx) <= 0.3) | (np.abs(dy) <= 0.3)
-  if shape == "ring":
-    d = dx**2 + dy**2
-    return (d <= 1.0) & (d >= 0.4)
-  if shape == "diamond":
-    return np.abs(dx) + np.abs(dy) <= 1.0
-  raise ValueError(f"unknown shape {shape!r}")
+@functools.lru_cache(maxsize=None)
+def _grids(s: int) -> tuple[np.ndarray, np.ndarray]:
+  return np.mgrid[0:s, 0:s]
 
 
-def _render(rng: np.random.Generator, attrs: np.ndarray, image_size: int, noise: float):
-  """Draws one image [S,S,3] float32 in [0,1] for the concept attributes ``attrs`` [n]."""
+def _draw_attributes(rng: np.random.Generator) -> np.ndarray:
+  """Concept attributes [n] bool: objects with ``P_OBJECT``, global ones with 1/2.
+
+  Drawn again until the objects plus clutter leave at least one grid cell free (so any absent
+  object can be added in a counterfactual); about 6 % of draws are repeated.
+  """
+  n_obj = len(COLOURS) * len(SHAPES)
+  p = np.array([P_OBJECT] * n_obj + [0.5] * len(GLOBAL_ATTRIBUTES))
+  while True:
+    attrs = rng.random(len(p)) < p
+    if attrs[:n_obj].sum() + MAX_CLUTTER < GRID * GRID:
+      return attrs
+
+
+def draw_scene(rng: np.random.Generator, image_size: int, noise: float) -> dict:
+  """The random draws of one image, fixed per element and independent of what is toggled later.
+
+  Every object attribute has its own placement (cell, size, offset, flip, brightness) whether or
+  not it is present: present objects and the clutter hold distinct cells; an absent object's cell
+  is one left free, so adding it covers only background. Global attributes have their own draws
+  (corner, line direction, speckle dots); the pixel noise is drawn once.
+
+  Returns:
+    A dict: ``"attrs"`` [n] bool (the factual concept attributes), ``"cell"`` [O+1] int (objects
+    then clutter), ``"size"``, ``"dy"``, ``"dx"`` [O+1] int, ``"flip"`` [O+1] bool,
+    ``"bright"`` [O+1] float, ``"clutter"`` (colour index, shape index), ``"jitter"`` [3],
+    ``"corner"`` [2] int, ``"anti_diagonal"`` bool, ``"dots"`` [S,S] bool, ``"noise"`` [S,S,3],
+    ``"label_u"`` [T] uniform draws of the targets' label noise.
+  """
   s = image_size
-  g = dict(zip(CONCEPT_NAMES, attrs))
-  base = 0.62 if g["bright_background"] else 0.22
+  attrs = _draw_attributes(rng)
+  n_obj = len(COLOURS) * len(SHAPES)
+  cell = s // GRID
+  perm = rng.permutation(GRID * GRID)
+  present = np.flatnonzero(attrs[:n_obj])
+  cells = np.empty(n_obj + MAX_CLUTTER, np.int64)
+  used = len(present) + MAX_CLUTTER
+  cells[n_obj:] = perm[:MAX_CLUTTER]
+  cells[present] = perm[MAX_CLUTTER:used]
+  free = perm[used:]
+  absent = np.flatnonzero(~attrs[:n_obj])
+  cells[absent] = free[rng.integers(0, len(free), size=len(absent))]
+  size = rng.integers(int(cell * 0.6), int(cell * 0.95) + 1, size=n_obj + MAX_CLUTTER)
+  u = rng.random((2, n_obj + MAX_CLUTTER))
+  return {
+      "attrs": attrs, "cell": cells, "size": size,
+      "dy": (u[0] * (cell - size + 1)).astype(np.int64),
+      "dx": (u[1] * (cell - size + 1)).astype(np.int64),
+      "flip": rng.random(n_obj + MAX_CLUTTER) < 0.5,
+      "bright": rng.uniform(0.8, 1.1, size=n_obj + MAX_CLUTTER),
+      "clutter": (int(rng.integers(len(CLUTTER_COLOURS))), int(rng.integers(len(SHAPES)))),
+      "jitter": rng.uniform(-0.05, 0.05, size=3),
+      "corner": rng.integers(0, 2, size=2) * (s - 1),
+      "anti_diagonal": bool(rng.random() < 0.5),
+      "dots": rng.random((s, s)) < 0.06,
+      "noise": rng.normal(0.0, noise, size=(s, s, 3)).astype(np.float32),
+      "label_u": rng.random(len(TARGET_NAMES)),
+  }
+
+
+def attribute_pattern(scene: dict, name: str, image_size: int) -> np.ndarray:
+  """The pixels [S,S] bool a global attribute's own drawing touches (before objects cover it)."""
+  s = image_size
+  yy, xx = _grids(s)
+  period = max(4, s // 8)
+  if name in ("bright_background", "warm_tint"):
+    return np.ones((s, s), bool)
+  if name == "horizontal_stripes":
+    return (yy // (period // 2)) % 2 == 0
+  if name == "vertical_stripes":
+    return (xx // (period // 2)) % 2 == 0
+  if name == "dark_corner":
+    cy, cx = scene["corner"]
+    return np.sqrt((yy - cy)**2 + (xx - cx)**2) / s * 1.3 + 0.35 < 1.0
+  if name == "speckles":
+    return scene["dots"]
+  if name == "diagonal_line":
+    return np.abs(yy - ((s - 1 - xx) if scene["anti_diagonal"] else xx)) <= max(1, s // 64)
+  if name == "border":
+    w = max(2, s // 21)
+    return (yy < w) | (yy >= s - w) | (xx < w) | (xx >= s - w)
+  raise ValueError(f"{name!r} is not a global attribute; choose one of {list(GLOBAL_ATTRIBUTES)}.")
+
+
+def object_box(scene: dict, k: int, image_size: int) -> tuple[int, int, int]:
+  """(top, left, size) of object ``k``'s box (k < 12: an object attribute; 12: the clutter)."""
+  cell = image_size // GRID
+  c = int(scene["cell"][k])
+  return ((c // GRID) * cell + int(scene["dy"][k]), (c % GRID) * cell + int(scene["dx"][k]),
+          int(scene["size"][k]))
+
+
+def render_scene(scene: dict, attrs: np.ndarray, image_size: int) -> np.ndarray:
+  """Draws the scene with concept attributes ``attrs`` [n] (not necessarily the factual ones).
+
+  Returns:
+    [S,S,3] float32 in [0,1].
+  """
+  s = image_size
+  g = dict(zip(CONCEPT_NAMES, np.asarray(attrs, bool)))
   img = np.empty((s, s, 3), np.float32)
-  img[:] = base + rng.uniform(-0.05, 0.05, size=3)
+  img[:] = (0.62 if g["bright_background"] else 0.22) + scene["jitter"]
   if g["warm_tint"]:
     img += np.asarray((0.12, 0.05, -0.1), np.float32)
-  yy, xx = np.mgrid[0:s, 0:s]
-  period = max(4, s // 8)
+  pattern = lambda name: attribute_pattern(scene, name, s)
   if g["horizontal_stripes"]:
-    img[(yy // (period // 2)) % 2 == 0] += 0.18
+    img[pattern("horizontal_stripes")] += 0.18
   if g["vertical_stripes"]:
-    img[(xx // (period // 2)) % 2 == 0] -= 0.12
+    img[pattern("vertical_stripes")] -= 0.12
   if g["dark_corner"]:
-    cy, cx = rng.integers(0, 2, size=2) * (s - 1)
+    yy, xx = _grids(s)
+    cy, cx = scene["corner"]
     dist = np.sqrt((yy - cy)**2 + (xx - cx)**2) / s
     img *= np.clip(0.35 + dist * 1.3, 0.35, 1.0)[..., None]
   if g["speckles"]:
-    dots = rng.random((s, s)) < 0.06
+    dots = scene["dots"]
     img[dots] = 1.0 - img[dots]
   if g["diagonal_line"]:
-    line = np.abs(yy - (xx if rng.random() < 0.5 else s - 1 - xx)) <= max(1, s // 64)
-    img[line] = (0.05, 0.05, 0.05)
+    img[pattern("diagonal_line")] = (0.05, 0.05, 0.05)
   if g["border"]:
-    w = max(2, s // 21)
-    frame = np.zeros((s, s), bool)
-    frame[:w], frame[-w:], frame[:, :w], frame[:, -w:] = True, True, True, True
-    img[frame] = (0.95, 0.95, 0.95)
-  objects = [(COLOURS[c], shape) for k, (c, shape) in enumerate(
-      (c, sh) for c in COLOURS for sh in SHAPES) if attrs[k]]
-  for _ in range(MAX_CLUTTER):
-    objects.append((CLUTTER_COLOURS[rng.integers(len(CLUTTER_COLOURS))],
-                    SHAPES[rng.integers(len(SHAPES))]))
-  cell = s // GRID
-  cells = rng.permutation(GRID * GRID)[:len(objects)]
-  for (colour, shape), c in zip(objects, cells):
-    size = int(rng.integers(int(cell * 0.6), int(cell * 0.95) + 1))
-    y0 = (c // GRID) * cell + int(rng.integers(0, cell - size + 1))
-    x0 = (c % GRID) * cell + int(rng.integers(0, cell - size + 1))
-    m = _shape_mask(shape, size)
-    if rng.random() < 0.5:
+    img[pattern("border")] = (0.95, 0.95, 0.95)
+  objects = [(COLOURS[c], sh) for c in COLOURS for sh in SHAPES]
+  n_obj = len(objects)
+  colour, shape = scene["clutter"]
+  objects.append((CLUTTER_COLOURS[colour], SHAPES[shape]))
+  show = list(np.asarray(attrs[:n_obj], bool)) + [True] * MAX_CLUTTER
+  for k, ((col, shape), on) in enumerate(zip(objects, show)):
+    if not on:
+      continue
+    y0, x0, size = object_box(scene, k, s)
+    m = shape_mask(shape, size)
+    if scene["flip"][k]:
       m = m[::-1]  # vertical flip: triangles point either way
-    col = np.clip(np.asarray(colour) * rng.uniform(0.8, 1.1), 0, 1)
-    img[y0:y0 + size, x0:x0 + size][m] = col
-  img += rng.normal(0.0, noise, size=img.shape).astype(np.float32)
+    img[y0:y0 + size, x0:x0 + size][m] = np.clip(np.asarray(col) * scene["bright"][k], 0, 1)
+  img += scene["noise"]
   return np.clip(img, 0.0, 1.0)
 
 
-def _draw_attributes(rng: np.random.Generator, num: int) -> np.ndarray:
-  """Concept attributes [num, n] float32: objects with ``P_OBJECT``, global ones with 1/2."""
-  n_obj = len(COLOURS) * len(SHAPES)
-  p = np.array([P_OBJECT] * n_obj + [0.5] * len(GLOBAL_ATTRIBUTES))
-  attrs = rng.random((num, len(p))) < p
-  while True:  # objects plus clutter must fit the grid's cells
-    over = attrs[:, :n_obj].sum(1) + MAX_CLUTTER > GRID * GRID
-    if not over.any():
-      return attrs.astype(np.float32)
-    attrs[over] = rng.random((int(over.sum()), len(p))) < p
+def _image_rng(seed: int, index: int) -> np.random.Generator:
+  return np.random.default_rng([seed, index])
+
+
+def scene(seed: int, index: int, *, image_size: int = 64, noise: float = 0.06) -> dict:
+  """The scene of image ``index`` of the dataset made with ``seed`` (see ``draw_scene``)."""
+  return draw_scene(_image_rng(seed, index), image_size, noise)
+
+
+def render_toggled(seed: int, indices, concept: int, *, image_size: int = 64,
+                   noise: float = 0.06) -> np.ndarray:
+  """Counterfactual images: images ``indices`` of the dataset with ``seed``, concept toggled.
+
+  A present object is removed (the background under it shows), an absent one is added in a free
+  cell; a global attribute is switched in place. Nothing else changes: same placements, noise.
+
+  Args:
+    seed: the seed ``make_dataset`` was called with.
+    indices: [b] int image indices.
+    concept: index into ``CONCEPT_NAMES``.
+
+  Returns:
+    [b,S,S,3] float32 in [-1,1], as ``make_dataset``'s ``"image"``.
+  """
+  if not 0 <= concept < len(CONCEPT_NAMES):
+    raise ValueError(f"concept {concept} is out of range; use 0..{len(CONCEPT_NAMES) - 1} "
+                     "(an index into CONCEPT_NAMES).")
+  out = np.empty((len(indices), image_size, image_size, 3), np.float32)
+  for row, i in enumerate(np.asarray(indices).reshape(-1)):
+    sc = scene(seed, int(i), image_size=image_size, noise=noise)
+    attrs = sc["attrs"].copy()
+    attrs[concept] = ~attrs[concept]
+    out[row] = render_scene(sc, attrs, image_size) * 2.0 - 1.0
+  return out
 
 
 def make_dataset(num_images: int, *, image_size: int = 64, seed: int = 0,
                  noise: float = 0.06, temperature: float = 2.0) -> dict[str, np.ndarray]:
   """Generates the dataset deterministically from ``seed``.
+
+  Image ``i`` is rendered from ``scene(seed, i)``, so ``render_toggled`` can redraw it with one
+  concept toggled.
 
   Args:
     num_images: N.
@@ -165,23 +273,27 @@ def make_dataset(num_images: int, *, image_size: int = 64, seed: int = 0,
 
   Returns:
     ``"image"`` [N,S,S,3] float32 in [-1,1]; ``"labels"`` [N,A] float32 in {0,1} for
-    ``ATTRIBUTE_NAMES`` (concepts then targets); ``"gt_contrib"`` [N,T,n] float32, the planted
-    contribution ``v_{t,k} s_k`` of each concept to each target.
+    ``ATTRIBUTE_NAMES`` (concepts then targets; the concept columns are the true presence);
+    ``"gt_contrib"`` [N,T,n] float32, the planted contribution ``v_{t,k} s_k`` of each concept
+    to each target.
   """
   if image_size < 32:
     raise ValueError(f"image_size {image_size} is too small for the synthetic attributes; use >= 32.")
   if num_images <= 0:
     raise ValueError(f"num_images must be positive, got {num_images}.")
-  rng = np.random.default_rng(seed)
-  n = len(CONCEPT_NAMES)
-  attrs = _draw_attributes(rng, num_images)
-  images = np.stack([_render(rng, a, image_size, noise) for a in attrs])
+  images = np.empty((num_images, image_size, image_size, 3), np.float32)
+  attrs = np.empty((num_images, len(CONCEPT_NAMES)), np.float32)
+  label_u = np.empty((num_images, len(TARGET_NAMES)))
+  for i in range(num_images):
+    sc = scene(seed, i, image_size=image_size, noise=noise)
+    attrs[i], label_u[i] = sc["attrs"], sc["label_u"]
+    images[i] = render_scene(sc, sc["attrs"], image_size)
   signs = 2.0 * attrs - 1.0
   v = np.stack([rule_weights(t) for t in TARGET_NAMES])            # [T,n]
   gt = signs[:, None, :] * v[None]                                  # [N,T,n]
   logits = gt.sum(-1)                                               # [N,T]
   p = 1.0 / (1.0 + np.exp(-temperature * logits))
-  targets = (rng.random(p.shape) < p).astype(np.float32)
+  targets = (label_u < p).astype(np.float32)
   return {
       "image": (images * 2.0 - 1.0).astype(np.float32),
       "labels": np.concatenate([attrs, targets], axis=1),
@@ -193,24 +305,27 @@ _SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_003}
 
 
 def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
-         cache_dir: str | None = None) -> ArraySource:
+         cache_dir: str | None = None) -> SceneSource:
   """The ``split`` ("train" or "test") as a random-access source; splits use disjoint seeds.
 
   When ``cache_dir`` is given, the generated arrays are cached there as ``.npz`` (written
-  atomically) and reused by later runs with the same arguments.
+  atomically) and reused by later runs with the same arguments. The source's
+  ``counterfactuals(indices, concept)`` redraws images with one concept toggled.
   """
   if split not in _SPLIT_SEED_OFFSET:
     raise ValueError(f"unknown split {split!r} for synthetic_attributes; use 'train' or 'test'.")
-  args = dict(num_images=num_examples, image_size=image_size,
-              seed=seed + _SPLIT_SEED_OFFSET[split])
+  split_seed = seed + _SPLIT_SEED_OFFSET[split]
+  args = dict(num_images=num_examples, image_size=image_size, seed=split_seed)
+  render = functools.partial(_render_toggled_indices, split_seed, image_size)
   if cache_dir is None:
-    return ArraySource(make_dataset(**args))
+    return SceneSource(make_dataset(**args), render, len(CONCEPT_NAMES))
   os.makedirs(cache_dir, exist_ok=True)
-  path = os.path.join(cache_dir, f"synthetic_attributes_{split}_{num_examples}_{image_size}_{seed}.npz")
+  path = os.path.join(cache_dir,
+                      f"synthetic_attributes_v2_{split}_{num_examples}_{image_size}_{seed}.npz")
   if os.path.exists(path):
     try:
       with np.load(path) as f:
-        return ArraySource({k: f[k] for k in f.files})
+        return SceneSource({k: f[k] for k in f.files}, render, len(CONCEPT_NAMES))
     except Exception:  # a damaged cache is regenerated, never trusted
       pass
   arrays = make_dataset(**args)
@@ -218,4 +333,8 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
   with os.fdopen(fd, "wb") as f:
     np.savez(f, **arrays)
   os.replace(tmp, path)
-  return ArraySource(arrays)
+  return SceneSource(arrays, render, len(CONCEPT_NAMES))
+
+
+def _render_toggled_indices(seed, image_size, indices, concept):
+  return render_toggled(seed, indices, concept, image_size=image_size)

@@ -23,13 +23,21 @@ Ground truth: ``part_mask[k]`` [H,W] int32 with 0 = background and ``p + 1`` for
 positive image it marks the animal's parts. In a negative image it marks the stray part, if any
 (that is where the part-like pixels are; the label 0 says there is no animal), and is all zero
 otherwise; ``stray_part`` [N] int32 holds that part's id (0: none; always 0 for positives).
+
+Counterfactuals. Image ``i`` is rendered from a *scene* whose random draws (background and
+distractors, colours, placement, pose, pixel noise) come from the image's own stream
+``default_rng([*seed, i])``; ``render_without`` redraws it with one part removed, so the two
+images differ only inside that part's pixels (what the part covered shows: background, or a part
+drawn under it).
 """
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-from xplain_jax.data.pipeline import ArraySource
+from xplain_jax.data.scenes import SceneSource
 
 PART_NAMES = ("head", "torso", "legs", "tail")
 _DRAW_ORDER = ("torso", "legs", "tail", "head")
@@ -89,39 +97,53 @@ def _part_shapes(u, v, pose: dict) -> dict[str, tuple[np.ndarray, np.ndarray]]:
           "head": (head, np.where(eye, 0.0, 1.0)), "_eye": (eye & head, ones)}
 
 
-def _canonical_coords(s: int, rng: np.random.Generator, length_range=(0.5, 0.8)):
-  """Pixel grid mapped into the frame of a randomly placed, scaled, rotated, flipped body."""
-  length = rng.uniform(*length_range) * s
-  margin = 0.45 * length
-  cy, cx = rng.uniform(margin, s - margin, size=2)
-  theta = rng.uniform(-np.pi / 12, np.pi / 12)
-  flip = 1.0 if rng.random() < 0.5 else -1.0
+def _canonical_coords(s: int, body: dict):
+  """Pixel grid mapped into the frame of the placed, scaled, rotated, flipped body ``body``."""
   yy, xx = np.mgrid[0:s, 0:s].astype(np.float32) + 0.5
-  dx, dy = xx - cx, yy - cy
-  c, si = np.cos(theta), np.sin(theta)
-  u = flip * (dx * c + dy * si) / length
-  v = (-dx * si + dy * c) / length
+  dx, dy = xx - body["cx"], yy - body["cy"]
+  c, si = np.cos(body["theta"]), np.sin(body["theta"])
+  u = body["flip"] * (dx * c + dy * si) / body["length"]
+  v = (-dx * si + dy * c) / body["length"]
   return u, v
 
 
-def _background(s: int, rng: np.random.Generator, num_distractors: int) -> np.ndarray:
-  tint = rng.uniform(0.2, 0.8, size=3)
-  yy, xx = np.mgrid[0:s, 0:s] / s
-  direction = rng.normal(size=2)
-  grad = 0.25 * ((yy - 0.5) * direction[0] + (xx - 0.5) * direction[1])
-  img = np.clip(tint[None, None] + grad[..., None], 0, 1).astype(np.float32)
+def _random_body(s: int, rng: np.random.Generator, length_range=(0.5, 0.8)) -> dict:
+  """Placement, scale, rotation and flip of a body."""
+  length = rng.uniform(*length_range) * s
+  margin = 0.45 * length
+  cy, cx = rng.uniform(margin, s - margin, size=2)
+  return {"length": length, "cy": cy, "cx": cx, "theta": rng.uniform(-np.pi / 12, np.pi / 12),
+          "flip": 1.0 if rng.random() < 0.5 else -1.0}
+
+
+def _random_background(s: int, rng: np.random.Generator, num_distractors: int) -> dict:
+  distractors = []
   for _ in range(num_distractors):
-    size = rng.uniform(0.1, 0.3) * s
-    cy, cx = rng.uniform(0, s, size=2)
-    dy, dx = (np.mgrid[0:s, 0:s] + 0.5 - np.array([cy, cx])[:, None, None]) / size
-    kind = rng.integers(3)
-    if kind == 0:
+    d = {"size": rng.uniform(0.1, 0.3) * s, "centre": rng.uniform(0, s, size=2),
+         "kind": int(rng.integers(3))}
+    if d["kind"] == 1:
+      d["half"] = (rng.uniform(0.2, 0.5), rng.uniform(0.2, 0.5))
+    d["colour"] = rng.uniform(0, 1, size=3)
+    distractors.append(d)
+  return {"tint": rng.uniform(0.2, 0.8, size=3), "direction": rng.normal(size=2),
+          "distractors": distractors}
+
+
+def _background(s: int, bg: dict) -> np.ndarray:
+  yy, xx = np.mgrid[0:s, 0:s] / s
+  direction = bg["direction"]
+  grad = 0.25 * ((yy - 0.5) * direction[0] + (xx - 0.5) * direction[1])
+  img = np.clip(bg["tint"][None, None] + grad[..., None], 0, 1).astype(np.float32)
+  for d in bg["distractors"]:
+    cy, cx = d["centre"]
+    dy, dx = (np.mgrid[0:s, 0:s] + 0.5 - np.array([cy, cx])[:, None, None]) / d["size"]
+    if d["kind"] == 0:
       m = dx ** 2 + dy ** 2 <= 0.25
-    elif kind == 1:
-      m = (np.abs(dx) <= rng.uniform(0.2, 0.5)) & (np.abs(dy) <= rng.uniform(0.2, 0.5))
+    elif d["kind"] == 1:
+      m = (np.abs(dx) <= d["half"][0]) & (np.abs(dy) <= d["half"][1])
     else:
       m = (dy <= 0.4) & (np.abs(dx) <= (dy + 0.5) * 0.5) & (dy >= -0.5)
-    img[m] = rng.uniform(0, 1, size=3)
+    img[m] = d["colour"]
   return img
 
 
@@ -137,23 +159,77 @@ def _draw(img, part_mask, shapes, parts, colours):
     img[shapes["_eye"][0]] = _EYE_COLOUR
 
 
-def _render(rng, s, positive, stray_part_prob, noise):
-  """One image [S,S,3] float32 in [0,1], its part mask [S,S] int32, and the stray part id."""
-  img = _background(s, rng, int(rng.integers(2, 6)) + (0 if positive else 1))
-  part_mask = np.zeros((s, s), np.int32)
+def draw_scene(rng: np.random.Generator, s: int, positive: bool, stray_part_prob: float,
+               noise: float) -> dict:
+  """The random draws of one image, fixed per element (background, colours, body, pose, noise).
+
+  Returns:
+    A dict: ``"parts"`` (the part names shown: all four for a positive, the stray part or none
+    for a negative), ``"background"``, ``"colours"``, ``"body"``, ``"pose"`` and ``"noise"``
+    [S,S,3].
+  """
+  background = _random_background(s, rng, int(rng.integers(2, 6)) + (0 if positive else 1))
   colours = {k: np.clip(np.asarray(c) + rng.uniform(-0.07, 0.07, 3), 0, 1)
              for k, c in _PART_COLOURS.items()}
-  stray = 0
-  if positive:
-    u, v = _canonical_coords(s, rng)
-    _draw(img, part_mask, _part_shapes(u, v, _random_pose(rng)), PART_NAMES, colours)
-  elif rng.random() < stray_part_prob:
-    name = PART_NAMES[rng.integers(len(PART_NAMES))]
-    u, v = _canonical_coords(s, rng)
-    _draw(img, part_mask, _part_shapes(u, v, _random_pose(rng)), (name,), colours)
-    stray = PART_NAMES.index(name) + 1 if (part_mask > 0).any() else 0
-  img += rng.normal(0.0, noise, size=img.shape).astype(np.float32)
-  return np.clip(img, 0.0, 1.0), part_mask, stray
+  stray = rng.random() < stray_part_prob
+  name = PART_NAMES[rng.integers(len(PART_NAMES))]
+  parts = PART_NAMES if positive else ((name,) if stray else ())
+  return {"parts": tuple(parts), "background": background, "colours": colours,
+          "body": _random_body(s, rng), "pose": _random_pose(rng),
+          "noise": rng.normal(0.0, noise, size=(s, s, 3)).astype(np.float32)}
+
+
+def render_scene(scene: dict, s: int, parts=None):
+  """Draws ``scene`` showing ``parts`` (default: the scene's own).
+
+  Returns:
+    the image [S,S,3] float32 in [0,1] and its part mask [S,S] int32.
+  """
+  parts = scene["parts"] if parts is None else tuple(parts)
+  img = _background(s, scene["background"])
+  part_mask = np.zeros((s, s), np.int32)
+  if parts:
+    u, v = _canonical_coords(s, scene["body"])
+    _draw(img, part_mask, _part_shapes(u, v, scene["pose"]), parts, scene["colours"])
+  return np.clip(img + scene["noise"], 0.0, 1.0), part_mask
+
+
+def render_without(seed, indices, part: int, *, num_images: int, image_size: int = 64,
+                   positive_fraction: float = 0.5, stray_part_prob: float = 0.3,
+                   noise: float = 0.04) -> np.ndarray:
+  """Counterfactual images: images ``indices`` of ``make_parts_dataset(num_images, seed=seed,
+  ...)`` with part ``PART_NAMES[part]`` removed (what was under it shows; an image without that
+  part is returned unchanged).
+
+  Returns:
+    [b,S,S,3] float32 in [-1,1], as the dataset's ``"image"``.
+  """
+  if not 0 <= part < len(PART_NAMES):
+    raise ValueError(f"part {part} is out of range; use 0..{len(PART_NAMES) - 1} "
+                     "(an index into PART_NAMES).")
+  labels = _labels(seed, num_images, positive_fraction)
+  out = np.empty((len(indices), image_size, image_size, 3), np.float32)
+  for row, i in enumerate(np.asarray(indices).reshape(-1)):
+    sc = _scene(seed, int(i), image_size, labels[i] > 0, stray_part_prob, noise)
+    keep = [p for p in sc["parts"] if p != PART_NAMES[part]]
+    out[row] = render_scene(sc, image_size, keep)[0] * 2.0 - 1.0
+  return out
+
+
+def _seed_list(seed) -> list:
+  return list(np.atleast_1d(np.asarray(seed, dtype=np.int64)))
+
+
+def _labels(seed, num_images: int, positive_fraction: float) -> np.ndarray:
+  rng = np.random.default_rng(_seed_list(seed) + [2**31 - 1])
+  labels = np.zeros(num_images, np.float32)
+  labels[rng.permutation(num_images)[:int(round(num_images * positive_fraction))]] = 1.0
+  return labels
+
+
+def _scene(seed, index, s, positive, stray_part_prob, noise):
+  rng = np.random.default_rng(_seed_list(seed) + [int(index)])
+  return draw_scene(rng, s, positive, stray_part_prob, noise)
 
 
 def make_parts_dataset(num_images: int, *, image_size: int = 64, seed=0,
@@ -183,31 +259,35 @@ def make_parts_dataset(num_images: int, *, image_size: int = 64, seed=0,
     raise ValueError(f"num_images must be positive, got {num_images}.")
   if not 0.0 <= positive_fraction <= 1.0:
     raise ValueError(f"positive_fraction {positive_fraction} must lie in [0, 1].")
-  rng = np.random.default_rng(seed)
-  num_pos = int(round(num_images * positive_fraction))
-  labels = np.zeros(num_images, np.float32)
-  labels[rng.permutation(num_images)[:num_pos]] = 1.0
+  labels = _labels(seed, num_images, positive_fraction)
   images = np.empty((num_images, image_size, image_size, 3), np.float32)
   masks = np.empty((num_images, image_size, image_size), np.int32)
   stray = np.zeros(num_images, np.int32)
   for k in range(num_images):
-    img, masks[k], stray[k] = _render(rng, image_size, labels[k] > 0, stray_part_prob, noise)
+    sc = _scene(seed, k, image_size, labels[k] > 0, stray_part_prob, noise)
+    img, masks[k] = render_scene(sc, image_size)
+    if labels[k] == 0 and (masks[k] > 0).any():
+      stray[k] = PART_NAMES.index(sc["parts"][0]) + 1
     images[k] = img * 2.0 - 1.0
   return {"image": images, "label": labels, "part_mask": masks, "stray_part": stray}
 
 
 def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
-         positive_fraction: float = 0.5, stray_part_prob: float = 0.3) -> ArraySource:
+         positive_fraction: float = 0.5, stray_part_prob: float = 0.3) -> SceneSource:
   """The ``split`` ("train" or "test") as an in-memory random-access source.
 
-  The splits come from disjoint random streams: ``default_rng([seed, 0])`` for train and
-  ``default_rng([seed, 1])`` for test.
+  The splits come from disjoint random streams: seeds ``(seed, 0)`` for train and
+  ``(seed, 1)`` for test.
 
   Returns:
-    an ``ArraySource`` over the arrays of ``make_parts_dataset``.
+    a ``SceneSource`` over the arrays of ``make_parts_dataset``; its
+    ``counterfactuals(indices, part)`` redraws images with part ``PART_NAMES[part]`` removed.
   """
   if split not in _SPLITS:
     raise ValueError(f"unknown split {split!r} for synthetic_parts; use 'train' or 'test'.")
-  return ArraySource(make_parts_dataset(
-      num_examples, image_size=image_size, seed=(seed, _SPLITS.index(split)),
-      positive_fraction=positive_fraction, stray_part_prob=stray_part_prob))
+  split_seed = (seed, _SPLITS.index(split))
+  kwargs = dict(image_size=image_size, positive_fraction=positive_fraction,
+                stray_part_prob=stray_part_prob)
+  render = functools.partial(render_without, split_seed, num_images=num_examples, **kwargs)
+  return SceneSource(make_parts_dataset(num_examples, seed=split_seed, **kwargs), render,
+                     len(PART_NAMES))
