@@ -271,9 +271,7 @@ CASES = [
          fix="Delete the file and rerun the evaluate stage."),
     dict(id="disk_full_data_cache", problem="a full disk while writing the synthetic-data cache",
          kind="api", exit=None, raises="StorageError (exit 1 in a run)",
-         words=["no space", "disk is full", "free space"],
-         skip="needs wiring in xplain_jax/data/synthetic_attributes.py (write the cache with "
-              "checkpoint.write_atomic)",
+         words=["cannot write", "synthetic_attributes", "disk is full", "free space"],
          fix="Free space and rerun the same command; no temporary file is left."),
     dict(id="loss_blows_up", problem="a loss or gradient becomes NaN (learning rate 1e30)",
          kind="cli", argv=["{prepared_config}", "--workdir={workdir}",

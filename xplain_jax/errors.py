@@ -14,8 +14,8 @@ class ConfigError(XplainError, ValueError):
   """A config field or command-line usage is invalid (exit status 2)."""
 
 
-class DataError(XplainError):
-  """A dataset is missing, unprepared, damaged or inconsistent."""
+class DataError(XplainError, ValueError):
+  """A dataset is missing, unprepared, damaged or inconsistent (or a data argument is invalid)."""
 
 
 class CheckpointError(XplainError, RuntimeError):

@@ -57,7 +57,7 @@ _ALIASES = {"five_o_clock_shadow": "5_o_Clock_Shadow", "glasses": "Eyeglasses"}
 _SPLIT_SIZES = (("train", 162_770), ("validation", 19_867), ("test", 19_962))
 
 
-from xplain_jax.errors import DatasetNotPreparedError  # noqa: E402 (one class for every dataset)
+from xplain_jax.errors import DataError, DatasetNotPreparedError  # noqa: E402 (one class for every dataset)
 
 
 def split_sizes() -> dict[str, int]:
@@ -83,7 +83,7 @@ def attribute_index(name: str) -> int:
   key = _canonical(name)
   key = _canonical(_ALIASES.get(key, key))
   if key not in lookup:
-    raise ValueError(f"unknown CelebA attribute {name!r}; valid names (case-insensitive): "
+    raise DataError(f"unknown CelebA attribute {name!r}; valid names (case-insensitive): "
                      f"{', '.join(ATTRIBUTE_NAMES)}.")
   return lookup[key]
 
@@ -104,7 +104,7 @@ def _check_split(split: str) -> None:
   for part in split.split("+"):
     base = part.split("[")[0].strip()
     if base not in dict(_SPLIT_SIZES):
-      raise ValueError(f"unknown CelebA split {base!r} in {split!r}; use one of "
+      raise DataError(f"unknown CelebA split {base!r} in {split!r}; use one of "
                        f"{[s for s, _ in _SPLIT_SIZES]} (TFDS slicing such as 'train[:1000]' "
                        "is allowed).")
 

@@ -23,6 +23,8 @@ from typing import Any, Iterator, Protocol
 
 import numpy as np
 
+from xplain_jax.errors import DataError
+
 Batch = dict[str, np.ndarray]
 
 
@@ -49,7 +51,7 @@ class ArraySource:
   def __post_init__(self):
     lengths = {k: len(v) for k, v in self.arrays.items()}
     if len(set(lengths.values())) > 1:
-      raise ValueError(f"ArraySource arrays have different lengths {lengths}; "
+      raise DataError(f"ArraySource arrays have different lengths {lengths}; "
                        "every array must have one row per record.")
 
   def __len__(self) -> int:
@@ -69,16 +71,16 @@ def check_images(images, *, where: str = "a batch", indices=None) -> None:
   """
   images = np.asarray(images)
   if images.ndim != 4 or images.shape[-1] != 3 or images.shape[1] != images.shape[2]:
-    raise ValueError(f"{where}: image has shape {images.shape}; expected [b, S, S, 3] (square "
+    raise DataError(f"{where}: image has shape {images.shape}; expected [b, S, S, 3] (square "
                      "RGB images, channels last); check the data source.")
   if not np.issubdtype(images.dtype, np.floating):
-    raise ValueError(f"{where}: image has dtype {images.dtype}; expected float32 (normalised "
+    raise DataError(f"{where}: image has dtype {images.dtype}; expected float32 (normalised "
                      "pixels); convert the source's images, e.g. x.astype(np.float32) / 255.")
   finite = np.isfinite(images).reshape(len(images), -1).all(axis=1)
   if not finite.all():
     rows = np.flatnonzero(~finite)
     which = (np.asarray(indices)[rows] if indices is not None else rows)[:8].tolist()
-    raise ValueError(f"{where}: the images of records {which} contain NaN or Inf; the data "
+    raise DataError(f"{where}: the images of records {which} contain NaN or Inf; the data "
                      "source gives non-finite pixels: check those files and the preprocessing.")
 
 
@@ -111,14 +113,14 @@ class Loader:
   def __post_init__(self):
     n = len(self.source)
     if self.batch_size <= 0:
-      raise ValueError(f"batch_size must be positive, got {self.batch_size}.")
+      raise DataError(f"batch_size must be positive, got {self.batch_size}.")
     if self.batch_size % self.process_count:
-      raise ValueError(f"batch_size {self.batch_size} is not divisible by the process count "
+      raise DataError(f"batch_size {self.batch_size} is not divisible by the process count "
                        f"{self.process_count}; choose a multiple of {self.process_count}.")
     if n == 0:
-      raise ValueError("the dataset is empty: no records to load; check the data config.")
+      raise DataError("the dataset is empty: no records to load; check the data config.")
     if self.drop_remainder and n < self.batch_size:
-      raise ValueError(f"the dataset has {n} records, fewer than one batch of "
+      raise DataError(f"the dataset has {n} records, fewer than one batch of "
                        f"{self.batch_size}; lower the batch size or use more data.")
 
   @property

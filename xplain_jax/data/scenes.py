@@ -14,6 +14,7 @@ from typing import Callable
 import numpy as np
 
 from xplain_jax.data.pipeline import ArraySource
+from xplain_jax.errors import DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +35,10 @@ class SceneSource(ArraySource):
     """Images ``indices`` [b] with concept ``concept`` toggled: [b,S,S,3] float32."""
     indices = np.asarray(indices).reshape(-1)
     if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
-      raise ValueError(f"counterfactual indices must lie in [0, {len(self)}); got "
+      raise DataError(f"counterfactual indices must lie in [0, {len(self)}); got "
                        f"{indices.min()}..{indices.max()}.")
     if not 0 <= int(concept) < self.num_concepts:
-      raise ValueError(f"concept {concept} is out of range; use 0..{self.num_concepts - 1}.")
+      raise DataError(f"concept {concept} is out of range; use 0..{self.num_concepts - 1}.")
     return self.render_fn(indices, int(concept))
 
 
@@ -60,4 +61,4 @@ def shape_mask(shape: str, size: int) -> np.ndarray:
     return (d <= 1.0) & (d >= 0.4)
   if shape == "diamond":
     return np.abs(dx) + np.abs(dy) <= 1.0
-  raise ValueError(f"unknown shape {shape!r}")
+  raise DataError(f"unknown shape {shape!r}")

@@ -41,11 +41,12 @@ from __future__ import annotations
 
 import functools
 import os
-import tempfile
 
 import numpy as np
 
+from xplain_jax import checkpoint
 from xplain_jax.data.scenes import SceneSource, shape_mask
+from xplain_jax.errors import DataError
 
 COLOURS = {"red": (0.9, 0.15, 0.1), "green": (0.1, 0.8, 0.2), "blue": (0.15, 0.3, 0.95)}
 CLUTTER_COLOURS = ((0.95, 0.9, 0.1), (0.9, 0.1, 0.9), (0.1, 0.9, 0.9))
@@ -71,7 +72,7 @@ P_OBJECT = 0.4  # probability of each object attribute
 def rule_weights(target: str) -> np.ndarray:
   """The planted weights ``v_t`` of a target over ``CONCEPT_NAMES``: [n] float32."""
   if target not in TARGET_RULES:
-    raise ValueError(f"unknown synthetic target {target!r}; choose one of {list(TARGET_NAMES)}.")
+    raise DataError(f"unknown synthetic target {target!r}; choose one of {list(TARGET_NAMES)}.")
   v = np.zeros(len(CONCEPT_NAMES), np.float32)
   for name, weight in TARGET_RULES[target].items():
     v[CONCEPT_NAMES.index(name)] = weight
@@ -164,7 +165,7 @@ def attribute_pattern(scene: dict, name: str, image_size: int) -> np.ndarray:
   if name == "border":
     w = max(2, s // 21)
     return (yy < w) | (yy >= s - w) | (xx < w) | (xx >= s - w)
-  raise ValueError(f"{name!r} is not a global attribute; choose one of {list(GLOBAL_ATTRIBUTES)}.")
+  raise DataError(f"{name!r} is not a global attribute; choose one of {list(GLOBAL_ATTRIBUTES)}.")
 
 
 def object_box(scene: dict, k: int, image_size: int) -> tuple[int, int, int]:
@@ -246,7 +247,7 @@ def render_toggled(seed: int, indices, concept: int, *, image_size: int = 64,
     [b,S,S,3] float32 in [-1,1], as ``make_dataset``'s ``"image"``.
   """
   if not 0 <= concept < len(CONCEPT_NAMES):
-    raise ValueError(f"concept {concept} is out of range; use 0..{len(CONCEPT_NAMES) - 1} "
+    raise DataError(f"concept {concept} is out of range; use 0..{len(CONCEPT_NAMES) - 1} "
                      "(an index into CONCEPT_NAMES).")
   out = np.empty((len(indices), image_size, image_size, 3), np.float32)
   for row, i in enumerate(np.asarray(indices).reshape(-1)):
@@ -278,9 +279,9 @@ def make_dataset(num_images: int, *, image_size: int = 64, seed: int = 0,
     to each target.
   """
   if image_size < 32:
-    raise ValueError(f"image_size {image_size} is too small for the synthetic attributes; use >= 32.")
+    raise DataError(f"image_size {image_size} is too small for the synthetic attributes; use >= 32.")
   if num_images <= 0:
-    raise ValueError(f"num_images must be positive, got {num_images}.")
+    raise DataError(f"num_images must be positive, got {num_images}.")
   images = np.empty((num_images, image_size, image_size, 3), np.float32)
   attrs = np.empty((num_images, len(CONCEPT_NAMES)), np.float32)
   label_u = np.empty((num_images, len(TARGET_NAMES)))
@@ -313,7 +314,7 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
   ``counterfactuals(indices, concept)`` redraws images with one concept toggled.
   """
   if split not in _SPLIT_SEED_OFFSET:
-    raise ValueError(f"unknown split {split!r} for synthetic_attributes; use 'train' or 'test'.")
+    raise DataError(f"unknown split {split!r} for synthetic_attributes; use 'train' or 'test'.")
   split_seed = seed + _SPLIT_SEED_OFFSET[split]
   args = dict(num_images=num_examples, image_size=image_size, seed=split_seed)
   render = functools.partial(_render_toggled_indices, split_seed, image_size)
@@ -329,10 +330,8 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
     except Exception:  # a damaged cache is regenerated, never trusted
       pass
   arrays = make_dataset(**args)
-  fd, tmp = tempfile.mkstemp(dir=cache_dir, suffix=".tmp.npz")  # unique per process
-  with os.fdopen(fd, "wb") as f:
-    np.savez(f, **arrays)
-  os.replace(tmp, path)
+  # Every process writes its own temporary file (all of them read the cache back).
+  checkpoint.write_atomic(path, lambda f: np.savez(f, **arrays))
   return SceneSource(arrays, render, len(CONCEPT_NAMES))
 
 

@@ -38,6 +38,7 @@ import functools
 import numpy as np
 
 from xplain_jax.data.scenes import SceneSource
+from xplain_jax.errors import DataError
 
 PART_NAMES = ("head", "torso", "legs", "tail")
 _DRAW_ORDER = ("torso", "legs", "tail", "head")
@@ -205,7 +206,7 @@ def render_without(seed, indices, part: int, *, num_images: int, image_size: int
     [b,S,S,3] float32 in [-1,1], as the dataset's ``"image"``.
   """
   if not 0 <= part < len(PART_NAMES):
-    raise ValueError(f"part {part} is out of range; use 0..{len(PART_NAMES) - 1} "
+    raise DataError(f"part {part} is out of range; use 0..{len(PART_NAMES) - 1} "
                      "(an index into PART_NAMES).")
   labels = _labels(seed, num_images, positive_fraction)
   out = np.empty((len(indices), image_size, image_size, 3), np.float32)
@@ -254,11 +255,11 @@ def make_parts_dataset(num_images: int, *, image_size: int = 64, seed=0,
     ``"stray_part"`` [N] int32, the part id of a negative's isolated part (0: none).
   """
   if image_size < 32:
-    raise ValueError(f"image_size {image_size} is too small for the synthetic parts; use >= 32.")
+    raise DataError(f"image_size {image_size} is too small for the synthetic parts; use >= 32.")
   if num_images <= 0:
-    raise ValueError(f"num_images must be positive, got {num_images}.")
+    raise DataError(f"num_images must be positive, got {num_images}.")
   if not 0.0 <= positive_fraction <= 1.0:
-    raise ValueError(f"positive_fraction {positive_fraction} must lie in [0, 1].")
+    raise DataError(f"positive_fraction {positive_fraction} must lie in [0, 1].")
   labels = _labels(seed, num_images, positive_fraction)
   images = np.empty((num_images, image_size, image_size, 3), np.float32)
   masks = np.empty((num_images, image_size, image_size), np.int32)
@@ -284,7 +285,7 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
     ``counterfactuals(indices, part)`` redraws images with part ``PART_NAMES[part]`` removed.
   """
   if split not in _SPLITS:
-    raise ValueError(f"unknown split {split!r} for synthetic_parts; use 'train' or 'test'.")
+    raise DataError(f"unknown split {split!r} for synthetic_parts; use 'train' or 'test'.")
   split_seed = (seed, _SPLITS.index(split))
   kwargs = dict(image_size=image_size, positive_fraction=positive_fraction,
                 stray_part_prob=stray_part_prob)
