@@ -11,7 +11,7 @@ Two sources of visual concepts, as in the paper's two experiments:
 
 References:
   Chen et al. 2019, "Explaining Neural Networks Semantically and
-  Quantitatively", Sections 3.1-3.2; METHOD.md sections 1 and 3.
+  Quantitatively", Sections 3.1-3.2; docs/method.md sections 1 and 3.
 """
 
 import operator
@@ -45,7 +45,7 @@ def filter_concepts(x: jax.Array) -> jax.Array:
     9.0
 
   References:
-    Chen et al. 2019, Section 3.1 (Case 1); METHOD.md section 3.
+    Chen et al. 2019, Section 3.1 (Case 1); docs/method.md section 3.
   """
   shapes.check_rank("filter_concepts", "x", x, "[B, H, W, n]")
   return jnp.sum(x, axis=(1, 2))
@@ -68,7 +68,7 @@ def other_indices(num_outputs: int, target_index: int) -> List[int]:
     [0, 2, 3]
 
   References:
-    Chen et al. 2019, Section 4.2 (Experiment 2); METHOD.md section 6.
+    Chen et al. 2019, Section 4.2 (Experiment 2); docs/method.md section 6.
   """
   t = _normalise_index("other_indices", num_outputs, target_index)
   return [j for j in range(num_outputs) if j != t]
@@ -99,7 +99,7 @@ def select_concepts(outputs: jax.Array,
     ([1.0], [[0.0, 2.0, 3.0]])
 
   References:
-    Chen et al. 2019, Section 3.2 (Case 2); METHOD.md sections 3 and 6.
+    Chen et al. 2019, Section 3.2 (Case 2); docs/method.md sections 3 and 6.
   """
   shape = shapes.check_rank("select_concepts", "outputs", outputs, "[B, m]")
   m = shape[1]

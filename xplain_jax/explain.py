@@ -7,7 +7,7 @@ Python/numpy records for reports.
 
 References:
   Chen et al. 2019, "Explaining Neural Networks Semantically and
-  Quantitatively", Section 3 (Eq. 1); METHOD.md section 1.
+  Quantitatively", Section 3 (Eq. 1); docs/method.md section 1.
 """
 
 from typing import Any, Dict, List, Optional, Sequence
@@ -40,7 +40,7 @@ def contributions(alpha: Array, y_i: Array) -> Array:
     [[3.0, -2.0]]
 
   References:
-    Chen et al. 2019, Section 3 (Eq. 1); METHOD.md section 1.
+    Chen et al. 2019, Section 3 (Eq. 1); docs/method.md section 1.
   """
   shapes.check_same_shape("explain.contributions", "alpha", alpha, "y_i", y_i,
                           "[B, n]")
@@ -67,7 +67,7 @@ def explainer_output(alpha: Array, y_i: Array, b: Array) -> Array:
     Array([1.5], dtype=float32)
 
   References:
-    Chen et al. 2019, Section 3 (Eq. 1); METHOD.md section 1.
+    Chen et al. 2019, Section 3 (Eq. 1); docs/method.md section 1.
   """
   fn = "explain.explainer_output"
   batch, _ = shapes.check_same_shape(fn, "alpha", alpha, "y_i", y_i, "[B, n]")
@@ -135,7 +135,7 @@ def explain(alpha: Array, y_i: Array, b: Array,
     ([('beard', 3.0), ('makeup', -2.0)], 2.0, 0.5)
 
   References:
-    Chen et al. 2019, Section 3 and Fig. 3; METHOD.md sections 1 and 5.
+    Chen et al. 2019, Section 3 and Fig. 3; docs/method.md sections 1 and 5.
   """
   fn = "explain.explain"
   y_hat = np.asarray(explainer_output(alpha, y_i, b), dtype=np.float64)

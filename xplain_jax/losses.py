@@ -15,7 +15,7 @@ Corners the paper leaves open, decided here (and tested):
 
 References:
   Chen et al. 2019, "Explaining Neural Networks Semantically and
-  Quantitatively", Section 3 (loss, Eq. 2-3); METHOD.md section 2.
+  Quantitatively", Section 3 (loss, Eq. 2-3); docs/method.md section 2.
 """
 
 from typing import Optional, Union
@@ -53,7 +53,7 @@ def distillation_loss(y: Array, y_hat: Array,
     0.5
 
   References:
-    Chen et al. 2019, Section 3 (distillation loss); METHOD.md section 2.
+    Chen et al. 2019, Section 3 (distillation loss); docs/method.md section 2.
   """
   fn = "losses.distillation_loss"
   (batch,) = shapes.check_same_shape(fn, "y", y, "y_hat", y_hat, "[B]")
@@ -101,7 +101,7 @@ def prior_loss(alpha: Array, w: Array, kind: str = "cross_entropy",
     0.5623
 
   References:
-    Chen et al. 2019, Section 3 (prior loss); METHOD.md section 2.
+    Chen et al. 2019, Section 3 (prior loss); docs/method.md section 2.
   """
   fn = "losses.prior_loss"
   shapes.check_choice(fn, "kind", kind, PRIOR_KINDS)
@@ -142,7 +142,7 @@ def prior_weight(t: Union[int, float, Array],
     5.0
 
   References:
-    Chen et al. 2019, Section 3 (λ = β/√t); METHOD.md section 2.
+    Chen et al. 2019, Section 3 (λ = β/√t); docs/method.md section 2.
   """
   t_val, beta_val = _concrete_or_none(t), _concrete_or_none(beta)
   if t_val is not None and not np.all(t_val >= 1):

@@ -14,7 +14,7 @@ each function: they never return NaN for finite inputs.
 
 References:
   Chen et al. 2019, "Explaining Neural Networks Semantically and
-  Quantitatively", Section 4 (evaluation metrics); METHOD.md section 5.
+  Quantitatively", Section 4 (evaluation metrics); docs/method.md section 5.
 """
 
 from typing import Tuple
@@ -49,7 +49,7 @@ def contribution_entropy(alpha: Array, y_i: Array) -> Array:
     1.3863
 
   References:
-    Chen et al. 2019, Section 4 (entropy); METHOD.md section 5.
+    Chen et al. 2019, Section 4 (entropy); docs/method.md section 5.
   """
   shapes.check_same_shape("metrics.contribution_entropy", "alpha", alpha,
                           "y_i", y_i, "[B, n]")
@@ -82,7 +82,7 @@ def relative_deviation(y: Array, y_hat: Array) -> Array:
     [0.25, 0.0, 0.25]
 
   References:
-    Chen et al. 2019, Section 4 (relative deviation); METHOD.md section 5.
+    Chen et al. 2019, Section 4 (relative deviation); docs/method.md section 5.
   """
   shapes.check_same_shape("metrics.relative_deviation", "y", y, "y_hat", y_hat,
                           "[N]")
@@ -114,7 +114,7 @@ def threshold_accuracy(scores: Array, labels: Array) -> Tuple[Array, Array]:
     (0.75, 0.225)
 
   References:
-    Chen et al. 2019, Section 4 (classification accuracy); METHOD.md
+    Chen et al. 2019, Section 4 (classification accuracy); docs/method.md
     section 5.
   """
   fn = "metrics.threshold_accuracy"
@@ -163,8 +163,8 @@ def rank_correlation(a: Array, b: Array) -> Array:
     0.5
 
   References:
-    Spearman 1904; used for ``gt_rank_correlation`` (DESIGN.md section 4) in
-    the evaluation of Chen et al. 2019; METHOD.md section 5.
+    Spearman 1904; used for ``gt_rank_correlation`` in the evaluation of
+    Chen et al. 2019; docs/method.md section 5.
   """
   fn = "metrics.rank_correlation"
   (n,) = shapes.check_same_shape(fn, "a", a, "b", b, "[n]")
@@ -196,7 +196,7 @@ def mean_abs_contribution(alpha: Array, y_i: Array) -> Array:
     [2.0, 1.0]
 
   References:
-    Chen et al. 2019, Fig. 4 (distribution of contributions); METHOD.md
+    Chen et al. 2019, Fig. 4 (distribution of contributions); docs/method.md
     section 5.
   """
   shapes.check_same_shape("metrics.mean_abs_contribution", "alpha", alpha,

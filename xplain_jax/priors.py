@@ -20,7 +20,7 @@ of the batch sum.
 
 References:
   Chen et al. 2019, "Explaining Neural Networks Semantically and
-  Quantitatively", Sections 3.1-3.2; METHOD.md section 3.
+  Quantitatively", Sections 3.1-3.2; docs/method.md section 3.
 """
 
 from typing import Callable
@@ -63,7 +63,7 @@ def filter_prior(head_fn: Callable[[Array], Array], x: Array,
     [0.0, 16.0, 32.0]
 
   References:
-    Chen et al. 2019, Section 3.1; METHOD.md section 3, Case 1.
+    Chen et al. 2019, Section 3.1; docs/method.md section 3, Case 1.
   """
   fn = "priors.filter_prior"
   shape = shapes.check_rank(fn, "x", x, "[B, H, W, n]")
@@ -114,7 +114,7 @@ def shared_feature_prior(target_fn: Callable[[Array], Array],
     [1.0, 0.75]
 
   References:
-    Chen et al. 2019, Section 3.2; METHOD.md section 3, Case 2.
+    Chen et al. 2019, Section 3.2; docs/method.md section 3, Case 2.
   """
   fn = "priors.shared_feature_prior"
   shapes.check_choice(fn, "method", method, SHARED_FEATURE_METHODS)

@@ -11,7 +11,7 @@ the number of comma-separated entries.
 
 References:
   Chen et al. 2019, "Explaining Neural Networks Semantically and
-  Quantitatively"; METHOD.md sections 2-5.
+  Quantitatively"; docs/method.md sections 2-5.
 """
 
 from typing import Any, Optional, Sequence, Tuple
