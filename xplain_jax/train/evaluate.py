@@ -87,14 +87,14 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   arrays = {}
   for variant, alpha in ctx.alpha.items():
     b = ctx.bias[variant]
-    entropy = np.asarray(metrics.contribution_entropy(alpha, y_i))  # [N], per image
+    entropy = metrics.contribution_entropy(alpha, y_i)  # [N]; its mean taken by jax
     summary, y_hat = _summary(alpha, y_i, b, y, labels, entropy, gt)
     result[variant] = summary
     contrib = np.asarray(explain.contributions(alpha, y_i), np.float32)
     arrays[variant] = dict(
         alpha=alpha, concepts=y_i, y=y, y_hat=y_hat, labels=labels, prior_w=w, contrib=contrib,
         share=normalised_shares(contrib),
-        entropy=entropy.astype(np.float32),
+        entropy=np.asarray(entropy, np.float32),
         mean_abs_contrib=np.asarray(metrics.mean_abs_contribution(alpha, y_i), np.float32))
     images[f"top_index_{variant}"] = top_indices(alpha[:k], y_i[:k], names, top_k)
     if gt is not None:
