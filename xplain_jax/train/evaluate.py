@@ -118,14 +118,14 @@ def evaluate_arrays(alpha: dict, bias: dict, test: dict, *, labels, names, image
   for variant, a in alpha.items():
     a = np.asarray(a, np.float32)
     b = bias[variant]
-    entropy = np.asarray(metrics.contribution_entropy(a, y_i))  # [N], per image
+    entropy = metrics.contribution_entropy(a, y_i)  # [N]; its mean taken by jax
     summary, y_hat = _summary(a, y_i, b, y, labels, entropy, gt)
     result[variant] = summary
     contrib = np.asarray(explain.contributions(a, y_i), np.float32)
     arrays[variant] = dict(
         alpha=a, concepts=y_i, y=y, y_hat=y_hat, labels=labels, prior_w=w, contrib=contrib,
         share=normalised_shares(contrib),
-        entropy=entropy.astype(np.float32),
+        entropy=np.asarray(entropy, np.float32),
         mean_abs_contrib=np.asarray(metrics.mean_abs_contribution(a, y_i), np.float32))
     image_arrays[f"top_index_{variant}"] = top_indices(a[:k], y_i[:k], names, top_k)
     if gt is not None:
