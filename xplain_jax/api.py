@@ -70,7 +70,7 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
                   stem: str | None = None, epochs: int = 30, batch_size: int = 64,
                   optimizer: str = "adam", learning_rate: float = 1e-3,
                   schedule: str = "constant", grad_clip: float = 0.0,
-                  weight_decay: float = 0.0, alpha_scale: float | str | None = None,
+                  weight_decay: float = 0.0, alpha_scale: float | str = "auto",
                   seed: int = 0, workdir: str | None = None, name: str = "explainer",
                   log_every: int = 100) -> Explainer:
   """Fits ``ŷ = Σ α_i y_i + b`` to featurized arrays by distillation with the prior loss.
@@ -85,8 +85,9 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
     depth, width, stem: the ResNet weight network g (``models.get_weight_net``).
     epochs, batch_size, optimizer, learning_rate, schedule, grad_clip, weight_decay: training.
     alpha_scale: ``"auto"`` scales g's output so that Σ α_i y_i starts with y's spread (Case-1
-      filter sums can be in the hundreds); a number fixes it (1.0: none, the paper's form);
-      None: ``"auto"`` for Case 1, 1.0 for Case 2.
+      filter sums can be in the hundreds, Case-2 logits of a fresh model vary by 0.01); a
+      number fixes it (1.0: none, the paper's form and the pipeline's). The prior losses and
+      the entropy do not depend on this scale.
     seed: the key of g's initialisation (b starts at mean(y) − mean(Σ α⁰_i y_i), so ŷ starts
       centred on y).
     workdir: where checkpoints and logs go (a rerun resumes); None keeps nothing on disk.
@@ -111,8 +112,6 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
   g = models.get_weight_net(depth, num_outputs=feats["y_i"].shape[1], positive=positive,
                             width=width, **g_kwargs)
   rng = jax.random.PRNGKey(seed)
-  if alpha_scale is None:
-    alpha_scale = "auto" if case == "filter" else 1.0
   start = _initial_sum(g, feats, jax.random.fold_in(rng, 0))  # Σ α⁰_i y_i on a sample
   if alpha_scale == "auto":
     alpha_scale = _auto_alpha_scale(start, feats["y"])
