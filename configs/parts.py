@@ -60,23 +60,33 @@ def performer_block(arch: str, *, filter_loss_weight: float) -> ml_collections.C
   # of the usual scale (the released code's choice; with the paper's τ the head starts ~1/τ
   # too weak, which matters for ImageNet-initialised heads and for the prior's scale).
   mask_kwargs = ml_collections.ConfigDict(dict(unit_peak=True))
+  # The paper's layout (Zhang et al. 2018b, Chen et al.'s appendix): a new 3x3 conv of M filters
+  # above the original top conv, the mask between it and its ReLU (x signed). The earlier
+  # layout: added_layer=False, mask_order="post_relu" (the original top conv, masked after ReLU).
+  layout = dict(added_layer=True, mask_order="pre_relu")
   if arch == "tiny":
     model = ml_collections.ConfigDict(dict(
         block_widths=(16, 32, 64), block_depths=(1, 1, 1), top_channels=NUM_FILTERS["tiny"],
-        fc_features=128, mask_kwargs=mask_kwargs))
+        fc_features=128, mask_kwargs=mask_kwargs, **layout))
     optimizer = dict(name="adam", learning_rate=2e-3, weight_decay=0.0, schedule="cosine",
                      warmup_steps=50, grad_clip=0.0, momentum=0.9)
     batch_size, epochs = 64, 10
   else:
-    model = ml_collections.ConfigDict(dict(mask_kwargs=mask_kwargs))
+    model = ml_collections.ConfigDict(dict(mask_kwargs=mask_kwargs, **layout))
     # Zhang et al.: SGD with weight decay 5e-4 from ImageNet weights (performer.init_from).
     optimizer = dict(name="sgd", learning_rate=0.01, weight_decay=5e-4, schedule="cosine",
                      warmup_steps=200, grad_clip=5.0, momentum=0.9)
     batch_size, epochs = 64, 20
   return ml_collections.ConfigDict(dict(
       arch="tiny_vgg" if arch == "tiny" else arch, interpretable=True,
-      filter_loss_weight=filter_loss_weight, batch_size=batch_size, num_epochs=epochs,
-      init_from="", model=model, optimizer=ml_collections.ConfigDict(optimizer)))
+      filter_loss_weight=filter_loss_weight,
+      # λ_t = filter_loss_weight / t in epoch t, as Zhang et al.'s released training divides the
+      # filter loss's gradient by the epoch; "epoch_activation" also scales it by the layer's
+      # mean max activation on positives; "constant" keeps λ fixed.
+      filter_loss_schedule="epoch", batch_size=batch_size, num_epochs=epochs,
+      # ImageNet weights (a torchvision .pth) for the original conv layers only; the added conv
+      # and fc6-fc8 start afresh (Zhang et al.). False: import fc6/fc7 as well.
+      init_from="", init_convs_only=True, model=model, optimizer=ml_collections.ConfigDict(optimizer)))
 
 
 def explainer_block(arch: str, *, target: str) -> ml_collections.ConfigDict:
