@@ -68,8 +68,10 @@ def performer_block(arch: str, *, filter_loss_weight: float) -> ml_collections.C
     model = ml_collections.ConfigDict(dict(
         block_widths=(16, 32, 64), block_depths=(1, 1, 1), top_channels=NUM_FILTERS["tiny"],
         fc_features=128, mask_kwargs=mask_kwargs, **layout))
+    # grad_clip 1.0: without it the paper's layout (seed 0) died in warm-up (task loss stuck at
+    # ln 2 from step ~60, every ReLU of the added layer silent).
     optimizer = dict(name="adam", learning_rate=2e-3, weight_decay=0.0, schedule="cosine",
-                     warmup_steps=50, grad_clip=0.0, momentum=0.9)
+                     warmup_steps=50, grad_clip=1.0, momentum=0.9)
     batch_size, epochs = 64, 10
   else:
     model = ml_collections.ConfigDict(dict(mask_kwargs=mask_kwargs, **layout))
