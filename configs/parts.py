@@ -1,8 +1,8 @@
 r"""Interpretable filters explain an object classification (Case 1, Experiment 1's analogue).
 
-A binary performer ("animal present?") with an interpretable top conv layer (Zhang et al. 2018:
-the mask layer after the top ReLU and the filter loss −MI(X;T), weight
-``performer.filter_loss_weight``) is trained on the embedded synthetic-parts data
+A binary performer ("animal present?") with an interpretable top conv layer (Zhang et al. 2018b
+as Chen et al. ran it: a 3x3 conv added above the top conv, the mask between it and its ReLU,
+the filter loss −MI(X;T) with weight ``performer.filter_loss_weight`` / epoch) is trained on the embedded synthetic-parts data
 (xplain_jax/data/synthetic_parts.py: animals made of head, torso, legs and tail over clutter,
 with ground-truth part masks). The explainer distils the performer's logit into α·y over the
 top filters, y_i = Σ_hw x_i, with Case-1 priors w_i = Σ_hw ∂y/∂x_i clipped at 0, the
