@@ -2,8 +2,9 @@ r"""Pascal-Part: interpretable filters explain one animal category (the paper's 
 
 One binary performer per category (``bird``, ``cat``, ``cow``, ``dog``, ``horse``, ``sheep``)
 against non-animal images, object crops at 224 px, with an interpretable top conv layer
-(Zhang et al. 2018: mask after the top ReLU, filter loss with weight
-``performer.filter_loss_weight``); architectures AlexNet (n = 256 filters), VGG-M, VGG-S,
+(Zhang et al. 2018b as Chen et al. ran it: a 3x3 conv added above the top conv, the mask between
+it and its ReLU, filter loss with weight ``performer.filter_loss_weight`` / epoch, ImageNet
+weights for the original conv layers only); architectures AlexNet (n = 256 filters), VGG-M, VGG-S,
 VGG-16 (n = 512). The explainer: Case-1 filter concepts, priors clipped at 0, cross-entropy
 prior, softplus α, β = 10, a ResNet-152 weight network on the top map. The parts stage names
 each filter's part (head, torso, legs, tail), from ``config.parts.annotation`` if given, else

@@ -281,16 +281,44 @@ def test_tiny_vgg_train_step_is_fast_on_cpu():
 # ---------------------------------------------------------------- weight net
 
 
-@pytest.mark.parametrize("shape,features", [((2, 14, 14, 512), 2 * 2 * 2048),
-                                            ((2, 7, 7, 256), 1 * 1 * 2048)])
-def test_resnet152_on_feature_maps(shape, features):
-  # Stages keep 14 -> 14, 7, 4, 2 and 7 -> 7, 4, 2, 1 (stride 2, SAME).
-  g = models.get_weight_net(152, num_outputs=39, positive=True)
+@pytest.mark.parametrize("stem,shape,side", [
+    # paper: 7x7/2 stem, no max-pool: 14 -> 7, then stages 7, 4, 2, 1 (SAME).
+    ("paper", (2, 14, 14, 512), 1), ("paper", (2, 7, 7, 256), 1),
+    # small: 3x3/1 stem: 14 -> 14, stages 14, 7, 4, 2; 7 -> 7, 4, 2, 1.
+    ("small", (2, 14, 14, 512), 2), ("small", (2, 7, 7, 256), 1)])
+def test_resnet152_on_feature_maps(stem, shape, side):
+  g = models.get_weight_net(152, num_outputs=39, positive=True, stem=stem)
   x = jax.ShapeDtypeStruct(shape, jnp.float32)
   variables = jax.eval_shape(g.init, jax.random.key(0), x)
   alpha, inter = jax.eval_shape(g.apply, variables, x)
   assert alpha.shape == (2, 39) and alpha.dtype == jnp.float32
-  assert inter["features"].shape == (2, features)
+  assert inter["features"].shape == (2, side * side * 2048)
+  kernel = 7 if stem == "paper" else 3
+  assert variables["params"]["conv_init"]["kernel"].shape == (kernel, kernel, shape[-1], 64)
+
+
+def _stage_sides(g, x):
+  """Spatial side after every residual block of g on x, in order."""
+  variables = jax.eval_shape(g.init, jax.random.key(0), x)
+  _, state = jax.eval_shape(functools.partial(
+      g.apply, capture_intermediates=lambda m, _: isinstance(m, g.block_cls)), variables, x)
+  sides = [v["__call__"][0].shape[1:3] for v in state["intermediates"].values()
+           if isinstance(v, dict) and "__call__" in v]
+  return [h for h, _ in sides]
+
+
+def test_default_weight_net_maps_are_7_4_2_1_on_14x14():
+  x = jax.ShapeDtypeStruct((1, 14, 14, 32), jnp.float32)
+  g = models.get_weight_net(18, num_outputs=3, positive=True, width=8)
+  assert _stage_sides(g, x) == [7, 7, 4, 4, 2, 2, 1, 1]  # two blocks per stage
+  small = models.get_weight_net(18, num_outputs=3, positive=True, width=8, stem="small")
+  assert _stage_sides(small, x) == [14, 14, 7, 7, 4, 4, 2, 2]
+
+
+def test_unknown_stem_raises():
+  g = models.get_weight_net(10, num_outputs=2, positive=False, stem="7x7")
+  with pytest.raises(ValueError, match="stem='7x7'.*paper"):
+    jax.eval_shape(g.init, jax.random.key(0), jax.ShapeDtypeStruct((1, 4, 4, 2), jnp.float32))
 
 
 def _layer_depth(params):
@@ -331,7 +359,7 @@ def test_tiny_weight_net_computes(shape):
 def test_weight_net_head_channels_reduce_before_flatten():
   g = models.get_weight_net(10, num_outputs=3, positive=False, width=8,
                             head_channels=2)
-  x = jnp.ones((1, 14, 14, 4))
+  x = jnp.ones((1, 28, 28, 4))  # paper stem: 28 -> 14, stages 14, 7, 4, 2
   variables = jax.eval_shape(g.init, jax.random.key(0), x)
   _, inter = jax.eval_shape(g.apply, variables, x)
   assert inter["features"].shape == (1, 2 * 2 * 2)

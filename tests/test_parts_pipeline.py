@@ -99,9 +99,12 @@ def test_user_annotation_is_used(tiny_run, tmp_path):
   assert m["filters_per_part"] == {"leg": n - 2, "muzzle": 1, "none": 1}
   ev = np.load(os.path.join(workdir, "eval", "prior.npz"))
   contrib = ev["alpha"] * ev["concepts"]
-  np.testing.assert_allclose(ev["part_contrib"][:, 1], contrib[:, 0], rtol=1e-5, atol=1e-6)
+  # Signed y_i (the paper's mask order) make the part sums cancel: float32 rounding is
+  # relative to the summed magnitudes, not to the sum.
+  atol = 1e-6 * max(1.0, float(np.abs(contrib).sum(1).max()))
+  np.testing.assert_allclose(ev["part_contrib"][:, 1], contrib[:, 0], rtol=1e-5, atol=atol)
   np.testing.assert_allclose(ev["part_contrib"][:, 0], contrib[:, 2:].sum(1), rtol=1e-5,
-                             atol=1e-6)
+                             atol=atol)
 
 
 def test_annotation_of_the_wrong_size_is_refused(tmp_path):

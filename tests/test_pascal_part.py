@@ -221,3 +221,26 @@ def test_prepare_command_line_works(tree, prepared):
   assert run.returncode == 0, run.stderr[-2000:]
   dog = pp.load("train", category="dog", data_dir=str(prepared), image_size=8)
   assert len(dog) == 2 and dog.get_batch(np.array([0]))["label"][0] == 1
+
+
+def test_negatives_from_other_categories(tree, tmp_path):
+  # Zhang et al.'s setting: negatives are images of other categories, other animals included.
+  data_dir = tmp_path / "tfds"
+  with pytest.raises(pp.DatasetNotPreparedError, match="another animal"):
+    pp.prepare(str(tree), str(data_dir), categories=["cat"])
+    pp.load("train", category="cat", data_dir=str(data_dir), negatives="other_categories")
+  pp.prepare(str(tree), str(data_dir), categories=["dog"], negatives=False)  # the fake data's
+  plain = pp.load("train", category="cat", data_dir=str(data_dir), image_size=8,
+                  negative_ratio=None)
+  mixed = pp.load("train", category="cat", data_dir=str(data_dir), image_size=8,
+                  negative_ratio=None, negatives="other_categories")
+  # Train images: 1 (cat, person), 2 (dog, cat, person), 3 (car). Non-animal: image 3 only;
+  # other animals' objects: the dog of image 2. Positives: the two cats.
+  assert len(plain) == 2 + 1 and len(mixed) == 2 + 2
+  neg = [mixed.negatives[int(i)] for s, i in mixed.index if s == 1]
+  assert sorted(str(ex["category"]) for ex in neg) == sorted(
+      [str(pp.ANIMALS.index("dog")), str(len(pp.ANIMALS))])  # dog and "none"
+  labels = mixed.get_batch(np.arange(len(mixed)))["label"]
+  np.testing.assert_array_equal(labels, [1, 1, 0, 0])
+  with pytest.raises(ValueError, match="negatives='animals'.*other_categories"):
+    pp.load("train", category="cat", data_dir=str(data_dir), negatives="animals")

@@ -186,3 +186,28 @@ def test_load_state_dict_file_roundtrip(tmp_path):
   torch.save([1, 2], tmp_path / "list.pth")
   with pytest.raises(ValueError, match="not a state dict"):
     models.load_state_dict_file(tmp_path / "list.pth")
+
+
+def test_conv_only_import_loads_convs_not_fc_layers():
+  # Experiment 1 (Zhang et al. 2018b): ImageNet convs; the added 3x3 conv and fc6-fc8 anew.
+  state = _alexnet_state()
+  rng = jax.random.key(3)
+  variables = models.load_conv_only("alexnet", state, num_outputs=1, rng=rng, added_layer=True)
+  params = variables["params"]
+  full = models.from_torchvision("alexnet", state)["params"]
+  for i in range(5):
+    np.testing.assert_array_equal(params[f"convs_{i}"]["kernel"], full[f"convs_{i}"]["kernel"])
+    np.testing.assert_array_equal(params[f"convs_{i}"]["bias"], full[f"convs_{i}"]["bias"])
+  # The new layers are the performer's own initialisation from rng, not the state dict's.
+  model = models.get_performer("alexnet", num_outputs=1, added_layer=True)
+  fresh = jax.jit(model.init)(rng, jnp.zeros((1, 63, 63, 3)))["params"]
+  for layer in ("added_conv", "fc6", "fc7", "fc8"):
+    np.testing.assert_array_equal(params[layer]["kernel"], fresh[layer]["kernel"])
+  assert params["added_conv"]["kernel"].shape == (3, 3, 256, 256)
+  assert not np.allclose(params["fc7"]["kernel"], full["fc7"]["kernel"])
+  # Only the conv tensors are read: a broken classifier does not matter, a broken conv does.
+  state["classifier.4.weight"] = torch.zeros(3)
+  models.load_conv_only("alexnet", state, num_outputs=1, rng=rng)
+  del state["features.3.weight"]
+  with pytest.raises(ValueError, match=r"'features.3.weight'.*\(192, 64, 5, 5\)"):
+    models.load_conv_only("alexnet", state, num_outputs=1, rng=rng)

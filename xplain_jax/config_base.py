@@ -176,19 +176,32 @@ def interpretable_performer(arch: str, *, filter_loss_weight: float) -> ml_colle
   # of the usual scale (the released code's choice; with the paper's τ the head starts ~1/τ
   # too weak, which matters for ImageNet-initialised heads and for the prior's scale).
   mask_kwargs = ml_collections.ConfigDict(dict(unit_peak=True))
+  # The paper's layout (Zhang et al. 2018b as Chen et al.'s appendix runs it): a new 3x3 conv of
+  # M filters above the original top conv, the mask between it and its ReLU (x signed). The
+  # earlier layout: added_layer=False, mask_order="post_relu" (the top conv masked after ReLU).
+  layout = dict(added_layer=True, mask_order="pre_relu")
   if arch == "tiny":
     model = dict(block_widths=(16, 32, 64), block_depths=(1, 1, 1),
-                 top_channels=NUM_FILTERS["tiny"], fc_features=128, mask_kwargs=mask_kwargs)
-    opt = optimizer("adam", 2e-3, warmup_steps=50)
+                 top_channels=NUM_FILTERS["tiny"], fc_features=128, mask_kwargs=mask_kwargs,
+                 **layout)
+    # grad_clip 1.0: without it the paper's layout (seed 0) died in warm-up (task loss stuck at
+    # ln 2 from step ~60, every ReLU of the added layer silent).
+    opt = optimizer("adam", 2e-3, warmup_steps=50, grad_clip=1.0)
     batch_size, epochs = 64, 10
   else:
-    model = dict(mask_kwargs=mask_kwargs)
+    model = dict(mask_kwargs=mask_kwargs, **layout)
     # Zhang et al.: SGD with weight decay 5e-4 from ImageNet weights (performer.init_from).
     opt = optimizer("sgd", 0.01, weight_decay=5e-4, warmup_steps=200, grad_clip=5.0)
     batch_size, epochs = 64, 20
+  # filter_loss_schedule: λ_t = filter_loss_weight / t in epoch t (Zhang et al.'s released
+  # training divides the filter loss's gradient by the epoch); "epoch_activation" also scales it
+  # by the layer's mean max activation on positives; "constant" keeps λ fixed.
+  # init_convs_only: ImageNet weights (a torchvision .pth in init_from) for the original conv
+  # layers only; the added conv and fc6-fc8 start afresh (Zhang et al.). False: fc6/fc7 too.
   return performer("tiny_vgg" if arch == "tiny" else arch, interpretable=True,
                    filter_loss_weight=filter_loss_weight, batch_size=batch_size,
-                   num_epochs=epochs, extra=dict(init_from=""), model=model, optimizer=opt)
+                   num_epochs=epochs, model=model, optimizer=opt,
+                   extra=dict(init_from="", init_convs_only=True, filter_loss_schedule="epoch"))
 
 
 def filter_explainer(arch: str, *, target: str) -> ml_collections.ConfigDict:

@@ -29,6 +29,10 @@ Stored features are plain tensors so that neither preparing nor reading needs Te
 ``category`` (``ANIMALS`` + "none"), ``box`` [4] int32 ``(ymin, xmin, ymax, xmax)`` in pixels,
 max exclusive, and full-image uint8 masks ``object_mask``, ``part_mask``, ``fine_part_mask``.
 
+Reading the prepared data (crop, resize, one category against negatives) lives in
+``pascal_part_source.py``; its names (``load``, ``PascalPartSource``, ``preprocess_object``,
+``crop_box``) are re-exported here.
+
 Preparing (once; ArrayRecord so that ``tfds.data_source`` has random access)::
 
   python -m xplain_jax.data.pascal_part --manual_dir=MANUAL_DIR --data_dir=DATA_DIR [--categories=cat,dog]
@@ -43,8 +47,6 @@ in both splits (true of the real data). ``load`` then reads the prepared data.
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
-import dataclasses
 import logging
 import os
 import pathlib
@@ -56,7 +58,6 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
-from xplain_jax.data import preprocess
 
 ANIMALS = ("bird", "cat", "cow", "dog", "horse", "sheep")
 NEGATIVE = "negative"
@@ -240,166 +241,11 @@ def _read_bytes(path):
   return pathlib.Path(path).read_bytes()
 
 
-def crop_box(box, image_shape, margin: float = 0.0) -> np.ndarray:
-  """The box widened by ``margin`` × its height/width on every side, clipped to the image.
-
-  Args:
-    box: ``(ymin, xmin, ymax, xmax)`` pixels, max exclusive.
-    image_shape: ``(H, W, ...)``.
-    margin: fraction of the box's size added on each side (0: the box itself).
-
-  Returns:
-    [4] int32 ``(ymin, xmin, ymax, xmax)``, at least one pixel each way.
-  """
-  y0, x0, y1, x1 = (float(v) for v in box)
-  dy, dx = margin * (y1 - y0), margin * (x1 - x0)
-  h, w = image_shape[:2]
-  out = np.array([max(0, int(np.floor(y0 - dy))), max(0, int(np.floor(x0 - dx))),
-                  min(h, int(np.ceil(y1 + dy))), min(w, int(np.ceil(x1 + dx)))], np.int32)
-  if out[2] <= out[0] or out[3] <= out[1]:
-    raise ValueError(f"box {tuple(box)} is empty inside an image of shape {image_shape[:2]}.")
-  return out
-
-
-def preprocess_object(image, box, part_mask: np.ndarray | None = None, *, image_size: int,
-                      margin: float = 0.0, mean: Sequence[float] = preprocess.IMAGENET_MEAN,
-                      std: Sequence[float] = preprocess.IMAGENET_STD):
-  """The interpretable-CNN preprocessing: crop to the object box, resize, normalise.
-
-  As in Zhang et al.'s code the crop is stretched to a square ``S×S`` (aspect ratio not kept).
-
-  Args:
-    image: encoded bytes or [H,W,3] uint8.
-    box: ``(ymin, xmin, ymax, xmax)`` pixels, max exclusive.
-    part_mask: optional [H,W] int labels, cropped alike and resized by nearest neighbour.
-    image_size: S, the performer's input side.
-    margin: widen the box by this fraction of its size on each side (0: Zhang et al.'s crop).
-    mean: per-channel mean of the [0, 1] pixels (default ImageNet).
-    std: per-channel standard deviation (default ImageNet).
-
-  Returns:
-    ``(image [S,S,3] float32, part_mask [S,S] int32 or None)``.
-  """
-  pixels = preprocess.decode_image(image)
-  y0, x0, y1, x1 = crop_box(box, pixels.shape, margin)
-  crop = Image.fromarray(np.ascontiguousarray(pixels[y0:y1, x0:x1]))
-  out = preprocess.normalize(
-      np.asarray(crop.resize((image_size, image_size), Image.Resampling.BILINEAR)), mean, std)
-  if part_mask is None:
-    return out, None
-  m = Image.fromarray(np.ascontiguousarray(np.asarray(part_mask)[y0:y1, x0:x1], np.uint8))
-  return out, np.asarray(m.resize((image_size, image_size), Image.Resampling.NEAREST), np.int32)
-
-
-@dataclasses.dataclass(frozen=True)
-class PascalPartSource:
-  """Random-access source: one category's objects (label 1) and negative images (label 0).
-
-  Attributes:
-    positives: records of ``pascal_part/<category>`` (``len`` and ``[i]``).
-    negatives: records of ``pascal_part/negative``.
-    index: [N,2] int, rows ``(0, i)`` for ``positives[i]`` and ``(1, i)`` for ``negatives[i]``.
-    image_size, margin, mean, std: see ``preprocess_object``.
-    num_threads: threads that read and preprocess a batch (0 or 1: the calling thread).
-  """
-
-  positives: Any
-  negatives: Any
-  index: np.ndarray
-  image_size: int = 224
-  margin: float = 0.0
-  mean: Sequence[float] = preprocess.IMAGENET_MEAN
-  std: Sequence[float] = preprocess.IMAGENET_STD
-  num_threads: int = 0
-
-  def __len__(self) -> int:
-    return len(self.index)
-
-  def _example(self, row: int):
-    src, i = self.index[row]
-    ex = (self.positives if src == 0 else self.negatives)[int(i)]
-    image, mask = preprocess_object(ex["image"], ex["box"], ex["part_mask"],
-                                    image_size=self.image_size, margin=self.margin,
-                                    mean=self.mean, std=self.std)
-    return image, np.float32(src == 0), mask
-
-  def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
-    """``{"image": [b,S,S,3] float32, "label": [b] float32, "part_mask": [b,S,S] int32}``."""
-    rows = [int(i) for i in np.asarray(indices).reshape(-1)]
-    if self.num_threads > 1 and len(rows) > 1:
-      with concurrent.futures.ThreadPoolExecutor(min(self.num_threads, len(rows))) as pool:
-        examples = list(pool.map(self._example, rows))
-    else:
-      examples = [self._example(r) for r in rows]
-    s = self.image_size
-    if not examples:
-      return {"image": np.zeros((0, s, s, 3), np.float32), "label": np.zeros((0,), np.float32),
-              "part_mask": np.zeros((0, s, s), np.int32)}
-    images, labels, masks = zip(*examples)
-    return {"image": np.stack(images), "label": np.array(labels, np.float32),
-            "part_mask": np.stack(masks)}
-
-
 def prepare_command(manual_dir: str = "MANUAL_DIR", data_dir: str = "DATA_DIR",
                     categories: Sequence[str] = ANIMALS) -> str:
   """The shell command that prepares the given categories (and the negatives)."""
   return (f"python -m xplain_jax.data.pascal_part --manual_dir={manual_dir} "
           f"--data_dir={data_dir} --categories={','.join(categories)}")
-
-
-def _open(config: str, split: str, data_dir, category: str):
-  builder = PascalPart(config=config, data_dir=data_dir)
-  version_dir = os.fspath(builder.data_dir)
-  root = os.path.dirname(os.path.dirname(os.path.dirname(version_dir)))
-  if not builder.is_prepared():
-    raise DatasetNotPreparedError(
-        f"Pascal-Part '{config}' is not prepared: nothing in {version_dir}; prepare it once "
-        f"with: {prepare_command(data_dir=root, categories=[category])} (no TensorFlow needed).")
-  fmt = builder.info.file_format
-  if fmt is not None and fmt.value != "array_record":
-    raise DatasetNotPreparedError(
-        f"Pascal-Part '{config}' in {version_dir} is {fmt.value}, which has no random access; "
-        f"rebuild it with: {prepare_command(data_dir=root, categories=[category])}.")
-  return tfds.data_source(f"pascal_part/{config}", split=split, data_dir=data_dir,
-                          download=False)
-
-
-def load(split: str, *, category: str, data_dir: str | os.PathLike | None = None,
-         image_size: int = 224, margin: float = 0.0, negative_ratio: float | None = 1.0,
-         seed: int = 0, mean: Sequence[float] = preprocess.IMAGENET_MEAN,
-         std: Sequence[float] = preprocess.IMAGENET_STD,
-         num_threads: int = 0) -> PascalPartSource:
-  """One category against non-animal images, from the prepared data, without TensorFlow.
-
-  Args:
-    split: "train" or "test" (TFDS slicing such as "train[:50%]" is passed through).
-    category: one of ``ANIMALS``.
-    data_dir: TFDS data folder holding ``pascal_part/``; None: TFDS's default.
-    image_size: S, the performer's input side.
-    margin: crop margin, see ``preprocess_object``.
-    negative_ratio: number of negatives per positive, a deterministic (``seed``) subset of
-      the negative images; None: all of them.
-    seed: seed of the negative subset.
-    mean, std: normalisation (default ImageNet).
-    num_threads: threads per batch.
-
-  Returns:
-    a ``PascalPartSource`` (positives first, then negatives; the loader shuffles).
-
-  Raises:
-    DatasetNotPreparedError: the category or the negatives are not prepared in ``data_dir``;
-      the message gives the command that prepares them.
-  """
-  if category not in ANIMALS:
-    raise ValueError(f"unknown Pascal-Part category {category!r}; use one of {list(ANIMALS)}.")
-  pos = _open(category, split, data_dir, category)
-  neg = _open(NEGATIVE, split, data_dir, category)
-  n_neg = len(neg) if negative_ratio is None else min(len(neg), round(negative_ratio * len(pos)))
-  chosen = np.sort(np.random.default_rng(seed).permutation(len(neg))[:n_neg])
-  index = np.concatenate([np.stack([np.zeros(len(pos), int), np.arange(len(pos))], 1),
-                          np.stack([np.ones(n_neg, int), chosen], 1)]).astype(np.int64)
-  return PascalPartSource(pos, neg, index, image_size=image_size, margin=margin,
-                          mean=tuple(mean), std=tuple(std), num_threads=num_threads)
 
 
 def prepare(manual_dir: str, data_dir: str | None = None,
@@ -423,6 +269,13 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   prepare(args.manual_dir, args.data_dir, [c for c in args.categories.split(",") if c],
           negatives=not args.no_negatives)
+
+
+# The reading side, re-exported (it imports this module's builder, so it comes last; run as a
+# script, this file only prepares data and needs none of it).
+if __name__ != "__main__":
+  from xplain_jax.data.pascal_part_source import (  # pylint: disable=g-import-not-at-top
+      NEGATIVE_POOLS, PascalPartSource, crop_box, load, preprocess_object)
 
 
 if __name__ == "__main__":

@@ -11,16 +11,17 @@ when a performer is built with `interpretable=True`).
 
 from xplain_jax.models.alexnet import AlexNet, TinyAlexNet
 from xplain_jax.models.performers import (
-    ConvPerformer, ConvSpec, adaptive_avg_pool, local_response_norm,
+    MASK_ORDERS, ConvPerformer, ConvSpec, adaptive_avg_pool, local_response_norm,
     max_pool_2d)
 from xplain_jax.models.resnet import (
-    WEIGHT_NET_DEPTHS, WeightNet, get_weight_net)
+    STEMS, WEIGHT_NET_DEPTHS, WeightNet, get_weight_net)
 from xplain_jax.models.torch_import import (
-    from_torchvision, load_state_dict_file)
+    from_torchvision, load_conv_only, load_state_dict_file)
 from xplain_jax.models.vgg import VGG, VGG16, VGGM, VGGS, TinyVGG
 
 # Performer constructors by name; each takes num_outputs=... and the fields of
-# its class (dropout_rate, interpretable, dtype, widths, top_channels, ...).
+# its class (dropout_rate, interpretable, added_layer, mask_order, dtype, widths,
+# top_channels, ...).
 PERFORMERS = {
     "alexnet": AlexNet,
     "vgg_m": VGGM,

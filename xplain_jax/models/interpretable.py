@@ -3,9 +3,12 @@
 Each filter of the interpretable (top) conv layer should fire on one object part, wherever that
 part is in the image, and stay silent otherwise. Two pieces make it so:
 
-* the **mask** (forward pass): for every image and filter, the strongest unit μ̂ of the post-ReLU
-  map x picks the positive template T_μ̂ and the layer outputs ``max(x ∘ T_μ̂, 0)``, which keeps
-  activations near μ̂ and removes the rest;
+* the **mask** (forward pass): for every image and filter, the strongest unit μ̂ of the map picks
+  the positive template T_μ̂ and the layer multiplies the map by it, which keeps activations near
+  μ̂ and suppresses the rest. Two orders exist. Zhang et al. mask the post-ReLU map and output
+  ``max(x ∘ T_μ̂, 0)``; Chen et al. (2019, appendix "Details in Experiment 1") place the mask
+  *between the top conv and its ReLU*, so the mask's output ``conv ∘ T_μ̂`` is signed and the ReLU
+  follows it; that signed output is the explainer's x (``InterpretableMask(signed=True)``);
 * the **filter loss** (training): ``Loss_f = −MI(X; T)``, the mutual information between the
   feature maps of a batch and the templates {T_μ} ∪ {T⁻}; it is low when each image's map looks
   like one template (a single bump, at the part's place in that image) and negative images stay
@@ -103,12 +106,19 @@ def mask_for_peaks(x: jnp.ndarray, tau: float | None = None,
 
 
 class InterpretableMask(nn.Module):
-  """The mask layer of an interpretable conv layer: x -> max(x ∘ T_μ̂, 0), per image and filter.
+  """The mask layer of an interpretable conv layer: x -> x ∘ T_μ̂ (then ReLU), per image and filter.
 
-  Placed after the ReLU of the top conv layer (Chen et al. put it between that ReLU and the next
-  layer; its output is the concept map ``x`` of the explainer). It has no parameters. The template
-  is selected from the argmax position and treated as a constant in the backward pass, as in the
-  paper, so ``∂out/∂x = T_μ̂`` where ``x ∘ T_μ̂ > 0`` and 0 elsewhere.
+  Two placements (no parameters in either):
+
+  * ``signed=False`` (Zhang et al. 2018's order): after the top conv's ReLU, output
+    ``max(x ∘ T_μ̂, 0)``;
+  * ``signed=True`` (Chen et al.'s appendix: the mask between the top conv and its ReLU): x is
+    the pre-ReLU conv output and the layer returns ``x ∘ T_μ̂``, signed; the caller applies the
+    ReLU. This output is the explainer's concept map, so y_i = Σ_hw x_i can be negative.
+
+  The template is selected from the argmax position (the same position before or after a ReLU
+  whenever the map has a positive unit) and treated as a constant in the backward pass, as in the
+  paper, so ``∂out/∂x = T_μ̂`` (where the output is positive, for ``signed=False``).
 
   Attributes:
     tau: template scale τ; ``None`` -> the paper's 0.5/n² of the incoming map.
@@ -117,6 +127,9 @@ class InterpretableMask(nn.Module):
       ``τ·x`` (τ ≈ 0.0026 for a 14×14 map); ``True``: the mask is ``T_μ̂/τ`` (peak 1), the scale
       of the authors' released code, which keeps the input scale a pre-trained next layer saw.
 
+    signed: ``True``: x is the pre-ReLU conv output and the product ``x ∘ T_μ̂`` is returned as it
+      is (the paper's order); ``False``: x is post-ReLU and ``max(x ∘ T_μ̂, 0)`` is returned.
+
   Example:
     >>> y = InterpretableMask().apply({}, x)   # x [B,H,W,C] post-ReLU; y has x's shape
   """
@@ -124,17 +137,19 @@ class InterpretableMask(nn.Module):
   tau: float | None = None
   beta: float = PAPER_BETA
   unit_peak: bool = False
+  signed: bool = False
 
   @nn.compact
   def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
-    """x: [B,H,W,C] post-ReLU map -> [B,H,W,C] masked map, x's dtype."""
+    """x: [B,H,W,C] map (pre-ReLU when ``signed``) -> [B,H,W,C] masked map, x's dtype."""
     _check_map(x)
     _, h, w, _ = x.shape
     tau = default_tau(h, w) if self.tau is None else self.tau
     mask = mask_for_peaks(x, tau, self.beta)
     if self.unit_peak:
       mask = mask / tau
-    return jnp.maximum(x * mask.astype(x.dtype), 0)
+    out = x * mask.astype(x.dtype)
+    return out if self.signed else jnp.maximum(out, 0)
 
 
 def filter_mutual_information(x: jnp.ndarray, *, tau: float | None = None,
@@ -206,3 +221,50 @@ def filter_loss(x: jnp.ndarray, *, tau: float | None = None, beta: float = PAPER
     raise ValueError(f"reduction={reduction!r} is not known; use 'sum' or 'mean'.")
   mi = filter_mutual_information(x, tau=tau, beta=beta, alpha=alpha)
   return -jnp.sum(mi) if reduction == "sum" else -jnp.mean(mi)
+
+
+def mean_max_activation(x: jnp.ndarray, positive: jnp.ndarray | None = None) -> jnp.ndarray:
+  """Mean over (positive) images and filters of each filter's strongest unit, a constant.
+
+  The scale the filter-loss weight follows (the released code keeps a running mean of the same
+  quantity per filter, ``sliceMag``, over positive images).
+
+  Args:
+    x: [B,H,W,C] float, the post-ReLU map of the interpretable layer.
+    positive: [B] bool, the images that count (the target category's); ``None`` -> all.
+
+  Returns:
+    float32 scalar ≥ 0 (0 when no image counts); gradients are stopped.
+  """
+  _check_map(x)
+  peaks = jnp.max(jax.lax.stop_gradient(x).astype(jnp.float32), axis=(1, 2)).mean(-1)  # [B]
+  if positive is None:
+    return jnp.mean(peaks)
+  weight = positive.astype(jnp.float32)
+  return jnp.sum(peaks * weight) / jnp.maximum(jnp.sum(weight), 1.0)
+
+
+def filter_loss_weight(epoch, mean_max: float | jnp.ndarray = 1.0, *, base: float,
+                       schedule: str = "epoch") -> jnp.ndarray:
+  """λ_t of the filter loss in epoch t: ``base · mean_max / t`` (``"epoch"``) or ``base``.
+
+  Zhang et al. (2018b) do not keep the filter loss's weight fixed: their released training code
+  divides the filter loss's gradient by the epoch number and scales it with the layer's mean
+  maximum activation, so the loss shapes the filters early and yields to the task loss later.
+  ``schedule="constant"`` gives the fixed weight of earlier versions of this project.
+
+  Args:
+    epoch: t ≥ 1, int or int32 scalar (``step // steps_per_epoch + 1``).
+    mean_max: the layer's mean maximum activation (``mean_max_activation``); 1.0 -> 1/t alone.
+    base: λ_0, the weight in epoch 1 at unit activation.
+    schedule: ``"epoch"`` (the released code's) or ``"constant"``.
+
+  Returns:
+    float32 scalar.
+  """
+  if schedule == "constant":
+    return jnp.asarray(base, jnp.float32)
+  if schedule != "epoch":
+    raise ValueError(f"filter-loss schedule {schedule!r} is not known; use 'epoch' or 'constant'.")
+  t = jnp.maximum(jnp.asarray(epoch, jnp.float32), 1.0)
+  return base * jnp.asarray(mean_max, jnp.float32) / t

@@ -1,33 +1,48 @@
-"""Building blocks shared by the performers (the CNNs being explained).
+"""The performers (the CNNs being explained): a conv stack, fc6, fc7, fc8.
 
 A performer is a plain conv stack described by a tuple of `ConvSpec`s, followed by
 an adaptive average pool and three fully connected layers (fc6, fc7, fc8). The
-concrete architectures live in `alexnet.py` and `vgg.py`; this file holds the
-pure layer functions (LRN, max-pool with Caffe's ceil rounding, torchvision's
-adaptive average pool), the output-size arithmetic used to reject inputs that
-are too small, and the `ConvPerformer` base module.
+concrete architectures live in `alexnet.py` and `vgg.py`; the pure layer
+functions (LRN, pools, size arithmetic) in `layers.py`.
+
+Two layouts of the interpretable top layer (Zhang et al. 2018b; Chen et al. 2019):
+
+- the paper's (``added_layer=True, mask_order="pre_relu"``): a new 3x3 conv of M
+  filters (M = the original top conv's channels) above the original top conv,
+  the mask between that conv and its ReLU (Chen et al.'s appendix), the last
+  max-pool and fc6-fc8 above it;
+- the earlier one (``added_layer=False, mask_order="post_relu"``): the original
+  top conv itself, masked after its ReLU (Zhang et al.'s order).
 
 Every performer returns `(outputs, inter)` where `inter` holds the named
 intermediates the explainer works on:
 
-- "top_conv_relu": [B,H,W,C] the top conv layer after its ReLU;
-- "top_conv": [B,H,W,C] the same after the interpretable mask (identical
-  without the mask);
-- "pool5": [B,h,w,C] the map flattened into fc6 (the last max-pool followed by
+- "top_conv_pre": [B,H,W,C] the top conv's output before its ReLU (the added
+  conv's when `added_layer`);
+- "top_conv_relu": [B,H,W,C] the same after its ReLU: the map the mask's
+  template is chosen from and the filter loss is computed on;
+- "top_conv": [B,H,W,C] the explainer's x: the mask layer's output when
+  interpretable (signed under ``mask_order="pre_relu"``), else "top_conv_relu";
+- "pool5": [B,h,w,C] the map flattened into fc6 (ReLU, the last max-pool, then
   the adaptive average pool);
 - "fc6", "fc7": [B,F] the first and second FC layers after their ReLU.
 
-`head` (everything above "top_conv") and `from_fc6` (everything above "fc6") are
-separate methods so priors can differentiate them, e.g.
-`module.apply(variables, x, method=type(module).head)`.
+`head` (everything above "top_conv", starting with the ReLU) and `from_fc6`
+(everything above "fc6") are separate methods so priors can differentiate them,
+e.g. `module.apply(variables, x, method=type(module).head)`.
 """
 
 from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
-import jax
 import jax.numpy as jnp
-import numpy as np
+
+from xplain_jax.models.layers import (  # re-exported: part of this module's public names
+    adaptive_avg_pool, feature_size, local_response_norm, max_pool_2d, min_input_size,
+    pooled_size)
+
+
+MASK_ORDERS = ("pre_relu", "post_relu")
 
 
 class ConvSpec(NamedTuple):
@@ -54,127 +69,6 @@ class ConvSpec(NamedTuple):
   pool_ceil: bool = False
 
 
-def local_response_norm(x, *, size=5, alpha=1e-4, beta=0.75, k=2.0):
-  """Cross-channel local response normalisation (Krizhevsky et al. 2012).
-
-  `y_c = x_c / (k + alpha * sum_{c' in window(c)} x_c'^2) ** beta`, the window
-  being `size` channels centred on c (zero-padded at the ends). Caffe writes the
-  same layer with `alpha_caffe = alpha * size` (e.g. 5e-4 for VGG-M/VGG-S).
-
-  Args:
-    x: [B,H,W,C] feature map.
-    size: channels in the window (odd).
-    alpha: scale of the sum of squares.
-    beta: exponent.
-    k: additive constant.
-
-  Returns:
-    [B,H,W,C] normalised map, dtype of x.
-  """
-  half = size // 2
-  sq = jnp.square(x.astype(jnp.float32))
-  sq = jnp.pad(sq, [(0, 0)] * (x.ndim - 1) + [(half, half)])
-  channels = x.shape[-1]
-  window_sum = sum(sq[..., i:i + channels] for i in range(size))
-  return (x / (k + alpha * window_sum) ** beta).astype(x.dtype)
-
-
-def pooled_size(length, window, stride, ceil_mode):
-  """Output length of a max-pool (no padding); may be <= 0 if too short.
-
-  In ceil mode a last window is kept only if it starts inside the input
-  (PyTorch's and Caffe's rule).
-  """
-  if ceil_mode:
-    out = -(-(length - window) // stride) + 1
-    if out > 1 and (out - 1) * stride >= length:
-      out -= 1
-    return out
-  return (length - window) // stride + 1
-
-
-def max_pool_2d(x, window, stride, ceil_mode=False):
-  """Max-pool over H and W without padding (floor) or Caffe's ceil rounding.
-
-  Args:
-    x: [B,H,W,C] feature map.
-    window: square window size.
-    stride: stride in both directions.
-    ceil_mode: round the output size up, padding the bottom/right with -inf.
-
-  Returns:
-    [B,h,w,C] pooled map.
-  """
-  pads = []
-  for length in x.shape[1:3]:
-    out = pooled_size(length, window, stride, ceil_mode)
-    pads.append((0, max((out - 1) * stride + window - length, 0)))
-  return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
-
-
-def _adaptive_matrix(size_in, size_out):
-  """[size_out, size_in] averaging matrix of torchvision's adaptive pool."""
-  m = np.zeros((size_out, size_in), np.float32)
-  for i in range(size_out):
-    start = (i * size_in) // size_out
-    end = -(-((i + 1) * size_in) // size_out)
-    m[i, start:end] = 1.0 / (end - start)
-  return m
-
-
-def adaptive_avg_pool(x, output_size):
-  """torchvision's `AdaptiveAvgPool2d` for any input size.
-
-  Output cell i averages input rows `floor(i*H/h) .. ceil((i+1)*H/h) - 1` (and
-  the same for columns); the identity when the sizes already match; a smaller
-  input is repeated (as in torchvision).
-
-  Args:
-    x: [B,H,W,C] feature map.
-    output_size: (h, w).
-
-  Returns:
-    [B,h,w,C] pooled map, dtype of x.
-  """
-  (height, width), (oh, ow) = x.shape[1:3], tuple(output_size)
-  if (height, width) == (oh, ow):
-    return x
-  mh = jnp.asarray(_adaptive_matrix(height, oh), x.dtype)
-  mw = jnp.asarray(_adaptive_matrix(width, ow), x.dtype)
-  return jnp.einsum("ih,bhwc,jw->bijc", mh, x, mw,
-                    precision=jax.lax.Precision.HIGHEST)
-
-
-def feature_size(specs, length):
-  """Spatial length after each layer of `specs`, or None if it vanishes.
-
-  Args:
-    specs: sequence of ConvSpec.
-    length: input height (or width) in pixels.
-
-  Returns:
-    the length after the last layer's pool, or None if any conv or pool gets
-    an empty output.
-  """
-  for s in specs:
-    length = (length + 2 * s.padding - s.kernel) // s.stride + 1
-    if length < 1:
-      return None
-    if s.pool_window:
-      length = pooled_size(length, s.pool_window, s.pool_stride, s.pool_ceil)
-      if length < 1:
-        return None
-  return length
-
-
-def min_input_size(specs, limit=4096):
-  """Smallest square input side that every conv and pool of `specs` accepts."""
-  for length in range(1, limit + 1):
-    if feature_size(specs, length) is not None:
-      return length
-  raise ValueError(f"no input up to {limit} pixels fits these layers: {specs}")
-
-
 class ConvPerformer(nn.Module):
   """A conv stack + adaptive average pool + fc6/fc7/fc8 classifier.
 
@@ -187,8 +81,13 @@ class ConvPerformer(nn.Module):
     num_outputs: size of the last layer (logits).
     dropout_rate: dropout after fc6 and fc7 when `train=True` (needs a
       'dropout' rng).
-    interpretable: insert the interpretable mask (Zhang et al. 2018) after the
-      top conv's ReLU.
+    interpretable: insert the interpretable mask (Zhang et al. 2018) at the
+      top conv layer (the added one when `added_layer`).
+    added_layer: add a 3x3 pad-1 conv of M filters (M = the top conv's
+      channels) with its ReLU above the original top conv, below the last
+      max-pool (Zhang et al.'s interpretable layer, param name "added_conv").
+    mask_order: "pre_relu" (the paper's appendix: conv -> mask -> ReLU, x signed)
+      or "post_relu" (Zhang et al.'s order: conv -> ReLU -> mask, x >= 0).
     mask_kwargs: keyword arguments of `interpretable.InterpretableMask` (e.g.
       {"unit_peak": True}); None for its defaults.
     dtype: computation dtype.
@@ -204,6 +103,8 @@ class ConvPerformer(nn.Module):
   num_outputs: int
   dropout_rate: float = 0.5
   interpretable: bool = False
+  added_layer: bool = False
+  mask_order: str = "pre_relu"
   mask_kwargs: Optional[Mapping[str, Any]] = None
   dtype: Any = jnp.float32
   fc_features: int = 4096
@@ -237,9 +138,16 @@ class ConvPerformer(nn.Module):
                 padding=[(s.padding, s.padding)] * 2, dtype=self.dtype,
                 param_dtype=jnp.float32)
         for s in self.layers()]
+    if self.added_layer:
+      m = self.layers()[-1].features
+      self.added_conv = nn.Conv(m, (3, 3), padding=[(1, 1)] * 2, dtype=self.dtype,
+                                param_dtype=jnp.float32)
+    if self.mask_order not in MASK_ORDERS:
+      raise ValueError(f"mask_order={self.mask_order!r} is not known; use one of {MASK_ORDERS}.")
     if self.interpretable:
       from xplain_jax.models import interpretable  # pylint: disable=g-import-not-at-top
-      self.mask = interpretable.InterpretableMask(**dict(self.mask_kwargs or {}))
+      self.mask = interpretable.InterpretableMask(
+          **{"signed": self.mask_order == "pre_relu", **dict(self.mask_kwargs or {})})
     self.fc6 = dense(self.fc_features)
     self.fc7 = dense(self.fc_features)
     self.fc8 = dense(self.num_outputs)
@@ -267,16 +175,25 @@ class ConvPerformer(nn.Module):
     return max_pool_2d(x, spec.pool_window, spec.pool_stride, spec.pool_ceil)
 
   def features(self, images):
-    """images [B,H,W,3] -> top conv after ReLU (and LRN) [B,H',W',C]."""
+    """images [B,H,W,3] -> the top conv's output before its ReLU [B,H',W',C].
+
+    Every layer below the top one is followed by its ReLU (LRN, pool); with
+    `added_layer` the original top conv gets its ReLU (and LRN) and the added
+    conv's raw output is returned.
+    """
     specs = self.layers()
     x = jnp.asarray(images, self.dtype)
     for i, (spec, conv) in enumerate(zip(specs, self.convs)):
-      x = nn.relu(conv(x))
+      top = i == len(specs) - 1
+      x = conv(x)
+      if top and not self.added_layer:
+        return x
+      x = nn.relu(x)
       if spec.lrn:
         x = self._lrn(x)
-      if i < len(specs) - 1:
+      if not top:
         x = self._pool(x, spec)
-    return x
+    return self.added_conv(x)
 
   def __call__(self, images, train: bool = False):
     """Classifies images.
@@ -287,26 +204,35 @@ class ConvPerformer(nn.Module):
 
     Returns:
       outputs: [B, num_outputs] float32 logits.
-      inter: dict with "top_conv", "top_conv_relu" [B,H',W',C], "pool5"
-        [B,p,p,C], "fc6", "fc7" [B, fc_features] (computation dtype).
+      inter: dict with "top_conv", "top_conv_relu", "top_conv_pre" [B,H',W',C],
+        "pool5" [B,p,p,C], "fc6", "fc7" [B, fc_features] (computation dtype).
     """
     self._check_size(images.shape)
-    relu = self.features(images)
-    top = self.mask(relu) if self.interpretable else relu
+    pre = self.features(images)
+    relu = nn.relu(pre)
+    if self.layers()[-1].lrn and not self.added_layer:
+      relu = self._lrn(relu)
+    if not self.interpretable:
+      top = relu
+    else:
+      top = self.mask(pre if self.mask_order == "pre_relu" else relu)
     outputs, inter = self.head(top, train)
-    return outputs, {"top_conv": top, "top_conv_relu": relu, **inter}
+    return outputs, {"top_conv": top, "top_conv_relu": relu, "top_conv_pre": pre, **inter}
 
   def head(self, x, train: bool = False):
-    """Everything above "top_conv": last max-pool, adaptive pool, fc6-fc8.
+    """Everything above "top_conv": ReLU, last max-pool, adaptive pool, fc6-fc8.
+
+    The ReLU is the one that follows the mask in the paper's order; on the
+    other layouts x is already >= 0 and it changes nothing.
 
     Args:
-      x: [B,H',W',C] top conv map (after the mask when interpretable).
+      x: [B,H',W',C] top conv map (the mask's output when interpretable).
       train: enables dropout.
 
     Returns:
       outputs [B, num_outputs] float32 and a dict with "pool5", "fc6", "fc7".
     """
-    x = self._pool(jnp.asarray(x, self.dtype), self.layers()[-1])
+    x = self._pool(nn.relu(jnp.asarray(x, self.dtype)), self.layers()[-1])
     if self.global_max_pool:
       x = jnp.max(x, axis=(1, 2), keepdims=True)
     elif self.pooled:

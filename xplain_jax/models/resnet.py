@@ -1,11 +1,14 @@
 """Weight network g: a ResNet on the performer's feature map (METHOD.md section 4).
 
 The blocks follow flax's examples/imagenet. Because the input is a small feature
-map (14x14x512, 7x7x256, ...) rather than an image:
+map (14x14x512, 7x7x256, ...) rather than an image, the paper (footnote 3)
+removes ResNet's first max-pool and last average pool:
 
-- the 7x7/2 stem conv and its max-pool are replaced by a 3x3/1 conv (+ BN + ReLU);
-- stages 2-4 start with the usual stride 2, with SAME padding, so a side of n
-  becomes ceil(n/2) and never drops below 1 (14 -> 14, 7, 4, 2; 7 -> 7, 4, 2, 1);
+- stem ``"paper"`` (the default): the usual 7x7/2 conv (+ BN + ReLU), no max-pool;
+  stages 2-4 start with stride 2, SAME padding, so a side of n becomes ceil(n/2)
+  and never drops below 1: 14 -> 7 (stem and stage 1), 4, 2, 1;
+- stem ``"small"`` (this project's earlier choice): a 3x3/1 conv instead, so the
+  stages see 14, 14, 7, 4, 2 (about 4x the FLOPs of "paper" on a 14x14 map);
 - there is no final average pool: the last stage's map is flattened (after an
   optional 1x1 conv `head_channels` that reduces its channels) into a Dense to
   `num_outputs`, so g keeps the spatial layout of the map;
@@ -19,6 +22,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 ModuleDef = Any
+# Stem conv (kernel, stride) by name: the paper's ResNet stem and the earlier small one.
+STEMS = {"paper": (7, 2), "small": (3, 1)}
 
 
 class ResNetBlock(nn.Module):
@@ -75,6 +80,7 @@ class WeightNet(nn.Module):
     num_outputs: n, the number of concepts.
     positive: apply softplus to the output (alpha > 0).
     width: filters of the stem and the first stage (doubled each stage).
+    stem: "paper" (7x7 stride-2 conv, no max-pool) or "small" (3x3 stride-1 conv).
     head_channels: if set, a 1x1 conv (+ BN + ReLU) to this many channels before
       the flatten, to keep the final Dense small.
     dtype: computation dtype; parameters are float32, alpha is float32.
@@ -85,6 +91,7 @@ class WeightNet(nn.Module):
   num_outputs: int
   positive: bool = False
   width: int = 64
+  stem: str = "paper"
   head_channels: Optional[int] = None
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
@@ -111,8 +118,11 @@ class WeightNet(nn.Module):
     norm = functools.partial(
         nn.BatchNorm, use_running_average=not train, momentum=self.bn_momentum,
         epsilon=self.bn_epsilon, dtype=self.dtype, param_dtype=jnp.float32)
+    if self.stem not in STEMS:
+      raise ValueError(f"WeightNet stem={self.stem!r} is not known; use one of {list(STEMS)}.")
+    kernel, stride = STEMS[self.stem]
     x = jnp.asarray(x, self.dtype)
-    x = nn.relu(norm(name="bn_init")(conv(self.width, (3, 3),
+    x = nn.relu(norm(name="bn_init")(conv(self.width, (kernel, kernel), (stride, stride),
                                           name="conv_init")(x)))
     for i, block_size in enumerate(self.stage_sizes):
       for j in range(block_size):
@@ -154,7 +164,8 @@ def get_weight_net(depth, *, num_outputs, positive, width=64,
     positive: softplus on the output (alpha > 0), for the cross-entropy prior.
     width: base filters (64 in the standard ResNets).
     dtype: computation dtype.
-    **kwargs: other WeightNet fields (head_channels, bn_momentum, bn_epsilon).
+    **kwargs: other WeightNet fields (stem, head_channels, bn_momentum,
+      bn_epsilon).
 
   Returns:
     an unbound WeightNet; `apply(variables, x, train=False)` gives

@@ -11,6 +11,12 @@ kernels and flatten H,W,C. `from_torchvision` converts a state dict
     logits, inter = models.get_performer("vgg16", num_outputs=40).apply(
         variables, images)
 
+Experiment 1 as Zhang et al. (2018b) ran it takes ImageNet weights for the
+conv layers only; the added interpretable conv and fc6-fc8 start afresh:
+
+    variables = models.load_conv_only("vgg16", sd, num_outputs=1,
+                                      rng=jax.random.key(0), added_layer=True)
+
 torch is needed only to read .pth files (`pip install xplain_jax[torch]`).
 """
 
@@ -57,6 +63,63 @@ def _take(state_dict, key, expected_shape):
     raise ValueError(f"state dict {key!r} has shape {value.shape}; expected "
                      f"{tuple(expected_shape)}")
   return value
+
+
+def _conv_params(specs, shapes, take) -> dict:
+  """``{"convs_i": {"kernel": HWIO, "bias"}}`` of every original conv, read with ``take``."""
+  params = {}
+  for i, index in enumerate(_torchvision_feature_indices(specs)):
+    kh, kw, cin, cout = shapes[f"convs_{i}"]["kernel"].shape
+    w = take(f"features.{index}.weight", (cout, cin, kh, kw))
+    b = take(f"features.{index}.bias", (cout,))
+    params[f"convs_{i}"] = {"kernel": w.transpose(2, 3, 1, 0), "bias": b}
+  return params
+
+
+def load_conv_only(name: str, state_dict: Mapping[str, Any], *, num_outputs: int,
+                   rng: jax.Array, **module_kwargs):
+  """ImageNet weights for the original conv layers only; everything else initialised anew.
+
+  The setting of Zhang et al. (2018b) that Chen et al. follow in Experiment 1: the conv layers
+  come from the ImageNet model, the added interpretable conv layer (``added_layer=True``) and
+  the fully connected layers fc6-fc8 are initialised as the performer's ``init`` would (from
+  ``rng``). The state dict's ``classifier.*`` tensors are not read.
+
+  Args:
+    name: "vgg16" or "alexnet".
+    state_dict: torchvision's keys ("features.0.weight", ...), torch tensors or numpy arrays.
+    num_outputs: outputs of the performer.
+    rng: PRNG key for the new layers.
+    **module_kwargs: fields of the performer (added_layer, fc_features, ...); they must leave
+      the original conv layers as torchvision has them.
+
+  Returns:
+    {"params": ...} float32 for ``get_performer(name, num_outputs=..., **module_kwargs)``.
+
+  Raises:
+    ValueError: unknown name, a missing conv tensor, a shape mismatch, or a key that is
+      neither a conv of ``features`` nor of ``classifier``.
+  """
+  if name not in _LAYOUTS:
+    raise ValueError(f"no torchvision import for {name!r}; choose one of "
+                     f"{', '.join(sorted(_LAYOUTS))}")
+  module = _LAYOUTS[name][0](num_outputs=num_outputs, **module_kwargs)
+  size = module.min_image_size()
+  fresh = jax.jit(module.init)(rng, jnp.zeros((1, size, size, 3)))["params"]
+  shapes = jax.tree.map(lambda a: a, fresh)
+  used = set()
+
+  def take(key, shape):
+    used.add(key)
+    return _take(state_dict, key, shape)
+
+  params = dict(fresh)
+  params.update(_conv_params(module.layers(), shapes, take))
+  unexpected = sorted(k for k in set(state_dict) - used if not k.startswith("classifier."))
+  if unexpected:
+    raise ValueError(f"unexpected keys in the {name} state dict: {unexpected[:5]}; expected "
+                     f"torchvision's {name} layout")
+  return {"params": jax.tree.map(jnp.asarray, params)}
 
 
 def from_torchvision(name: str, state_dict: Mapping[str, Any], *,
@@ -106,11 +169,7 @@ def from_torchvision(name: str, state_dict: Mapping[str, Any], *,
     return _take(state_dict, key, shape)
 
   specs = module.layers()
-  for i, index in enumerate(_torchvision_feature_indices(specs)):
-    kh, kw, cin, cout = shapes[f"convs_{i}"]["kernel"].shape
-    w = take(f"features.{index}.weight", (cout, cin, kh, kw))
-    b = take(f"features.{index}.bias", (cout,))
-    params[f"convs_{i}"] = {"kernel": w.transpose(2, 3, 1, 0), "bias": b}
+  params.update(_conv_params(specs, shapes, take))
 
   side, channels = module.pooled, specs[-1].features
   for layer, index in zip(("fc6", "fc7", "fc8"), fc_indices):

@@ -36,17 +36,23 @@ def init_variables(module, image_size: int, rng: jax.Array) -> dict:
   return init(rng)
 
 
-def imagenet_init(arch: str, path: str, num_outputs: int, rng: jax.Array) -> dict:
+def imagenet_init(arch: str, path: str, num_outputs: int, rng: jax.Array, *,
+                  convs_only: bool = False, model_kwargs=None) -> dict:
   """Performer variables from a torchvision state-dict file (ImageNet weights).
 
-  Every layer but the last is imported; the last one (``num_outputs`` differs from ImageNet's
-  1000) is initialised afresh from ``rng`` (``models.from_torchvision``).
+  ``convs_only`` (Experiment 1 as Zhang et al. ran it): the original conv layers are imported,
+  the added conv and fc6-fc8 are initialised afresh (``models.load_conv_only``). Otherwise every
+  layer but the last is imported and the last one is initialised afresh from ``rng``.
   """
   state_dict = models.load_state_dict_file(path)
+  if convs_only:
+    return models.load_conv_only(arch, state_dict, num_outputs=num_outputs, rng=rng,
+                                 **dict(model_kwargs or {}))
   return models.from_torchvision(arch, state_dict, num_outputs=num_outputs, rng=rng)
 
 
-def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss_weight: float):
+def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss_weight: float,
+                   steps_per_epoch: int = 1, filter_schedule: str = "constant"):
   """Mean logistic loss over valid rows and outputs, plus the interpretable-filter loss.
 
   Args:
@@ -71,18 +77,28 @@ def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss
   if filter_loss_weight:
     from xplain_jax.models import interpretable
     # Zhang et al. put the filter loss on the filter's post-ReLU map, before the mask.
-    floss = interpretable.filter_loss(inter["top_conv_relu"].astype(jnp.float32))
-    loss = loss + filter_loss_weight * floss
-    metrics["filter_loss"] = floss
+    relu = inter["top_conv_relu"].astype(jnp.float32)
+    floss = interpretable.filter_loss(relu)
+    scale = 1.0
+    if filter_schedule == "epoch_activation":
+      positive = (batch["labels"].max(-1) > 0.5) & batch["mask"]
+      scale = interpretable.mean_max_activation(relu, positive)
+    lam = interpretable.filter_loss_weight(
+        step // steps_per_epoch + 1, scale, base=filter_loss_weight,
+        schedule="constant" if filter_schedule == "constant" else "epoch")
+    loss = loss + lam * floss
+    metrics.update(filter_loss=floss, filter_loss_weight=lam)
   acc = ((logits > 0) == (batch["labels"] > 0.5)).mean(-1)
   metrics.update(loss=loss, accuracy=state_lib.masked_mean(acc, batch["mask"]))
   return loss, (updates.get("batch_stats", batch_stats), metrics)
 
 
-def make_train_step(module, optimizer, *, filter_loss_weight: float):
+def make_train_step(module, optimizer, *, filter_loss_weight: float, steps_per_epoch: int = 1,
+                    filter_schedule: str = "constant"):
   """``step(state, batch, rng) -> (state, metrics)`` of ``performer_loss`` (``loop.make_train_step``)."""
   return loop.make_train_step(functools.partial(
-      performer_loss, module=module, filter_loss_weight=filter_loss_weight), optimizer)
+      performer_loss, module=module, filter_loss_weight=filter_loss_weight,
+      steps_per_epoch=steps_per_epoch, filter_schedule=filter_schedule), optimizer)
 
 
 def ordinary_config(config):
@@ -106,10 +122,13 @@ def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
   variables = init_variables(module, config.dataset.image_size, jax.random.fold_in(rng, 0))
   if p.get("init_from", ""):
     variables = imagenet_init(p.arch, p.init_from, len(spec.output_names),
-                              jax.random.fold_in(rng, 2))
+                              jax.random.fold_in(rng, 2), convs_only=p.get("init_convs_only", False),
+                              model_kwargs=p.get("model", {}))
   params, batch_stats = state_lib.split_variables(variables)
   loss_fn = functools.partial(performer_loss, module=module,
-                              filter_loss_weight=p.get("filter_loss_weight", 0.0))
+                              filter_loss_weight=p.get("filter_loss_weight", 0.0),
+                              steps_per_epoch=train_loader.steps_per_epoch,
+                              filter_schedule=p.get("filter_loss_schedule", "constant"))
   state = loop.train_stage(
       stage=stage, workdir=workdir, mesh=mesh, loss_fn=loss_fn, params=params,
       batch_stats=batch_stats, optimizer_config=p.optimizer, loader=train_loader,
