@@ -40,7 +40,8 @@ PERFORMER = dict(arch="tiny_vgg", interpretable=False, filter_loss_weight=0.0, b
 EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kind="mse",
                  prior_method="jvp", positive=False, clip_prior=False, beta=0.2, depth=10,
                  width=16, batch_size=64, num_epochs=1, variants="baseline,prior",
-                 cache_features=True)
+                 cache_features=True,
+                 seed=0)  # the explainers' own seed (init and batch order); the performer's is `seed`
 EVAL = dict(batch_size=200, num_report_images=6)
 PARTS = dict(
     annotation="",           # a filter->part JSON file; "" = suggest from the masks

@@ -118,7 +118,7 @@ def check_values(config) -> None:
             else "must be >= 0")
     if any(_matches(field, p) for p in _UNIT_INTERVAL) and not 0 <= value <= 1:
       _fail(field, value, "must lie in [0, 1]")
-  for field in ("seed", "dataset.seed"):
+  for field in ("seed", "dataset.seed", "explainer.seed"):
     if not 0 <= _get(config, field) <= _MAX_SEED:
       _fail(field, _get(config, field), f"must lie in [0, {_MAX_SEED}]")
   if config.performer.model.get("dropout_rate", 0.0) >= 1:

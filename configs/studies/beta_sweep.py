@@ -1,10 +1,8 @@
 r"""β ∈ {0, 0.05, 0.2, 1, 5} × 3 explainer seeds on one synthetic performer, CPU.
 
-The explainer seed is ``explainer.seed`` when the base config has that field: then all 15 runs
-reuse one trained performer (and its feature cache) and only the explainers differ. Without it
-the pipeline draws the explainers' keys from the run's ``seed``, which also seeds the performer,
-so this study falls back to varying ``seed``: one performer per seed, shared by the five β of
-that seed (3 performers instead of 15). The baseline explainer (λ ≡ 0) does not read β, so
+The explainer seed is ``explainer.seed`` (the explainers' initialisation and batch order), so
+all 15 runs reuse one trained performer (and its feature cache) and only the explainers
+differ. The baseline explainer (λ ≡ 0) does not read β, so
 runs that differ from their performer's first run only in β also reuse its trained baseline
 (``share_explainers``; set it to "" to train every baseline). At β = 0 the "prior" explainer
 has no prior loss: its difference from the baseline measures the noise of training two
@@ -30,12 +28,6 @@ def _load(name: str):
   return module
 
 
-def explainer_seed_field(base_arg: str = "") -> str:
-  """``explainer.seed`` when configs/synthetic.py has it, else ``seed``."""
-  base = _load("../synthetic.py").get_config(base_arg)
-  return "explainer.seed" if "seed" in base.explainer else "seed"
-
-
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg not in ("", "tiny"):
     raise ValueError(f"unknown argument {arg!r} for beta_sweep.py; use '' or 'tiny'.")
@@ -48,10 +40,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.fixed = ml_collections.ConfigDict()
   c.axes = ml_collections.ConfigDict()
   c.axes.beta = dict(explainer=dict(beta=betas))
-  if explainer_seed_field(arg) == "explainer.seed":
-    c.axes.seed = dict(explainer=dict(seed=seeds))
-  else:
-    c.axes.seed = dict(seed=seeds)
+  c.axes.seed = dict(explainer=dict(seed=seeds))
   c.replicates = "seed"
   c.share = common.SHARE
   c.share_explainers = "explainer_baseline"

@@ -1,4 +1,4 @@
-"""Weight network g: a ResNet on the performer's feature map (METHOD.md section 4).
+"""Weight network g: a ResNet on the performer's feature map (docs/method.md section 4).
 
 The blocks follow flax's examples/imagenet. Because the input is a small feature
 map (14x14x512, 7x7x256, ...) rather than an image, the paper (footnote 3)

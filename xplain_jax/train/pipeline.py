@@ -122,8 +122,8 @@ def _features(ctx: RunContext) -> dict:
     feats = cache_lib.featurize_split(featurize, perf_vars, ctx.train_src,
                                       directory=os.path.join(ctx.workdir, "features", "train"),
                                       batch_size=config.eval.batch_size, mesh=ctx.mesh)
-    return {"train_features": (_loader(feats, config, e.batch_size, seed_offset=1), None)}
-  return {"train_features": (_loader(ctx.train_src, config, e.batch_size, seed_offset=1),
+    return {"train_features": (_loader(feats, config, e.batch_size, seed_offset=1 + e.seed), None)}
+  return {"train_features": (_loader(ctx.train_src, config, e.batch_size, seed_offset=1 + e.seed),
                              featurize)}
 
 
@@ -134,7 +134,9 @@ def _explainer(variant: str) -> Callable:
     return {f"explainer:{variant}": explainer_lib.train_explainer(
         ctx.config, variant, workdir=ctx.workdir, mesh=ctx.mesh, loader=loader,
         feat_shape=sample["feat"].shape, num_concepts=sample["y_i"].shape[-1],
-        rng=explainer_lib.variant_key(ctx.rng, variant), featurize=fz, perf_variables=perf_vars)}
+        rng=explainer_lib.variant_key(jax.random.fold_in(ctx.rng, ctx.config.explainer.seed),
+                                      variant),
+        featurize=fz, perf_variables=perf_vars)}
   return run
 
 
