@@ -82,7 +82,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
       ``"shared_feature"`` (Case 2: MSE prior, signed α, β = 0.2), as in the paper.
     beta: β of λ(t) = β/√t; 0 trains the paper's baseline.
     prior_kind, positive: override the case's prior form and α's sign constraint.
-    depth, width, stem: the ResNet weight network g (``models.get_weight_net``).
+    depth, width, stem: the ResNet weight network g (``models.get_weight_net``; stem "paper",
+      the default 7x7/2, or "small", 3x3/1).
     epochs, batch_size, optimizer, learning_rate, schedule, grad_clip, weight_decay: training.
     alpha_scale: ``"auto"`` scales g's output so that Σ α_i y_i starts with y's spread (Case-1
       filter sums can be in the hundreds, Case-2 logits of a fresh model vary by 0.01); a
