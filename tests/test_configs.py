@@ -12,7 +12,8 @@ from xplain_jax.errors import ConfigError
 
 SNAPSHOT = os.path.join(os.path.dirname(__file__), "data", "config_snapshot.json")
 # Fields added to every config since the snapshot (each must be named here, with its value).
-ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": ["int", 0]}
+ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": ["int", 0],
+         "explainer.stem": ["str", "paper"]}
 
 
 def flatten(d, prefix=""):

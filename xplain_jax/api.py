@@ -67,7 +67,7 @@ def featurize_dataset(featurize: Callable, images, *, batch_size: int = 64) -> d
 def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_feature",
                   beta: float | None = None, prior_kind: str | None = None,
                   positive: bool | None = None, depth: int = 18, width: int = 32,
-                  stem: str | None = None, epochs: int = 30, batch_size: int = 64,
+                  stem: str | None = None, epochs: int = 50, batch_size: int = 64,
                   optimizer: str = "adam", learning_rate: float = 1e-3,
                   schedule: str = "constant", grad_clip: float = 0.0,
                   weight_decay: float = 0.0, alpha_scale: float | str = "auto",

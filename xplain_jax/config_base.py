@@ -41,7 +41,8 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  prior_method="jvp", positive=False, clip_prior=False, beta=0.2, depth=10,
                  width=16, batch_size=64, num_epochs=1, variants="baseline,prior",
                  cache_features=True,
-                 seed=0)  # the explainers' own seed (init and batch order); the performer's is `seed`
+                 seed=0,  # the explainers' own seed (init and batch order); the performer's is `seed`
+                 stem="paper")  # weight net's first layer: "paper" 7x7/2 (the paper's) or "small" 3x3/1
 EVAL = dict(batch_size=200, num_report_images=6)
 PARTS = dict(
     annotation="",           # a filter->part JSON file; "" = suggest from the masks

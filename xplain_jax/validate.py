@@ -131,6 +131,7 @@ def check_values(config) -> None:
           f"{','.join(STAGES)}")
   from xplain_jax import losses, models, priors  # pylint: disable=import-outside-toplevel
   from xplain_jax.data import DATASETS  # pylint: disable=import-outside-toplevel
+  from xplain_jax.models import resnet  # pylint: disable=import-outside-toplevel
   from xplain_jax.train import state  # pylint: disable=import-outside-toplevel
   names = [("dtype", list(state.COMPUTE_DTYPES)), ("dataset.name", list(DATASETS)),
            ("performer.arch", sorted(models.PERFORMERS)),
@@ -141,7 +142,8 @@ def check_values(config) -> None:
            ("explainer.prior_kind", list(losses.PRIOR_KINDS)),
            ("explainer.prior_method", list(priors.SHARED_FEATURE_METHODS)),
            ("explainer.feature", ["top_conv", "top_conv_relu"]),
-           ("explainer.case", ["shared_feature", "filter"])]
+           ("explainer.case", ["shared_feature", "filter"]),
+           ("explainer.stem", sorted(resnet.STEMS))]
   for field, allowed in names:
     if _get(config, field) not in allowed:
       _fail(field, _get(config, field), f"choose one of {allowed}")

@@ -89,7 +89,8 @@ class Explainer:
 def build_weight_net(config, num_concepts: int):
   e = config.explainer
   return models.get_weight_net(e.depth, num_outputs=num_concepts, positive=e.positive,
-                               width=e.width, dtype=state_lib.compute_dtype(config.dtype))
+                               width=e.width, stem=e.stem,
+                               dtype=state_lib.compute_dtype(config.dtype))
 
 
 def init_params(g, feat_shape: tuple, rng: jax.Array) -> tuple:

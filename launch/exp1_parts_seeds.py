@@ -8,10 +8,10 @@ the peaks that are on the object, for the interpretable and the ordinary added l
   for s in 0 1 2; do
     python launch/run.py --config=configs/parts.py --workdir=runs/exp1/parts_paper_s$s \\
         --config.seed=$s --config.stages=performer,explainer,evaluate
-    python studies/exp1_parts_seeds.py posthoc runs/exp1/parts_paper_s$s $s \\
+    python launch/exp1_parts_seeds.py posthoc runs/exp1/parts_paper_s$s $s \\
         > runs/exp1/posthoc_s$s.json
   done
-  python studies/exp1_parts_seeds.py table runs/exp1   # the README's Experiment-1 table
+  python launch/exp1_parts_seeds.py table runs/exp1   # the README's Experiment-1 table
 
 ``posthoc`` restores the two finished performers of a run (no training).
 """
