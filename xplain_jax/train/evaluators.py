@@ -23,7 +23,8 @@ from xplain_jax import checkpoint
 from xplain_jax.errors import ConfigError
 
 # name -> module of xplain_jax.train holding ``evaluate(ctx)``.
-EVALUATORS = {"explainer": "evaluate", "parts": "parts_eval"}
+EVALUATORS = {"explainer": "evaluate", "parts": "parts_eval", "fidelity": "fidelity_evaluator",
+              "sanity": "sanity_evaluator"}
 
 
 @dataclasses.dataclass
@@ -78,8 +79,15 @@ class EvalOutput:
 
 
 def default_evals(config) -> str:
-  """``config.evals`` when set, else "explainer" plus "parts" for configs with a parts block."""
-  return config.get("evals", "explainer,parts" if "parts" in config else "explainer")
+  """``config.evals`` when set, else "explainer", plus "parts" for configs with a parts block,
+  "fidelity" when ``config.fidelity.enabled`` and "sanity" when ``config.sanity.enabled``."""
+  names = ["explainer"] + (["parts"] if "parts" in config else [])
+  names += [n for n in ("fidelity", "sanity") if _enabled(config, n)]
+  return config.get("evals", ",".join(names))
+
+
+def _enabled(config, block: str) -> bool:
+  return block in config and bool(config[block].get("enabled", False))
 
 
 def parse_evals(evals: str, config=None) -> tuple[str, ...]:
