@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -113,11 +114,15 @@ def predict_alphas(explainers: dict, feat: np.ndarray, *, batch_size: int) -> tu
 
 
 def run_evaluators(names, ctx: EvalContext) -> EvalOutput:
-  """Runs the named evaluators in order and merges their outputs."""
+  """Runs the named evaluators in order and merges their outputs; ``meta["evaluator_seconds"]``
+  holds each one's wall time."""
   merged = EvalOutput()
+  seconds = {}
   for name in names:
     module = importlib.import_module(f"xplain_jax.train.{EVALUATORS[name]}")
+    start = time.perf_counter()
     out = module.evaluate(ctx)
+    seconds[name] = round(time.perf_counter() - start, 2)
     for k, v in out.metrics.items():
       if isinstance(v, dict) and isinstance(merged.metrics.get(k), dict):
         merged.metrics[k] = {**merged.metrics[k], **v}
@@ -126,6 +131,7 @@ def run_evaluators(names, ctx: EvalContext) -> EvalOutput:
     for stem, arrays in out.arrays.items():
       merged.arrays.setdefault(stem, {}).update(arrays)
     merged.meta.update(out.meta)
+  merged.meta["evaluator_seconds"] = seconds
   return merged
 
 
