@@ -191,3 +191,25 @@ def test_default_evals_follow_the_enabled_flags():
   p = parts_config.get_config("tiny,tiny")
   p.sanity.enabled = False
   assert evaluators.default_evals(p) == "explainer,parts,fidelity"
+
+
+def test_report_section_reads_only_the_scored_images(tmp_path):
+  from xplain_jax.report import fidelity_section
+  rng = np.random.default_rng(0)
+  n, num, scored = 4, 5, 2
+  delta = np.full((num, n), np.nan, np.float32)
+  delta[:scored] = rng.normal(size=(scored, n))
+  data = {"prior": {"alpha": rng.normal(size=(num, n)), "concepts": rng.normal(size=(num, n)),
+                    "delta": delta, "deletion_curve": rng.normal(size=(num, 3))}}
+  data["prior"]["deletion_curve"][scored:] = np.nan
+  reference = {"deletion_counts": np.array([0, 2, 4]), "random_deletion_curve": np.ones((2, 3))}
+  metrics = {"fidelity": {"prior": {"interventional_rank_correlation": {
+      "mean": 0.1, "low": 0.0, "high": 0.2, "num_images": scored}}}}
+  title, blocks = fidelity_section.section_from_eval(
+      metrics, fig=lambda name: str(tmp_path / name), data=data,
+      images=rng.random((num, 8, 8, 3)), names=list("abcd"), reference=reference, num_images=4)
+  figures = [b[1] for b in blocks if b[0] == "figure"]
+  # One panel per scored image only (the NaN rows were not measured), and the deletion curves.
+  assert sorted(os.path.basename(f) for f in figures) == [
+      "deletion_curves.png", "fidelity_image_0.png", "fidelity_image_1.png"]
+  assert title == fidelity_section.TITLE

@@ -180,30 +180,16 @@ def _distribution_blocks(ctx, metrics):
 
 def _fidelity_section(ctx, metrics, workdir, num_images, digits):
   """"Can this explanation be trusted?" from metrics.json, eval/<variant>.npz
-  (delta, concept_labels, deletion_curve) and eval/fidelity_reference.npz."""
-  data, images = ctx["data"], ctx["images"] or {}
+  and eval/fidelity_reference.npz (left out for a run without fidelity)."""
+  if not ({"fidelity", "sanity"} & set(metrics)):
+    return fidelity_section.TITLE, []
   ref, notes = io.load_fidelity_reference(workdir)
-  deletion = None
-  if ref is not None and "deletion_counts" in ref:
-    curves = {v: np.nanmean(d["deletion_curve"], axis=0) for v, d in data.items()
-              if "deletion_curve" in d}
-    curves.update({r: ref[f"{r}_deletion_curve"] for r in ("random", "prior_weights")
-                   if f"{r}_deletion_curve" in ref})
-    deletion = {"counts": ref["deletion_counts"], "curves": curves}
-  scored = {v: d for v, d in data.items() if "delta" in d}
-  first = next(iter(data.values()), {})
-  count = 0
-  if scored:  # the images whose effects were measured (fidelity.num_images)
-    delta = next(iter(scored.values()))["delta"]
-    count = int(np.sum(np.all(np.isfinite(delta), axis=1)))
-  keep = lambda a: None if a is None else a[:count]
-  panel_data = {v: {k: keep(d.get(k)) for k in ("alpha", "concepts", "delta")}
-                for v, d in scored.items()}
-  n = first["alpha"].shape[1] if "alpha" in first else 0
-  title, blocks = fidelity_section.build_fidelity_section(
-      metrics, fig=ctx["fig"], data=panel_data, images=keep(images.get("images")),
-      names=_concept_names(ctx["meta"], n), presence=keep(first.get("concept_labels")),
-      deletion=deletion, num_images=min(num_images, 3), dpi=ctx["dpi"], digits=digits)
+  first = next(iter(ctx["data"].values()), {})
+  names = _concept_names(ctx["meta"], first["alpha"].shape[1] if "alpha" in first else 0)
+  title, blocks = fidelity_section.section_from_eval(
+      metrics, fig=ctx["fig"], data=ctx["data"], images=(ctx["images"] or {}).get("images"),
+      names=names, reference=ref, num_images=min(num_images, 3), dpi=ctx["dpi"],
+      digits=digits)
   return title, blocks + [("note", s) for s in notes]
 
 
