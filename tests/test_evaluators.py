@@ -22,8 +22,8 @@ def _ctx(tmp_path):
 
 
 def test_unknown_evaluator_is_a_config_error():
-  with pytest.raises(ConfigError, match="unknown evaluators \\['fidelity'\\]"):
-    evaluators.parse_evals("explainer,fidelity")
+  with pytest.raises(ConfigError, match="unknown evaluators \\['fidelty'\\]"):
+    evaluators.parse_evals("explainer,fidelty")
   with pytest.raises(ConfigError, match="names unknown evaluators"):
     evaluators.parse_evals(" , ")
   assert evaluators.parse_evals("explainer, parts") == ("explainer", "parts")
@@ -57,6 +57,7 @@ def test_a_new_evaluator_plugs_in_by_name(tmp_path, monkeypatch):
   # Metrics of one model merged one level deep; arrays merged per file; meta unioned.
   assert set(out.metrics["prior"]) == {"entropy", "fidelity"} and out.metrics["extra"] == {"x": 2}
   assert set(out.arrays["prior"]) == {"alpha", "y_hat_check"}
+  assert set(out.meta.pop("evaluator_seconds")) == {"other_test", "fidelity_test"}
   assert out.meta == {"names": ["a", "b", "c"], "fidelity": True}
   written = evaluators.write_outputs(str(tmp_path), out)
   assert json.loads((tmp_path / "metrics.json").read_text()) == written

@@ -80,7 +80,8 @@ def test_a_variant_alone_trains_as_in_the_default_list(tiny_run, tmp_path):
   config.explainer.variants = "prior"
   config.stages = "performer,explainer,evaluate"
   got = pipeline.train_and_evaluate(config, alone)
-  assert set(got) - {"performer", "prior_weights", "meta"} == {"prior"}
+  assert set(got) - {"performer", "prior_weights", "meta", "fidelity",
+                     "fidelity_reference"} == {"prior"}
   assert got["prior"] == metrics["prior"]  # bit for bit
 
 

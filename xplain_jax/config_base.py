@@ -44,6 +44,11 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  seed=0,  # the explainers' own seed (init and batch order); the performer's is `seed`
                  stem="paper")  # weight net's first layer: "paper" 7x7/2 (the paper's) or "small" 3x3/1
 EVAL = dict(batch_size=200, num_report_images=6)
+# The "fidelity" evaluator (xplain_jax.train.fidelity_evaluator): interventional effects.
+FIDELITY = dict(enabled=True, num_images=0,    # test images scored; 0 = all
+                sign_threshold=0.05, num_resamples=1000, deletion_steps=16, seed=0)
+# The "sanity" evaluator (model randomisation); layers "" = those above the explained feature.
+SANITY = dict(enabled=False, layers="")
 PARTS = dict(
     annotation="",           # a filter->part JSON file; "" = suggest from the masks
     compare_ordinary=True,   # train the same net without mask/filter loss
@@ -125,6 +130,7 @@ def experiment(*, dataset: ml_collections.ConfigDict, performer: ml_collections.
   if parts is not None:
     c.parts = parts
   c.eval = eval
+  c.fidelity, c.sanity = block(FIDELITY), block(SANITY)
   return c
 
 

@@ -14,7 +14,8 @@ number of report images — may change between runs of one workdir):
   performer, performer_*   seed, dtype, dataset.*, performer.*
   explainer_<variant>      the performer's fields + explainer.* (but the variant list) +
                            eval.batch_size (the feature-cache batches) + the variant's name
-  evaluate, report, parts  the explainer's fields + parts.* (but its report-only fields)
+  evaluate, report, parts  the explainer's fields + parts.* (but its report-only fields) +
+                           fidelity.* + sanity.*
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ _NOT_RESULT_FIELDS = (
 _RESULT_FIELDS = {
     "performer": ("seed", "dtype", "dataset", "performer"),
     "explainer": ("seed", "dtype", "dataset", "performer", "explainer", "eval.batch_size"),
-    "evaluate": ("seed", "dtype", "dataset", "performer", "explainer", "eval", "parts"),
+    "evaluate": ("seed", "dtype", "dataset", "performer", "explainer", "eval", "parts",
+                 "fidelity", "sanity"),
 }
 
 

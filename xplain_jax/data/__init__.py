@@ -32,6 +32,17 @@ class MappedSource:
   def get_batch(self, indices: np.ndarray) -> Batch:
     return self.fn(self.source.get_batch(indices))
 
+  @property
+  def counterfactuals(self) -> Callable | None:
+    """The wrapped source's ``counterfactuals(indices, concept) -> images`` (images are not
+    remapped by ``fn``), or None when it cannot redraw its images."""
+    return getattr(self.source, "counterfactuals", None)
+
+  @property
+  def num_concepts(self) -> int:
+    """How many concepts ``counterfactuals`` can toggle (0 without counterfactuals)."""
+    return int(getattr(self.source, "num_concepts", 0))
+
 
 @dataclasses.dataclass(frozen=True)
 class Spec:

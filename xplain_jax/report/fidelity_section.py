@@ -250,3 +250,42 @@ def build_fidelity_section(metrics, *, fig, data=None, images=None, names=None,
   else:
     blocks.append(("note", "No interventional effects (delta) saved: per-image panel skipped."))
   return TITLE, blocks + _sanity_blocks(metrics, digits) + _accuracy_blocks(metrics, digits)
+
+
+def section_from_eval(metrics, *, fig, data, images, names, reference=None, num_images=3,
+                      top_k=6, dpi=100, digits=3):
+  """``build_fidelity_section`` from what the evaluators saved (already read).
+
+  Args:
+    metrics: parsed ``metrics.json``.
+    fig: name -> figure path.
+    data: variant -> arrays of ``eval/<variant>.npz`` (``alpha``, ``concepts`` and, from the
+      fidelity evaluator, ``delta``, ``concept_labels``, ``deletion_curve``; rows of images
+      not scored are NaN).
+    images: [K,H,W,3] in [0,1] or None.
+    names: n concept names.
+    reference: arrays of ``eval/fidelity_reference.npz`` or None.
+
+  Returns:
+    (TITLE, blocks).
+  """
+  deletion = None
+  if reference is not None and "deletion_counts" in reference:
+    curves = {v: np.nanmean(d["deletion_curve"], axis=0) for v, d in data.items()
+              if "deletion_curve" in d}
+    curves.update({r: reference[f"{r}_deletion_curve"] for r in ("random", "prior_weights")
+                   if f"{r}_deletion_curve" in reference})
+    deletion = {"counts": reference["deletion_counts"], "curves": curves}
+  scored = {v: d for v, d in data.items() if "delta" in d}
+  count = 0
+  if scored:  # the images whose effects were measured (fidelity.num_images)
+    delta = next(iter(scored.values()))["delta"]
+    count = int(np.sum(np.all(np.isfinite(delta), axis=1)))
+  keep = lambda a: None if a is None else a[:count]
+  panel_data = {v: {k: keep(d.get(k)) for k in ("alpha", "concepts", "delta")}
+                for v, d in scored.items()}
+  first = next(iter(data.values()), {})
+  return build_fidelity_section(
+      metrics, fig=fig, data=panel_data, images=keep(images), names=names,
+      presence=keep(first.get("concept_labels")), deletion=deletion, num_images=num_images,
+      top_k=top_k, dpi=dpi, digits=digits)

@@ -16,6 +16,7 @@ import os
 
 import numpy as np
 
+from xplain_jax.report import fidelity_section
 from xplain_jax.report import figures
 from xplain_jax.report import io
 from xplain_jax.report import tables
@@ -88,8 +89,14 @@ def _image_sections(ctx, num_images):
       lines.append(head + " — " + ", ".join(
           f"{c:+.3f} {label}" for label, c in reasons))
     if gt is not None and gt_top is not None:
-      panels["planted ground truth"] = tables.name_reasons(
-          gt_top[k], gt[k], first["concepts"][k], names, case)
+      presence = first.get("concept_labels")
+      if presence is not None:  # the planted rule reads the true presence, not predictions
+        true_names = fidelity_section.presence_names(names, presence[k])
+        panels["planted ground truth"] = [
+            (true_names[i], float(gt[k][i])) for i in np.ravel(gt_top[k])]
+      else:
+        panels["planted ground truth"] = tables.name_reasons(
+            gt_top[k], gt[k], first["concepts"][k], names, case)
       lines.append("planted — " + ", ".join(
           f"{c:+.3f} {label}" for label, c in panels["planted ground truth"]))
     title = f"{target}, image {k}"
@@ -171,6 +178,21 @@ def _distribution_blocks(ctx, metrics):
   return dist, gt_blocks
 
 
+def _fidelity_section(ctx, metrics, workdir, num_images, digits):
+  """"Can this explanation be trusted?" from metrics.json, eval/<variant>.npz
+  and eval/fidelity_reference.npz (left out for a run without fidelity)."""
+  if not ({"fidelity", "sanity"} & set(metrics)):
+    return fidelity_section.TITLE, []
+  ref, notes = io.load_fidelity_reference(workdir)
+  first = next(iter(ctx["data"].values()), {})
+  names = _concept_names(ctx["meta"], first["alpha"].shape[1] if "alpha" in first else 0)
+  title, blocks = fidelity_section.section_from_eval(
+      metrics, fig=ctx["fig"], data=ctx["data"], images=(ctx["images"] or {}).get("images"),
+      names=names, reference=ref, num_images=min(num_images, 3), dpi=ctx["dpi"],
+      digits=digits)
+  return title, blocks + [("note", s) for s in notes]
+
+
 def build_sections(workdir, *, num_images=6, dpi=100, digits=4):
   """Draws every figure and returns the report's sections.
 
@@ -209,6 +231,7 @@ def build_sections(workdir, *, num_images=6, dpi=100, digits=4):
         patches, names, fig("filter_regions.png"), dpi=dpi),
                "Image regions where the chosen filters fire most.")]
   sections.append(("Filter regions", blocks))
+  sections.append(_fidelity_section(ctx, metrics, workdir, num_images, digits))
   dist, gt_blocks = _distribution_blocks(ctx, metrics)
   sections.append(("Distribution of contributions (paper Fig. 4)", dist))
   sections.append(("Explainer against the planted ground truth", gt_blocks))

@@ -17,7 +17,9 @@ KNOWN_STAGES = ("performer", "explainer_baseline", "explainer_prior")
 # Per-concept arrays of eval/<variant>.npz: shape [n].
 PER_CONCEPT = ("mean_abs_contrib", "gt_mean_abs")
 # Arrays of eval/<variant>.npz with the shape [N,n] of alpha.
-LIKE_ALPHA = ("gt_contrib", "contrib", "share")
+LIKE_ALPHA = ("gt_contrib", "contrib", "share", "delta", "concept_labels")
+# eval/*.npz files that are not explainer variants.
+NOT_VARIANTS = ("images.npz", "fidelity_reference.npz", "sanity.npz")
 
 
 def load_metrics(workdir):
@@ -126,7 +128,7 @@ def load_eval(workdir):
   variants = list(meta.get("variants") or [])
   if not variants and os.path.isdir(eval_dir):
     found = sorted(f[:-4] for f in os.listdir(eval_dir)
-                   if f.endswith(".npz") and f != "images.npz")
+                   if f.endswith(".npz") and f not in NOT_VARIANTS)
     variants = ([v for v in ("baseline", "prior") if v in found]
                 + [v for v in found if v not in ("baseline", "prior")])
   data = {}
@@ -188,3 +190,12 @@ def load_images(workdir):
   return arrays, notes
 
 
+
+
+def load_fidelity_reference(workdir):
+  """Reads `eval/fidelity_reference.npz` (the fidelity references, deletion counts and
+  curves); returns (arrays or None, notes). A damaged file is left out with a note."""
+  try:
+    return load_npz(os.path.join(workdir, "eval", "fidelity_reference.npz")), []
+  except DamagedFileError as e:
+    return None, [f"eval/fidelity_reference.npz is damaged ({e}); deletion curves are left out."]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import os
+import time
 from typing import Any, Callable
 
 import numpy as np
@@ -23,7 +24,8 @@ from xplain_jax import checkpoint
 from xplain_jax.errors import ConfigError
 
 # name -> module of xplain_jax.train holding ``evaluate(ctx)``.
-EVALUATORS = {"explainer": "evaluate", "parts": "parts_eval"}
+EVALUATORS = {"explainer": "evaluate", "parts": "parts_eval", "fidelity": "fidelity_evaluator",
+              "sanity": "sanity_evaluator"}
 
 
 @dataclasses.dataclass
@@ -78,8 +80,15 @@ class EvalOutput:
 
 
 def default_evals(config) -> str:
-  """``config.evals`` when set, else "explainer" plus "parts" for configs with a parts block."""
-  return config.get("evals", "explainer,parts" if "parts" in config else "explainer")
+  """``config.evals`` when set, else "explainer", plus "parts" for configs with a parts block,
+  "fidelity" when ``config.fidelity.enabled`` and "sanity" when ``config.sanity.enabled``."""
+  names = ["explainer"] + (["parts"] if "parts" in config else [])
+  names += [n for n in ("fidelity", "sanity") if _enabled(config, n)]
+  return config.get("evals", ",".join(names))
+
+
+def _enabled(config, block: str) -> bool:
+  return block in config and bool(config[block].get("enabled", False))
 
 
 def parse_evals(evals: str, config=None) -> tuple[str, ...]:
@@ -105,11 +114,15 @@ def predict_alphas(explainers: dict, feat: np.ndarray, *, batch_size: int) -> tu
 
 
 def run_evaluators(names, ctx: EvalContext) -> EvalOutput:
-  """Runs the named evaluators in order and merges their outputs."""
+  """Runs the named evaluators in order and merges their outputs; ``meta["evaluator_seconds"]``
+  holds each one's wall time."""
   merged = EvalOutput()
+  seconds = {}
   for name in names:
     module = importlib.import_module(f"xplain_jax.train.{EVALUATORS[name]}")
+    start = time.perf_counter()
     out = module.evaluate(ctx)
+    seconds[name] = round(time.perf_counter() - start, 2)
     for k, v in out.metrics.items():
       if isinstance(v, dict) and isinstance(merged.metrics.get(k), dict):
         merged.metrics[k] = {**merged.metrics[k], **v}
@@ -118,6 +131,7 @@ def run_evaluators(names, ctx: EvalContext) -> EvalOutput:
     for stem, arrays in out.arrays.items():
       merged.arrays.setdefault(stem, {}).update(arrays)
     merged.meta.update(out.meta)
+  merged.meta["evaluator_seconds"] = seconds
   return merged
 
 

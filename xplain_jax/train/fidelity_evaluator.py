@@ -1,0 +1,167 @@
+"""The "fidelity" evaluator: each explainer against the performer's own interventional effects.
+
+For the first ``config.fidelity.num_images`` test images (0: all) it measures the performer's
+effect of each concept, ``Δ_k = y(I) − y(I with concept k toggled)``:
+
+* Case 2 (``shared_feature``) by re-rendering the image with concept k toggled
+  (``source.counterfactuals``; column k of y_i is the renderer's concept named
+  ``concept_names[k]``, see ``renderer_columns``); a dataset without counterfactuals (CelebA)
+  gets a note instead of the effects;
+* Case 1 (``filter``, any dataset) by zeroing filter k's map in ``top_conv`` and running the
+  performer's head, plus deletion curves (explainer order, random, prior-weight order).
+
+Then ``fidelity_eval.evaluate_fidelity`` scores every variant and the references.
+
+Metrics: ``fidelity`` (per variant and ``prior_minus_baseline``), ``fidelity_reference``,
+``performer.concept_accuracy`` (Case 2: the performer's accuracy per concept attribute).
+Arrays: ``eval/<variant>.npz`` += ``delta`` [N,n], ``interventional_rank_correlation`` [N],
+``deletion_curve`` [N,J] (Case 1), ``concept_labels`` [N,n] (Case 2, true presence); rows of
+test images not scored (``num_images`` < N) are NaN. ``eval/fidelity_reference.npz`` holds the
+references' contributions, per-image rank correlations and deletion curves.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+
+from xplain_jax import fidelity, fidelity_eval, fidelity_sanity
+from xplain_jax.errors import DataError
+from xplain_jax.train import evaluators
+
+
+def renderer_columns(concept_names: Sequence[str], renderer_names: Sequence[str]) -> np.ndarray:
+  """For each column k of y_i, the renderer's index of the concept of the same name: [n] int.
+
+  Raises:
+    DataError: a concept the renderer cannot toggle.
+  """
+  renderer_names = list(renderer_names)
+  missing = [c for c in concept_names if c not in renderer_names]
+  if missing:
+    raise DataError(f"the renderer cannot toggle concepts {missing}; its concepts are "
+                    f"{renderer_names}. Skip rendering effects for this dataset.")
+  return np.asarray([renderer_names.index(c) for c in concept_names], np.int64)
+
+
+def rendering_delta(y_fn: Callable, counterfactuals: Callable, indices: np.ndarray,
+                    columns: np.ndarray, *, y: np.ndarray, batch_size: int) -> np.ndarray:
+  """Case 2 effects ``Δ`` [B,n]: column k re-renders with the renderer's concept ``columns[k]``.
+
+  Args:
+    y_fn: ``images [b,S,S,3] -> [b]`` the performer's explained score.
+    counterfactuals: ``(indices, concept) -> images``.
+    indices: [B] test indices; columns: [n] from ``renderer_columns``.
+    y: [B] the factual scores ``y_fn(images)``.
+  """
+  cf = lambda idx, k: counterfactuals(idx, int(columns[k]))
+  return fidelity.rendering_effects(y_fn, cf, indices, len(columns), y=y, batch_size=batch_size)
+
+
+def _batched(fn: Callable, x, batch_size: int, *rest) -> np.ndarray:
+  """``fn(x[i:j], *[r[i:j]])`` over batches of rows, concatenated (host numpy)."""
+  out = [np.asarray(fn(np.asarray(x[i:i + batch_size]), *[r[i:i + batch_size] for r in rest]))
+         for i in range(0, len(x), batch_size)]
+  return np.concatenate(out)
+
+
+def _performer_fns(ctx):
+  """(jitted ``y_fn``: images -> target logit [b]; ``head_fn``: top_conv -> target logit [b])."""
+  perf, v, t = ctx.perf, ctx.perf_vars, ctx.spec.target_index
+  y_fn = jax.jit(lambda im: perf.apply(v, im, train=False)[0][:, t])
+  head_fn = lambda x: perf.apply(v, x, method=perf.head)[0][:, t]
+  return y_fn, head_fn
+
+
+def _top_conv(ctx, indices: np.ndarray, batch_size: int) -> np.ndarray:
+  """``top_conv`` [B,H,W,n] of the scored test images (the cached map when g reads it)."""
+  if ctx.config.explainer.feature == "top_conv":
+    return np.asarray(ctx.test["feat"][:len(indices)], np.float32)  # indices = 0..B-1
+  perf, v = ctx.perf, ctx.perf_vars
+  fn = jax.jit(lambda im: perf.apply(v, im, train=False)[1]["top_conv"])
+  images = ctx.test_src.get_batch(indices)["image"]
+  return _batched(fn, images, batch_size).astype(np.float32)
+
+
+def _padded(a: np.ndarray, n_rows: int) -> np.ndarray:
+  """``a`` [B,...] as [N,...] float32, NaN in the rows of images not scored."""
+  out = np.full((n_rows,) + a.shape[1:], np.nan, np.float32)
+  out[:len(a)] = a
+  return out
+
+
+def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
+  """The metrics and arrays described in the module docstring."""
+  cfg, spec = ctx.config.fidelity, ctx.spec
+  n_all = len(ctx.test["y"])
+  num = n_all if int(cfg.num_images) <= 0 else min(int(cfg.num_images), n_all)
+  idx = np.arange(num)
+  bs = int(ctx.config.eval.batch_size)
+  y_i = np.asarray(ctx.test["y_i"][:num], np.float32)
+  w = np.asarray(ctx.test["w"][:num], np.float32)
+  gt = ctx.test.get("gt_contrib")
+  gt = None if gt is None else np.asarray(gt[:num], np.float32)
+  alphas = {v: np.asarray(a[:num], np.float32) for v, a in ctx.alpha.items()}
+  out = evaluators.EvalOutput()
+  variant_arrays = {v: {} for v in alphas}
+  if spec.case == "shared_feature":
+    labels = np.asarray(ctx.test["labels"])[:, list(spec.concept_indices)]
+    out.metrics["performer"] = {"concept_accuracy": fidelity_sanity.concept_accuracy(
+        ctx.test["y_i"], labels, ctx.concept_names)}
+    for v in alphas:
+      variant_arrays[v]["concept_labels"] = labels.astype(np.float32)
+  y_fn, head_fn = _performer_fns(ctx)
+  deletion_fn = counts = None
+  cf = getattr(ctx.test_src, "counterfactuals", None)
+  if spec.case == "filter":
+    x = _top_conv(ctx, idx, bs)
+    effects = jax.jit(lambda xb: fidelity.filter_deletion_effects(head_fn, xb))
+    delta = _batched(effects, x, bs)
+    counts = fidelity.deletion_counts(x.shape[-1], int(cfg.deletion_steps))
+    curve = jax.jit(lambda xb, ob: fidelity.deletion_curve(head_fn, xb, ob, counts))
+    deletion_fn = lambda order: _batched(curve, x, bs, np.asarray(order))
+    out.meta["fidelity_effects"] = "filter zeroing in top_conv"
+  elif cf is not None:
+    images = ctx.test_src.get_batch(idx)["image"]
+    y_fact = _batched(y_fn, images, bs).astype(np.float32)
+    columns = renderer_columns(ctx.concept_names, _renderer_names(ctx))
+    delta = rendering_delta(y_fn, cf, idx, columns, y=y_fact, batch_size=bs)
+    out.meta["fidelity_effects"] = "re-rendering with one concept toggled"
+  else:
+    note = (f"dataset {ctx.config.dataset.name} cannot redraw its images with one concept "
+            "toggled: no interventional effects; fidelity metrics skipped.")
+    out.meta["fidelity_note"] = note
+    out.metrics["fidelity"] = {"note": note}
+    out.arrays = variant_arrays
+    return out
+  fid, ref, arrays = fidelity_eval.evaluate_fidelity(
+      alphas, y_i, w, delta, key=jax.random.PRNGKey(int(cfg.seed)),
+      sign_threshold=float(cfg.sign_threshold), num_resamples=int(cfg.num_resamples),
+      gt_contrib=gt, deletion_fn=deletion_fn, deletion_counts=counts)
+  out.metrics["fidelity"], out.metrics["fidelity_reference"] = fid, ref
+  for v, a in alphas.items():
+    rho = np.asarray(fidelity.interventional_rank_correlation(a * y_i, delta))
+    variant_arrays[v].update(delta=_padded(delta, n_all),
+                             interventional_rank_correlation=_padded(rho, n_all))
+    if f"{v}/deletion_curve" in arrays:
+      variant_arrays[v]["deletion_curve"] = _padded(arrays[f"{v}/deletion_curve"], n_all)
+  reference = {k.replace("reference/", "").replace("/", "_"): np.asarray(a)
+               for k, a in arrays.items() if k.startswith("reference/") or k == "deletion_counts"}
+  for r in ref:
+    c = arrays[f"reference/{r}/contrib"]
+    reference[f"{r}_interventional_rank_correlation"] = np.asarray(
+        fidelity.interventional_rank_correlation(c, delta))
+  reference["delta"] = delta
+  out.arrays = {**variant_arrays, "fidelity_reference": reference}
+  out.meta["fidelity_num_images"] = int(num)
+  return out
+
+
+def _renderer_names(ctx) -> tuple[str, ...]:
+  """The concept names of the dataset's renderer (its ``counterfactuals``' concept indices)."""
+  if ctx.config.dataset.name == "synthetic_attributes":
+    from xplain_jax.data import synthetic_attributes as sa
+    return sa.CONCEPT_NAMES
+  return tuple(ctx.concept_names)
