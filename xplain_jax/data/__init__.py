@@ -15,6 +15,7 @@ from typing import Any, Callable
 import numpy as np
 
 from xplain_jax.data.pipeline import ArraySource, Batch, Loader  # noqa: F401
+from xplain_jax.errors import ConfigError
 
 DATASETS = ("synthetic_attributes", "synthetic_parts", "celeba", "pascal_part")
 
@@ -75,7 +76,7 @@ class Spec:
 
 def _check_name(name: str) -> None:
   if name not in DATASETS:
-    raise ValueError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}.")
+    raise ConfigError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}.")
 
 
 def get_spec(config) -> Spec:
@@ -87,7 +88,7 @@ def get_spec(config) -> Spec:
     from xplain_jax.data import synthetic_attributes as sa
     names = sa.ATTRIBUTE_NAMES
     if target not in sa.TARGET_NAMES:
-      raise ValueError(f"config.explainer.target={target!r} is not a synthetic target; choose one "
+      raise ConfigError(f"config.explainer.target={target!r} is not a synthetic target; choose one "
                        f"of {list(sa.TARGET_NAMES)}.")
     return Spec("shared_feature", names, names.index(target),
                 tuple(range(len(sa.CONCEPT_NAMES))), sa.CONCEPT_NAMES, has_ground_truth=True)

@@ -83,7 +83,7 @@ Annotations_Part/*.mat (trainval/Annotations_Part/*.mat is found too).
 """
 
 
-from xplain_jax.errors import DatasetNotPreparedError  # noqa: E402 (one class for every dataset)
+from xplain_jax.errors import ConfigError, DataError, DatasetNotPreparedError  # noqa: E402 (one class for every dataset)
 
 
 def _structs(value) -> list:
@@ -105,7 +105,7 @@ def parse_annotation(path: str | os.PathLike) -> list[dict[str, Any]]:
   try:
     anno = scipy.io.loadmat(os.fspath(path), squeeze_me=True, struct_as_record=False)["anno"]
   except (KeyError, ValueError, TypeError) as e:
-    raise ValueError(f"{path} is not a Pascal-Part annotation (no 'anno' struct): {e}") from e
+    raise DataError(f"{path} is not a Pascal-Part annotation (no 'anno' struct): {e}") from e
   objects = []
   for obj in _structs(anno.objects):
     parts = [(str(p.part_name), np.asarray(p.mask).astype(bool))
@@ -143,7 +143,7 @@ def _find_annotations(manual_dir: str) -> str:
   for sub in ("Annotations_Part", os.path.join("trainval", "Annotations_Part")):
     if os.path.isdir(os.path.join(manual_dir, sub)):
       return os.path.join(manual_dir, sub)
-  raise FileNotFoundError(f"no Annotations_Part folder in {manual_dir}; "
+  raise DatasetNotPreparedError(f"no Annotations_Part folder in {manual_dir}; "
                           + MANUAL_DOWNLOAD_INSTRUCTIONS.replace("\n", " "))
 
 
@@ -187,7 +187,7 @@ class PascalPart(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == 
     manual_dir = os.fspath(dl_manager.manual_dir)
     voc = os.path.join(manual_dir, "VOCdevkit", "VOC2010")
     if not os.path.isdir(os.path.join(voc, "JPEGImages")):
-      raise FileNotFoundError(f"no VOCdevkit/VOC2010/JPEGImages in {manual_dir}; "
+      raise DatasetNotPreparedError(f"no VOCdevkit/VOC2010/JPEGImages in {manual_dir}; "
                               + MANUAL_DOWNLOAD_INSTRUCTIONS.replace("\n", " "))
     lists = [os.path.join(voc, "ImageSets", "Main", f"{s}.txt") for s in ("train", "val")]
     ids = [None, None]
@@ -253,7 +253,7 @@ def prepare(manual_dir: str, data_dir: str | None = None,
   """Prepares ``pascal_part/<category>`` (and ``pascal_part/negative``) as ArrayRecord."""
   bad = [c for c in categories if c not in ANIMALS]
   if bad:
-    raise ValueError(f"unknown Pascal-Part categories {bad}; use names from {list(ANIMALS)}.")
+    raise ConfigError(f"unknown Pascal-Part categories {bad}; use names from {list(ANIMALS)}.")
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   for name in list(categories) + ([NEGATIVE] if negatives else []):
     builder = PascalPart(config=name, data_dir=data_dir, file_format="array_record")

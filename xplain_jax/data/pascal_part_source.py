@@ -22,6 +22,7 @@ from PIL import Image
 
 from xplain_jax.data import pascal_part as pp
 from xplain_jax.data import preprocess
+from xplain_jax.errors import ConfigError, DataError
 
 NEGATIVE_POOLS = ("non_animal", "other_categories")
 
@@ -43,7 +44,7 @@ def crop_box(box, image_shape, margin: float = 0.0) -> np.ndarray:
   out = np.array([max(0, int(np.floor(y0 - dy))), max(0, int(np.floor(x0 - dx))),
                   min(h, int(np.ceil(y1 + dy))), min(w, int(np.ceil(x1 + dx)))], np.int32)
   if out[2] <= out[0] or out[3] <= out[1]:
-    raise ValueError(f"box {tuple(box)} is empty inside an image of shape {image_shape[:2]}.")
+    raise DataError(f"box {tuple(box)} is empty inside an image of shape {image_shape[:2]}.")
   return out
 
 
@@ -190,9 +191,9 @@ def load(split: str, *, category: str, data_dir: str | os.PathLike | None = None
       the message gives the command that prepares them.
   """
   if category not in pp.ANIMALS:
-    raise ValueError(f"unknown Pascal-Part category {category!r}; use one of {list(pp.ANIMALS)}.")
+    raise ConfigError(f"unknown Pascal-Part category {category!r}; use one of {list(pp.ANIMALS)}.")
   if negatives not in NEGATIVE_POOLS:
-    raise ValueError(f"negatives={negatives!r} is not known; use one of {list(NEGATIVE_POOLS)}.")
+    raise ConfigError(f"negatives={negatives!r} is not known; use one of {list(NEGATIVE_POOLS)}.")
   pos = _open(category, split, data_dir, category)
   neg = _open(pp.NEGATIVE, split, data_dir, category)
   if negatives == "other_categories":

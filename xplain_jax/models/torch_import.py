@@ -29,6 +29,7 @@ import numpy as np
 
 from xplain_jax.models import alexnet
 from xplain_jax.models import vgg
+from xplain_jax.errors import DataError, MissingDependencyError
 
 # Per architecture: the performer class and the torchvision `classifier` indices
 # of fc6, fc7, fc8 (VGG: Linear, ReLU, Dropout, ...; AlexNet: Dropout, Linear, ...).
@@ -56,11 +57,11 @@ def _to_numpy(value):
 def _take(state_dict, key, expected_shape):
   """The array under `key`, checked against the torch-layout shape."""
   if key not in state_dict:
-    raise ValueError(f"state dict lacks {key!r}; expected a tensor of shape "
+    raise DataError(f"state dict lacks {key!r}; expected a tensor of shape "
                      f"{tuple(expected_shape)}")
   value = _to_numpy(state_dict[key])
   if value.shape != tuple(expected_shape):
-    raise ValueError(f"state dict {key!r} has shape {value.shape}; expected "
+    raise DataError(f"state dict {key!r} has shape {value.shape}; expected "
                      f"{tuple(expected_shape)}")
   return value
 
@@ -101,7 +102,7 @@ def load_conv_only(name: str, state_dict: Mapping[str, Any], *, num_outputs: int
       neither a conv of ``features`` nor of ``classifier``.
   """
   if name not in _LAYOUTS:
-    raise ValueError(f"no torchvision import for {name!r}; choose one of "
+    raise DataError(f"no torchvision import for {name!r}; choose one of "
                      f"{', '.join(sorted(_LAYOUTS))}")
   module = _LAYOUTS[name][0](num_outputs=num_outputs, **module_kwargs)
   size = module.min_image_size()
@@ -117,7 +118,7 @@ def load_conv_only(name: str, state_dict: Mapping[str, Any], *, num_outputs: int
   params.update(_conv_params(module.layers(), shapes, take))
   unexpected = sorted(k for k in set(state_dict) - used if not k.startswith("classifier."))
   if unexpected:
-    raise ValueError(f"unexpected keys in the {name} state dict: {unexpected[:5]}; expected "
+    raise DataError(f"unexpected keys in the {name} state dict: {unexpected[:5]}; expected "
                      f"torchvision's {name} layout")
   return {"params": jax.tree.map(jnp.asarray, params)}
 
@@ -144,17 +145,17 @@ def from_torchvision(name: str, state_dict: Mapping[str, Any], *,
       a new last layer without rng.
   """
   if name not in _LAYOUTS:
-    raise ValueError(f"no torchvision import for {name!r}; choose one of "
+    raise DataError(f"no torchvision import for {name!r}; choose one of "
                      f"{', '.join(sorted(_LAYOUTS))}")
   cls, fc_indices = _LAYOUTS[name]
   fc8_key = f"classifier.{fc_indices[2]}"
   if f"{fc8_key}.weight" not in state_dict:
-    raise ValueError(f"state dict lacks {fc8_key + '.weight'!r}; is it a "
+    raise DataError(f"state dict lacks {fc8_key + '.weight'!r}; is it a "
                      f"torchvision {name} state dict?")
   sd_outputs = _to_numpy(state_dict[f"{fc8_key}.weight"]).shape[0]
   num_outputs = sd_outputs if num_outputs is None else num_outputs
   if num_outputs != sd_outputs and rng is None:
-    raise ValueError(f"num_outputs={num_outputs} differs from the state dict's "
+    raise DataError(f"num_outputs={num_outputs} differs from the state dict's "
                      f"{sd_outputs}: pass rng=jax.random.key(...) to initialise "
                      f"the last layer")
 
@@ -188,7 +189,7 @@ def from_torchvision(name: str, state_dict: Mapping[str, Any], *,
 
   unexpected = sorted(set(state_dict) - used)
   if unexpected:
-    raise ValueError(f"unexpected keys in the {name} state dict: "
+    raise DataError(f"unexpected keys in the {name} state dict: "
                      f"{unexpected[:5]}; expected torchvision's {name} layout")
   return {"params": jax.tree.map(jnp.asarray, params)}
 
@@ -209,10 +210,10 @@ def load_state_dict_file(path):
   try:
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ImportError("reading .pth files needs torch: "
+    raise MissingDependencyError("reading .pth files needs torch: "
                       "pip install xplain_jax[torch]") from e
   state = torch.load(path, map_location="cpu", weights_only=True)
   if not isinstance(state, Mapping):
-    raise ValueError(f"{path} holds a {type(state).__name__}, not a state dict "
+    raise DataError(f"{path} holds a {type(state).__name__}, not a state dict "
                      f"(save model.state_dict())")
   return {k: _to_numpy(v) for k, v in state.items()}
