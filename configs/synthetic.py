@@ -14,6 +14,11 @@ Tiny variant, the whole pipeline in well under a minute (used by the tests):
 
   python launch/run.py --config=configs/synthetic.py:tiny --workdir=runs/tiny
 
+Full size, for an accelerator (224×224 images, VGG-16 performer, ResNet-152 weight network,
+bfloat16; rendering the 8,192 training images takes a few minutes on one core):
+
+  python launch/run.py --config=configs/synthetic.py:full --workdir=runs/synthetic_full
+
 Override any field, e.g. ``--config.explainer.beta=0.5 --config.explainer.target=target_b``.
 """
 
@@ -23,8 +28,8 @@ from xplain_jax import config_base as base
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
-  """The config; ``arg`` is "" (default) or "tiny"."""
-  a = base.parse_arg(arg, file="configs/synthetic.py")
+  """The config; ``arg`` is "" (default), "tiny" or "full"."""
+  a = base.parse_arg(arg, flags=("tiny", "full"), file="configs/synthetic.py")
   c = base.experiment(
       dataset=base.dataset("synthetic_attributes", 64, 5000, 1000, extra=dict(cache=True)),
       performer=base.performer(
@@ -50,4 +55,15 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.explainer.width = 8
     c.eval.batch_size, c.eval.num_report_images = 32, 2
     c.checkpoint_every_steps, c.log_every_steps = 4, 2
+  if a["full"]:
+    c.dtype = "bfloat16"  # parameters, losses and priors stay float32
+    c.dataset.image_size, c.dataset.num_train, c.dataset.num_test = 224, 8192, 2048
+    c.performer.arch, c.performer.batch_size, c.performer.num_epochs = "vgg16", 256, 2
+    c.performer.model = ml_collections.ConfigDict()
+    c.performer.optimizer = base.optimizer("adam", 1e-4, warmup_steps=100)
+    c.explainer.depth, c.explainer.width, c.explainer.batch_size = 152, 64, 256
+    c.explainer.num_epochs = 4
+    c.explainer.optimizer = base.optimizer("adam", 1e-3, warmup_steps=50)
+    c.eval.batch_size = 512
+    c.checkpoint_every_steps, c.log_every_steps = 1000, 50
   return c
