@@ -53,7 +53,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   # "task_loss" in logs/performer.jsonl and adjust --config.performer.filter_loss_weight.
   c = base.experiment(
       dataset=base.dataset("pascal_part", 224, 0, 0, extra=dict(
-          category=a["category"], num_threads=8)),
+          category=a["category"], num_threads=8,
+          # negatives: the other prepared animals' objects with the non-animal images (Zhang et
+          # al.'s "other categories"); "non_animal" uses the non-animal images only.
+          negatives="other_categories")),
       performer=base.interpretable_performer(a["arch"], filter_loss_weight=5e-6),
       explainer=base.filter_explainer(a["arch"], target=a["category"]),
       parts=base.block(base.PARTS, compare_ordinary=True),

@@ -133,7 +133,8 @@ def get_source(config, split: str, *, workdir: str | None = None):
                       image_size=d.image_size, num_threads=d.get("num_threads", 0))
     return _limit(src, num)
   from xplain_jax.data import pascal_part as pp
-  src = pp.load(split, category=d.category, data_dir=d.data_dir or None, image_size=d.image_size)
+  src = pp.load(split, category=d.category, data_dir=d.data_dir or None, image_size=d.image_size,
+                negatives=d.get("negatives", "non_animal"))
   return _limit(MappedSource(src, _binary_layout), num)
 
 
