@@ -25,6 +25,7 @@ setuptools.setup(
         "scipy>=1.10",
         "pillow>=10",
         "absl-py>=1.4",
+        "tqdm>=4.60",
     ],
     extras_require={
         # torch builds torchvision-layout models in the weight-import parity tests.
