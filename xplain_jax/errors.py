@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 
 class XplainError(Exception):
   """A problem the user can fix; the message says what was wrong and what to do (one line)."""
@@ -52,27 +50,9 @@ def is_user_error(e: BaseException) -> bool:
 
 
 def one_line(e: BaseException) -> str:
-  """The exception's message on one line (KeyError quotes stripped; a bare JSON decoding error
-  gets the file it came from and what to do)."""
+  """The exception's message on one line (a KeyError's quotes stripped)."""
   msg = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
-  if isinstance(e, json.JSONDecodeError):
-    name = _json_file(e)
-    msg = (f"{name or 'a JSON file of the workdir'} is not valid JSON ({msg}); delete it and "
-           "rerun the stage that writes it (metrics.json: the evaluate stage).")
   return " ".join(msg.split()) or type(e).__name__
-
-
-def _json_file(e: BaseException) -> str | None:
-  """The name of the file being parsed when ``e`` was raised (from the traceback's frames)."""
-  tb = e.__traceback__
-  found = None
-  while tb is not None:
-    for value in tb.tb_frame.f_locals.values():
-      name = getattr(value, "name", None)
-      if isinstance(name, str) and hasattr(value, "read"):
-        found = name
-    tb = tb.tb_next
-  return found
 
 
 def exit_code(e: BaseException) -> int:

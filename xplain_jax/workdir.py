@@ -12,7 +12,8 @@ count, logging and checkpoint intervals, data and cache locations, the distribut
 number of report images — may change between runs of one workdir):
 
   performer, performer_*   seed, dtype, dataset.*, performer.*
-  explainer_<variant>      the performer's fields + explainer.* (but the variant list) +
+  explainer_<variant>      the performer's fields + explainer.* (but the variant list, and β
+                           for the baseline, which does not read it) +
                            eval.batch_size (the feature-cache batches) + the variant's name
   evaluate, report, parts  the explainer's fields + parts.* (but its report-only fields) +
                            fidelity.* + sanity.*
@@ -75,6 +76,8 @@ def identity_fields(config, stage: str) -> dict:
          and not any(k == n or k.startswith(n + ".") for n in _NOT_RESULT_FIELDS)}
   if _stage_kind(stage) == "explainer" and stage != "explainer":
     out["variant"] = stage.split("_", 1)[1]
+    if out["variant"] == "baseline":  # λ ≡ 0: the baseline does not read β
+      out.pop("explainer.beta", None)
   return out
 
 

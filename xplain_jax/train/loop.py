@@ -116,7 +116,6 @@ def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loade
   Returns:
     The final state. Raises ``NonFiniteError`` (keeping the last good checkpoint) on NaN/Inf.
   """
-  _check_state(state)
   ckpt = (checkpoint.Checkpointer(os.path.join(workdir, stage, "ckpt"), fingerprint=fingerprint)
           if workdir is not None else _NoCheckpoints())
   restored = ckpt.restore(state)
