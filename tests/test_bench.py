@@ -82,8 +82,9 @@ def test_json_rows_are_consistent(small_run):
       want += c["performer_forward"] + c["prior"]
       assert c["performer_forward"] > 0 and c["prior"] > 0
     assert r["flops_analytic"] == want
-    # The whole traced step (no input gradient for g's first conv) is close to the rule.
-    assert 0.8 < c["step_jaxpr"] / want < 1.1
+    # The whole traced step is close to the rule; it is below it by g's first conv's input
+    # gradient, which no step computes (with the 7x7/2 stem that conv is ~20 % of this small g).
+    assert 0.75 < c["step_jaxpr"] / want < 1.1
     assert abs(r["img_per_s"] * r["ms_per_step"] / 1e3 - r["batch"]) < 1e-6 * r["batch"]
     assert r["tflops_per_s"] == pytest.approx(want / (r["ms_per_step"] * 1e-3) / 1e12)
     if r["flops_xla"] is not None:  # per-partition count x 2 devices; XLA skips padding taps

@@ -89,7 +89,7 @@ class Explainer:
 def build_weight_net(config, num_concepts: int):
   e = config.explainer
   return models.get_weight_net(e.depth, num_outputs=num_concepts, positive=e.positive,
-                               width=e.width, stem=e.stem,
+                               width=e.width, stem=e.get("stem", "paper"),
                                dtype=state_lib.compute_dtype(config.dtype))
 
 
