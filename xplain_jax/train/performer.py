@@ -57,12 +57,12 @@ def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss
 
   Args:
     batch: ``"image"`` [B,S,S,3], ``"labels"`` [B,A] in {0,1}, ``"mask"`` [B] bool.
-    rng: the step's dropout key; step: unused (the loss does not depend on it).
+    rng: the step's dropout key; step: the state's step (the filter-loss weight's epoch is
+      ``step // steps_per_epoch + 1``).
 
   Returns:
     ``(loss, (new_batch_stats, metrics))``.
   """
-  del step
   variables = state_lib.merge_variables(params, batch_stats)
   if batch_stats:
     (logits, inter), updates = module.apply(variables, batch["image"], train=True,
