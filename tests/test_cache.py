@@ -82,10 +82,10 @@ def test_explainer_trains_from_the_mapped_cache_as_from_memory(cached, tmp_path)
   params = {}
   for name, source in (("mapped", out), ("memory", in_memory)):
     loader = data.Loader(source, 8, seed=1)
-    _, variables = explainer_lib.train_explainer(
+    explainer = explainer_lib.train_explainer(
         config, "prior", workdir=str(tmp_path / name), mesh=mesh, loader=loader,
         feat_shape=(1, 4, 4, 3), num_concepts=N, rng=jax.random.PRNGKey(0))
-    params[name] = jax.device_get(variables)
+    params[name] = jax.device_get(explainer.variables)
   for a, b in zip(jax.tree.leaves(params["mapped"]), jax.tree.leaves(params["memory"])):
     np.testing.assert_array_equal(a, b)
 
