@@ -13,25 +13,14 @@ explainers.
 ``:tiny`` is 2 seeds × β ∈ {0, 0.2} on configs/synthetic.py:tiny (what the tests run).
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _load(name: str):
-  spec = importlib.util.spec_from_file_location(f"_study_{name}", os.path.join(_HERE, name))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from xplain_jax.study import blocks
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg not in ("", "tiny"):
     raise ValueError(f"unknown argument {arg!r} for beta_sweep.py; use '' or 'tiny'.")
-  common = _load("synthetic_seeds.py")
   seeds = (0, 1) if arg else (0, 1, 2)
   betas = (0.0, 0.2) if arg else (0.0, 0.05, 0.2, 1.0, 5.0)
   c = ml_collections.ConfigDict()
@@ -42,10 +31,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.axes.beta = dict(explainer=dict(beta=betas))
   c.axes.seed = dict(explainer=dict(seed=seeds))
   c.replicates = "seed"
-  c.share = common.SHARE
+  c.share = blocks.SHARE
   c.share_explainers = "explainer_baseline"
   c.explainer_free_fields = "explainer.beta"
   c.require = ""
-  c.table = common.table(columns="explainer.beta")
-  c.slurm = common.slurm()
+  c.table = blocks.table(columns="explainer.beta")
+  c.slurm = blocks.slurm()
   return c

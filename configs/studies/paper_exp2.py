@@ -18,6 +18,8 @@ import os
 
 import ml_collections
 
+from xplain_jax.study import blocks
+
 TARGETS = ("attractive", "heavy_makeup", "male", "young")
 LABELS = {"attractive": "attractive", "heavy_makeup": "makeup", "male": "male",
           "young": "young", "all": "Avg."}
@@ -35,7 +37,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   a = _load("paper_table1.py").parse_arg(arg or "seeds=3")
   if a["by_category"]:
     raise ValueError("paper_exp2.py has no categories; use seeds=N and/or tiny.")
-  common = _load("synthetic_seeds.py")
   c = ml_collections.ConfigDict()
   c.name = "paper_exp2"
   c.base = "configs/celeba.py:target={explainer.target}" + (",tiny" if a["tiny"] else "")
@@ -45,10 +46,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.axes.target = dict(explainer=dict(target=TARGETS))
   c.axes.seed = dict(seed=tuple(range(a["seeds"])))
   c.replicates = "seed"
-  c.share = common.SHARE
+  c.share = blocks.SHARE
   c.require = ""
-  c.table = common.table(columns="explainer.target", average_column=True,
+  c.table = blocks.table(columns="explainer.target", average_column=True,
                          variant_metrics="entropy,accuracy,relative_deviation",
                          metrics="performer.accuracy", labels=LABELS)
-  c.slurm = common.slurm(time="12:00:00", gpus_per_task=1, cpus_per_task=16)
+  c.slurm = blocks.slurm(time="12:00:00", gpus_per_task=1, cpus_per_task=16)
   return c

@@ -17,23 +17,14 @@ vgg16 ("" = from scratch):
 Argument: ``seeds=N`` (default 1), ``by_category``, ``tiny`` (64 px smoke run), comma-separated.
 """
 
-import importlib.util
-import os
-
 import ml_collections
+
+from xplain_jax.study import blocks
 
 ARCHS = ("alexnet", "vgg_m", "vgg_s", "vgg16")
 CATEGORIES = ("bird", "cat", "cow", "dog", "horse", "sheep")
 LABELS = {"alexnet": "AlexNet", "vgg_m": "VGG-M", "vgg_s": "VGG-S", "vgg16": "VGG-16",
           "all": "Avg."}
-
-
-def _common():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synthetic_seeds.py")
-  spec = importlib.util.spec_from_file_location("_study_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
 
 
 def parse_arg(arg: str) -> dict:
@@ -51,7 +42,6 @@ def parse_arg(arg: str) -> dict:
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   a = parse_arg(arg)
-  common = _common()
   c = ml_collections.ConfigDict()
   c.name = "paper_table1"
   c.base = ("configs/pascal_part.py:arch={performer.arch},category={dataset.category}"
@@ -62,13 +52,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.axes.category = dict(dataset=dict(category=CATEGORIES))
   c.axes.seed = dict(seed=tuple(range(a["seeds"])))
   c.replicates = "seed"
-  c.share = common.SHARE
+  c.share = blocks.SHARE
   c.require = ""
-  c.table = common.table(
+  c.table = blocks.table(
       columns="performer.arch", rows="dataset.category" if a["by_category"] else "",
       variant_metrics="entropy,accuracy,relative_deviation",
       metrics="performer.accuracy,parts.selectivity_interpretable,parts.selectivity_ordinary",
       metric_pairs="parts.selectivity_interpretable:parts.selectivity_ordinary",
       labels=LABELS)
-  c.slurm = common.slurm(time="12:00:00", gpus_per_task=1, cpus_per_task=16)
+  c.slurm = blocks.slurm(time="12:00:00", gpus_per_task=1, cpus_per_task=16)
   return c

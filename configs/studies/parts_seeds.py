@@ -7,24 +7,14 @@ without mask and filter loss) as a paired difference per run.
 ``:tiny`` runs 2 seeds on configs/parts.py:tiny,tiny (a smoke test).
 """
 
-import importlib.util
-import os
-
 import ml_collections
 
-
-def _common():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "synthetic_seeds.py")
-  spec = importlib.util.spec_from_file_location("_study_common", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+from xplain_jax.study import blocks
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg not in ("", "tiny"):
     raise ValueError(f"unknown argument {arg!r} for parts_seeds.py; use '' or 'tiny'.")
-  common = _common()
   seeds = (0, 1) if arg else (0, 1, 2)
   c = ml_collections.ConfigDict()
   c.name = "parts_seeds"
@@ -33,13 +23,13 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.axes = ml_collections.ConfigDict()
   c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
   c.replicates = "seed"
-  c.share = common.SHARE
+  c.share = blocks.SHARE
   c.require = "parts"  # written after the explainers' metrics; a run cut off between is redone
-  c.table = common.table(
+  c.table = blocks.table(
       variant_metrics="entropy,relative_deviation,accuracy",
       metrics=("performer.accuracy,parts.ordinary_performer_accuracy,"
                "parts.selectivity_interpretable,parts.selectivity_ordinary,"
                "parts.selectivity_chance"),
       metric_pairs="parts.selectivity_interpretable:parts.selectivity_ordinary")
-  c.slurm = common.slurm()
+  c.slurm = blocks.slurm()
   return c

@@ -12,25 +12,7 @@ randomness of a run. Every run trains its own performer.
 
 import ml_collections
 
-SHARE = "performer,performer_ordinary,features,data"
-
-
-def table(**kw) -> ml_collections.ConfigDict:
-  """The table block shared by the synthetic studies."""
-  t = dict(columns="", rows="", variants="baseline,prior",
-           variant_metrics="entropy,relative_deviation,accuracy,gt_rank_correlation",
-           metrics="performer.accuracy,prior_weights.entropy,prior_weights.gt_rank_correlation",
-           paired="prior-baseline", metric_pairs="", average_column=False, labels={})
-  t.update(kw)
-  return ml_collections.ConfigDict(t)
-
-
-def slurm(**kw) -> ml_collections.ConfigDict:
-  s = dict(partition="", time="01:00:00", mem="", account="", gpus_per_task=0, cpus_per_task=4,
-           setup="")
-  s.update(kw)
-  return ml_collections.ConfigDict(s)
-
+from xplain_jax.study import blocks
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg not in ("", "tiny"):
@@ -43,8 +25,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.axes = ml_collections.ConfigDict()
   c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
   c.replicates = "seed"
-  c.share = SHARE
+  c.share = blocks.SHARE
   c.require = ""
-  c.table = table()
-  c.slurm = slurm()
+  c.table = blocks.table()
+  c.slurm = blocks.slurm()
   return c
