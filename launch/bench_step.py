@@ -38,14 +38,6 @@ FULL = ("vgg16", 152, 224, 64)
 SMALL = ("tiny_vgg", 10, 64, 16)
 
 
-def _split(text: str, choices, what: str) -> list[str]:
-  items = [s.strip() for s in text.split(",") if s.strip()]
-  bad = [s for s in items if s not in choices]
-  if bad or not items:
-    raise ValueError(f"--{what}={text!r} has {bad or 'nothing'}; choose from {list(choices)}.")
-  return items
-
-
 def make_spec(case: str, num_outputs: int, target_index: int) -> data.Spec:
   """Case 1: one output, filter concepts; Case 2: every output but the target is a concept."""
   if case == "filter":
