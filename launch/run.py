@@ -190,7 +190,7 @@ def main(argv):
   try:
     held = prepare(FLAGS.config, FLAGS.workdir)  # noqa: F841  (the lock lives until exit)
     from xplain_jax.train import pipeline  # pylint: disable=import-outside-toplevel
-    pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir, checked=True)
   except KeyboardInterrupt:
     _exit(INTERRUPTED, 130)
   except Exception as e:  # pylint: disable=broad-except

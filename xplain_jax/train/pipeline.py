@@ -208,10 +208,15 @@ def plan(stages: tuple[Stage, ...], groups) -> list[Stage]:
   return chosen[::-1]
 
 
-def train_and_evaluate(config, workdir: str) -> dict | None:
-  """Runs the stages of ``config.stages`` in ``workdir``; returns metrics when evaluated."""
-  validate.check_config(config)
-  validate.check_workdir(workdir)
+def train_and_evaluate(config, workdir: str, *, checked: bool = False) -> dict | None:
+  """Runs the stages of ``config.stages`` in ``workdir``; returns metrics when evaluated.
+
+  ``checked=True`` skips the config and workdir checks (including the few-second dry build),
+  for a caller that has just made them (``launch/run.py``).
+  """
+  if not checked:
+    validate.check_config(config)
+    validate.check_workdir(workdir)
   groups = parse_stages(config.stages)
   evaluators.parse_evals(evaluators.default_evals(config), config)
   parallel.initialize_distributed(config.distributed.coordinator_address,
@@ -219,12 +224,9 @@ def train_and_evaluate(config, workdir: str) -> dict | None:
                                   config.distributed.process_id)
   mesh = parallel.make_mesh(config.num_devices)
   for block in ("performer", "explainer", "eval"):
-    try:
-      parallel.check_batch_size(config[block].batch_size, mesh, f"config.{block}.batch_size")
-    except ValueError as e:
-      raise ConfigError(str(e)) from None
+    parallel.check_batch_size(config[block].batch_size, mesh, f"config.{block}.batch_size")
   spec = data.get_spec(config)
-  if jax.process_index() == 0:
+  if jax.process_index() == 0 and not checked:
     validate.check_same_experiment(config, workdir)
   stages = declare_stages(config)
   todo = plan(stages, set(groups))
