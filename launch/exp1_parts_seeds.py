@@ -1,16 +1,20 @@
-"""Experiment 1 over seeds: part selectivity against two chance levels, and the summary table.
+"""Experiment 1 over seeds and both performer layouts: part selectivity against two chance
+levels, filters per part, and the summary table.
 
 The parts stage's ``selectivity`` counts a filter's strong peaks on background as on no part,
-while its ``selectivity_chance`` assumes peaks on the object. This study adds the chance level
+while its ``selectivity_chance`` assumes peaks on the object. This script adds the chance level
 of peaks uniform over the whole image, the share of peaks on the object, and the selectivity of
-the peaks that are on the object, for the interpretable and the ordinary added layer:
+the peaks that are on the object, for the interpretable and the ordinary layer. ``paper`` is
+configs/parts.py as it is (the paper's layout); ``old`` is the earlier layout (the original top
+conv masked after its ReLU, constant filter-loss weight; the explainer as configured):
 
-  for s in 0 1 2; do
-    python launch/run.py --config=configs/parts.py --workdir=runs/exp1/parts_paper_s$s \\
-        --config.seed=$s --config.stages=performer,explainer,evaluate
-    python launch/exp1_parts_seeds.py posthoc runs/exp1/parts_paper_s$s $s \\
-        > runs/exp1/posthoc_s$s.json
-  done
+  for layout in paper old; do for s in 0 1 2; do
+    python launch/run.py --config=configs/parts.py --workdir=runs/exp1/parts_${layout}_s$s \\
+        --config.seed=$s --config.stages=performer,explainer,evaluate \\
+        $(python launch/exp1_parts_seeds.py flags $layout)
+    python launch/exp1_parts_seeds.py posthoc runs/exp1/parts_${layout}_s$s $s $layout \\
+        > runs/exp1/posthoc_${layout}_s$s.json
+  done; done
   python launch/exp1_parts_seeds.py table runs/exp1   # the README's Experiment-1 table
 
 ``posthoc`` restores the two finished performers of a run (no training).
@@ -24,12 +28,38 @@ import sys
 import jax
 import numpy as np
 
-from configs import parts as parts_config
-from xplain_jax import data, parallel, parts
-from xplain_jax.train import parts_eval, pipeline
-from xplain_jax.train import performer as performer_lib
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from configs import parts as parts_config  # noqa: E402
+from xplain_jax import data, parallel, parts  # noqa: E402
+from xplain_jax.train import parts_eval, pipeline  # noqa: E402
+from xplain_jax.train import performer as performer_lib  # noqa: E402
 
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95 % t quantiles
+
+# Config overrides of each performer layout (``launch/run.py`` flags, ``posthoc``'s config).
+LAYOUTS = {
+    "paper": {},
+    "old": {"performer.model.added_layer": False, "performer.model.mask_order": "post_relu",
+            "performer.filter_loss_schedule": "constant"},
+}
+
+
+def layout_config(layout: str, seed: int):
+  """configs/parts.py with ``seed`` and the layout's overrides."""
+  c = parts_config.get_config("")
+  c.seed = seed
+  for path, value in LAYOUTS[layout].items():
+    *parents, leaf = path.split(".")
+    block = c
+    for p in parents:
+      block = block[p]
+    block[leaf] = value
+  return c
+
+
+def flags(layout: str) -> str:
+  """The ``--config.FIELD=VALUE`` flags of a layout."""
+  return " ".join(f"--config.{k}={v}" for k, v in LAYOUTS[layout].items())
 
 
 def _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src):
@@ -48,10 +78,9 @@ def _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src):
   return np.concatenate(maps)[positive], np.concatenate(masks)[positive]
 
 
-def posthoc(workdir: str, seed: int) -> dict:
-  """Selectivity figures of a finished ``configs/parts.py`` run with ``--config.seed=seed``."""
-  c = parts_config.get_config("")
-  c.seed = seed
+def posthoc(workdir: str, seed: int, layout: str = "paper") -> dict:
+  """Selectivity figures of a finished ``configs/parts.py`` run of ``layout`` and ``seed``."""
+  c = layout_config(layout, seed)
   spec = data.get_spec(c)
   mesh = parallel.make_mesh(c.num_devices)
   rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
@@ -86,42 +115,66 @@ def _interval(values) -> str:
   return f"{v.mean():.3f} ± {T95[len(v) - 1] * v.std(ddof=1) / math.sqrt(len(v)):.3f}"
 
 
-def table(root: str) -> str:
-  """The Markdown table over the seeds found in ``root`` (``parts_paper_s*`` + posthoc)."""
+def _values(m: dict, ph: dict) -> dict:
+  """The table's rows for one run: its ``metrics.json`` and its posthoc JSON."""
+  values = {
+      "performer accuracy %": m["performer"]["accuracy"],
+      "ordinary performer accuracy %": m["parts"]["ordinary_performer_accuracy"],
+      "prior explainer accuracy %": m["prior"]["accuracy"],
+      "prior explainer entropy (nats)": m["prior"]["entropy"],
+      "prior explainer relative deviation": m["prior"]["relative_deviation"],
+      "part selectivity, interpretable layer": ph["interpretable_selectivity"],
+      "part selectivity, ordinary layer": ph["ordinary_selectivity"],
+      "chance: peaks uniform on the object (`selectivity_chance`)": ph["chance_on_object"],
+      "chance: peaks uniform on the image": ph["chance_whole_image"],
+      "share of peaks on the object, interpretable": ph["interpretable_on_object"],
+      "share of peaks on the object, ordinary": ph["ordinary_on_object"],
+      "selectivity of the peaks on the object, interpretable": ph["interpretable_given_on_object"],
+      "selectivity of the peaks on the object, ordinary": ph["ordinary_given_on_object"],
+  }
+  for name in ("interpretable", "ordinary"):
+    for part, count in ph[f"{name}_filters_per_part"].items():
+      values[f"filters on {part}, {name}"] = count
+  return values
+
+
+def collect(root: str, layout: str) -> tuple[list, dict]:
+  """``(seeds, {row: [value per seed]})`` of the finished runs of ``layout`` under ``root``."""
   rows, seeds = {}, []
   for s in range(10):
-    run, extra = os.path.join(root, f"parts_paper_s{s}"), os.path.join(root, f"posthoc_s{s}.json")
+    run = os.path.join(root, f"parts_{layout}_s{s}")
+    extra = os.path.join(root, f"posthoc_{layout}_s{s}.json")
     if not (os.path.exists(os.path.join(run, "metrics.json")) and os.path.exists(extra)):
       continue
     seeds.append(s)
-    m = json.load(open(os.path.join(run, "metrics.json")))
-    ph = json.load(open(extra))
-    values = {
-        "performer accuracy %": m["performer"]["accuracy"],
-        "ordinary performer accuracy %": m["parts"]["ordinary_performer_accuracy"],
-        "prior explainer accuracy %": m["prior"]["accuracy"],
-        "prior explainer entropy (nats)": m["prior"]["entropy"],
-        "prior explainer relative deviation": m["prior"]["relative_deviation"],
-        "part selectivity, interpretable layer": ph["interpretable_selectivity"],
-        "part selectivity, ordinary added layer": ph["ordinary_selectivity"],
-        "chance: peaks uniform on the object (`selectivity_chance`)": ph["chance_on_object"],
-        "chance: peaks uniform on the image": ph["chance_whole_image"],
-        "share of peaks on the object, interpretable": ph["interpretable_on_object"],
-        "share of peaks on the object, ordinary": ph["ordinary_on_object"],
-        "selectivity of the peaks on the object, interpretable": ph["interpretable_given_on_object"],
-        "selectivity of the peaks on the object, ordinary": ph["ordinary_given_on_object"],
-    }
-    for k, v in values.items():
-      rows.setdefault(k, []).append(v)
-  lines = [f"| seeds {', '.join(map(str, seeds))}: mean ± 95 % t-interval | |", "|---|---|"]
-  lines += [f"| {k} | {_interval(v)} |" for k, v in rows.items()]
+    with open(os.path.join(run, "metrics.json")) as f, open(extra) as g:
+      for k, v in _values(json.load(f), json.load(g)).items():
+        rows.setdefault(k, []).append(v)
+  return seeds, rows
+
+
+def table(root: str) -> str:
+  """The Markdown table, one column per layout with finished runs under ``root``."""
+  found = {layout: collect(root, layout) for layout in LAYOUTS}
+  found = {k: v for k, v in found.items() if v[0]}
+  names = list(dict.fromkeys(k for _, rows in found.values() for k in rows))
+  head = [f"{layout} layout, seeds {', '.join(map(str, seeds))}"
+          for layout, (seeds, _) in found.items()]
+  lines = ["| mean ± 95 % t-interval | " + " | ".join(head) + " |",
+           "|---|" + "---|" * len(head)]
+  for k in names:
+    cells = [_interval(rows[k]) if k in rows else "–" for _, rows in found.values()]
+    lines.append(f"| {k} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
 if __name__ == "__main__":
   if sys.argv[1:2] == ["posthoc"]:
-    print(json.dumps(posthoc(sys.argv[2], int(sys.argv[3]))))
+    print(json.dumps(posthoc(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])))
+  elif sys.argv[1:2] == ["flags"]:
+    print(flags(sys.argv[2]))
   elif sys.argv[1:2] == ["table"]:
     print(table(sys.argv[2]))
   else:
-    raise SystemExit("usage: exp1_parts_seeds.py posthoc WORKDIR SEED | table ROOT")
+    raise SystemExit("usage: exp1_parts_seeds.py posthoc WORKDIR SEED [LAYOUT] | flags LAYOUT | "
+                     "table ROOT")
