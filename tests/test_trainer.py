@@ -164,3 +164,39 @@ def test_variant_key_depends_on_the_name_only():
   import zlib
   np.testing.assert_array_equal(k(rng, "prior"),
                                 jax.random.fold_in(rng, zlib.crc32(b"prior")))
+
+
+def test_logged_learning_rate_is_the_rate_the_optimizer_applied(tmp_path):
+  # loss = Σx: the gradient is 1 everywhere, so plain SGD moves x by exactly −lr(k) in step k.
+  # The logged rates must follow the warm-up + cosine formula written here and sum to the
+  # distance x travelled.
+  import json
+  import ml_collections
+  from xplain_jax import data as data_lib, parallel
+
+  def loss_fn(params, batch_stats, batch, rng, step):
+    del batch, rng, step
+    return jnp.sum(params["x"]), (batch_stats, {})
+
+  peak, warmup, total = 0.5, 3, 10
+  opt = ml_collections.ConfigDict(dict(name="sgd", learning_rate=peak, schedule="cosine",
+                                       warmup_steps=warmup, momentum=0.0, weight_decay=0.0,
+                                       grad_clip=0.0))
+  loader = data_lib.Loader(data_lib.ArraySource({"t": np.zeros((4, 1), np.float32)}), 2)
+  state = loop.train_stage(stage="s", workdir=str(tmp_path), mesh=parallel.make_mesh(1),
+                           loss_fn=loss_fn, params={"x": jnp.zeros(2)}, batch_stats={},
+                           optimizer_config=opt, loader=loader, num_epochs=total // 2,
+                           rng=jax.random.PRNGKey(0), checkpoint_every=100, log_every=1)
+  with open(tmp_path / "logs" / "s.jsonl") as f:
+    logged = {r["step"]: r["learning_rate"] for r in map(json.loads, f)}
+
+  def expected(k):
+    if k < warmup:
+      return peak * k / warmup
+    return peak * 0.5 * (1 + math.cos(math.pi * (k - warmup) / (total - warmup)))
+
+  assert sorted(logged) == list(range(1, total + 1))  # the line of step s holds step s−1's rate
+  for s, lr in logged.items():
+    assert lr == pytest.approx(expected(s - 1), abs=1e-7)
+  np.testing.assert_allclose(np.asarray(state["params"]["x"]), -sum(logged.values()),
+                             rtol=1e-5)

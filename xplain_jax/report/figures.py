@@ -19,8 +19,8 @@ import numpy as np  # pylint: disable=g-import-not-at-top
 
 
 # Keys of the training logs drawn by `plot_training_curves`, in panel order.
-LOG_KEYS = ("loss", "distill_loss", "prior_loss", "lambda", "entropy",
-            "deviation")
+LOG_KEYS = ("loss", "distill_loss", "prior_loss", "lambda", "learning_rate",
+            "entropy", "deviation")
 _POS, _NEG = "#2a9d8f", "#e76f51"
 
 
@@ -174,8 +174,21 @@ def _series(records, key):
   return np.array(xs, np.float64), np.array(ys, np.float64)
 
 
+def _twin_learning_rate(ax, lr_series):
+  """Draws the learning rate on a second y-axis of the λ(t) panel."""
+  _, xs, ys = lr_series
+  ax.set_title("λ(t) (left) and learning rate (right)", fontsize=9)
+  ax.set_ylabel("λ", fontsize=8, color="C0")
+  twin = ax.twinx()
+  twin.plot(xs, ys, lw=1.2, color="C1", ls="--")
+  twin.set_ylabel("learning rate", fontsize=8, color="C1")
+  twin.tick_params(labelsize=7)
+
+
 def plot_training_curves(records, path, *, title="", keys=LOG_KEYS, dpi=100):
-  """Training curves of one stage, a panel per logged key.
+  """Training curves of one stage, a panel per logged key; λ(t) and the learning rate,
+  when both are logged, share one panel (two y-axes), so one sees whether the explainer still
+  learns while the prior's weight decays.
 
   Args:
     records: list of dicts, one per log line, with "step" (or "epoch") and
@@ -192,6 +205,9 @@ def plot_training_curves(records, path, *, title="", keys=LOG_KEYS, dpi=100):
   present = [p for p in present if p[1].size]
   if not present:
     return None
+  series = {p[0]: p for p in present}
+  if "lambda" in series and "learning_rate" in series:  # one panel, two y-axes
+    present = [p for p in present if p[0] != "learning_rate"]
   has_step = any("step" in r for r in records)
   ncols = min(3, len(present))
   nrows = -(-len(present) // ncols)
@@ -200,6 +216,8 @@ def plot_training_curves(records, path, *, title="", keys=LOG_KEYS, dpi=100):
   for ax, (key, xs, ys) in zip(axes.ravel(), present):
     ax.plot(xs, ys, lw=1.2, marker="." if xs.size < 40 else None)
     ax.set_title(key, fontsize=9)
+    if key == "lambda" and "learning_rate" in series:
+      _twin_learning_rate(ax, series["learning_rate"])
     ax.set_xlabel("step" if has_step else "epoch", fontsize=8)
     ax.tick_params(labelsize=7)
     if key.endswith("loss") and ys.min() > 0 and ys.max() / ys.min() > 100:

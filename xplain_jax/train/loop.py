@@ -88,12 +88,14 @@ def train_stage(*, stage: str, workdir: str | None, mesh, loss_fn: Callable, par
   step = jit_step(make_train_step(loss_fn, optimizer), mesh, num_consts=len(consts))
   return fit(stage=stage, workdir=workdir, state=state, step_fn=step, loader=loader, mesh=mesh,
              total_steps=total, rng=rng, checkpoint_every=checkpoint_every,
-             log_every=log_every, meta=meta, consts=consts, fingerprint=fingerprint)
+             log_every=log_every, meta=meta, consts=consts, fingerprint=fingerprint,
+             learning_rate=state_lib.learning_rate_schedule(optimizer_config, total_steps=total))
 
 
 def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loader, mesh,
         total_steps: int, rng: jax.Array, checkpoint_every: int, log_every: int,
-        meta: dict | None = None, consts: tuple = (), fingerprint: str | None = None) -> Any:
+        meta: dict | None = None, consts: tuple = (), fingerprint: str | None = None,
+        learning_rate: Callable | None = None) -> Any:
   """Runs ``step_fn`` from the last checkpoint of ``stage`` (or step 0) to ``total_steps``.
 
   Args:
@@ -112,6 +114,8 @@ def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loade
     consts: replicated constant arguments passed after the rng (see ``jit_step``).
     fingerprint: the stage's run identity (``workdir.stage_fingerprint``), saved with every
       checkpoint; a checkpoint with another identity is refused instead of resumed.
+    learning_rate: the optimiser's schedule (step -> rate); when given, each log line also
+      holds ``learning_rate``, the rate of its last step.
 
   Returns:
     The final state. Raises ``NonFiniteError`` (keeping the last good checkpoint) on NaN/Inf.
@@ -139,6 +143,8 @@ def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loade
           _raise_if_non_finite(stage, done - len(host) + 1 + i, first_non_finite(m), ckpt)
         mean = {k: float(np.mean([m[k] for m in host])) for k in host[0]}
         mean["epoch"] = float(done / loader.steps_per_epoch)
+        if learning_rate is not None:
+          mean["learning_rate"] = float(learning_rate(done - 1))
         writer.write_scalars(done, mean)
       if save_now:
         _raise_if_non_finite(stage, done, _first_non_finite_leaf(state), ckpt)

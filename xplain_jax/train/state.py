@@ -13,6 +13,17 @@ from xplain_jax.errors import ConfigError
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
+def learning_rate_schedule(cfg, *, total_steps: int) -> optax.Schedule:
+  """Step -> learning rate of an ``optimizer`` block (``schedule``, ``warmup_steps``)."""
+  if cfg.get("schedule", "constant") == "cosine":
+    return optax.warmup_cosine_decay_schedule(
+        0.0, cfg.learning_rate, max(1, min(cfg.get("warmup_steps", 0), total_steps - 1)),
+        max(2, total_steps))
+  if cfg.get("warmup_steps", 0):
+    return optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+  return optax.constant_schedule(cfg.learning_rate)
+
+
 def make_optimizer(cfg, *, total_steps: int) -> optax.GradientTransformation:
   """An optax optimiser from an ``optimizer`` config block.
 
@@ -21,13 +32,7 @@ def make_optimizer(cfg, *, total_steps: int) -> optax.GradientTransformation:
   """
   if cfg.name not in OPTIMIZERS:
     raise ConfigError(f"unknown optimizer {cfg.name!r}; choose one of {list(OPTIMIZERS)}.")
-  lr = cfg.learning_rate
-  if cfg.get("schedule", "constant") == "cosine":
-    lr = optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, max(1, min(cfg.get("warmup_steps", 0), total_steps - 1)),
-        max(2, total_steps))
-  elif cfg.get("warmup_steps", 0):
-    lr = optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
+  lr = learning_rate_schedule(cfg, total_steps=total_steps)
   if cfg.name == "adam":
     opt = optax.adam(lr)
     if cfg.get("weight_decay", 0.0):
