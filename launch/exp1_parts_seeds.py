@@ -20,6 +20,7 @@ conv masked after its ReLU, constant filter-loss weight; the explainer as config
 ``posthoc`` restores the two finished performers of a run (no training).
 """
 
+import contextlib
 import json
 import math
 import os
@@ -183,7 +184,9 @@ def table(root: str) -> str:
 
 if __name__ == "__main__":
   if sys.argv[1:2] == ["posthoc"]:
-    print(json.dumps(posthoc(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])))
+    with contextlib.redirect_stdout(sys.stderr):  # progress lines; stdout is the JSON
+      result = posthoc(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
+    print(json.dumps(result))
   elif sys.argv[1:2] == ["flags"]:
     print(flags(sys.argv[2]))
   elif sys.argv[1:2] == ["table"]:
