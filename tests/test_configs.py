@@ -13,7 +13,7 @@ from xplain_jax.errors import ConfigError
 SNAPSHOT = os.path.join(os.path.dirname(__file__), "data", "config_snapshot.json")
 # Fields added to every config since the snapshot (each must be named here, with its value).
 ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": ["int", 0],
-         "explainer.stem": ["str", "paper"],
+         "explainer.stem": ["str", "paper"], "explainer.auto_scale": ["bool", False],
          "fidelity.enabled": ["bool", True], "fidelity.num_images": ["int", 0],
          "fidelity.sign_threshold": ["float", 0.05], "fidelity.num_resamples": ["int", 1000],
          "fidelity.deletion_steps": ["int", 16], "fidelity.seed": ["int", 0],

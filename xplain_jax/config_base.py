@@ -42,7 +42,10 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  width=16, batch_size=64, num_epochs=1, variants="baseline,prior",
                  cache_features=True,
                  seed=0,  # the explainers' own seed (init and batch order); the performer's is `seed`
-                 stem="paper")  # weight net's first layer: "paper" 7x7/2 (the paper's) or "small" 3x3/1
+                 stem="paper",  # weight net's first layer: "paper" 7x7/2 (the paper's) or "small" 3x3/1
+                 # α = c·g(feat), b from y's mean, c so that Σα_i·y_i starts at y's spread
+                 # (train.explainer.auto_start); False: α = g(feat), b from 0 (the paper)
+                 auto_scale=False)
 EVAL = dict(batch_size=200, num_report_images=6)
 # The "fidelity" evaluator (xplain_jax.train.fidelity_evaluator): interventional effects.
 FIDELITY = dict(enabled=True, num_images=0,    # test images scored; 0 = all
