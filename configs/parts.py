@@ -1,10 +1,14 @@
 r"""Interpretable filters explain an object classification (Case 1, Experiment 1's analogue).
 
-A binary performer ("animal present?") with an interpretable top conv layer (Zhang et al. 2018:
-the mask layer after the top ReLU and the filter loss −MI(X;T), weight
-``performer.filter_loss_weight``) is trained on the embedded synthetic-parts data
-(xplain_jax/data/synthetic_parts.py: animals made of head, torso, legs and tail over clutter,
-with ground-truth part masks). The explainer distils the performer's logit into α·y over the
+A binary performer ("animal present?") with the paper's interpretable layer (Zhang et al.
+2018b as Chen et al.'s appendix runs it: a new 3x3 conv of M filters above the original top
+conv, the mask between that conv and its ReLU, x = the mask's output, the filter loss −MI(X;T)
+with weight ``performer.filter_loss_weight`` / epoch) is trained on the embedded synthetic-parts
+data (xplain_jax/data/synthetic_parts.py: animals made of head, torso, legs and tail over
+clutter, with ground-truth part masks). The earlier layout (the original top conv masked after
+its ReLU, a constant filter-loss weight) is ``--config.performer.model.added_layer=False
+--config.performer.model.mask_order=post_relu --config.performer.filter_loss_schedule=constant``.
+The explainer distils the performer's logit into α·y over the
 top filters, y_i = Σ_hw x_i, with Case-1 priors w_i = Σ_hw ∂y/∂x_i clipped at 0, the
 cross-entropy prior, softplus α and λ(t) = β/√t, β = 10, a ResNet weight network on the top map.
 The parts stage then names every filter's part (from the ground-truth masks, or from a

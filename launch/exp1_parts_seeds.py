@@ -63,19 +63,28 @@ def flags(layout: str) -> str:
 
 
 def _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src):
-  """Positive test images' ``top_conv`` [N,h,w,C] of a finished performer, and part masks."""
+  """Positive test images' ``top_conv`` [N,h,w,C] of a finished performer, their part masks,
+  and the mean drop of the performer's logit when each part is removed from them [P]."""
   loader = pipeline._loader(train_src, cfg, cfg.performer.batch_size)  # pylint: disable=protected-access
   perf, variables = performer_lib.train_performer(cfg, spec, workdir=workdir, mesh=mesh,
                                                   train_loader=loader, rng=rng, stage=stage)
-  apply = jax.jit(lambda v, im: perf.apply(v, im, train=False)[1]["top_conv"])
-  maps, masks, labels = [], [], []
+  apply = jax.jit(lambda v, im: perf.apply(v, im, train=False))
+  maps, masks, logits, labels = [], [], [], []
   for start in range(0, len(test_src), 100):
     batch = test_src.get_batch(np.arange(start, min(start + 100, len(test_src))))
-    maps.append(np.asarray(apply(variables, batch["image"])))
+    out, inter = apply(variables, batch["image"])
+    maps.append(np.asarray(inter["top_conv"]))
+    logits.append(np.asarray(out)[:, 0])
     masks.append(batch["part_mask"])
     labels.append(batch["labels"][:, 0] > 0.5)
   positive = np.concatenate(labels)
-  return np.concatenate(maps)[positive], np.concatenate(masks)[positive]
+  index, logit = np.flatnonzero(positive), np.concatenate(logits)[positive]
+  drops = []
+  for part in range(len(spec.part_names)):  # the performer's reliance on each part
+    without = [np.asarray(apply(variables, test_src.counterfactuals(index[i:i + 100], part))[0])
+               for i in range(0, len(index), 100)]
+    drops.append(float(np.mean(logit - np.concatenate(without)[:, 0])))
+  return np.concatenate(maps)[positive], np.concatenate(masks)[positive], drops
 
 
 def posthoc(workdir: str, seed: int, layout: str = "paper") -> dict:
@@ -89,8 +98,9 @@ def posthoc(workdir: str, seed: int, layout: str = "paper") -> dict:
   num_parts, p = len(spec.part_names), c.parts
   out = {}
   for name, cfg, stage in (("interpretable", c, "performer"),
-                           ("ordinary", parts_eval.ordinary_config(c), parts_eval.ORDINARY_STAGE)):
-    x, masks = _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src)
+                           ("ordinary", performer_lib.ordinary_config(c), pipeline.ORDINARY_STAGE)):
+    x, masks, drops = _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src)
+    out[f"{name}_logit_drop_without"] = dict(zip(spec.part_names, drops))
     scores = parts.part_scores(x, masks, num_parts, top_fraction=p.top_fraction)
     on = scores.sum(1)
     f2p, _ = parts.assign_filters_to_parts(x, masks, num_parts, threshold=p.threshold,
@@ -135,6 +145,9 @@ def _values(m: dict, ph: dict) -> dict:
   for name in ("interpretable", "ordinary"):
     for part, count in ph[f"{name}_filters_per_part"].items():
       values[f"filters on {part}, {name}"] = count
+  for name in ("interpretable", "ordinary"):
+    for part, drop in ph.get(f"{name}_logit_drop_without", {}).items():
+      values[f"logit drop without the {part}, {name} performer"] = drop
   return values
 
 
