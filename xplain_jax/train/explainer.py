@@ -126,8 +126,8 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
   spread = jnp.maximum(jnp.max(jnp.where(mask, y, -jnp.inf)) - jnp.min(jnp.where(mask, y, jnp.inf)), 1e-6)
   m = {
       "loss": loss, "distill_loss": distill, "prior_loss": prior, "lambda": lam,
-      "entropy": state_lib.masked_mean(metrics.contribution_entropy(alpha, feats["y_i"]), mask),
-      "deviation": state_lib.masked_mean(jnp.abs(y - y_hat) / spread, mask),
+      "entropy": losses.masked_mean(metrics.contribution_entropy(alpha, feats["y_i"]), mask),
+      "deviation": losses.masked_mean(jnp.abs(y - y_hat) / spread, mask),
   }
   return loss, (updates.get("batch_stats", batch_stats), m)
 

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xplain_jax import models
+from xplain_jax import losses, models
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.train import loop
 from xplain_jax.train import state as state_lib
@@ -72,7 +72,7 @@ def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss
                                             rngs={"dropout": rng}), {}
   logits = logits.astype(jnp.float32)
   bce = optax.sigmoid_binary_cross_entropy(logits, batch["labels"]).mean(-1)
-  task = state_lib.masked_mean(bce, batch["mask"])
+  task = losses.masked_mean(bce, batch["mask"])
   loss, metrics = task, {"task_loss": task}
   if filter_loss_weight:
     from xplain_jax.models import interpretable
@@ -89,7 +89,7 @@ def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss
     loss = loss + lam * floss
     metrics.update(filter_loss=floss, filter_loss_weight=lam)
   acc = ((logits > 0) == (batch["labels"] > 0.5)).mean(-1)
-  metrics.update(loss=loss, accuracy=state_lib.masked_mean(acc, batch["mask"]))
+  metrics.update(loss=loss, accuracy=losses.masked_mean(acc, batch["mask"]))
   return loss, (updates.get("batch_stats", batch_stats), metrics)
 
 
