@@ -111,11 +111,13 @@ def ordinary_config(config):
 
 
 def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
-                    stage: str = STAGE) -> tuple:
+                    stage: str = STAGE, fingerprint: str | None = None) -> tuple:
   """Trains (or resumes, or just restores) the performer; returns ``(module, variables)``.
 
   ``stage`` names the checkpoint folder and log (``workdir/<stage>``); another name trains a
   second performer beside the first (e.g. "performer_ordinary", with ``ordinary_config``).
+  ``fingerprint`` is the run identity its checkpoints carry (default: ``config``'s for
+  ``stage``); the ordinary performer carries the run's own config's, as its stage marker does.
   """
   p = config.performer
   module = build_performer(config, spec)
@@ -134,5 +136,6 @@ def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
       batch_stats=batch_stats, optimizer_config=p.optimizer, loader=train_loader,
       num_epochs=p.num_epochs, rng=jax.random.fold_in(rng, 1),
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
-      meta={"arch": p.arch}, fingerprint=workdir_lib.stage_fingerprint(config, stage))
+      meta={"arch": p.arch},
+      fingerprint=fingerprint or workdir_lib.stage_fingerprint(config, stage))
   return module, state_lib.merge_variables(state["params"], state["batch_stats"])
