@@ -19,7 +19,12 @@ ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": [
          "fidelity.deletion_steps": ["int", 16], "fidelity.seed": ["int", 0],
          "sanity.enabled": ["bool", False], "sanity.layers": ["str", ""]}
 # Added fields a config variant sets to another value than the base's.
-ADDED_IN = {"synthetic:": {"sanity.enabled": ["bool", True]}}
+def added_in(variant: str) -> dict:
+  if variant == "synthetic:":
+    return {"sanity.enabled": ["bool", True]}
+  if variant.startswith(("parts:", "pascal_part:")):  # the Case-1 explainer's start
+    return {"explainer.auto_scale": ["bool", True]}
+  return {}
 
 
 def flatten(d, prefix=""):
@@ -45,7 +50,7 @@ def test_config_values_unchanged(variant):
   want = _snapshot()[variant]
   assert {k: v for k, v in now.items() if k not in ADDED} == want
   for k in set(now) - set(want):
-    assert now[k] == ADDED_IN.get(variant, {}).get(k, ADDED[k]), k
+    assert now[k] == added_in(variant).get(k, ADDED[k]), k
 
 
 @pytest.mark.parametrize("name", ["synthetic", "parts", "celeba", "pascal_part"])
