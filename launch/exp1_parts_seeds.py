@@ -32,6 +32,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import parts as parts_config  # noqa: E402
 from xplain_jax import data, parallel, parts  # noqa: E402
+from xplain_jax import workdir as workdir_lib  # noqa: E402
 from xplain_jax.train import parts_eval, pipeline  # noqa: E402
 from xplain_jax.train import performer as performer_lib  # noqa: E402
 
@@ -63,12 +64,13 @@ def flags(layout: str) -> str:
   return " ".join(f"--config.{k}={v}" for k, v in LAYOUTS[layout].items())
 
 
-def _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src):
+def _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src, fingerprint):
   """Positive test images' ``top_conv`` [N,h,w,C] of a finished performer, their part masks,
   and the mean drop of the performer's logit when each part is removed from them [P]."""
   loader = pipeline._loader(train_src, cfg, cfg.performer.batch_size)  # pylint: disable=protected-access
   perf, variables = performer_lib.train_performer(cfg, spec, workdir=workdir, mesh=mesh,
-                                                  train_loader=loader, rng=rng, stage=stage)
+                                                  train_loader=loader, rng=rng, stage=stage,
+                                                  fingerprint=fingerprint)
   apply = jax.jit(lambda v, im: perf.apply(v, im, train=False))
   maps, masks, logits, labels = [], [], [], []
   for start in range(0, len(test_src), 100):
@@ -100,7 +102,8 @@ def posthoc(workdir: str, seed: int, layout: str = "paper") -> dict:
   out = {}
   for name, cfg, stage in (("interpretable", c, "performer"),
                            ("ordinary", performer_lib.ordinary_config(c), pipeline.ORDINARY_STAGE)):
-    x, masks, drops = _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src)
+    x, masks, drops = _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src,
+                            workdir_lib.stage_fingerprint(c, stage))
     out[f"{name}_logit_drop_without"] = dict(zip(spec.part_names, drops))
     scores = parts.part_scores(x, masks, num_parts, top_fraction=p.top_fraction)
     on = scores.sum(1)

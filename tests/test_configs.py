@@ -13,13 +13,18 @@ from xplain_jax.errors import ConfigError
 SNAPSHOT = os.path.join(os.path.dirname(__file__), "data", "config_snapshot.json")
 # Fields added to every config since the snapshot (each must be named here, with its value).
 ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": ["int", 0],
-         "explainer.stem": ["str", "paper"],
+         "explainer.stem": ["str", "paper"], "explainer.auto_scale": ["bool", False],
          "fidelity.enabled": ["bool", True], "fidelity.num_images": ["int", 0],
          "fidelity.sign_threshold": ["float", 0.05], "fidelity.num_resamples": ["int", 1000],
          "fidelity.deletion_steps": ["int", 16], "fidelity.seed": ["int", 0],
          "sanity.enabled": ["bool", False], "sanity.layers": ["str", ""]}
 # Added fields a config variant sets to another value than the base's.
-ADDED_IN = {"synthetic:": {"sanity.enabled": ["bool", True]}}
+def added_in(variant: str) -> dict:
+  if variant == "synthetic:":
+    return {"sanity.enabled": ["bool", True]}
+  if variant.startswith(("parts:", "pascal_part:")):  # the Case-1 explainer's start
+    return {"explainer.auto_scale": ["bool", True]}
+  return {}
 
 
 def flatten(d, prefix=""):
@@ -45,7 +50,7 @@ def test_config_values_unchanged(variant):
   want = _snapshot()[variant]
   assert {k: v for k, v in now.items() if k not in ADDED} == want
   for k in set(now) - set(want):
-    assert now[k] == ADDED_IN.get(variant, {}).get(k, ADDED[k]), k
+    assert now[k] == added_in(variant).get(k, ADDED[k]), k
 
 
 @pytest.mark.parametrize("name", ["synthetic", "parts", "celeba", "pascal_part"])

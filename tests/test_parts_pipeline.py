@@ -1,5 +1,6 @@
 """Experiment 1 end to end: the shrunk parts config through every stage, user annotations, configs."""
 
+import glob
 import json
 import os
 import shutil
@@ -10,6 +11,7 @@ import pytest
 from configs import parts as parts_config
 from configs import pascal_part as pascal_config
 from xplain_jax import data, parts
+from xplain_jax import workdir as workdir_lib
 from xplain_jax.data import pascal_part as pp
 from xplain_jax.errors import DataError
 from xplain_jax.train import parts_eval, pipeline
@@ -189,3 +191,13 @@ def test_pascal_part_config_rejects_bad_arguments():
     pascal_config.get_config("category=unicorn")
   with pytest.raises(ValueError, match="arch"):
     pascal_config.get_config("arch=resnet50")
+
+
+def test_a_finished_run_passes_its_own_identity_check(tiny_run):
+  # launch/run.py compares every recorded identity (stage markers and checkpoint metas) with
+  # the config before rerunning; the ordinary performer's checkpoints must carry the run's
+  # identity too, or a finished parts run could never be rerun or resumed by a study.
+  workdir, config, _ = tiny_run
+  metas = glob.glob(os.path.join(workdir, "performer_ordinary", "ckpt", "*", "meta", "metadata"))
+  assert metas
+  workdir_lib.check_recorded_identities(config, workdir)

@@ -200,3 +200,37 @@ def test_logged_learning_rate_is_the_rate_the_optimizer_applied(tmp_path):
     assert lr == pytest.approx(expected(s - 1), abs=1e-7)
   np.testing.assert_allclose(np.asarray(state["params"]["x"]), -sum(logged.values()),
                              rtol=1e-5)
+
+
+def test_auto_scale_starts_the_explainer_at_y_spread_and_mean(tmp_path):
+  # With the learning rate at 0 the trained explainer is the initial one but for its batch-norm
+  # statistics (two steps move them a little), so its predictions on the sample auto_scale
+  # looks at must have about y's mean and standard deviation; the paper's start
+  # (auto_scale=False) has several times y's spread. A rerun restores the same scale.
+  from configs import synthetic
+  from xplain_jax import data as data_lib, parallel
+
+  rng = np.random.default_rng(0)
+  m, n = 64, 6
+  feats = {"feat": rng.normal(size=(m, 4, 4, 8)).astype(np.float32),
+           "y_i": rng.normal(50.0, 40.0, size=(m, n)).astype(np.float32),
+           "y": rng.normal(2.0, 3.0, size=m).astype(np.float32),
+           "w": rng.uniform(size=(m, n)).astype(np.float32)}
+  c = synthetic.get_config("tiny")
+  c.explainer.optimizer.learning_rate, c.explainer.num_epochs = 0.0, 1
+  loader = data_lib.Loader(data_lib.ArraySource(feats), 32)
+
+  def train(auto, workdir):
+    c.explainer.auto_scale = auto
+    e = explainer_lib.train_explainer(c, "prior", workdir=str(workdir), mesh=parallel.make_mesh(1),
+                                      loader=loader, feat_shape=(1, 4, 4, 8), num_concepts=n,
+                                      rng=jax.random.PRNGKey(3))
+    return e, e.predict(feats["feat"], feats["y_i"])
+
+  e, pred = train(True, tmp_path / "auto")
+  assert np.std(pred) == pytest.approx(np.std(feats["y"]), rel=0.1)
+  assert np.mean(pred) == pytest.approx(np.mean(feats["y"]), rel=0.1)
+  again, _ = train(True, tmp_path / "auto")  # restored from its checkpoint
+  assert again.alpha_scale == e.alpha_scale != 1.0
+  plain, pred = train(False, tmp_path / "paper")
+  assert plain.alpha_scale == 1.0 and np.std(pred) > 3 * np.std(feats["y"])

@@ -113,9 +113,11 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
   g = models.get_weight_net(depth, num_outputs=feats["y_i"].shape[1], positive=positive,
                             width=width, **g_kwargs)
   rng = jax.random.PRNGKey(seed)
-  start = _initial_sum(g, feats, jax.random.fold_in(rng, 0))  # Σ α⁰_i y_i on a sample
+  idx = np.arange(min(256, n_images))  # Σ α⁰_i y_i on a sample
+  start = explainer_lib.initial_sum(g, feats["feat"][idx], feats["y_i"][idx],
+                                    jax.random.fold_in(rng, 0))
   if alpha_scale == "auto":
-    alpha_scale = _auto_alpha_scale(start, feats["y"])
+    alpha_scale = explainer_lib.auto_alpha_scale(start, feats["y"])
   init_bias = float(np.mean(feats["y"]) - np.mean(start) * float(alpha_scale))
   loader = data_lib.Loader(data_lib.ArraySource({k: feats[k] for k in FEATURE_KEYS}),
                            min(batch_size, n_images), seed=seed, shuffle=True,
@@ -243,20 +245,3 @@ def _check_settings(feats, *, prior_kind, positive, beta, batch_size, epochs, ca
     warnings.warn("the prior weights w are the same for every image: the shared feature h "
                   "is probably right below a linear output layer, so the prior carries no "
                   "per-image information; take h one layer lower.", stacklevel=3)
-
-
-def _initial_sum(g, feats, rng, *, sample: int = 256) -> np.ndarray:
-  """Σ_i α⁰_i y_i [m] at g's initial weights α⁰ on the first ``sample`` images."""
-  params, batch_stats = explainer_lib.init_params(g, feats["feat"].shape, rng)
-  variables = {"params": params, "batch_stats": batch_stats}
-  idx = np.arange(min(sample, len(feats["y"])))
-  alpha0 = explainer_lib.predict_alpha(g, variables, feats["feat"][idx])
-  return np.sum(alpha0 * feats["y_i"][idx], axis=1)
-
-
-def _auto_alpha_scale(start: np.ndarray, y: np.ndarray) -> float:
-  """``std(y) / std(Σ α⁰_i y_i)``: g's initial output brought to y's spread (1.0 if degenerate)."""
-  scale, target = float(np.std(start)), float(np.std(y))
-  if not (np.isfinite(scale) and scale > 0 and np.isfinite(target) and target > 0):
-    return 1.0
-  return target / scale

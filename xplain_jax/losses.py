@@ -58,7 +58,7 @@ def distillation_loss(y: Array, y_hat: Array,
   fn = "losses.distillation_loss"
   (batch,) = shapes.check_same_shape(fn, "y", y, "y_hat", y_hat, "[B]")
   shapes.check_optional_mask(fn, mask, batch)
-  return _masked_mean(jnp.square(y - y_hat), mask)
+  return masked_mean(jnp.square(y - y_hat), mask)
 
 
 def prior_loss(alpha: Array, w: Array, kind: str = "cross_entropy",
@@ -118,7 +118,7 @@ def prior_loss(alpha: Array, w: Array, kind: str = "cross_entropy",
   else:
     per_row = jnp.sum(jnp.square(a_unit - w_unit), axis=-1)
   valid = w_nonzero if mask is None else jnp.logical_and(w_nonzero, mask)
-  return _masked_mean(per_row, valid)
+  return masked_mean(per_row, valid)
 
 
 def prior_weight(t: Union[int, float, Array],
@@ -156,14 +156,18 @@ def prior_weight(t: Union[int, float, Array],
   return beta / jnp.sqrt(t)
 
 
-def _masked_mean(values: Array, mask: Optional[Array]) -> Array:
-  """Mean of [B] values over rows where mask is True; 0 if none."""
+def masked_mean(values: Array, mask: Optional[Array] = None) -> Array:
+  """Mean of ``values`` [B,...] over the rows where ``mask`` [B] is True (0 when none).
+
+  Padded rows are selected away (``where``), so whatever they hold, NaN included, never reaches
+  the mean. ``mask=None`` is the plain mean.
+  """
   if mask is None:
     return jnp.mean(values)
   mask = jnp.asarray(mask, bool)
-  total = jnp.sum(jnp.where(mask, values, jnp.zeros_like(values)))
-  count = jnp.sum(mask).astype(values.dtype)
-  return total / jnp.maximum(count, 1)
+  m = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (values.ndim - 1)), values.shape)
+  total = jnp.sum(jnp.where(m, values, jnp.zeros_like(values)))
+  return total / jnp.maximum(jnp.sum(m).astype(values.dtype), 1)
 
 
 def _safe_normalise(v: Array, order: int):

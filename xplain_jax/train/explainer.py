@@ -126,8 +126,8 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
   spread = jnp.maximum(jnp.max(jnp.where(mask, y, -jnp.inf)) - jnp.min(jnp.where(mask, y, jnp.inf)), 1e-6)
   m = {
       "loss": loss, "distill_loss": distill, "prior_loss": prior, "lambda": lam,
-      "entropy": state_lib.masked_mean(metrics.contribution_entropy(alpha, feats["y_i"]), mask),
-      "deviation": state_lib.masked_mean(jnp.abs(y - y_hat) / spread, mask),
+      "entropy": losses.masked_mean(metrics.contribution_entropy(alpha, feats["y_i"]), mask),
+      "deviation": losses.masked_mean(jnp.abs(y - y_hat) / spread, mask),
   }
   return loss, (updates.get("batch_stats", batch_stats), m)
 
@@ -215,16 +215,63 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
     loader: a ``Loader`` over images (uncached, with ``featurize``) or over cached features.
     feat_shape: shape of the feature map fed to g, ``(B,H,W,C)``.
     rng: the variant's key (``variant_key``).
+
+  With ``explainer.auto_scale`` α = c·g(feat) and b starts at y's mean, c chosen on the first
+  256 training records so that Σ α_i y_i starts with y's spread (``auto_start``; recomputed, to
+  the same value, when a finished explainer is restored).
   """
   e = config.explainer
+  g = build_weight_net(config, num_concepts)
+  alpha_scale, init_bias = 1.0, 0.0  # the paper: α = g(feat), b from 0
+  if e.auto_scale:
+    alpha_scale, init_bias = auto_start(
+        g, _feature_sample(loader, featurize, perf_variables), rng)
   return fit_weight_net(
-      build_weight_net(config, num_concepts), loader=loader, feat_shape=feat_shape,
+      g, loader=loader, feat_shape=feat_shape, alpha_scale=alpha_scale, init_bias=init_bias,
       beta=variant_beta(config, variant), prior_kind=e.prior_kind, num_epochs=e.num_epochs,
       optimizer_config=e.optimizer, rng=rng, stage=stage_name(variant), workdir=workdir,
       mesh=mesh, featurize=featurize, perf_variables=perf_variables,
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
       case=e.case, meta={"variant": variant},
       fingerprint=workdir_lib.stage_fingerprint(config, stage_name(variant)))
+
+
+def initial_sum(g, feat, y_i, rng: jax.Array) -> np.ndarray:
+  """Σ_i α⁰_i y_i [m] for features ``feat`` [m,H,W,C] and concepts ``y_i`` [m,n], at the
+  initial weights α⁰ that ``fit_weight_net`` starts from with ``rng`` (its ``fold_in(rng, 0)``)."""
+  params, batch_stats = init_params(g, np.shape(feat), rng)
+  alpha0 = predict_alpha(g, {"params": params, "batch_stats": batch_stats}, feat)
+  return np.sum(alpha0 * np.asarray(y_i, np.float32), axis=1)
+
+
+def auto_alpha_scale(start: np.ndarray, y: np.ndarray) -> float:
+  """``std(y) / std(Σ α⁰_i y_i)``: g's initial output brought to y's spread (1.0 if degenerate)."""
+  scale, target = float(np.std(start)), float(np.std(y))
+  if not (np.isfinite(scale) and scale > 0 and np.isfinite(target) and target > 0):
+    return 1.0
+  return target / scale
+
+
+def auto_start(g, sample: dict, rng: jax.Array) -> tuple[float, float]:
+  """``(alpha_scale, init_bias)`` that start ``Σ α_i y_i + b`` at y's spread and mean.
+
+  Args:
+    sample: ``feat`` [m,H,W,C], ``y_i`` [m,n], ``y`` [m] of some training images.
+    rng: the key ``fit_weight_net`` gets (g starts from ``fold_in(rng, 0)``).
+  """
+  start = initial_sum(g, sample["feat"], sample["y_i"], jax.random.fold_in(rng, 0))
+  y = np.asarray(sample["y"], np.float32)
+  scale = auto_alpha_scale(start, y)
+  return scale, float(np.mean(y) - np.mean(start) * scale)
+
+
+def _feature_sample(loader, featurize, perf_variables, size: int = 256) -> dict:
+  """``feat, y_i, y`` of the first ``size`` records of the loader's source (featurised when the
+  loader reads images)."""
+  batch = loader.source.get_batch(np.arange(min(size, len(loader.source))))
+  if featurize is not None:
+    batch = jax.device_get(jax.jit(featurize)(perf_variables, np.asarray(batch["image"])))
+  return {k: np.asarray(batch[k]) for k in ("feat", "y_i", "y")}
 
 
 def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0):

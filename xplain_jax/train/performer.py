@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xplain_jax import models
+from xplain_jax import losses, models
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.train import loop
 from xplain_jax.train import state as state_lib
@@ -72,7 +72,7 @@ def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss
                                             rngs={"dropout": rng}), {}
   logits = logits.astype(jnp.float32)
   bce = optax.sigmoid_binary_cross_entropy(logits, batch["labels"]).mean(-1)
-  task = state_lib.masked_mean(bce, batch["mask"])
+  task = losses.masked_mean(bce, batch["mask"])
   loss, metrics = task, {"task_loss": task}
   if filter_loss_weight:
     from xplain_jax.models import interpretable
@@ -89,7 +89,7 @@ def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss
     loss = loss + lam * floss
     metrics.update(filter_loss=floss, filter_loss_weight=lam)
   acc = ((logits > 0) == (batch["labels"] > 0.5)).mean(-1)
-  metrics.update(loss=loss, accuracy=state_lib.masked_mean(acc, batch["mask"]))
+  metrics.update(loss=loss, accuracy=losses.masked_mean(acc, batch["mask"]))
   return loss, (updates.get("batch_stats", batch_stats), metrics)
 
 
@@ -111,11 +111,13 @@ def ordinary_config(config):
 
 
 def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
-                    stage: str = STAGE) -> tuple:
+                    stage: str = STAGE, fingerprint: str | None = None) -> tuple:
   """Trains (or resumes, or just restores) the performer; returns ``(module, variables)``.
 
   ``stage`` names the checkpoint folder and log (``workdir/<stage>``); another name trains a
   second performer beside the first (e.g. "performer_ordinary", with ``ordinary_config``).
+  ``fingerprint`` is the run identity its checkpoints carry (default: ``config``'s for
+  ``stage``); the ordinary performer carries the run's own config's, as its stage marker does.
   """
   p = config.performer
   module = build_performer(config, spec)
@@ -134,5 +136,6 @@ def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
       batch_stats=batch_stats, optimizer_config=p.optimizer, loader=train_loader,
       num_epochs=p.num_epochs, rng=jax.random.fold_in(rng, 1),
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
-      meta={"arch": p.arch}, fingerprint=workdir_lib.stage_fingerprint(config, stage))
+      meta={"arch": p.arch},
+      fingerprint=fingerprint or workdir_lib.stage_fingerprint(config, stage))
   return module, state_lib.merge_variables(state["params"], state["batch_stats"])

@@ -112,7 +112,8 @@ def _ordinary(ctx: RunContext) -> dict:
   return {"ordinary": performer_lib.train_performer(
       c, ctx.spec, workdir=ctx.workdir, mesh=ctx.mesh,
       train_loader=_loader(ctx.train_src, c, c.performer.batch_size),
-      rng=jax.random.fold_in(ctx.rng, 1), stage=ORDINARY_STAGE)}
+      rng=jax.random.fold_in(ctx.rng, 1), stage=ORDINARY_STAGE,
+      fingerprint=workdir_lib.stage_fingerprint(ctx.config, ORDINARY_STAGE))}
 
 
 def _features(ctx: RunContext) -> dict:

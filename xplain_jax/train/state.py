@@ -79,17 +79,6 @@ def apply_gradients(state: dict, grads: Any, batch_stats: Any,
   }
 
 
-def masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
-  """Mean of ``x`` [B,...] over rows where ``mask`` [B] is True (0 when none).
-
-  Padded rows are selected away (``where``), so whatever they hold, NaN included, never
-  reaches the mean.
-  """
-  m = jnp.broadcast_to(mask.reshape(mask.shape + (1,) * (x.ndim - 1)), x.shape)
-  total = jnp.sum(jnp.where(m, x, jnp.zeros_like(x)))
-  return total / jnp.maximum(jnp.sum(m).astype(x.dtype), 1.0)
-
-
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 
