@@ -9,11 +9,16 @@ configs/parts.py as it is (the paper's layout); ``old`` is the earlier layout (t
 conv masked after its ReLU, constant filter-loss weight; the explainer as configured):
 
   for layout in paper old; do for s in 0 1 2; do
-    python launch/run.py --config=configs/parts.py --workdir=runs/exp1/parts_${layout}_s$s \\
-        --config.seed=$s --config.stages=performer,explainer,evaluate \\
+    W=runs/exp1/parts_${layout}_s$s
+    python launch/run.py --config=configs/parts.py --workdir=$W --config.seed=$s \\
+        --config.stages=performer,explainer,evaluate --config.explainer.variants=prior \\
         $(python launch/exp1_parts_seeds.py flags $layout)
-    python launch/exp1_parts_seeds.py posthoc runs/exp1/parts_${layout}_s$s $s $layout \\
-        > runs/exp1/posthoc_${layout}_s$s.json
+    python launch/exp1_parts_seeds.py posthoc $W $s $layout > runs/exp1/posthoc_${layout}_s$s.json
+    # the explainer from the paper's start (α = g(feat), b = 0) on the same performers:
+    cp -al $W ${W}_paperstart && rm -r ${W}_paperstart/{explainer_prior,eval,metrics.json,config.json}
+    python launch/run.py --config=configs/parts.py --workdir=${W}_paperstart --config.seed=$s \\
+        --config.stages=explainer,evaluate --config.explainer.variants=prior \\
+        --config.explainer.auto_scale=False $(python launch/exp1_parts_seeds.py flags $layout)
   done; done
   python launch/exp1_parts_seeds.py table runs/exp1   # the README's Experiment-1 table
 
@@ -152,6 +157,8 @@ def _values(m: dict, ph: dict) -> dict:
   for name in ("interpretable", "ordinary"):
     for part, drop in ph.get(f"{name}_logit_drop_without", {}).items():
       values[f"logit drop without the {part}, {name} performer"] = drop
+  values["part selectivity, interpretable − ordinary (paired)"] = (
+      ph["interpretable_selectivity"] - ph["ordinary_selectivity"])
   return values
 
 
@@ -167,6 +174,14 @@ def collect(root: str, layout: str) -> tuple[list, dict]:
     with open(os.path.join(run, "metrics.json")) as f, open(extra) as g:
       for k, v in _values(json.load(f), json.load(g)).items():
         rows.setdefault(k, []).append(v)
+    start = os.path.join(run + "_paperstart", "metrics.json")
+    if os.path.exists(start):
+      with open(start) as f:
+        prior = json.load(f)["prior"]
+      for k, name in (("accuracy", "accuracy %"), ("entropy", "entropy (nats)"),
+                      ("relative_deviation", "relative deviation")):
+        rows.setdefault(f"prior explainer {name}, paper's start (`auto_scale=False`)",
+                        []).append(prior[k])
   return seeds, rows
 
 
@@ -177,10 +192,18 @@ def table(root: str) -> str:
   names = list(dict.fromkeys(k for _, rows in found.values() for k in rows))
   head = [f"{layout} layout, seeds {', '.join(map(str, seeds))}"
           for layout, (seeds, _) in found.items()]
+  paired = len(found) == 2 and len({tuple(seeds) for seeds, _ in found.values()}) == 1
+  if paired:
+    head.append("paper − old, paired by seed")
   lines = ["| mean ± 95 % t-interval | " + " | ".join(head) + " |",
            "|---|" + "---|" * len(head)]
   for k in names:
-    cells = [_interval(rows[k]) if k in rows else "–" for _, rows in found.values()]
+    cells = [_interval(rows[k]) if len(rows.get(k, ())) == len(seeds) else "–"
+             for seeds, rows in found.values()]
+    if paired:
+      (_, a), (_, b) = found["paper"], found["old"]
+      ok = len(a.get(k, ())) == len(b.get(k, ())) == len(found["paper"][0])
+      cells.append(_interval(np.subtract(a[k], b[k])) if ok else "–")
     lines.append(f"| {k} | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
