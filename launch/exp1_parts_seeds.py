@@ -127,6 +127,21 @@ def posthoc(workdir: str, seed: int, layout: str = "paper") -> dict:
   return out
 
 
+def cells(map_size: int = 16) -> dict:
+  """Per part: map cells it touches, and cells where it is the only part, per positive test
+  image of configs/parts.py (the data alone; 16×16 is the top map of its 64 px images)."""
+  c = parts_config.get_config("")
+  spec = data.get_spec(c)
+  test_src = data.get_source(c, "test", workdir=None)
+  batch = test_src.get_batch(np.arange(len(test_src)))
+  masks = batch["part_mask"][batch["labels"][:, 0] > 0.5]
+  occ = parts.part_occupancy(masks, (map_size, map_size), len(spec.part_names))  # [N,h,w,P]
+  alone = occ / np.maximum(occ.sum(-1, keepdims=True), 1e-12) > 0.99
+  return {name: {"cells": float((occ[..., q] > 0).sum((1, 2)).mean()),
+                 "cells_alone": float(alone[..., q].sum((1, 2)).mean())}
+          for q, name in enumerate(spec.part_names)}
+
+
 def _interval(values) -> str:
   v = np.asarray(values, float)
   if len(v) < 2:
@@ -213,10 +228,12 @@ if __name__ == "__main__":
     with contextlib.redirect_stdout(sys.stderr):  # progress lines; stdout is the JSON
       result = posthoc(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
     print(json.dumps(result))
+  elif sys.argv[1:2] == ["cells"]:
+    print(json.dumps(cells()))
   elif sys.argv[1:2] == ["flags"]:
     print(flags(sys.argv[2]))
   elif sys.argv[1:2] == ["table"]:
     print(table(sys.argv[2]))
   else:
-    raise SystemExit("usage: exp1_parts_seeds.py posthoc WORKDIR SEED [LAYOUT] | flags LAYOUT | "
+    raise SystemExit("usage: exp1_parts_seeds.py posthoc WORKDIR SEED [LAYOUT] | flags LAYOUT | cells | "
                      "table ROOT")
