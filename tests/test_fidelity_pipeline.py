@@ -41,6 +41,7 @@ def parts_run(tmp_path_factory):
   c.parts.compare_ordinary = False
   c.fidelity.num_images, c.fidelity.num_resamples = NUM_SCORED, 200
   c.fidelity.deletion_steps = 4
+  c.sanity.enabled = True  # Case 1: its explainer starts as the run's (explainer.auto_scale)
   metrics = pipeline.train_and_evaluate(c, workdir)
   return workdir, metrics, c
 
@@ -213,3 +214,10 @@ def test_report_section_reads_only_the_scored_images(tmp_path):
   assert sorted(os.path.basename(f) for f in figures) == [
       "deletion_curves.png", "fidelity_image_0.png", "fidelity_image_1.png"]
   assert title == fidelity_section.TITLE
+
+
+def test_sanity_stage_on_tiny_parts_run(parts_run):
+  _, metrics, c = parts_run
+  assert c.explainer.auto_scale  # the Case-1 start, which the sanity explainer shares
+  sim = metrics["sanity"]["randomized_performer_similarity"]
+  assert -1.0 <= sim["low"] <= sim["mean"] <= sim["high"] <= 1.0

@@ -65,12 +65,18 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
                        drop_remainder=True, process_index=jax.process_index(),
                        process_count=jax.process_count())
   n = train["y_i"].shape[-1]
+  g = explainer_lib.build_weight_net(config, n)
+  rng = explainer_lib.variant_key(key, VARIANT)
+  alpha_scale, init_bias = 1.0, 0.0  # the run's explainer start (explainer.auto_scale)
+  if e.auto_scale:
+    alpha_scale, init_bias = explainer_lib.auto_start(
+        g, {k: v[:256] for k, v in train.items()}, rng)
   explainer = explainer_lib.fit_weight_net(
-      explainer_lib.build_weight_net(config, n), loader=loader,
+      g, loader=loader, alpha_scale=alpha_scale, init_bias=init_bias,
       feat_shape=(1,) + train["feat"].shape[1:],
       beta=explainer_lib.variant_beta(config, VARIANT), prior_kind=e.prior_kind,
       num_epochs=e.num_epochs, optimizer_config=e.optimizer,
-      rng=explainer_lib.variant_key(key, VARIANT), stage="sanity_explainer", workdir=None,
+      rng=rng, stage="sanity_explainer", workdir=None,
       mesh=ctx.mesh, log_every=config.log_every_steps, case=e.case)
   test = _stack(featurize, variables, ctx.test_src, batch_size=bs, mesh=ctx.mesh)
   alpha = explainer.alpha(test["feat"], batch_size=bs)
