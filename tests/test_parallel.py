@@ -40,7 +40,7 @@ DROPOUT_RATE = 0.5  # of the bare nn.Dropout whose masks are compared
 RTOL, ATOL = 1e-5, 1e-6
 EXPLAINER_ATOL = 5e-5
 NOISE_FACTOR = 10.0
-TIMEOUT_S = 240
+TIMEOUT_S = 300
 # Less LLVM optimisation: the subprocess compiles ~2x faster (it is mostly compilation). Both
 # meshes run under the same flags; the tolerances hold at the default level as well.
 FAST_COMPILE_FLAGS = "--xla_backend_optimization_level=0"
@@ -135,8 +135,10 @@ def _dropout_runs(module, perf_vars, images, rng, meshes, out) -> None:
       out[f"train_logits/{name}/{tag}"] = parallel.to_host(logits_fn(v, x, r))
 
 
-def _explainer_runs(config, spec, module, perf_vars, batches, rng, meshes, out, facts) -> None:
-  """Explainer steps, uncached and cached, on every mesh and on 1 device with rows reordered."""
+def _explainer_runs(config, spec, module, perf_vars, batches, rng, meshes, out, facts, *,
+                    prefix: str = "explainer", modes=("uncached", "cached")) -> None:
+  """Explainer steps (``modes``: uncached, cached) on every mesh and on 1 device with rows
+  reordered; arrays under ``{prefix}_{mode}/{mesh}``."""
   import jax
   import jax.numpy as jnp
   from xplain_jax.train import explainer, featurize as featurize_lib
@@ -151,7 +153,7 @@ def _explainer_runs(config, spec, module, perf_vars, batches, rng, meshes, out, 
       jax.random.PRNGKey(3))
   eopt = state_lib.make_optimizer(_constant_lr(e.optimizer), total_steps=N_STEPS)
   estate0 = jax.device_get(state_lib.create_state(eparams, ebatch_stats, eopt))
-  out.update(_flat("explainer/init", estate0))
+  out.update(_flat(f"{prefix}/init", estate0))
   kwargs = dict(beta=explainer.variant_beta(config, "prior"), steps_per_epoch=STEPS_PER_EPOCH,
                 prior_kind=e.prior_kind)
   fz = jax.jit(featurize)
@@ -164,16 +166,18 @@ def _explainer_runs(config, spec, module, perf_vars, batches, rng, meshes, out, 
   }
   perm = np.random.default_rng(1).permutation(len(batches[0]["mask"]))
   for variant, (estep, ebatches) in variants.items():
+    if variant not in modes:
+      continue
     consts = (perf_vars if variant == "uncached" else {},)
     for name, mesh in meshes.items():
       s, m, f = _run_steps(estep, estate0, ebatches, rng, mesh, consts)
-      out.update(_flat(f"explainer_{variant}/{name}", s))
-      out.update(_flat(f"explainer_{variant}_metrics/{name}", m))
-      facts[f"explainer_{variant}/{name}"] = f
+      out.update(_flat(f"{prefix}_{variant}/{name}", s))
+      out.update(_flat(f"{prefix}_{variant}_metrics/{name}", m))
+      facts[f"{prefix}_{variant}/{name}"] = f
     # The float32 noise floor: the same global batches with their rows reordered, on 1 device.
     shuffled = [{k: v[perm] for k, v in b.items()} for b in ebatches]
     s, _, _ = _run_steps(estep, estate0, shuffled, rng, meshes["m1"], consts)
-    out.update(_flat(f"explainer_{variant}/p1", s))
+    out.update(_flat(f"{prefix}_{variant}/p1", s))
 
 
 def _child(out_path: str) -> None:
@@ -188,9 +192,10 @@ def _child(out_path: str) -> None:
   meshes = {"m8": parallel.make_mesh(), "m1": parallel.make_mesh(1)}
   config = synthetic.get_config("tiny")
   config.performer.model.dropout_rate = 0.5  # the synthetic config trains without dropout
-  # The small 3x3/1 stem: with the paper's 7x7/2 stem the tiny map shrinks to 1x1 and the 8- and
-  # 1-device explainer steps differ by ~2 % in b's Adam moment, beyond these tolerances; that
-  # difference is not yet explained, so these tests pin the stem they were written for.
+  # The small 3x3/1 stem for the tolerance tests: with the paper's 7x7/2 stem the tiny 4x4 map
+  # shrinks to 1x1 and the explainer's steps become ill-conditioned in float32 — reordering the
+  # rows of a batch on one device moves Adam's moments as much as splitting it over 8 devices
+  # does (test_paper_stem_difference_is_rounding), far beyond these tolerances.
   config.explainer.stem = "small"
   spec = data.get_spec(config)
   out, facts = {}, {}
@@ -210,6 +215,10 @@ def _child(out_path: str) -> None:
   _performer_runs(config, module, perf_vars, batches, rng, meshes, out, facts)
   _dropout_runs(module, perf_vars, batches[0]["image"], rng, meshes, out)
   _explainer_runs(config, spec, module, perf_vars, batches, rng, meshes, out, facts)
+  paper = config.copy_and_resolve_references()
+  paper.explainer.stem = "paper"
+  _explainer_runs(paper, spec, module, perf_vars, batches, rng, meshes, out, facts,
+                  prefix="paper_stem", modes=("cached",))
   np.savez(out_path, **out)
   with open(out_path + ".json", "w") as fh:
     json.dump(facts, fh)
@@ -335,6 +344,16 @@ def test_explainer_difference_is_rounding(results, variant):
   floor = _max_abs_diff(p1, m1)
   assert 0 < floor < EXPLAINER_ATOL, f"reordered rows changed the result by {floor}"
   assert _max_abs_diff(m8, m1) <= NOISE_FACTOR * floor
+
+
+def test_paper_stem_difference_is_rounding(results):
+  """With the paper's stem on the tiny map the 8- and 1-device runs differ visibly, but no more
+  than the same batches with their rows reordered on one device: float32 rounding that the
+  1x1 maps amplify, not a data-parallel error."""
+  arrays, _ = results
+  m8, m1, p1 = (_group(arrays, f"paper_stem_cached/{k}") for k in ("m8", "m1", "p1"))
+  floor = _max_abs_diff(p1, m1)
+  assert floor > 0 and _max_abs_diff(m8, m1) <= NOISE_FACTOR * floor
 
 
 def test_cached_equals_uncached(results):
