@@ -142,6 +142,16 @@ def cells(map_size: int = 16) -> dict:
           for q, name in enumerate(spec.part_names)}
 
 
+def concepts(workdir: str) -> dict:
+  """The test split's concepts y_i and logits y of a finished run (its feature cache)."""
+  from xplain_jax.train import cache  # pylint: disable=import-outside-toplevel
+  cached = cache.load_cache(os.path.join(workdir, "features", "test"))
+  y_i = np.asarray(cached.columns["y_i"], np.float64)
+  y = np.asarray(cached.columns["y"], np.float64).reshape(len(y_i), -1)[:, 0]
+  return {"negative_share": float((y_i < 0).mean()), "median_abs": float(np.median(np.abs(y_i))),
+          "logit_min": float(y.min()), "logit_max": float(y.max())}
+
+
 def _interval(values) -> str:
   v = np.asarray(values, float)
   if len(v) < 2:
@@ -228,6 +238,8 @@ if __name__ == "__main__":
     with contextlib.redirect_stdout(sys.stderr):  # progress lines; stdout is the JSON
       result = posthoc(sys.argv[2], int(sys.argv[3]), *sys.argv[4:5])
     print(json.dumps(result))
+  elif sys.argv[1:2] == ["concepts"]:
+    print(json.dumps(concepts(sys.argv[2])))
   elif sys.argv[1:2] == ["cells"]:
     print(json.dumps(cells()))
   elif sys.argv[1:2] == ["flags"]:
@@ -235,5 +247,5 @@ if __name__ == "__main__":
   elif sys.argv[1:2] == ["table"]:
     print(table(sys.argv[2]))
   else:
-    raise SystemExit("usage: exp1_parts_seeds.py posthoc WORKDIR SEED [LAYOUT] | flags LAYOUT | cells | "
-                     "table ROOT")
+    raise SystemExit("usage: exp1_parts_seeds.py posthoc WORKDIR SEED [LAYOUT] | flags LAYOUT | "
+                     "cells | concepts WORKDIR | table ROOT")
