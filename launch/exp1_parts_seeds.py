@@ -22,7 +22,10 @@ conv masked after its ReLU, constant filter-loss weight; the explainer as config
   done; done
   python launch/exp1_parts_seeds.py table runs/exp1   # the README's Experiment-1 table
 
-``posthoc`` restores the two finished performers of a run (no training).
+``posthoc`` restores the two finished performers of a run (no training) and also measures the
+performer's logit drop when each part is removed (``source.counterfactuals``); ``cells`` counts
+the 16×16 map cells each part covers (the data alone); ``concepts WORKDIR`` summarises a run's
+test y_i and logits from its feature cache.
 """
 
 import contextlib
