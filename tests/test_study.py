@@ -135,6 +135,29 @@ def test_seed_run_hard_links_and_is_atomic(tmp_path):
   assert runner.seed_run(str(lead), str(tmp_path / "f"), leader="lead", share=["performer"]) == []
 
 
+def test_explainers_come_from_the_first_finished_run_that_differs_only_in_beta(tmp_path):
+  runs = grid.make_runs("configs/synthetic.py", _axes(
+      beta=dict(explainer=dict(beta=(0.0, 0.2))), seed=dict(explainer=dict(seed=(0, 1)))))
+  by = {r.name: r for r in runs}
+  also = (["explainer_baseline"], ["explainer.beta"])
+  lead, other_seed = by["beta=0.0__seed=0"], by["beta=0.0__seed=1"]
+  target = by["beta=0.2__seed=1"]
+  assert runner.explainer_donor(target, [lead], also) is None  # the seeds differ
+  assert runner.explainer_donor(target, [lead, other_seed], also) is other_seed
+  assert runner.explainer_donor(target, [lead, other_seed], ([], ["explainer.beta"])) is None
+  # Seeding takes the performer from the leader and the baseline from the donor.
+  for name, sub in (("lead", "performer"), ("donor", "explainer_baseline")):
+    (tmp_path / name / sub).mkdir(parents=True)
+    (tmp_path / name / sub / "done.json").write_text(name)
+  seeded = runner.seed_run(str(tmp_path / "lead"), str(tmp_path / "r"), leader="lead",
+                           share=["performer"],
+                           donor=(str(tmp_path / "donor"), "donor", ["explainer_baseline"]))
+  assert seeded == ["performer", "explainer_baseline"]
+  assert (tmp_path / "r/explainer_baseline/done.json").read_text() == "donor"
+  record = json.loads((tmp_path / "r" / runner.SHARED_FROM).read_text())
+  assert record == {"leader": "lead", "explainers_from": "donor", "folders": seeded}
+
+
 # ---------------------------------------------------------------- aggregation on fabricated runs
 
 def _fake_study() -> ml_collections.ConfigDict:
@@ -350,12 +373,17 @@ def test_runs_that_share_a_performer_train_it_once(killed_and_resumed):
   for lead, followers in groups.items():
     for f in followers:
       assert runner.shared_from(os.path.join(k["workdir"], f)) == lead
-  # The baseline (λ ≡ 0) does not read β: a follower differing only in β reuses it too.
+  # The baseline (λ ≡ 0) does not read β: a follower differing only in β from a run of its
+  # group that ran before it (the leader, or an earlier follower) reuses that run's baseline.
   by_name = {r.name: r for r in k["runs"]}
+  shared = 0
   for lead, followers in groups.items():
-    for f in followers:
-      same = runner.differs_only_in(by_name[lead], by_name[f], ["explainer.beta"])
+    for i, f in enumerate(followers):
+      earlier = [by_name[lead]] + [by_name[x] for x in followers[:i]]
+      same = any(runner.differs_only_in(e, by_name[f], ["explainer.beta"]) for e in earlier)
       assert _performer_trained(os.path.join(k["workdir"], f), "explainer_baseline") != same
+      shared += same
+  assert shared == 2  # 2 explainer seeds × 2 β: the β = 0.2 runs of both seeds
 
 
 def test_parallel_unshared_study_gives_the_same_numbers(killed_and_resumed, tmp_path):

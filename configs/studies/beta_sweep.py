@@ -2,9 +2,10 @@ r"""β ∈ {0, 0.05, 0.2, 1, 5} × 3 explainer seeds on one synthetic performer,
 
 The explainer seed is ``explainer.seed`` (the explainers' initialisation and batch order), so
 all 15 runs reuse one trained performer (and its feature cache) and only the explainers
-differ. The baseline explainer (λ ≡ 0) does not read β, so
-runs that differ from their performer's first run only in β also reuse its trained baseline
-(``share_explainers``; set it to "" to train every baseline). At β = 0 the "prior" explainer
+differ. The baseline explainer (λ ≡ 0) does not read β, so a run reuses the trained baseline
+of the first finished run of its group that differs from it only in β (the β = 0 run of the
+same explainer seed): 3 baselines in all (``share_explainers``; set it to "" to train every
+baseline). At β = 0 the "prior" explainer
 has no prior loss: its difference from the baseline measures the noise of training two
 explainers.
 

@@ -108,12 +108,19 @@ def seed_one(config, workdir: str, name: str, sets: Sequence[str] = ()) -> list[
   if name not in runs:
     raise ValueError(f"--seed-run={name!r} is not a run of this study; use a sub-workdir name "
                      f"such as {next(iter(runs))!r}.")
-  lead = leaders_of(config, list(runs.values())).get(name)
+  leaders = leaders_of(config, list(runs.values()))
+  lead = leaders.get(name)
   if not lead or not runner_lib.is_complete(os.path.join(workdir, lead), required(config)):
     return []
-  folders = runner_lib.folders_for(runs[lead], runs[name], _list(config.share), _also_share(config))
+  group = [lead] + [f for f, ld in leaders.items() if ld == lead and f != name]
+  finished = [runs[n] for n in group
+              if runner_lib.is_complete(os.path.join(workdir, n), required(config))]
+  also = _also_share(config)
+  d = runner_lib.explainer_donor(runs[name], finished, also)
   return runner_lib.seed_run(os.path.join(workdir, lead), os.path.join(workdir, name),
-                             leader=lead, share=folders)
+                             leader=lead, share=_list(config.share),
+                             donor=None if d is None else (os.path.join(workdir, d.name), d.name,
+                                                           also[0]))
 
 
 def build(config, workdir: str, sets: Sequence[str] = ()) -> dict:

@@ -8,9 +8,10 @@ trains it; each other run's sub-workdir is then created from hard links (copies 
 filesystems) of the leader's ``performer/``, ``features/``, ... and a ``shared_from.json``
 naming the leader, so its performer stage is found finished and not redone. The sub-workdir is
 assembled in a temporary folder and renamed into place, so a kill while seeding leaves nothing
-half-made. Optionally (``also_share``) a follower whose overrides differ from its leader's only
-in some fields (e.g. ``explainer.beta``, which the baseline explainer does not read) also
-takes the leader's ``explainer_baseline/``, so the baseline is trained once per performer too.
+half-made. Optionally (``also_share``) a follower whose overrides differ only in some fields (e.g.
+``explainer.beta``, which the baseline explainer does not read) from a finished run of its
+group — the leader, or a follower that ran before it — also takes that run's
+``explainer_baseline/``, so each baseline is trained once.
 ``jobs`` > 1 runs that many worker processes at once, each given its own subset of
 ``devices`` through ``CUDA_VISIBLE_DEVICES``.
 """
@@ -60,9 +61,12 @@ def _link_tree(src: str, dst: str) -> None:
   shutil.copytree(src, dst, copy_function=link)
 
 
-def seed_run(leader_dir: str, run_dir: str, *, leader: str, share: Sequence[str]) -> list[str]:
+def seed_run(leader_dir: str, run_dir: str, *, leader: str, share: Sequence[str],
+             donor: tuple[str, str, Sequence[str]] | None = None) -> list[str]:
   """Creates ``run_dir`` holding the leader's ``share`` folders; returns the folders seeded.
 
+  ``donor`` = ``(donor_dir, donor_name, folders)`` adds folders of another finished run of the
+  group (the explainers it shares, see ``explainer_donor``); ``shared_from.json`` names it.
   Nothing happens when ``run_dir`` exists (it was seeded or started before).
   """
   if os.path.exists(run_dir):
@@ -70,14 +74,19 @@ def seed_run(leader_dir: str, run_dir: str, *, leader: str, share: Sequence[str]
   tmp = run_dir.rstrip("/") + ".seeding"
   shutil.rmtree(tmp, ignore_errors=True)  # left by a kill while seeding
   os.makedirs(tmp)
-  seeded = []
-  for name in share:
-    src = os.path.join(leader_dir, name)
-    if os.path.isdir(src):
-      _link_tree(src, os.path.join(tmp, name))
-      seeded.append(name)
+  seeded, record = [], {"leader": leader}
+  sources = [(leader_dir, share)] + ([] if donor is None else [(donor[0], donor[2])])
+  for src_dir, names in sources:
+    for name in names:
+      src = os.path.join(src_dir, name)
+      if os.path.isdir(src) and name not in seeded:
+        _link_tree(src, os.path.join(tmp, name))
+        seeded.append(name)
+        if donor is not None and src_dir == donor[0]:
+          record["explainers_from"] = donor[1]
+  record["folders"] = seeded
   with open(os.path.join(tmp, SHARED_FROM), "w") as f:
-    json.dump({"leader": leader, "folders": seeded}, f)
+    json.dump(record, f)
   os.rename(tmp, run_dir)
   return seeded
 
@@ -135,13 +144,14 @@ def differs_only_in(a: grid_lib.Run, b: grid_lib.Run, fields: Sequence[str]) -> 
       grid_lib.format_value(b.overrides.get(f)) for f in keys)
 
 
-def folders_for(lead: grid_lib.Run, run: grid_lib.Run, share: Sequence[str],
-                also_share: tuple[Sequence[str], Sequence[str]]) -> list[str]:
-  """The folders ``run`` takes from its leader ``lead``: ``share`` (+ ``also_share``'s)."""
-  folders = list(share)
-  if also_share[0] and differs_only_in(lead, run, also_share[1]):
-    folders += list(also_share[0])
-  return folders
+def explainer_donor(run: grid_lib.Run, finished: Sequence[grid_lib.Run],
+                    also_share: tuple[Sequence[str], Sequence[str]]) -> grid_lib.Run | None:
+  """The first of ``finished`` (runs of ``run``'s performer group that have finished, leader
+  first) whose overrides differ from ``run``'s only in ``also_share``'s fields: ``run`` takes
+  its ``also_share`` folders (e.g. the baseline, which does not read β). None when none does."""
+  if not also_share[0]:
+    return None
+  return next((d for d in finished if differs_only_in(d, run, also_share[1])), None)
 
 
 def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str],
@@ -182,11 +192,17 @@ def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str]
     run_dir = os.path.join(workdir, r.name)
     lead = leader_of.get(r.name)
     if lead and status.get(lead) in ("finished", "ok"):
-      seeded = seed_run(os.path.join(workdir, lead), run_dir, leader=lead,
-                        share=folders_for(by_name[lead], r, share, also_share))
+      with lock:
+        finished = [by_name[n] for n in [lead] + leaders[lead]
+                    if status.get(n) in ("finished", "ok")]
+      d = explainer_donor(r, finished, also_share)
+      donor = None if d is None else (os.path.join(workdir, d.name), d.name, also_share[0])
+      seeded = seed_run(os.path.join(workdir, lead), run_dir, leader=lead, share=share,
+                        donor=donor)
       if seeded:
         with lock:
-          echo(f"[study] {r.name}: {', '.join(seeded)} from {lead}")
+          echo(f"[study] {r.name}: {', '.join(seeded)} from {lead}"
+               + (f" (explainers from {d.name})" if d is not None else ""))
     visible = free.get()
     try:
       with lock:
