@@ -5,15 +5,19 @@ loss can be recomputed by hand: distillation on the valid rows plus λ(t)·prior
 """
 
 import functools
+import json
 import math
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 import pytest
 
+from configs import synthetic
+from xplain_jax import data as data_lib, parallel
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import loop
 from xplain_jax.train import performer as performer_lib
@@ -170,9 +174,6 @@ def test_logged_learning_rate_is_the_rate_the_optimizer_applied(tmp_path):
   # loss = Σx: the gradient is 1 everywhere, so plain SGD moves x by exactly −lr(k) in step k.
   # The logged rates must follow the warm-up + cosine formula written here and sum to the
   # distance x travelled.
-  import json
-  import ml_collections
-  from xplain_jax import data as data_lib, parallel
 
   def loss_fn(params, batch_stats, batch, rng, step):
     del batch, rng, step
@@ -207,8 +208,6 @@ def test_auto_scale_starts_the_explainer_at_y_spread_and_mean(tmp_path):
   # statistics (two steps move them a little), so its predictions on the sample auto_scale
   # looks at must have about y's mean and standard deviation; the paper's start
   # (auto_scale=False) has several times y's spread. A rerun restores the same scale.
-  from configs import synthetic
-  from xplain_jax import data as data_lib, parallel
 
   rng = np.random.default_rng(0)
   m, n = 64, 6

@@ -217,15 +217,13 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
     rng: the variant's key (``variant_key``).
 
   With ``explainer.auto_scale`` α = c·g(feat) and b starts at y's mean, c chosen on the first
-  256 training records so that Σ α_i y_i starts with y's spread (``auto_start``; recomputed, to
-  the same value, when a finished explainer is restored).
+  256 training records so that Σ α_i y_i starts with y's spread (``configured_start``;
+  recomputed, to the same value, when a finished explainer is restored).
   """
   e = config.explainer
   g = build_weight_net(config, num_concepts)
-  alpha_scale, init_bias = 1.0, 0.0  # the paper: α = g(feat), b from 0
-  if e.auto_scale:
-    alpha_scale, init_bias = auto_start(
-        g, _feature_sample(loader, featurize, perf_variables), rng)
+  alpha_scale, init_bias = configured_start(config, g, loader, rng, featurize=featurize,
+                                            perf_variables=perf_variables)
   return fit_weight_net(
       g, loader=loader, feat_shape=feat_shape, alpha_scale=alpha_scale, init_bias=init_bias,
       beta=variant_beta(config, variant), prior_kind=e.prior_kind, num_epochs=e.num_epochs,
@@ -265,13 +263,17 @@ def auto_start(g, sample: dict, rng: jax.Array) -> tuple[float, float]:
   return scale, float(np.mean(y) - np.mean(start) * scale)
 
 
-def _feature_sample(loader, featurize, perf_variables, size: int = 256) -> dict:
-  """``feat, y_i, y`` of the first ``size`` records of the loader's source (featurised when the
-  loader reads images)."""
-  batch = loader.source.get_batch(np.arange(min(size, len(loader.source))))
+def configured_start(config, g, loader, rng: jax.Array, *, featurize=None,
+                     perf_variables=None) -> tuple[float, float]:
+  """``(alpha_scale, init_bias)`` of the run's explainers: ``auto_start`` on the first 256
+  records of ``loader``'s source with ``explainer.auto_scale``, else the paper's ``(1, 0)``
+  (α = g(feat), b from 0). With ``featurize`` the loader reads images, featurised here."""
+  if not config.explainer.auto_scale:
+    return 1.0, 0.0
+  batch = loader.source.get_batch(np.arange(min(256, len(loader.source))))
   if featurize is not None:
     batch = jax.device_get(jax.jit(featurize)(perf_variables, np.asarray(batch["image"])))
-  return {k: np.asarray(batch[k]) for k in ("feat", "y_i", "y")}
+  return auto_start(g, {k: np.asarray(batch[k]) for k in ("feat", "y_i", "y")}, rng)
 
 
 def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0):

@@ -67,10 +67,7 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   n = train["y_i"].shape[-1]
   g = explainer_lib.build_weight_net(config, n)
   rng = explainer_lib.variant_key(key, VARIANT)
-  alpha_scale, init_bias = 1.0, 0.0  # the run's explainer start (explainer.auto_scale)
-  if e.auto_scale:
-    alpha_scale, init_bias = explainer_lib.auto_start(
-        g, {k: v[:256] for k, v in train.items()}, rng)
+  alpha_scale, init_bias = explainer_lib.configured_start(config, g, loader, rng)  # as the run's
   explainer = explainer_lib.fit_weight_net(
       g, loader=loader, alpha_scale=alpha_scale, init_bias=init_bias,
       feat_shape=(1,) + train["feat"].shape[1:],
