@@ -79,30 +79,38 @@ def explainer_output(alpha: Array, y_i: Array, b: Array) -> Array:
   return jnp.sum(alpha * y_i, axis=-1) + b
 
 
-def concept_label(name: str, value: float, negate_absent: bool = True) -> str:
+def concept_label(name: str, value: float, negate_absent: bool = True,
+                  absent: Optional[str] = "no {}") -> str:
   """Names a concept as a reason: "no <name>" when an attribute is absent.
 
   Args:
     name: the concept's name.
     value: the concept's value y_i on this image (a logit: negative = absent).
-    negate_absent: Case 2 (attributes): a negative y_i reads "no <name>", and
-      a negated attribute such as CelebA's "No_Beard" reads "Beard". False
+    negate_absent: Case 2 (attributes): a negative y_i is named with ``absent``,
+      and a negated attribute such as CelebA's "No_Beard" reads "Beard". False
       (Case 1 filters): the plain name.
+    absent: the pattern of an absent concept's name (``"{}"`` is the name);
+      None keeps the plain name (its contribution keeps its sign).
 
   Example:
     >>> concept_label("Smiling", -1.2), concept_label("No_Beard", -0.3)
     ('no Smiling', 'Beard')
+    >>> concept_label("Smiling", -1.2, absent="{} (absent)")
+    'Smiling (absent)'
+    >>> concept_label("Smiling", -1.2, absent=None)
+    'Smiling'
   """
   name = str(name)
-  if negate_absent and value < 0:
-    return name[3:] if name.lower().startswith("no_") else f"no {name}"
+  if negate_absent and absent is not None and value < 0:
+    return name[3:] if name.lower().startswith("no_") else absent.format(name)
   return name
 
 
 def explain(alpha: Array, y_i: Array, b: Array,
             names: Optional[Sequence[str]] = None, top_k: int = 5,
             y: Optional[Array] = None,
-            negate_absent: bool = False) -> List[Dict[str, Any]]:
+            negate_absent: bool = False,
+            absent: Optional[str] = "no {}") -> List[Dict[str, Any]]:
   """Per-image explanations with the top-k concepts by |contribution|.
 
   Args:
@@ -114,15 +122,19 @@ def explain(alpha: Array, y_i: Array, b: Array,
       |contribution| are broken by the lower index).
     y: optional [B] performer scores; adds ``"y"`` and ``"residual"`` (y - ŷ,
       what the explainer does not reproduce).
-    negate_absent: name a concept with y_i < 0 "no <name>" (Case 2
+    negate_absent: name a concept with y_i < 0 with ``absent`` (Case 2
       attributes, as the report does; ``concept_label``).
+    absent: the name pattern of an absent concept, ``"no {}"`` by default;
+      None keeps the plain name.
 
   Returns:
     A list of B dicts with plain Python values:
       ``"top"``: list of (name, contribution) pairs, largest |contribution|
-      first; ``"indices"``: their concept indices; ``"y_hat"``: ŷ;
-      ``"bias"``: b, the part no concept explains; ``"y"`` and
-      ``"residual"`` when `y` is given.
+      first; ``"indices"``: their concept indices; ``"rest"``: the summed
+      contributions of the concepts not listed; ``"bias"``: b, the part no
+      concept explains; ``"y_hat"``: ŷ = Σ top + rest + bias; ``"y"`` and
+      ``"residual"`` (y − ŷ, so Σ top + rest + bias + residual = y) when `y`
+      is given.
 
   Raises:
     ValueError: on bad shapes, a wrong number of names, or top_k < 0.
@@ -159,9 +171,10 @@ def explain(alpha: Array, y_i: Array, b: Array,
   for r in range(batch):
     order = np.argsort(-np.abs(contrib[r]), kind="stable")[:k]
     rec = {
-        "top": [(concept_label(names[i], float(np.asarray(y_i)[r, i]), negate_absent),
-                 float(contrib[r, i])) for i in order],
+        "top": [(concept_label(names[i], float(np.asarray(y_i)[r, i]), negate_absent,
+                               absent), float(contrib[r, i])) for i in order],
         "indices": [int(i) for i in order],
+        "rest": float(contrib[r].sum() - contrib[r, order].sum()),
         "y_hat": float(y_hat[r]),
         "bias": float(bias[r]),
     }

@@ -78,12 +78,16 @@ class Explainer:
     """α_i y_i [N,n]."""
     return self.alpha(feat, batch_size=batch_size) * np.asarray(y_i, np.float32)
 
-  def explain(self, feat, y_i, *, names: Sequence[str] | None = None, top_k: int = 5) -> list:
-    """Per image, the top-k reasons by |α_i y_i| (``explain.explain``); for Case 2 an absent
-    concept (y_i < 0) is named "no <name>", as in the report."""
+  def explain(self, feat, y_i, *, names: Sequence[str] | None = None, top_k: int = 5,
+              y=None, absent: str | None = "no {}") -> list:
+    """Per image, the top-k reasons by |α_i y_i| (``explain.explain``) with the rest, the bias
+    and, given the performer's ``y`` [N], the residual y − ŷ, so that they add up to y. For
+    Case 2 an absent concept (y_i < 0) is named ``absent.format(name)`` ("no <name>"; None
+    keeps the name and the signed value); ``names`` may name Case-1 filters (e.g. by part)."""
     return explain.explain(self.alpha(feat), np.asarray(y_i, np.float32), self.bias,
                            names=None if names is None else list(names), top_k=top_k,
-                           negate_absent=self.case == "shared_feature")
+                           y=None if y is None else np.asarray(y, np.float32),
+                           negate_absent=self.case == "shared_feature", absent=absent)
 
 
 def build_weight_net(config, num_concepts: int):
