@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import fidelity, fidelity_sanity
+from xplain_jax import fidelity
+from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.errors import ConfigError, DataError
 
 
@@ -214,7 +215,8 @@ def test_concept_accuracy():
 
 
 def test_evaluate_fidelity_case1_faithful_explainer_beats_references():
-  from xplain_jax import concepts, fidelity_eval
+  from xplain_jax import concepts
+  from xplain_jax.fidelity import evaluate as fidelity_eval
   rng = np.random.default_rng(9)
   b, n = 200, 10
   x = rng.normal(size=(b, 2, 2, n)).astype(np.float32) + 0.5

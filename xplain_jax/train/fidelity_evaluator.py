@@ -27,7 +27,9 @@ from typing import Callable, Sequence
 import jax
 import numpy as np
 
-from xplain_jax import fidelity, fidelity_eval, fidelity_sanity
+from xplain_jax import fidelity
+from xplain_jax.fidelity import evaluate as fidelity_eval
+from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.errors import DataError
 from xplain_jax.train import evaluators
 

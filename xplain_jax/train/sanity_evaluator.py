@@ -18,7 +18,8 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from xplain_jax import data, fidelity, fidelity_sanity, parallel
+from xplain_jax import data, fidelity, parallel
+from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import cache as cache_lib
 from xplain_jax.train import evaluators
