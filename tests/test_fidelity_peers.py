@@ -75,3 +75,39 @@ def test_nonnegative_least_squares_equals_brute_force_with_a_negative_coefficien
 def test_least_squares_alpha_refuses_mismatched_rows():
   with pytest.raises(DataError, match="same N rows"):
     peers.least_squares_alpha(np.ones((5, 2)), np.ones(4))
+
+
+def _linear_head(weights, bias=0.3):
+  return lambda x: jnp.sum(x * weights, axis=(1, 2, 3)) + bias
+
+
+def test_gradient_x_input_and_integrated_gradients_on_a_linear_head_are_w_times_x():
+  rng = np.random.default_rng(3)
+  x = jnp.asarray(rng.normal(size=(4, 3, 2, 5)), jnp.float32)
+  weights = rng.normal(size=(3, 2, 5)).astype(np.float32)
+  closed = np.einsum("bhwk,hwk->bk", np.asarray(x), weights)  # Σ_hw W x per filter
+  gxi = np.asarray(peers.gradient_x_input(_linear_head(weights), x))
+  np.testing.assert_allclose(gxi, closed, rtol=1e-5, atol=1e-5)
+  ig = np.asarray(peers.integrated_gradients(_linear_head(weights), x, steps=3))
+  np.testing.assert_allclose(ig, closed, rtol=1e-5, atol=1e-5)  # exact for any steps
+  shift = np.asarray(peers.integrated_gradients(_linear_head(weights), x, steps=2,
+                                                baseline=jnp.ones_like(x)))
+  np.testing.assert_allclose(shift, closed - weights.sum(axis=(0, 1)), rtol=1e-4, atol=1e-4)
+
+
+def test_integrated_gradients_complete_on_a_nonlinear_head():
+  rng = np.random.default_rng(4)
+  x = jnp.asarray(rng.normal(size=(3, 2, 2, 4)), jnp.float32)
+  v = jnp.asarray(rng.normal(size=4), jnp.float32)
+  head = lambda z: jnp.tanh(z).max(axis=(1, 2)) @ v + jnp.sum(z**2, (1, 2, 3)) * 0.5
+  ig = np.asarray(jax.jit(lambda z: peers.integrated_gradients(head, z, steps=256))(x))
+  gap = np.asarray(head(x) - head(jnp.zeros_like(x)))
+  np.testing.assert_allclose(ig.sum(axis=1), gap, rtol=1e-3, atol=1e-3)
+  gxi = np.asarray(peers.gradient_x_input(head, x))
+  assert np.max(np.abs(gxi.sum(axis=1) - gap)) > 0.05   # gradient × input is not complete
+  # Gradient × input against a finite-difference gradient.
+  eps = 1e-3
+  for k in range(4):
+    step = jnp.zeros_like(x).at[..., k].set(x[..., k])
+    fd = (head(x + eps * step) - head(x - eps * step)) / (2 * eps)   # d/dt y(x + t x_k) at 0
+    np.testing.assert_allclose(gxi[:, k], np.asarray(fd), rtol=2e-2, atol=2e-2)
