@@ -32,7 +32,8 @@ TOP = dict(
 )
 DISTRIBUTED = dict(coordinator_address="", num_processes=0, process_id=-1,
                    initialization_timeout=300)  # seconds to wait for every process to join
-DATASET = dict(name="", image_size=64, num_train=0, num_test=0, seed=0, data_dir="")
+DATASET = dict(name="", image_size=64, num_train=0, num_test=0, seed=0, data_dir="",
+               rule="linear")  # synthetic_attributes' planted rule (data.synthetic_rules)
 OPTIMIZER = dict(name="adam", learning_rate=1e-3, weight_decay=0.0, schedule="cosine",
                  warmup_steps=0, grad_clip=0.0, momentum=0.9)
 PERFORMER = dict(arch="tiny_vgg", interpretable=False, filter_loss_weight=0.0, batch_size=64,

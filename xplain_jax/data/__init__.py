@@ -79,10 +79,21 @@ def _check_name(name: str) -> None:
     raise ConfigError(f"unknown dataset {name!r}; choose one of {list(DATASETS)}.")
 
 
+def _check_rule(name: str, rule: str) -> None:
+  from xplain_jax.data import synthetic_rules
+  if rule not in synthetic_rules.RULES:
+    raise ConfigError(f"unknown config.dataset.rule={rule!r}; choose one of "
+                      f"{list(synthetic_rules.RULES)}.")
+  if rule != "linear" and name != "synthetic_attributes":
+    raise ConfigError(f"config.dataset.rule={rule!r} applies only to synthetic_attributes; "
+                      f"dataset {name} has no planted rule, leave it 'linear'.")
+
+
 def get_spec(config) -> Spec:
   """The experiment's ``Spec`` from ``config.dataset`` and ``config.explainer``."""
   name = config.dataset.name
   _check_name(name)
+  _check_rule(name, config.dataset.rule)
   target = config.explainer.target
   if name == "synthetic_attributes":
     from xplain_jax.data import synthetic_attributes as sa
@@ -119,7 +130,8 @@ def get_source(config, split: str, *, workdir: str | None = None):
   if d.name == "synthetic_attributes":
     from xplain_jax.data import synthetic_attributes as sa
     cache = os.path.join(workdir, "data") if (workdir and d.get("cache", True)) else None
-    src = sa.load(split, num_examples=num, image_size=d.image_size, seed=d.seed, cache_dir=cache)
+    src = sa.load(split, num_examples=num, image_size=d.image_size, seed=d.seed, cache_dir=cache,
+                  rule=d.rule)
     t = sa.TARGET_NAMES.index(config.explainer.target)
     return MappedSource(src, lambda b: {"image": b["image"], "labels": b["labels"],
                                         "gt_contrib": b["gt_contrib"][:, t]})

@@ -23,10 +23,14 @@ shape), a random background tint jitter, and Gaussian pixel noise, so that a CNN
 colour and shape jointly.
 
 The planted rule. With ``s_k = 2 a_k - 1`` in {-1, +1} for concept attribute ``a_k``, target ``t``
-has logit ``z_t = Σ_k v_{t,k} s_k`` and label ``Bernoulli(sigmoid(temperature * z_t))`` (label
-noise), with the sparse signed weights ``TARGET_RULES``. The ground-truth contribution of concept
-``k`` to target ``t`` on an image is ``v_{t,k} s_k`` (so its mean absolute value is ``|v_{t,k}|``);
-concepts with ``v = 0`` contribute nothing.
+has logit ``z_t = Σ_k c_{t,k}`` and label ``Bernoulli(sigmoid(temperature * z_t))`` (label
+noise). Under the default rule (``rule="linear"``) the terms are ``c_{t,k} = v_{t,k} s_k`` with
+the sparse signed weights ``TARGET_RULES`` (so the mean absolute contribution of concept ``k`` is
+``|v_{t,k}|``; concepts with ``v = 0`` contribute nothing). The benchmark regimes
+``"context"`` (context-dependent weights), ``"redundant"`` (concepts that always co-occur) and
+``"shortcut"`` (a nuisance attribute correlated with the label) are defined, with their test
+split and what a faithful explanation shows, in ``xplain_jax.data.synthetic_rules``. The
+ground-truth contribution (``gt_contrib``) is the term ``c_{t,k}`` of the image.
 
 Counterfactuals. Image ``i`` is rendered from a *scene*, ``scene(seed, i)``: every random draw
 (placements of all twelve objects, present or not, the clutter, the corner, the line's direction,
@@ -45,38 +49,18 @@ import os
 import numpy as np
 
 from xplain_jax import checkpoint
+from xplain_jax.data import synthetic_rules as rules
 from xplain_jax.data.scenes import SceneSource, shape_mask
+from xplain_jax.data.synthetic_rules import (  # noqa: F401  (the vocabulary, re-exported)
+    CONCEPT_NAMES, GLOBAL_ATTRIBUTES, GRID, RULES, SHAPES, TARGET_NAMES, TARGET_RULES,
+    rule_weights)
 from xplain_jax.errors import DataError
 
-COLOURS = {"red": (0.9, 0.15, 0.1), "green": (0.1, 0.8, 0.2), "blue": (0.15, 0.3, 0.95)}
+COLOURS = dict(zip(rules.COLOUR_NAMES, ((0.9, 0.15, 0.1), (0.1, 0.8, 0.2), (0.15, 0.3, 0.95))))
 CLUTTER_COLOURS = ((0.95, 0.9, 0.1), (0.9, 0.1, 0.9), (0.1, 0.9, 0.9))
-SHAPES = ("circle", "square", "triangle", "cross")
-GLOBAL_ATTRIBUTES = ("bright_background", "horizontal_stripes", "vertical_stripes", "border",
-                     "speckles", "dark_corner", "diagonal_line", "warm_tint")
-CONCEPT_NAMES = tuple(f"{c}_{s}" for c in COLOURS for s in SHAPES) + GLOBAL_ATTRIBUTES
-
-# Sparse signed weights v_{t,k} of the planted rule (concept name -> weight; others are 0).
-TARGET_RULES = {
-    "target_a": {"red_circle": 2.0, "green_square": -1.6, "horizontal_stripes": -1.3,
-                 "blue_triangle": 1.1, "border": 0.9, "red_cross": 0.7, "warm_tint": -0.5},
-    "target_b": {"blue_circle": -2.0, "red_square": 1.6, "speckles": 1.3,
-                 "green_triangle": -1.0, "vertical_stripes": 0.7, "diagonal_line": 0.5},
-}
-TARGET_NAMES = tuple(TARGET_RULES)
 ATTRIBUTE_NAMES = CONCEPT_NAMES + TARGET_NAMES
-GRID = 3  # objects occupy distinct cells of a GRID x GRID layout
 MAX_CLUTTER = 1  # distractor objects per image
 P_OBJECT = 0.4  # probability of each object attribute
-
-
-def rule_weights(target: str) -> np.ndarray:
-  """The planted weights ``v_t`` of a target over ``CONCEPT_NAMES``: [n] float32."""
-  if target not in TARGET_RULES:
-    raise DataError(f"unknown synthetic target {target!r}; choose one of {list(TARGET_NAMES)}.")
-  v = np.zeros(len(CONCEPT_NAMES), np.float32)
-  for name, weight in TARGET_RULES[target].items():
-    v[CONCEPT_NAMES.index(name)] = weight
-  return v
 
 
 @functools.lru_cache(maxsize=None)
@@ -84,27 +68,31 @@ def _grids(s: int) -> tuple[np.ndarray, np.ndarray]:
   return np.mgrid[0:s, 0:s]
 
 
-def _draw_attributes(rng: np.random.Generator) -> np.ndarray:
+def _draw_attributes(rng: np.random.Generator, rule: str) -> np.ndarray:
   """Concept attributes [n] bool: objects with ``P_OBJECT``, global ones with 1/2.
 
-  Drawn again until the objects plus clutter leave at least one grid cell free (so any absent
-  object can be added in a counterfactual); about 6 % of draws are repeated.
+  ``rule="redundant"`` ties each pair's partner to its concept. Drawn again until the objects
+  plus clutter leave at least one grid cell free (so any absent object can be added in a
+  counterfactual); about 6 % of draws are repeated.
   """
   n_obj = len(COLOURS) * len(SHAPES)
   p = np.array([P_OBJECT] * n_obj + [0.5] * len(GLOBAL_ATTRIBUTES))
   while True:
-    attrs = rng.random(len(p)) < p
+    attrs = rules.tie_partners(rng.random(len(p)) < p, rule)
     if attrs[:n_obj].sum() + MAX_CLUTTER < GRID * GRID:
       return attrs
 
 
-def draw_scene(rng: np.random.Generator, image_size: int, noise: float) -> dict:
+def draw_scene(rng: np.random.Generator, image_size: int, noise: float, rule: str = "linear",
+               temperature: float = 2.0) -> dict:
   """The random draws of one image, fixed per element and independent of what is toggled later.
 
   Every object attribute has its own placement (cell, size, offset, flip, brightness) whether or
   not it is present: present objects and the clutter hold distinct cells; an absent object's cell
   is one left free, so adding it covers only background. Global attributes have their own draws
-  (corner, line direction, speckle dots); the pixel noise is drawn once.
+  (corner, line direction, speckle dots); the pixel noise is drawn once. ``rule`` (see
+  ``synthetic_rules``) may tie or set attributes: ``"redundant"`` ties pairs, ``"shortcut"``
+  sets the nuisance from the label drawn at ``temperature`` with one more draw at the end.
 
   Returns:
     A dict: ``"attrs"`` [n] bool (the factual concept attributes), ``"cell"`` [O+1] int (objects
@@ -114,7 +102,8 @@ def draw_scene(rng: np.random.Generator, image_size: int, noise: float) -> dict:
     ``"label_u"`` [T] uniform draws of the targets' label noise.
   """
   s = image_size
-  attrs = _draw_attributes(rng)
+  rules.check_rule(rule)
+  attrs = _draw_attributes(rng, rule)
   n_obj = len(COLOURS) * len(SHAPES)
   cell = s // GRID
   perm = rng.permutation(GRID * GRID)
@@ -128,7 +117,7 @@ def draw_scene(rng: np.random.Generator, image_size: int, noise: float) -> dict:
   cells[absent] = free[rng.integers(0, len(free), size=len(absent))]
   size = rng.integers(int(cell * 0.6), int(cell * 0.95) + 1, size=n_obj + MAX_CLUTTER)
   u = rng.random((2, n_obj + MAX_CLUTTER))
-  return {
+  out = {
       "attrs": attrs, "cell": cells, "size": size,
       "dy": (u[0] * (cell - size + 1)).astype(np.int64),
       "dx": (u[1] * (cell - size + 1)).astype(np.int64),
@@ -142,6 +131,10 @@ def draw_scene(rng: np.random.Generator, image_size: int, noise: float) -> dict:
       "noise": rng.normal(0.0, noise, size=(s, s, 3)).astype(np.float32),
       "label_u": rng.random(len(TARGET_NAMES)),
   }
+  if rule == "shortcut":
+    out["attrs"] = rules.set_shortcut(attrs, cells[:n_obj], out["label_u"], rng.random(),
+                                      temperature)
+  return out
 
 
 def attribute_pattern(scene: dict, name: str, image_size: int) -> np.ndarray:
@@ -226,22 +219,26 @@ def _image_rng(seed: int, index: int) -> np.random.Generator:
   return np.random.default_rng([seed, index])
 
 
-def scene(seed: int, index: int, *, image_size: int = 64, noise: float = 0.06) -> dict:
+def scene(seed: int, index: int, *, image_size: int = 64, noise: float = 0.06,
+          rule: str = "linear", temperature: float = 2.0) -> dict:
   """The scene of image ``index`` of the dataset made with ``seed`` (see ``draw_scene``)."""
-  return draw_scene(_image_rng(seed, index), image_size, noise)
+  return draw_scene(_image_rng(seed, index), image_size, noise, rule, temperature)
 
 
 def render_toggled(seed: int, indices, concept: int, *, image_size: int = 64,
-                   noise: float = 0.06) -> np.ndarray:
+                   noise: float = 0.06, rule: str = "linear",
+                   temperature: float = 2.0) -> np.ndarray:
   """Counterfactual images: images ``indices`` of the dataset with ``seed``, concept toggled.
 
   A present object is removed (the background under it shows), an absent one is added in a free
-  cell; a global attribute is switched in place. Nothing else changes: same placements, noise.
+  cell; a global attribute is switched in place. Nothing else changes: same placements, noise,
+  and the other concepts (a redundant partner stays; a shortcut's nuisance stays).
 
   Args:
     seed: the seed ``make_dataset`` was called with.
     indices: [b] int image indices.
     concept: index into ``CONCEPT_NAMES``.
+    image_size, noise, rule, temperature: as given to ``make_dataset``.
 
   Returns:
     [b,S,S,3] float32 in [-1,1], as ``make_dataset``'s ``"image"``.
@@ -251,7 +248,8 @@ def render_toggled(seed: int, indices, concept: int, *, image_size: int = 64,
                      "(an index into CONCEPT_NAMES).")
   out = np.empty((len(indices), image_size, image_size, 3), np.float32)
   for row, i in enumerate(np.asarray(indices).reshape(-1)):
-    sc = scene(seed, int(i), image_size=image_size, noise=noise)
+    sc = scene(seed, int(i), image_size=image_size, noise=noise, rule=rule,
+               temperature=temperature)
     attrs = sc["attrs"].copy()
     attrs[concept] = ~attrs[concept]
     out[row] = render_scene(sc, attrs, image_size) * 2.0 - 1.0
@@ -259,10 +257,11 @@ def render_toggled(seed: int, indices, concept: int, *, image_size: int = 64,
 
 
 def make_dataset(num_images: int, *, image_size: int = 64, seed: int = 0,
-                 noise: float = 0.06, temperature: float = 2.0) -> dict[str, np.ndarray]:
+                 noise: float = 0.06, temperature: float = 2.0,
+                 rule: str = "linear") -> dict[str, np.ndarray]:
   """Generates the dataset deterministically from ``seed``.
 
-  Image ``i`` is rendered from ``scene(seed, i)``, so ``render_toggled`` can redraw it with one
+  Image ``i`` is rendered from ``scene(seed, i, rule=rule)``, so ``render_toggled`` can redraw it with one
   concept toggled.
 
   Args:
@@ -271,13 +270,15 @@ def make_dataset(num_images: int, *, image_size: int = 64, seed: int = 0,
     seed: random seed; the same seed gives the same arrays.
     noise: standard deviation of the Gaussian pixel noise.
     temperature: scale of the planted logits before the logistic (higher = less label noise).
+    rule: the planted rule, one of ``RULES`` (``synthetic_rules``; "linear" is the default's).
 
   Returns:
     ``"image"`` [N,S,S,3] float32 in [-1,1]; ``"labels"`` [N,A] float32 in {0,1} for
     ``ATTRIBUTE_NAMES`` (concepts then targets; the concept columns are the true presence);
-    ``"gt_contrib"`` [N,T,n] float32, the planted contribution ``v_{t,k} s_k`` of each concept
-    to each target.
+    ``"gt_contrib"`` [N,T,n] float32, the planted contribution ``c_{t,k}`` of each concept
+    to each target (``v_{t,k} s_k`` under the linear rule).
   """
+  rules.check_rule(rule)
   if image_size < 32:
     raise DataError(f"image_size {image_size} is too small for the synthetic attributes; use >= 32.")
   if num_images <= 0:
@@ -285,15 +286,14 @@ def make_dataset(num_images: int, *, image_size: int = 64, seed: int = 0,
   images = np.empty((num_images, image_size, image_size, 3), np.float32)
   attrs = np.empty((num_images, len(CONCEPT_NAMES)), np.float32)
   label_u = np.empty((num_images, len(TARGET_NAMES)))
+  gt = np.empty((num_images, len(TARGET_NAMES), len(CONCEPT_NAMES)), np.float32)
   for i in range(num_images):
-    sc = scene(seed, i, image_size=image_size, noise=noise)
+    sc = scene(seed, i, image_size=image_size, noise=noise, rule=rule, temperature=temperature)
     attrs[i], label_u[i] = sc["attrs"], sc["label_u"]
+    gt[i] = rules.planted_terms(sc["attrs"], sc["cell"][:rules.NUM_OBJECTS], rule)
     images[i] = render_scene(sc, sc["attrs"], image_size)
-  signs = 2.0 * attrs - 1.0
-  v = np.stack([rule_weights(t) for t in TARGET_NAMES])            # [T,n]
-  gt = signs[:, None, :] * v[None]                                  # [N,T,n]
   logits = gt.sum(-1)                                               # [N,T]
-  p = 1.0 / (1.0 + np.exp(-temperature * logits))
+  p = rules.label_probability(logits, temperature)
   targets = (label_u < p).astype(np.float32)
   return {
       "image": (images * 2.0 - 1.0).astype(np.float32),
@@ -306,23 +306,25 @@ _SPLIT_SEED_OFFSET = {"train": 0, "test": 1_000_003}
 
 
 def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
-         cache_dir: str | None = None) -> SceneSource:
+         cache_dir: str | None = None, rule: str = "linear") -> SceneSource:
   """The ``split`` ("train" or "test") as a random-access source; splits use disjoint seeds.
 
-  When ``cache_dir`` is given, the generated arrays are cached there as ``.npz`` (written
-  atomically) and reused by later runs with the same arguments. The source's
+  Both splits follow the same ``rule`` (``synthetic_rules`` says why). When ``cache_dir`` is
+  given, the generated arrays are cached there as ``.npz`` (written atomically; the file name
+  holds the rule) and reused by later runs with the same arguments. The source's
   ``counterfactuals(indices, concept)`` redraws images with one concept toggled.
   """
   if split not in _SPLIT_SEED_OFFSET:
     raise DataError(f"unknown split {split!r} for synthetic_attributes; use 'train' or 'test'.")
+  rules.check_rule(rule)
   split_seed = seed + _SPLIT_SEED_OFFSET[split]
-  args = dict(num_images=num_examples, image_size=image_size, seed=split_seed)
-  render = functools.partial(_render_toggled_indices, split_seed, image_size)
+  args = dict(num_images=num_examples, image_size=image_size, seed=split_seed, rule=rule)
+  render = functools.partial(_render_toggled_indices, split_seed, image_size, rule)
   if cache_dir is None:
     return SceneSource(make_dataset(**args), render, len(CONCEPT_NAMES))
   os.makedirs(cache_dir, exist_ok=True)
   path = os.path.join(cache_dir,
-                      f"synthetic_attributes_v2_{split}_{num_examples}_{image_size}_{seed}.npz")
+                      f"synthetic_attributes_v2_{rule}_{split}_{num_examples}_{image_size}_{seed}.npz")
   if os.path.exists(path):
     try:
       with np.load(path) as f:
@@ -335,5 +337,5 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
   return SceneSource(arrays, render, len(CONCEPT_NAMES))
 
 
-def _render_toggled_indices(seed, image_size, indices, concept):
-  return render_toggled(seed, indices, concept, image_size=image_size)
+def _render_toggled_indices(seed, image_size, rule, indices, concept):
+  return render_toggled(seed, indices, concept, image_size=image_size, rule=rule)
