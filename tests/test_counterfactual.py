@@ -3,8 +3,10 @@
 import numpy as np
 import pytest
 
+from xplain_jax.data import scenes
 from xplain_jax.data import synthetic_attributes as sa
 from xplain_jax.data import synthetic_parts as sp
+from xplain_jax.errors import DataError
 
 S, SEED, N = 64, 11, 12
 NUM_OBJECTS = len(sa.COLOURS) * len(sa.SHAPES)
@@ -134,3 +136,25 @@ def test_part_removal_changes_only_that_part():
     shown = (masks == p + 1).sum(axis=(1, 2)) > 0
     assert np.all(changed.sum(axis=(1, 2))[shown] > 0)
     assert not changed[~shown].any()
+
+
+@pytest.mark.parametrize("rule", sa.RULES)
+def test_present_objects_hold_cells_of_their_own_apart_from_the_clutter(rule):
+  for i in range(300):
+    sc = sa.scene(SEED, i, image_size=32, rule=rule)
+    held = [int(sc["cell"][k]) for k in range(NUM_OBJECTS) if sc["attrs"][k]]
+    clutter = [int(c) for c in sc["cell"][NUM_OBJECTS:]]
+    assert len(set(held + clutter)) == len(held) + len(clutter), (rule, i, held, clutter)
+
+
+def test_scene_source_refuses_concept_n_itself():
+  """The source's own check, not only the renderer's: a renderer that accepts any index."""
+  calls = []
+  render = lambda idx, k: calls.append(k) or np.zeros((len(idx), 4, 4, 3), np.float32)
+  src = scenes.SceneSource({"image": np.zeros((3, 4, 4, 3), np.float32)}, render, 5)
+  assert src.counterfactuals([0, 2], 4).shape == (2, 4, 4, 3) and calls == [4]
+  for bad in (5, -1):
+    with pytest.raises(DataError, match="concept") as e:
+      src.counterfactuals([0], bad)
+    assert "\n" not in str(e.value)
+  assert calls == [4]

@@ -1,5 +1,7 @@
 """Tests of the scene-based synthetic attributes dataset (the default job's data)."""
 
+import hashlib
+
 import numpy as np
 import pytest
 
@@ -50,3 +52,25 @@ def test_planted_rule_and_labels(data):
     assert np.mean((logit > 0) == (label > 0.5)) > 0.8
   with pytest.raises(ValueError, match="target"):
     sa.rule_weights("target_z")
+
+
+def _sha256(arrays) -> str:
+  h = hashlib.sha256()
+  for k in sorted(arrays):
+    h.update(k.encode())
+    h.update(np.ascontiguousarray(arrays[k]).tobytes())
+  return h.hexdigest()
+
+
+def test_default_rule_arrays_are_the_pre_regime_ones():
+  # Checksums of make_dataset / render_toggled computed with the code as it was before
+  # dataset.rule existed (the pre-change output, x86_64, numpy 2): the default rule must keep
+  # the default run's data bit for bit.
+  assert _sha256(sa.make_dataset(24, image_size=64, seed=0)) == (
+      "f5a0ecd2e2fa8ade7ab4a21007119910f37e17390b236b2ab8eec185ee69ad8d")
+  assert _sha256(sa.make_dataset(12, image_size=48, seed=7, noise=0.1, temperature=1.0)) == (
+      "95ac53bd9f17988f02de0c7997a87304b4cbb7fbfad41df9853e816648ff548c")
+  assert hashlib.sha256(sa.render_toggled(1_000_003, np.arange(6), 3).tobytes()).hexdigest() == (
+      "66c555cb558e4b8bdb1285df2cf1d99dc7448cb9fa6ea8d2d82cc4b29e494eee")
+  explicit = sa.make_dataset(12, image_size=48, seed=7, noise=0.1, temperature=1.0, rule="linear")
+  assert _sha256(explicit) == "95ac53bd9f17988f02de0c7997a87304b4cbb7fbfad41df9853e816648ff548c"

@@ -1,0 +1,155 @@
+"""The benchmark regimes of the synthetic attributes (``dataset.rule``): planted contributions
+against hand computations, counterfactuals that change one concept only, the promised
+co-occurrence and shortcut, and the rule as a config field."""
+
+import importlib
+import math
+
+import numpy as np
+import pytest
+
+from xplain_jax import data
+from xplain_jax.data import synthetic_attributes as sa
+from xplain_jax.data import synthetic_rules as rules
+from xplain_jax.errors import ConfigError, DataError
+
+S, SEED = 32, 21
+NAMES = list(sa.CONCEPT_NAMES)
+N_OBJ = len(sa.COLOURS) * len(sa.SHAPES)
+IDX = NAMES.index
+
+
+def _scenes(rule, n, seed=SEED):
+  return [sa.scene(seed, i, image_size=S, rule=rule) for i in range(n)]
+
+
+def _hand_terms(sc, rule):
+  """The planted terms of one scene, written out from the rules' description."""
+  a = {name: bool(sc["attrs"][k]) for k, name in enumerate(NAMES)}
+  s = {name: 1.0 if on else -1.0 for name, on in a.items()}
+  out = np.zeros((2, len(NAMES)))
+  for t, target in enumerate(("target_a", "target_b")):
+    for name, weight in sa.TARGET_RULES[target].items():
+      out[t, IDX(name)] = weight * s[name]
+  if rule == "context":
+    border = a["border"]
+    out[0, IDX("red_circle")] = (2.0 if border else -2.0) * s["red_circle"]
+    upper = sc["cell"][IDX("blue_triangle")] in (0, 1, 2)  # cells 0..2: the grid's top row
+    out[0, IDX("blue_triangle")] = 2.2 if (a["blue_triangle"] and upper) else 0.0
+  return out
+
+
+@pytest.mark.parametrize("rule", rules.RULES)
+def test_gt_contrib_and_labels_follow_the_hand_computed_rule(rule):
+  n = 24
+  d = sa.make_dataset(n, image_size=S, seed=SEED, rule=rule)
+  for i, sc in enumerate(_scenes(rule, n)):
+    np.testing.assert_array_equal(d["labels"][i, :len(NAMES)], sc["attrs"])
+    hand = _hand_terms(sc, rule)
+    np.testing.assert_allclose(d["gt_contrib"][i], hand, atol=1e-6)
+    for t in range(2):  # label: the image's uniform draw below sigmoid(2 z)
+      p = 1.0 / (1.0 + math.exp(-2.0 * hand[t].sum()))
+      if abs(sc["label_u"][t] - p) > 1e-5:
+        assert d["labels"][i, len(NAMES) + t] == float(sc["label_u"][t] < p)
+
+
+def test_context_rule_has_both_signs_and_defeats_one_global_alpha():
+  d = sa.make_dataset(800, image_size=S, seed=SEED, rule="context")
+  gt, a = d["gt_contrib"][:, 0], d["labels"][:, :len(NAMES)]
+  rc, border = IDX("red_circle"), IDX("border")
+  # red_circle's weight is +2 with a border, −2 without: both occur.
+  weight = gt[:, rc] * (2 * a[:, rc] - 1)
+  assert set(np.unique(weight)) == {-2.0, 2.0}
+  np.testing.assert_array_equal(weight > 0, a[:, border] > 0)
+  # No single α over the concepts (plus a bias) reproduces the planted logit; it does linearly.
+  x = np.c_[2 * a - 1, np.ones(len(a))]
+  for rule, low, high in (("context", 0.3, 0.8), ("linear", 0.999, 1.001)):
+    z = sa.make_dataset(800, image_size=S, seed=SEED, rule=rule)["gt_contrib"][:, 0].sum(-1)
+    fit = x @ np.linalg.lstsq(x, z, rcond=None)[0]
+    r2 = 1 - np.mean((fit - z) ** 2) / np.var(z)
+    assert low < r2 < high, (rule, r2)
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_redundant_pairs_always_co_occur_in_both_splits(split):
+  src = sa.load(split, num_examples=300, image_size=S, seed=3, rule="redundant")
+  a = src.arrays["labels"][:, :len(NAMES)]
+  for concept, partner in rules.REDUNDANT_PAIRS:
+    np.testing.assert_array_equal(a[:, IDX(concept)], a[:, IDX(partner)])
+    assert 0.2 < a[:, IDX(concept)].mean() < 0.8
+    assert sa.TARGET_RULES["target_a"].get(partner, 0) == 0
+    assert sa.TARGET_RULES["target_b"].get(partner, 0) == 0
+  # Under the linear rule the same pairs are drawn independently.
+  lin = sa.load(split, num_examples=300, image_size=S, seed=3).arrays["labels"]
+  assert (lin[:, IDX("red_circle")] != lin[:, IDX("blue_square")]).mean() > 0.2
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_shortcut_nuisance_agrees_with_the_label_as_promised(split):
+  n = 600
+  short = sa.load(split, num_examples=n, image_size=S, seed=5, rule="shortcut").arrays
+  lin = sa.load(split, num_examples=n, image_size=S, seed=5).arrays
+  target, nuisance = rules.SHORTCUT
+  k, t = IDX(nuisance), len(NAMES) + sa.TARGET_NAMES.index(target)
+  agree = np.mean(short["labels"][:, k] == short["labels"][:, t])
+  assert abs(agree - rules.SHORTCUT_AGREEMENT) < 4 * math.sqrt(0.09 / n), agree
+  assert abs(np.mean(lin["labels"][:, k] == lin["labels"][:, t]) - 0.5) < 0.1
+  # The nuisance weighs 0: labels, the other concepts and gt_contrib are the linear rule's.
+  others = [j for j in range(lin["labels"].shape[1]) if j != k]
+  np.testing.assert_array_equal(short["labels"][:, others], lin["labels"][:, others])
+  np.testing.assert_array_equal(short["gt_contrib"][:, :, k], 0.0)
+
+
+def _region(sc, k):
+  """Pixels concept k may change: its object's cell, or its pattern not under an object."""
+  if k < N_OBJ:
+    cell, size = int(sc["cell"][k]), S // sa.GRID
+    box = np.zeros((S, S), bool)
+    r, c = divmod(cell, sa.GRID)
+    box[r * size:(r + 1) * size, c * size:(c + 1) * size] = True
+    return box
+  return sa.attribute_pattern(sc, NAMES[k], S)
+
+
+@pytest.mark.parametrize("rule", ["context", "redundant", "shortcut"])
+def test_counterfactuals_change_only_the_toggled_concept(rule):
+  n = 6
+  d = sa.make_dataset(n, image_size=S, seed=SEED, rule=rule)
+  scenes = _scenes(rule, n)
+  for name in ("red_circle", "blue_square", "blue_triangle", "border", "horizontal_stripes",
+               "dark_corner", "bright_background"):
+    k = IDX(name)
+    cf = sa.render_toggled(SEED, np.arange(n), k, image_size=S, rule=rule)
+    for i, sc in enumerate(scenes):
+      changed = np.abs(cf[i] - d["image"][i]).max(-1) > 0
+      assert changed.any(), (rule, name, i)
+      assert not (changed & ~_region(sc, k)).any(), (rule, name, i)
+      flipped = sc["attrs"].copy()
+      flipped[k] = ~flipped[k]  # the partner / the nuisance stay as drawn
+      np.testing.assert_allclose(cf[i], sa.render_scene(sc, flipped, S) * 2 - 1, atol=1e-6)
+
+
+def test_cache_file_names_hold_the_rule(tmp_path):
+  a = sa.load("train", num_examples=4, image_size=S, seed=1, cache_dir=str(tmp_path),
+              rule="redundant")
+  b = sa.load("train", num_examples=4, image_size=S, seed=1, cache_dir=str(tmp_path))
+  files = sorted(p.name for p in tmp_path.iterdir())
+  assert len(files) == 2 and any("redundant" in f for f in files)
+  again = sa.load("train", num_examples=4, image_size=S, seed=1, cache_dir=str(tmp_path),
+                  rule="redundant")
+  np.testing.assert_array_equal(again.arrays["labels"], a.arrays["labels"])
+  assert len(b) == 4
+
+
+def test_unknown_rule_is_refused_in_one_line():
+  with pytest.raises(DataError, match="dataset.rule") as e:
+    sa.make_dataset(2, image_size=S, rule="nonlinear")
+  assert "\n" not in str(e.value)
+  c = importlib.import_module("configs.synthetic").get_config("tiny")
+  c.dataset.rule = "nonlinear"
+  with pytest.raises(ConfigError, match="dataset.rule"):
+    data.get_spec(c)
+  p = importlib.import_module("configs.parts").get_config("tiny,tiny")
+  p.dataset.rule = "context"
+  with pytest.raises(ConfigError, match="only to synthetic_attributes"):
+    data.get_spec(p)
