@@ -8,15 +8,19 @@ ConfigDict, ranges, names, consistency, a dry build of the real networks), the w
 locked (one run at a time) and compared with the run it holds. Mistakes the user can fix
 (``xplain_jax.errors.XplainError``) end the run with one line on stderr, ``error: ...``, saying
 what was wrong and what to do: exit status 2 for a config or usage problem (the config file
-itself included), 1 for anything found while running, 130 for Ctrl-C. Every other exception is
-a bug and keeps its traceback. A run killed at any moment resumes from its last checkpoint
+itself included), 1 for anything found while running (a full disk in any writer included),
+130 for Ctrl-C and 143 for SIGTERM. Every other exception is a bug and keeps its traceback.
+``WORKDIR/command.json`` records the command (``--config`` and its overrides) and whether every
+stage it asked for has ended (``finished``), so a study never takes a cut-off run for done. A run killed at any moment resumes from its last checkpoint
 when the same command is rerun.
 """
 
 import gc
 import logging as pylogging
 import os
+import signal
 import sys
+import threading
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -81,6 +85,8 @@ def _unknown_override(e: BaseException) -> str | None:
           config_path.get_value(path, loc["config"])
         except (AttributeError, KeyError, IndexError, ValueError):
           return path
+        except OSError:  # the config file itself failed to load
+          return None
   return None
 
 
@@ -105,6 +111,9 @@ def _config_file_error(e: BaseException, path: str) -> str | None:
 def _flag_error(e: BaseException) -> tuple[str, int]:
   """What went wrong while parsing the command line, as (message, exit status)."""
   path = _config_file()
+  missing = _missing_config_file(path)
+  if missing:
+    return missing, 2
   field = _unknown_override(e)
   if field is not None:
     return (f"unknown config field --config.{field}: the config has no field {field!r}; check "
@@ -127,8 +136,8 @@ def parse_flags(argv):
   """Parses the command line; any mistake becomes one ``error:`` line and exit status 2."""
   try:
     rest = FLAGS(argv)
-  except KeyboardInterrupt:
-    _exit(INTERRUPTED, 130)
+  except KeyboardInterrupt as e:
+    _interrupted(e)
   except Exception as e:  # pylint: disable=broad-except  (all of it is the user's command)
     _exit(*_flag_error(e))
   for name in ("config", "workdir"):
@@ -137,11 +146,19 @@ def parse_flags(argv):
   try:
     FLAGS.config.keys()  # the config file could not be read (ml_collections defers the error)
   except OSError:
-    path = _config_file().partition(":")[0]
-    why = "it does not exist" if not os.path.exists(path) else "it cannot be read"
-    _exit(f"cannot load the config file {path!r}: {why}; pass --config=configs/FILE.py[:ARG] "
-          "with a file that exists.", 2)
+    _exit(_missing_config_file(_config_file()) or _missing_config_file(_config_file(), True), 2)
   return rest
+
+
+def _missing_config_file(arg: str, unreadable: bool = False) -> str | None:
+  """The one-line error for a ``--config`` file that does not exist (or, with
+  ``unreadable``, cannot be read); None when it exists."""
+  path = arg.partition(":")[0]
+  if not path or (os.path.isfile(path) and not unreadable):
+    return None
+  why = "it does not exist" if not os.path.exists(path) else "it cannot be read"
+  return (f"cannot load the config file {path!r}: {why}; pass --config=configs/FILE.py[:ARG] "
+          "with a file that exists.")
 
 
 def _quiet_unraisable(unraisable) -> None:
@@ -187,16 +204,62 @@ def main(argv):
   # retrieved": the same abandoned tasks again
   if len(argv) > 1:
     _exit(f"unexpected arguments {argv[1:]}; pass settings as --config.FIELD=VALUE.", 2)
+  for signum in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(signum, _on_signal)
   try:
     held = prepare(FLAGS.config, FLAGS.workdir)  # noqa: F841  (the lock lives until exit)
+    from xplain_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
     from xplain_jax.train import pipeline  # pylint: disable=import-outside-toplevel
+    command = (FLAGS.workdir, _config_file(), overrides(sys.argv))
+    workdir_lib.record_command(*command, finished=False)
     pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir, checked=True)
-  except KeyboardInterrupt:
-    _exit(INTERRUPTED, 130)
+    workdir_lib.record_command(*command, finished=True)
+  except KeyboardInterrupt as e:
+    _interrupted(e)
   except Exception as e:  # pylint: disable=broad-except
+    full = None if errors.is_user_error(e) else errors.storage_error(e)
+    if full is not None:  # a full disk in any writer (figures, logs, libraries)
+      _exit(errors.one_line(full), errors.exit_code(full))
     if not errors.is_user_error(e):
       raise  # a bug: the traceback is what its reader needs
     _exit(errors.one_line(e), errors.exit_code(e))
+
+
+def overrides(argv) -> dict:
+  """``{FIELD: VALUE text}`` of the ``--config.FIELD=VALUE`` (or ``--config.FIELD VALUE``)
+  arguments of a command line, in order."""
+  out, i = {}, 1
+  while i < len(argv):
+    if argv[i].startswith("--config."):
+      field, eq, value = argv[i][len("--config."):].partition("=")
+      if not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+        value, i = argv[i + 1], i + 1
+      out[field] = value if eq or value else "true"
+    i += 1
+  return out
+
+
+def _on_signal(signum, frame) -> None:
+  """Ctrl-C or SIGTERM: further ones are ignored (a study forwards what a terminal also sends),
+  and the run stops through ``KeyboardInterrupt`` at the next Python instruction."""
+  del frame
+  for s in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(s, signal.SIG_IGN)
+  raise KeyboardInterrupt(signum)
+
+
+def _interrupted(e: BaseException) -> None:
+  """One line, then an immediate exit: library threads (an orbax save) cut off mid-way would
+  otherwise print their tracebacks after it. Checkpoints are renamed into place only when
+  complete and the lock dies with the process, so nothing is left half-made."""
+  for s in (signal.SIGINT, signal.SIGTERM):
+    signal.signal(s, signal.SIG_IGN)
+  threading.excepthook = lambda args: None
+  signum = e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT
+  gc.collect()
+  sys.stdout.flush()
+  print(f"error: {INTERRUPTED}", file=sys.stderr, flush=True)
+  os._exit(128 + int(signum))  # pylint: disable=protected-access
 
 
 if __name__ == "__main__":

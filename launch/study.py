@@ -1,6 +1,8 @@
 r"""Runs a study: every grid point of configs/studies/FILE.py as an ordinary launch/run.py run
 in its own sub-workdir (finished ones skipped, cut-off ones resumed), then aggregates them into
-WORKDIR/study.json, study.md, study.html and figures/.
+WORKDIR/study.json, study.md, study.html and figures/. Everything that can be checked is checked
+before any run starts (one ``error:`` line, exit 2; a sub-workdir still held by a run, exit 1);
+Ctrl-C or SIGTERM is forwarded to the running runs (exit 130 / 143, one line).
 
   python launch/study.py --config=configs/studies/beta_sweep.py --workdir=studies/beta
       [--jobs=N [--devices=0,1,2,3]]   N worker processes, each on its share of the devices
@@ -11,6 +13,7 @@ WORKDIR/study.json, study.md, study.html and figures/.
 """
 
 import os
+import signal
 import sys
 import time
 
@@ -36,9 +39,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _fail(message: str) -> None:
-  print(f"error: {message}", file=sys.stderr, flush=True)
-  sys.exit(2)
+def _fail(message: str, code: int = 2) -> None:
+  print(f"error: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
+  sys.exit(code)
 
 
 def parse_flags(argv):
@@ -47,6 +50,8 @@ def parse_flags(argv):
     rest = FLAGS(argv)
     FLAGS.config.keys()  # raises OSError when the study config failed to load
     return rest
+  except KeyboardInterrupt:
+    _fail(INTERRUPTED, 128 + signal.SIGINT)
   except flags.Error as e:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
     _fail(f"{lines[-1] if lines else e}; usage: python launch/study.py "
@@ -60,44 +65,110 @@ def parse_flags(argv):
           "--config=configs/studies/FILE.py with a file that exists.")
 
 
+INTERRUPTED = "interrupted; rerun the same command to resume"
+
+
+def study_args(argv) -> list[str]:
+  """The ``--config``, ``--config.FIELD`` and ``--set`` arguments of a command line, each as one
+  ``--NAME=VALUE`` (``--set F=V`` and ``--config FILE`` spellings joined), for follow-up jobs."""
+  out, i = [], 1
+  while i < len(argv):
+    arg = argv[i]
+    name, eq, _ = arg[2:].partition("=")
+    ours = arg.startswith("--") and (name in ("config", "set") or name.startswith("config."))
+    if ours and not eq and i + 1 < len(argv) and not argv[i + 1].startswith("--"):
+      arg, i = f"{arg}={argv[i + 1]}", i + 1
+    if ours:
+      out.append(arg)
+    i += 1
+  return out
+
+
+def _check_workdir(workdir: str) -> None:
+  try:
+    workdir.encode("utf-8")
+  except UnicodeEncodeError:
+    _fail(f"--workdir={workdir.encode('utf-8', 'backslashreplace').decode()} is not a valid "
+          "UTF-8 name; choose a UTF-8 name.")
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    _fail(f"--workdir={workdir} is a file; choose a directory.")
+  existing = os.path.abspath(workdir)
+  while not os.path.exists(existing):
+    existing = os.path.dirname(existing)
+  if not os.path.isdir(existing):
+    _fail(f"--workdir={workdir} is below the file {existing}; choose a directory.")
+  if not os.access(existing, os.W_OK):
+    _fail(f"--workdir={workdir} cannot be written ({existing} is not writable); choose a "
+          "directory you can write to.")
+
+
 def main(argv):
+  from xplain_jax import errors
+  from xplain_jax.study import runner
+  children = runner.Children()
+
+  def on_signal(signum, frame):
+    del frame
+    if not children.stop(signum):  # no run to wait for: stop here
+      raise KeyboardInterrupt(signum)
+
+  for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(signum, on_signal)
+  try:
+    _main(argv, children)
+  except KeyboardInterrupt as e:
+    signum = e.args[0] if e.args and isinstance(e.args[0], int) else signal.SIGINT
+    _fail(INTERRUPTED, 128 + int(signum))
+  except Exception as e:  # pylint: disable=broad-except
+    if errors.is_user_error(e):
+      _fail(errors.one_line(e), errors.exit_code(e))
+    full = errors.storage_error(e)
+    if full is None:
+      raise  # a bug: the traceback is what its reader needs
+    _fail(errors.one_line(full), 1)
+  if children.stopped is not None:
+    _fail(INTERRUPTED, 128 + int(children.stopped))
+
+
+def _main(argv, children):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; pass study settings as --config.FIELD=VALUE.")
   from xplain_jax.study import core
   config, workdir = FLAGS.config, FLAGS.workdir
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    _fail(f"--workdir={workdir} is a file; choose a directory.")
-  try:
-    runs = core.runs_of(config, FLAGS.set)
-  except ValueError as e:
-    _fail(str(e))
+  _check_workdir(workdir)
   if FLAGS["seed-run"].value:
     try:
-      seeded = core.seed_one(config, workdir, FLAGS["seed-run"].value, FLAGS.set)
-    except ValueError as e:
+      seeded = core.seed_one(config, workdir, FLAGS["seed-run"].value, FLAGS.set,
+                             REPO_ROOT)
+    except ValueError as e:  # the command line's (--seed-run, --set)
       _fail(str(e))
     print(f"seeded {', '.join(seeded)}" if seeded else "nothing to seed")
     return
+  running = not (FLAGS.emit or FLAGS["aggregate-only"].value)
+  try:
+    runs = core.check(config, workdir, sets=FLAGS.set, repo_root=REPO_ROOT, running=running)
+  except ValueError as e:  # the study config's or --set's (ConfigError is one too)
+    _fail(str(e))
   if FLAGS.emit == "slurm":
-    study_args = [a for a in sys.argv[1:] if a.startswith(("--config", "--set"))]
-    for path in core.emit_slurm(config, workdir, study_args=study_args, sets=FLAGS.set):
+    for path in core.emit_slurm(config, workdir, study_args=study_args(sys.argv),
+                                sets=FLAGS.set):
       print(f"wrote {path}")
     print(f"{len(runs)} grid points; submit from the repository root with "
           f"bash {os.path.join(workdir, 'submit.sh')}")
     return
   failed, start = [], time.monotonic()
-  if not FLAGS["aggregate-only"].value:
+  if running:
     devices = FLAGS.devices
     if devices is None:
       devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
-    try:
-      status = core.run(config, workdir, jobs=FLAGS.jobs, devices=devices, repo_root=REPO_ROOT,
-                        sets=FLAGS.set)
-    except ValueError as e:
-      _fail(str(e))
+    status = core.run(config, workdir, jobs=FLAGS.jobs, devices=devices, repo_root=REPO_ROOT,
+                      sets=FLAGS.set, children=children)
+    if children.stopped is not None:
+      return  # main says so; the next run of this command aggregates
     failed = [n for n, s in status.items() if s.startswith("failed")]
-  study = core.write_outputs(config, workdir, FLAGS.set)
+  study = core.write_outputs(config, workdir, FLAGS.set, REPO_ROOT)
   missing = study["aggregate"]["missing"]
+  failed = [n for n in failed if n in missing]  # one count: a run is finished or it is not
   print(f"study written to {os.path.join(workdir, 'study.md')} ({len(runs) - len(missing)}/"
         f"{len(runs)} runs finished; {time.monotonic() - start:.0f} s)")
   if failed:

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from xplain_jax import workdir as workdir_lib
 from xplain_jax.study import aggregate, core, grid, runner, slurm, stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -160,6 +161,13 @@ def test_explainers_come_from_the_first_finished_run_that_differs_only_in_beta(t
 
 # ---------------------------------------------------------------- aggregation on fabricated runs
 
+def _record(run_dir, run, finished=True, **changed):
+  """Writes the command.json that launch/run.py writes for ``run`` (``changed`` overrides)."""
+  want = runner.expected_command(run)
+  workdir_lib.record_command(str(run_dir), want["config"], dict(want["overrides"], **changed),
+                             finished=finished)
+
+
 def _fake_study() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name, c.base, c.replicates, c.share, c.require = "fake", "configs/synthetic.py", "seed", "", ""
@@ -174,6 +182,7 @@ def _fake_study() -> ml_collections.ConfigDict:
 
 def test_aggregation_matches_hand_computation(tmp_path):
   c = _fake_study()
+  runs = {r.name: r for r in core.runs_of(c)}
   rng = np.random.default_rng(0)
   planted = {}
   for beta in (0.0, 1.0):
@@ -189,6 +198,7 @@ def test_aggregation_matches_hand_computation(tmp_path):
           "baseline": {"entropy": base}, "prior": {"entropy": prior},
           "performer": {"accuracy": 80.0 + seed},
           "fidelity": {"prior": {"interventional_rank_correlation": 0.1 * seed}}}))
+      _record(d, runs[name])
   (tmp_path / "beta=1.0__seed=2").mkdir()  # cut off: no metrics.json
   study = core.write_outputs(c, str(tmp_path))
   agg = study["aggregate"]
@@ -239,14 +249,14 @@ def _tasks(text):
 
 def test_emitted_slurm_array_and_dependent_aggregation(tmp_path):
   spec = "configs/studies/synthetic_seeds.py:tiny"
-  assert "2 grid points" in _emit(tmp_path, spec, "--set=stages=performer,explainer")
+  assert "2 grid points" in _emit(tmp_path, spec, "--set=stages=performer,explainer,evaluate")
   array = (tmp_path / "s" / "study_array.sbatch").read_text()
   assert re.search(r"^#SBATCH --array=0-1$", array, re.M)
   tasks = _tasks(array)
   assert [int(k) for k, _ in tasks] == [0, 1]
   for (k, cmd), r in zip(tasks, core.runs_of(core_config(spec))):
     assert cmd.count("launch/run.py") == 1 and f"--workdir={tmp_path}/s/{r.name}" in cmd
-    assert "--config.stages=performer,explainer" in cmd and "--seed-run" not in cmd
+    assert "--config.stages=performer,explainer,evaluate" in cmd and "--seed-run" not in cmd
   assert not (tmp_path / "s" / "study_followers.sbatch").exists()  # no run shares a performer
   agg = (tmp_path / "s" / "study_aggregate.sbatch").read_text()
   assert "launch/study.py" in agg and "--aggregate-only" in agg and f"--config={spec}" in agg
@@ -287,6 +297,11 @@ def test_seed_run_copies_a_finished_leader_only(tmp_path):
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
   assert "nothing to seed" in out.stdout and not (tmp_path / followers[0]).exists()
   (tmp_path / lead / "metrics.json").write_text(json.dumps({"baseline": {}, "prior": {}}))
+  by_name = {r.name: r for r in runs}
+  _record(tmp_path / lead, by_name[lead], finished=False)  # cut off in its report stage
+  out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
+  assert "nothing to seed" in out.stdout and not (tmp_path / followers[0]).exists()
+  _record(tmp_path / lead, by_name[lead])
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True)
   assert "seeded performer" in out.stdout
   assert runner.shared_from(str(tmp_path / followers[0])) == lead
@@ -425,6 +440,9 @@ json.dump({"visible": os.environ.get("CUDA_VISIBLE_DEVICES")},
           open(os.path.join(w, "env.json"), "w"))
 json.dump({"baseline": {"entropy": 1.0}, "prior": {"entropy": 1.0 + beta}},
           open(os.path.join(w, "metrics.json"), "w"))
+json.dump({"config": args["config"], "finished": True,
+           "overrides": {k[7:]: v for k, v in args.items() if k.startswith("config.")}},
+          open(os.path.join(w, "command.json"), "w"))
 '''
 
 

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from xplain_jax import errors
 from xplain_jax.errors import CheckpointError, DamagedFileError, NonFiniteError, StorageError
 
 log = logging.getLogger(__name__)
@@ -84,10 +85,10 @@ class Checkpointer:
       self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
       cause = next((c for c in _chain(e) if isinstance(c, OSError)), None)
-      if cause is None:
+      full = errors.full_disk(e)
+      if cause is None and not full:
         raise
-      why = ("the disk is full" if cause.errno in (errno.ENOSPC, errno.EDQUOT)
-             else cause.strerror or type(cause).__name__)
+      why = "the disk is full" if full else cause.strerror or type(cause).__name__
       raise StorageError(f"cannot write checkpoint {step} in {self.directory}: {why}; free "
                          "space (or fix the permissions) and rerun the same command to resume "
                          "from the previous checkpoint.") from None

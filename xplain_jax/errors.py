@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class XplainError(Exception):
   """A problem the user can fix; the message says what was wrong and what to do (one line)."""
@@ -58,3 +60,37 @@ def one_line(e: BaseException) -> str:
 def exit_code(e: BaseException) -> int:
   """2 for config/usage errors, 1 for problems found while running."""
   return 2 if isinstance(e, ConfigError) else 1
+
+
+def _chain(e: BaseException | None) -> list:
+  """``e`` and the exceptions it was raised from or while handling, outermost first."""
+  out = []
+  while e is not None and e not in out:
+    out.append(e)
+    e = e.__cause__ or e.__context__
+  return out
+
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
+# How libraries that do not raise OSError (orbax through TensorStore) word a full disk.
+_FULL_WORDS = ("RESOURCE_EXHAUSTED", "No space left on device", "Disk quota exceeded")
+
+
+def full_disk(e: BaseException) -> OSError | bool:
+  """Whether ``e`` (or an exception in its chain) says the disk or quota is full: the OSError
+  when one does (its ``filename`` names the file), True for a library's own wording, else
+  False."""
+  for err in _chain(e):
+    if isinstance(err, OSError) and err.errno in _FULL:
+      return err
+  return any(w in str(err) for err in _chain(e) for w in _FULL_WORDS)
+
+
+def storage_error(e: BaseException) -> StorageError | None:
+  """A one-line ``StorageError`` for a full disk anywhere in ``e``'s chain, else None."""
+  full = full_disk(e)
+  if not full:
+    return None
+  name = getattr(full, "filename", None) if isinstance(full, OSError) else None
+  return StorageError(f"cannot write {name or 'a file'}: the disk is full; free space and rerun "
+                      "the same command to resume.")

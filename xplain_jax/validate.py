@@ -263,6 +263,12 @@ def check_workdir(workdir: str) -> None:
   """Raises ``ConfigError`` unless ``workdir`` exists or can be created, and is writable."""
   if not workdir:
     raise ConfigError("--workdir is empty; give a directory for checkpoints and results.")
+  try:
+    workdir.encode("utf-8")
+  except UnicodeEncodeError:
+    shown = workdir.encode("utf-8", "backslashreplace").decode("utf-8")
+    raise ConfigError(f"--workdir={shown} is not a valid UTF-8 name (results, logs and the lock "
+                      "record it as text); choose a UTF-8 name.") from None
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise ConfigError(f"--workdir={workdir} is a file, not a directory; choose another path.")
   try:

@@ -179,6 +179,31 @@ def check_recorded_identities(config, workdir: str) -> None:
         check_fingerprint(value[key], current, folder)
 
 
+def is_result_field(field: str) -> bool:
+  """Whether the dotted config ``field`` can change a stage's result (see the module doc)."""
+  return not any(field == n or field.startswith(n + ".") for n in _NOT_RESULT_FIELDS)
+
+
+def check_marked_stages_intact(workdir: str) -> None:
+  """Raises ``CheckpointError`` when a stage is marked finished (``done.json``) but none of its
+  checkpoints is left: it is neither restored nor silently trained again."""
+  if not os.path.isdir(workdir):
+    return
+  for stage in sorted(os.listdir(workdir)):
+    if not os.path.isfile(marker_path(workdir, stage)) or stage == EVALUATE_MARKER:
+      continue
+    ckpt = os.path.join(workdir, stage, "ckpt")
+    if not (os.path.isdir(ckpt) and any(s.isdigit() for s in os.listdir(ckpt))):
+      raise CheckpointError(
+          f"the {stage} stage is marked finished in {workdir} but its checkpoints "
+          f"({os.path.join(workdir, stage, 'ckpt')}) are gone; restore them, or delete "
+          f"{marker_path(workdir, stage)} to train that stage again.")
+
+
+# The evaluate stage's marker folder: the run identity of metrics.json and eval/.
+EVALUATE_MARKER = "evaluate"
+
+
 def check_stage_inputs(config, workdir: str) -> None:
   """Raises ``ConfigError`` when a stage asked for needs an earlier one that is neither asked
   for nor finished in ``workdir`` (checked before anything is written)."""
@@ -189,6 +214,15 @@ def check_stage_inputs(config, workdir: str) -> None:
               "evaluate": [os.path.join(workdir, "metrics.json")]}
   needs = {"explainer": ("performer",), "evaluate": ("performer", "explainer"),
            "report": ("evaluate",)}
+  if asked - {"report"}:  # the trained stages will be restored
+    check_marked_stages_intact(workdir)
+  if ("evaluate" not in asked and os.path.exists(os.path.join(workdir, "metrics.json"))
+      and not os.path.exists(os.path.join(workdir, "config.json"))
+      and not os.path.exists(marker_path(workdir, EVALUATE_MARKER))):
+    raise CheckpointError(f"{workdir} holds results (metrics.json) but no config.json or run "
+                          "identity recording the config that made them; restore config.json, "
+                          "or add 'evaluate' to config.stages to recompute them with this "
+                          "config.")
   for stage in sorted(asked):
     for need in needs.get(stage, ()):
       missing = [p for p in finished[need] if not os.path.exists(p)]
@@ -214,7 +248,7 @@ def lock(workdir: str):
   except ImportError:  # not POSIX: no lock
     return None
   path = os.path.join(workdir, LOCK_FILE)
-  f = open(path, "a+", encoding="utf-8")  # pylint: disable=consider-using-with
+  f = open(path, "a+", encoding="utf-8", errors="backslashreplace")  # pylint: disable=consider-using-with
   try:
     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError:
@@ -230,3 +264,55 @@ def lock(workdir: str):
           f"{' '.join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))})\n")
   f.flush()
   return f
+
+
+def holder(workdir: str) -> str | None:
+  """Who holds ``workdir``'s lock now (the lock file's text), or None when no process does.
+
+  Only probes the lock: nothing is created, and a free lock is released at once.
+  """
+  try:
+    import fcntl
+  except ImportError:  # not POSIX: no lock
+    return None
+  try:
+    f = open(os.path.join(workdir, LOCK_FILE), encoding="utf-8", errors="replace")  # pylint: disable=consider-using-with
+  except OSError:
+    return None
+  with f:
+    try:
+      fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+      return " ".join(f.read().split()) or "another process"
+    fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+  return None
+
+
+# --- the command a run was made with -----------------------------------------------------------
+
+COMMAND_FILE = "command.json"
+
+
+def record_command(workdir: str, config_arg: str, overrides: dict, *, finished: bool) -> None:
+  """Records ``launch/run.py``'s ``--config`` argument and ``--config.FIELD=VALUE`` overrides
+  (as text) in ``workdir/command.json``; ``finished``: every stage asked for has ended.
+
+  Written unfinished before the first stage runs and finished after the last one, so a run
+  killed at any moment (the report stage included) is never taken for finished.
+  """
+  from xplain_jax import checkpoint
+  checkpoint.write_json_atomic(os.path.join(workdir, COMMAND_FILE),
+                               {"config": config_arg, "overrides": dict(overrides),
+                                "finished": bool(finished)})
+
+
+def read_command(workdir: str) -> dict | None:
+  """``command.json`` of ``workdir`` as a dict, or None when absent or unreadable."""
+  try:
+    with open(os.path.join(workdir, COMMAND_FILE), encoding="utf-8") as f:
+      value = json.load(f)
+  except (OSError, ValueError):
+    return None
+  ok = (isinstance(value, dict) and isinstance(value.get("overrides"), dict)
+        and isinstance(value.get("config"), str))
+  return value if ok else None

@@ -25,6 +25,7 @@ import os
 from typing import Sequence
 
 from xplain_jax.study import aggregate as agg_lib
+from xplain_jax.study import checks as checks_lib
 from xplain_jax.study import grid as grid_lib
 from xplain_jax.study import render
 from xplain_jax.study import runner as runner_lib
@@ -88,17 +89,53 @@ def leaders_of(config, runs) -> dict[str, str]:
   return {f: lead for lead, fs in grid_lib.share_groups(runs).items() for f in fs}
 
 
-def run(config, workdir: str, *, jobs: int = 1, devices: Sequence[str] = (),
-        repo_root: str = ".", sets: Sequence[str] = ()) -> dict[str, str]:
-  """Runs every unfinished grid point of the study (see ``runner.run_study``)."""
+def check(config, workdir: str, *, sets: Sequence[str] = (), repo_root: str = ".",
+          running: bool = True) -> list[grid_lib.Run]:
+  """Everything checked before any run starts (``checks``); returns the runs.
+
+  Raises:
+    ValueError: a ``--set`` that is not FIELD=VALUE or sets an axis field, a bad grid;
+      ``ConfigError``: an unknown field, a value of the wrong type, runs that cannot finish the
+      table, a sub-workdir holding a run of other values; ``WorkdirBusyError`` (``running``):
+      a run process still holds a sub-workdir.
+  """
   runs = runs_of(config, sets)
+  checks_lib.check_fields(runs, sets=parse_sets(sets), variants=_list(config.table.variants),
+                          repo_root=repo_root)
+  checks_lib.check_workdirs(runs, workdir, running=running, repo_root=repo_root)
+  return runs
+
+
+def run(config, workdir: str, *, jobs: int = 1, devices: Sequence[str] = (),
+        repo_root: str = ".", sets: Sequence[str] = (),
+        children: runner_lib.Children | None = None) -> dict[str, str]:
+  """Runs every unfinished grid point of the study (see ``runner.run_study``) after ``check``."""
+  runs = check(config, workdir, sets=sets, repo_root=repo_root)
   os.makedirs(workdir, exist_ok=True)
   return runner_lib.run_study(runs, workdir, variants=required(config),
                               share=_list(config.share), also_share=_also_share(config),
-                              jobs=jobs, devices=devices, repo_root=repo_root)
+                              jobs=jobs, devices=devices, repo_root=repo_root,
+                              children=children, configs=_run_configs(runs, repo_root))
 
 
-def seed_one(config, workdir: str, name: str, sets: Sequence[str] = ()) -> list[str]:
+def _run_configs(runs, repo_root: str) -> dict:
+  """``{run.config: ConfigDict}``, or {} when a run config cannot be loaded here."""
+  try:
+    return {c: checks_lib.load_run_config(c, repo_root) for c in {r.config for r in runs}}
+  except ValueError:
+    return {}
+
+
+def finished_runs(config, workdir: str, runs, repo_root: str = ".") -> set[str]:
+  """Names of the runs finished with their own command (``runner.is_finished``)."""
+  configs = _run_configs(runs, repo_root)
+  return {r.name for r in runs
+          if runner_lib.is_finished(os.path.join(workdir, r.name), r, required(config),
+                                    configs.get(r.config))}
+
+
+def seed_one(config, workdir: str, name: str, sets: Sequence[str] = (),
+             repo_root: str = ".") -> list[str]:
   """Seeds run ``name`` from its leader when the leader has finished (``--seed-run``).
 
   Returns the folders seeded ([] when the run has no leader, the leader has not finished, or
@@ -110,11 +147,11 @@ def seed_one(config, workdir: str, name: str, sets: Sequence[str] = ()) -> list[
                      f"such as {next(iter(runs))!r}.")
   leaders = leaders_of(config, list(runs.values()))
   lead = leaders.get(name)
-  if not lead or not runner_lib.is_complete(os.path.join(workdir, lead), required(config)):
+  done = finished_runs(config, workdir, list(runs.values()), repo_root)
+  if not lead or lead not in done:
     return []
   group = [lead] + [f for f, ld in leaders.items() if ld == lead and f != name]
-  finished = [runs[n] for n in group
-              if runner_lib.is_complete(os.path.join(workdir, n), required(config))]
+  finished = [runs[n] for n in group if n in done]
   also = _also_share(config)
   d = runner_lib.explainer_donor(runs[name], finished, also)
   return runner_lib.seed_run(os.path.join(workdir, lead), os.path.join(workdir, name),
@@ -123,10 +160,12 @@ def seed_one(config, workdir: str, name: str, sets: Sequence[str] = ()) -> list[
                                                            also[0]))
 
 
-def build(config, workdir: str, sets: Sequence[str] = ()) -> dict:
+def build(config, workdir: str, sets: Sequence[str] = (), repo_root: str = ".") -> dict:
   """The study's record (what ``study.json`` holds) from the sub-workdirs as they are now."""
   runs, spec = runs_of(config, sets), table_spec(config)
   results = agg_lib.collect(runs, workdir, required(config))
+  done = finished_runs(config, workdir, runs, repo_root)  # never a run of other values, or cut off
+  results = {name: value if name in done else None for name, value in results.items()}
   numbers = agg_lib.aggregate(
       runs, results, columns=spec["columns"], rows=spec["rows"], variants=spec["variants"],
       variant_metrics=spec["variant_metrics"], metrics=spec["metrics"], paired=spec["paired"],
@@ -148,9 +187,9 @@ def _write(path: str, text: str) -> None:
   os.replace(tmp, path)
 
 
-def write_outputs(config, workdir: str, sets: Sequence[str] = ()) -> dict:
+def write_outputs(config, workdir: str, sets: Sequence[str] = (), repo_root: str = ".") -> dict:
   """Writes ``study.json``, ``study.md``, ``study.html`` and ``figures/sweep_*.png``."""
-  study = build(config, workdir, sets)
+  study = build(config, workdir, sets, repo_root)
   os.makedirs(workdir, exist_ok=True)
   _write(os.path.join(workdir, "study.json"), json.dumps(study, indent=1, sort_keys=True) + "\n")
   figures = render.plot_sweeps(study, os.path.join(workdir, "figures"))

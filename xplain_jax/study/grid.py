@@ -143,8 +143,16 @@ def make_runs(base: str, axes, fixed=None, extra: dict | None = None) -> list[Ru
   """
   fixed_fields = flatten_fields(fixed or {})
   fixed_fields.update(extra or {})
+  grid_points = expand_axes(axes)
+  axis_of = {f: a for a, tree in (axes.items() if hasattr(axes, "items") else ())
+             for f in flatten_fields(tree)}
+  for f in extra or {}:
+    if f in axis_of:
+      raise ValueError(f"--set={f}={extra[f]} sets a field of the study axis {axis_of[f]!r}, "
+                       "which gives every run its own value; change the axis instead "
+                       f"(--config.axes.{axis_of[f]}...) or drop the --set.")
   runs, names = [], set()
-  for point, axis_values in expand_axes(axes):
+  for point, axis_values in grid_points:
     config, used = fill_template(base, point)
     overrides = dict(fixed_fields)
     overrides.update({f: v for f, v in point.items() if f not in used})

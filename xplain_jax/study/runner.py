@@ -1,8 +1,11 @@
 """Runs a study's grid points as ordinary ``launch/run.py`` runs, each in its own sub-workdir.
 
 A run is a black box: a command line and a sub-workdir that ends with ``metrics.json``.
-Finished runs (``metrics.json`` readable, with every variant the study reads) are skipped;
-cut-off ones are rerun with the same command and resume themselves. Runs that may share a
+Finished runs are skipped: ``command.json`` (written by ``launch/run.py``) records this very
+command (config file and every override) as finished, every stage it asked for, the report
+included, and ``metrics.json`` holds every variant the study reads. Any other run is rerun
+with the same command and resumes itself (a run of other values is refused before, see
+``checks``). Runs that may share a
 performer (``grid.share_groups``) run in two phases: the first of each group (the leader)
 trains it; each other run's sub-workdir is then created from hard links (copies across
 filesystems) of the leader's ``performer/``, ``features/``, ... and a ``shared_from.json``
@@ -29,6 +32,7 @@ import threading
 import time
 from typing import Callable, Sequence
 
+from xplain_jax import workdir as workdir_lib
 from xplain_jax.study import grid as grid_lib
 
 SHARED_FROM = "shared_from.json"
@@ -49,6 +53,88 @@ def is_complete(run_dir: str, variants: Sequence[str]) -> bool:
   """Whether the run in ``run_dir`` finished: metrics.json holds every variant in ``variants``."""
   m = read_metrics(run_dir)
   return m is not None and all(isinstance(m.get(v), dict) for v in variants)
+
+
+def expected_command(run: grid_lib.Run) -> dict:
+  """What ``command.json`` of ``run``'s sub-workdir must record (see ``grid.command``)."""
+  return {"config": run.config,
+          "overrides": {f: grid_lib.format_value(v) for f, v in run.overrides.items()}}
+
+
+def get_field(config, field: str):
+  """The value of dotted ``field`` in ``config`` (KeyError / AttributeError when it has none)."""
+  node = config
+  for part in field.split("."):
+    node = node[part]
+  return node
+
+
+def command_differences(run_dir: str, run: grid_lib.Run,
+                        config=None) -> list[tuple[str, str, str]] | None:
+  """``[(field, recorded, now)]`` between the command recorded in ``run_dir`` and ``run``'s
+  (``"--config"`` for the config file); None when ``run_dir`` records no command. A field set
+  in only one of them counts as ``config``'s value (the run config, when given) in the other."""
+  rec = workdir_lib.read_command(run_dir)
+  if rec is None:
+    return None
+  now = expected_command(run)
+  if rec["config"] != now["config"]:
+    return [("--config", rec["config"], now["config"])]
+  old, new = rec["overrides"], now["overrides"]
+
+  def value(given: dict, field: str) -> str:
+    if field in given:
+      return str(given[field])
+    try:
+      return grid_lib.format_value(get_field(config, field))
+    except (KeyError, AttributeError, TypeError):
+      return "(not set)"
+  return [(f, value(old, f), value(new, f)) for f in sorted(set(old) | set(new))
+          if value(old, f) != value(new, f)]
+
+
+def is_finished(run_dir: str, run: grid_lib.Run, variants: Sequence[str], config=None) -> bool:
+  """Whether ``run`` finished in ``run_dir``: its own command (not another ``--set``; fields
+  compared by value, ``config`` giving those set on one side only) ran every stage it asked
+  for to the end, and metrics.json holds every variant in ``variants``."""
+  rec = workdir_lib.read_command(run_dir)
+  return (rec is not None and rec.get("finished") is True
+          and command_differences(run_dir, run, config) == [] and is_complete(run_dir, variants))
+
+
+class Children:
+  """The run processes of a study: ``stop(signum)`` forwards a signal to each one running and
+  keeps later runs from starting (Ctrl-C or SIGTERM on the study)."""
+
+  def __init__(self):
+    self._procs: set = set()
+    self._lock = threading.Lock()
+    self.stopped: int | None = None
+
+  def start(self, cmd: list[str], **kwargs) -> subprocess.Popen | None:
+    with self._lock:
+      if self.stopped is not None:
+        return None
+      proc = subprocess.Popen(cmd, **kwargs)  # pylint: disable=consider-using-with
+      self._procs.add(proc)
+      return proc
+
+  def wait(self, proc: subprocess.Popen) -> int:
+    rc = proc.wait()
+    with self._lock:
+      self._procs.discard(proc)
+    return rc
+
+  def stop(self, signum: int) -> bool:
+    """Forwards ``signum`` to every running run; returns whether any was running."""
+    self.stopped = signum
+    running = [p for p in list(self._procs) if p.poll() is None]
+    for p in running:
+      try:
+        p.send_signal(signum)
+      except ProcessLookupError:
+        pass
+    return bool(running)
 
 
 def _link_tree(src: str, dst: str) -> None:
@@ -121,7 +207,9 @@ def device_groups(devices: Sequence[str], jobs: int) -> list[str | None]:
   return groups
 
 
-def _execute(cmd: list[str], *, cwd: str, log_path: str, visible: str | None) -> int:
+def _execute(cmd: list[str], *, cwd: str, log_path: str, visible: str | None,
+             children: Children) -> int | None:
+  """Runs ``cmd`` logging to ``log_path``; its exit status, or None when the study is stopping."""
   env = dict(os.environ)
   if visible is not None:
     env["CUDA_VISIBLE_DEVICES"] = visible
@@ -130,8 +218,10 @@ def _execute(cmd: list[str], *, cwd: str, log_path: str, visible: str | None) ->
     log.write(("$ " + " ".join(cmd) + "\n").encode())
     log.flush()
     start = time.monotonic()
-    rc = subprocess.run(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT,
-                        check=False).returncode
+    proc = children.start(cmd, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    if proc is None:
+      return None
+    rc = children.wait(proc)
     log.write(f"# exit {rc} after {time.monotonic() - start:.1f} s\n".encode())
     return rc
 
@@ -158,8 +248,10 @@ def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str]
               share: Sequence[str], also_share: tuple[Sequence[str], Sequence[str]] = ((), ()),
               jobs: int = 1, devices: Sequence[str] = (),
               repo_root: str = ".", python: str = sys.executable,
-              echo: Callable[[str], None] = print) -> dict[str, str]:
-  """Runs every unfinished grid point; returns ``{run name: "finished" | "ok" | "failed (rc N)"}``.
+              echo: Callable[[str], None] = print,
+              children: Children | None = None, configs: dict | None = None) -> dict[str, str]:
+  """Runs every unfinished grid point; returns ``{run name: "finished" | "ok" | "failed (rc N)"
+  | "interrupted"}``.
 
   Args:
     runs: the grid (``grid.make_runs``).
@@ -170,7 +262,11 @@ def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str]
     also_share: ``(folders, fields)``: more folders seeded into a follower whose overrides
       differ from the leader's only in ``fields``.
     jobs: worker processes at once; devices: device ids split among them.
+    children: the run processes, for a signal handler to stop (``Children.stop``).
+    configs: ``{run.config: its ConfigDict}``, for fields a record sets on one side only.
   """
+  configs = configs or {}
+  children = Children() if children is None else children
   groups = device_groups(list(devices), jobs)
   by_name = {r.name: r for r in runs}
   leaders = grid_lib.share_groups(runs) if share else {r.name: [] for r in runs}
@@ -178,7 +274,7 @@ def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str]
   status: dict[str, str] = {}
   pending = []
   for r in runs:
-    if is_complete(os.path.join(workdir, r.name), variants):
+    if is_finished(os.path.join(workdir, r.name), r, variants, configs.get(r.config)):
       status[r.name] = "finished"
       echo(f"[study] skip {r.name} (finished)")
     else:
@@ -189,6 +285,9 @@ def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str]
   lock = threading.Lock()
 
   def one(r: grid_lib.Run) -> None:
+    if children.stopped is not None:
+      status[r.name] = "interrupted"
+      return
     run_dir = os.path.join(workdir, r.name)
     lead = leader_of.get(r.name)
     if lead and status.get(lead) in ("finished", "ok"):
@@ -209,14 +308,19 @@ def run_study(runs: list[grid_lib.Run], workdir: str, *, variants: Sequence[str]
         echo(f"[study] run {r.name}" + (f" on devices {visible}" if visible else ""))
       rc = _execute(grid_lib.command(by_name[r.name], os.path.abspath(run_dir), python=python),
                     cwd=repo_root, log_path=os.path.join(workdir, LOG_DIR, r.name + ".log"),
-                    visible=visible)
+                    visible=visible, children=children)
     finally:
       free.put(visible)
-    ok = rc == 0 and is_complete(run_dir, variants)
+    if children.stopped is not None:
+      status[r.name] = "interrupted"
+      return
+    ok = rc == 0 and is_finished(run_dir, r, variants, configs.get(r.config))
+    why = (f"exit {rc}" if rc else "exit 0 without a finished run of this command and "
+           f"metrics.json holding {', '.join(variants)}")
     with lock:
       status[r.name] = "ok" if ok else f"failed (rc {rc})"
       echo(f"[study] {'done' if ok else 'FAILED'} {r.name}" + ("" if ok else
-           f" (exit {rc}; see {os.path.join(workdir, LOG_DIR, r.name + '.log')})"))
+           f" ({why}; see {os.path.join(workdir, LOG_DIR, r.name + '.log')})"))
 
   first = [r for r in pending if r.name not in leader_of]
   second = [r for r in pending if r.name in leader_of]

@@ -209,7 +209,12 @@ def _raise_if_non_finite(stage: str, step: int, bad, ckpt) -> None:
   last = ckpt.latest_step()
   kept = (f"nothing was saved for it and the last good checkpoint (step {last}) is kept in "
           f"{ckpt.directory}" if last is not None else "no checkpoint of this stage was saved yet")
-  raise NonFiniteError(non_finite_message(stage, step, *bad, kept=kept))
+  message = non_finite_message(stage, step, *bad, kept=kept)
+  if "explainer" in stage:
+    message += (" In an explainer a large prior weight or output scale blows up as often: "
+                "lower explainer.beta (λ = β/√t; the API's beta) or the α scale "
+                "(explainer.auto_scale; the API's alpha_scale) before the learning rate.")
+  raise NonFiniteError(message)
 
 
 __all__ = ["make_train_step", "jit_step", "train_stage", "fit", "NonFiniteError"]

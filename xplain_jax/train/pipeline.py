@@ -32,7 +32,7 @@ import numpy as np
 
 from xplain_jax import data, parallel, validate
 from xplain_jax import workdir as workdir_lib
-from xplain_jax.errors import CheckpointError, ConfigError
+from xplain_jax.errors import CheckpointError, ConfigError, NonFiniteError
 from xplain_jax.train import cache as cache_lib
 from xplain_jax.train import evaluators
 from xplain_jax.train import explainer as explainer_lib
@@ -103,7 +103,24 @@ def _performer(ctx: RunContext) -> dict:
   size = ctx.config.dataset.image_size
   sample = jax.eval_shape(featurize, perf_vars,
                           jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
+  _check_outputs_finite(ctx, featurize, perf_vars)
   return {"performer": (perf, perf_vars, featurize, sample)}
+
+
+def _check_outputs_finite(ctx: RunContext, featurize, perf_vars) -> None:
+  """Raises ``NonFiniteError`` in the performer stage (before it is marked finished) when the
+  trained performer's outputs on a batch of training images hold NaN or Inf: finite but huge
+  parameters pass the trainer's guard and would fail only in a later stage."""
+  k = min(ctx.mesh.devices.size, len(ctx.train_src))  # one image per device
+  images = ctx.train_src.get_batch(np.arange(k))["image"]
+  out = jax.device_get(jax.jit(featurize)(perf_vars, images))
+  bad = [name for name, v in sorted(out.items()) if not np.all(np.isfinite(np.asarray(v)))]
+  if bad:
+    raise NonFiniteError(
+        f"stage 'performer': the trained performer's outputs ({', '.join(bad)}) on training "
+        "images hold NaN or Inf although its parameters are finite (they grew too large); "
+        "lower performer.optimizer.learning_rate or set performer.optimizer.grad_clip, and run "
+        "in a new --workdir.")
 
 
 def _ordinary(ctx: RunContext) -> dict:
@@ -244,4 +261,7 @@ def train_and_evaluate(config, workdir: str, *, checked: bool = False) -> dict |
     ctx.products.update(stage.run(ctx))
     if stage.trained:
       workdir_lib.write_marker(workdir, stage.name, identity)
+    if stage.name == "evaluate":  # the run identity of metrics.json and eval/
+      workdir_lib.write_marker(workdir, workdir_lib.EVALUATE_MARKER,
+                               workdir_lib.stage_fingerprint(config, "evaluate"))
   return ctx.products.get("metrics")
