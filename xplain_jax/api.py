@@ -17,6 +17,10 @@ example (``model``, ``variables``, ``images`` and ``labels`` are the user's)::
     print(explainer.explain(data["feat"][:2], data["y_i"][:2], names=["a", "b", "c"]))
     api.write_report("report_dir", {"prior": explainer}, data, labels=labels)
 
+Every input is checked before any work (``api_checks``: one-line ``ConfigError``s), and a fit
+into a ``workdir`` is keyed by its run identity (another fit there is refused; the same one
+loads in about a second).
+
 References:
   docs/method.md sections 1-5.
 """
@@ -24,15 +28,16 @@ References:
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Callable, Mapping, Sequence
 
 import jax
 import ml_collections
 import numpy as np
 
+from xplain_jax import api_checks as checks
 from xplain_jax import data as data_lib
-from xplain_jax import featurizers, models, parallel
+from xplain_jax import metrics as metrics_lib
+from xplain_jax import models, parallel
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import evaluate as evaluate_lib
 from xplain_jax.train import evaluators
@@ -41,34 +46,61 @@ from xplain_jax.train import explainer as explainer_lib
 Explainer = explainer_lib.Explainer
 CASES = {"filter": ("cross_entropy", True, 10.0), "shared_feature": ("mse", False, 0.2)}
 FEATURE_KEYS = explainer_lib.FEATURE_KEYS
+# (largest H·W of the map, depth, width) of the default weight network g: a small map gets a
+# small network (the first row that fits is used; larger maps get the last).
+WEIGHT_NET_SIZES = ((64, 10, 16), (256, 10, 32), (None, 18, 32))
 
 
-def featurize_dataset(featurize: Callable, images, *, batch_size: int = 64) -> dict:
+class Features(dict):
+  """``featurize_dataset``'s arrays (a plain dict of them) that remember their featurizer
+  (``.featurizer``), so that ``evaluate`` can delete filters and score counterfactuals."""
+
+  featurizer = None
+
+
+def featurize_dataset(featurize: Callable, images, *, batch_size: int = 64) -> Features:
   """Runs a featurizer (``xplain_jax.featurizers``) over images, batch by batch.
 
   Args:
     featurize: ``images [B,S,S,3] -> {"feat", "y", "y_i", "w"}``.
-    images: [N,S,S,3] array (any array-like with ``len`` and slicing).
+    images: [N,S,S,3] array (any array-like with ``len`` and slicing); NaN or Inf pixels are
+      refused (a jitted model would turn them into finite features silently).
     batch_size: images per call (the last batch may be smaller).
 
   Returns:
-    Host numpy arrays ``{"feat": [N,H,W,C], "y": [N], "y_i": [N,n], "w": [N,n]}``.
+    ``Features``: host numpy arrays ``{"feat": [N,H,W,C], "y": [N], "y_i": [N,n], "w": [N,n]}``
+    (plus the featurizer's extra keys, e.g. ``"x"``).
   """
-  if len(images) == 0:
+  if images is None or len(images) == 0:
     raise ConfigError("featurize_dataset got no images; pass an array [N,S,S,3] with N > 0.")
+  if int(batch_size) < 1:
+    raise ConfigError(f"batch_size={batch_size}; use at least 1.")
   fn = jax.jit(featurize)
-  parts = [jax.device_get(fn(np.asarray(images[i:i + batch_size])))
-           for i in range(0, len(images), batch_size)]
-  out = {k: np.concatenate([np.asarray(p[k], np.float32) for p in parts]) for k in parts[0]}
-  _check_features(out)
-  return out
+  parts = []
+  for i in range(0, len(images), batch_size):
+    batch = np.asarray(images[i:i + batch_size])
+    checks.check_input_batch(batch, i)
+    parts.append(jax.device_get(fn(batch)))
+  out = Features({k: np.concatenate([np.asarray(p[k], np.float32) for p in parts])
+                  for k in parts[0]})
+  out.featurizer = featurize
+  return checks.check_features(out)
+
+
+def default_weight_net(feat_shape: Sequence[int]) -> tuple[int, int]:
+  """``(depth, width)`` of the default g for a map [N,H,W,C] (``WEIGHT_NET_SIZES``)."""
+  cells = int(feat_shape[1]) * int(feat_shape[2])
+  for limit, depth, width in WEIGHT_NET_SIZES:
+    if limit is None or cells <= limit:
+      return depth, width
+  raise AssertionError("WEIGHT_NET_SIZES must end with a row without limit")
 
 
 def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_feature",
                   beta: float | None = None, prior_kind: str | None = None,
-                  positive: bool | None = None, depth: int = 18, width: int = 32,
-                  stem: str | None = None, epochs: int = 50, batch_size: int = 64,
-                  optimizer: str = "adam", learning_rate: float = 1e-3,
+                  positive: bool | None = None, depth: int | None = None,
+                  width: int | None = None, stem: str = "paper", epochs: int = 50,
+                  batch_size: int = 64, optimizer: str = "adam", learning_rate: float = 1e-3,
                   schedule: str = "constant", grad_clip: float = 0.0,
                   weight_decay: float = 0.0, alpha_scale: float | str = "auto",
                   seed: int = 0, workdir: str | None = None, name: str = "explainer",
@@ -82,16 +114,19 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
       ``"shared_feature"`` (Case 2: MSE prior, signed α, β = 0.2), as in the paper.
     beta: β of λ(t) = β/√t; 0 trains the paper's baseline.
     prior_kind, positive: override the case's prior form and α's sign constraint.
-    depth, width, stem: the ResNet weight network g (``models.get_weight_net``; stem "paper",
-      the default 7x7/2, or "small", 3x3/1).
+    depth, width, stem: the ResNet weight network g (``models.get_weight_net``); depth and
+      width default to a size fitted to the map (``default_weight_net``: 10 and 16 for maps of
+      at most 8×8 cells); stem "paper" (7x7/2) or "small" (3x3/1).
     epochs, batch_size, optimizer, learning_rate, schedule, grad_clip, weight_decay: training.
     alpha_scale: ``"auto"`` scales g's output so that Σ α_i y_i starts with y's spread (Case-1
       filter sums can be in the hundreds, Case-2 logits of a fresh model vary by 0.01); a
-      number fixes it (1.0: none, the paper's form and the pipeline's). The prior losses and
-      the entropy do not depend on this scale.
+      finite number > 0 fixes it (1.0: none, the paper's form and the pipeline's). The prior
+      losses and the entropy do not depend on this scale.
     seed: the key of g's initialisation (b starts at mean(y) − mean(Σ α⁰_i y_i), so ŷ starts
       centred on y).
-    workdir: where checkpoints and logs go (a rerun resumes); None keeps nothing on disk.
+    workdir: where checkpoints, logs and the trained explainer go, in ``workdir/name``; a
+      rerun of the same fit (same arrays and settings) resumes it, or loads it when finished;
+      a different fit there is refused (pass another workdir or name). None: nothing on disk.
     name: the stage name used for logs and checkpoints.
     log_every: steps between console log lines.
 
@@ -104,14 +139,27 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
   prior_kind = default_kind if prior_kind is None else prior_kind
   positive = default_positive if positive is None else bool(positive)
   beta = default_beta if beta is None else float(beta)
-  feats = {k: np.asarray(v, np.float32) for k, v in _check_features(features).items()}
+  alpha_scale = checks.check_alpha_scale(alpha_scale)
+  feats = checks.check_features(features)
   n_images = len(feats["y"])
-  _check_settings(feats, prior_kind=prior_kind, positive=positive, beta=beta,
-                  batch_size=batch_size, epochs=epochs, case=case)
-  mesh = parallel.make_mesh(1)
-  g_kwargs = {} if stem is None else {"stem": stem}
-  g = models.get_weight_net(depth, num_outputs=feats["y_i"].shape[1], positive=positive,
-                            width=width, **g_kwargs)
+  checks.check_settings(feats, prior_kind=prior_kind, positive=positive, beta=beta,
+                        batch_size=batch_size, epochs=epochs, case=case)
+  auto_depth, auto_width = default_weight_net(feats["feat"].shape)
+  net = dict(depth=int(depth or auto_depth), width=int(width or auto_width), stem=stem,
+             positive=positive, num_outputs=int(feats["y_i"].shape[1]))
+  ident = None
+  if workdir is not None:
+    settings = dict(net, case=case, beta=beta, prior_kind=prior_kind, epochs=epochs,
+                    batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate,
+                    schedule=schedule, grad_clip=grad_clip, weight_decay=weight_decay,
+                    alpha_scale=alpha_scale, seed=seed)
+    ident = checks.identity(feats, settings)
+    done = checks.check_workdir(workdir, name, ident)
+    if done is not None:
+      return done
+    checks.record_identity(workdir, name, ident, net)
+  g = models.get_weight_net(net["depth"], num_outputs=net["num_outputs"], positive=positive,
+                            width=net["width"], stem=stem)
   rng = jax.random.PRNGKey(seed)
   idx = np.arange(min(256, n_images))  # Σ α⁰_i y_i on a sample
   start = explainer_lib.initial_sum(g, feats["feat"][idx], feats["y_i"][idx],
@@ -126,122 +174,125 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
       name=optimizer, learning_rate=float(learning_rate), schedule=schedule,
       grad_clip=float(grad_clip), weight_decay=float(weight_decay), warmup_steps=0,
       momentum=0.9))
-  return explainer_lib.fit_weight_net(
+  explainer = explainer_lib.fit_weight_net(
       g, loader=loader, feat_shape=feats["feat"].shape, beta=beta, prior_kind=prior_kind,
       num_epochs=epochs, optimizer_config=opt, rng=rng, stage=name, workdir=workdir,
-      mesh=mesh, alpha_scale=float(alpha_scale), checkpoint_every=10 ** 9,
-      log_every=log_every, case=case, init_bias=init_bias)
+      mesh=parallel.make_mesh(1), alpha_scale=float(alpha_scale), checkpoint_every=10 ** 9,
+      log_every=log_every, case=case, init_bias=init_bias, fingerprint=ident)
+  if workdir is not None:
+    checks.save_explainer(workdir, name, explainer)
+  return explainer
 
 
 def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndarray], *,
-             labels, names: Sequence[str] | None = None,
-             gt_contrib: np.ndarray | None = None) -> dict:
+             labels, names: Sequence[str] | None = None, gt_contrib=None,
+             fidelity: bool = True, effects=None, counterfactual: Callable | None = None,
+             head: Callable | None = None, num_resamples: int = 1000,
+             sign_threshold: float = 0.05, deletion_steps: int = 16, seed: int = 0) -> dict:
   """The metrics the pipeline writes to ``metrics.json``, for explainers of one dataset.
 
   Args:
     explainers: variant name -> ``Explainer`` (e.g. ``{"baseline": ..., "prior": ...}``).
     features: featurized test images (``featurize_dataset``).
-    labels: [N] in {0,1}, the true label of the explained output (for the accuracies).
+    labels: [N] booleans or 0/1, the true label of the explained output (for the accuracies).
     names: the n concept names (default ``concept_<i>``).
     gt_contrib: optional [N,n] planted contributions (adds ``gt_rank_correlation``).
+    fidelity: score each explainer against the performer's own effects Δ_k = y − y(without
+      concept k), with the references and peers (``api_fidelity``), where Δ can be had: Case 1
+      by zeroing each filter (needs the head: ``featurize_dataset``'s arrays remember it, or
+      pass ``head``), any case from ``effects`` or ``counterfactual``. False skips it.
+    effects: optional [N,n] measured Δ.
+    counterfactual: optional ``(indices [b], k) -> images`` with concept k toggled, scored
+      by the featurizer's ``score``.
+    head: Case 1: ``x [B,H,W,n] -> y [B]`` when ``features`` does not remember it.
+    num_resamples, sign_threshold, deletion_steps, seed: the fidelity scores' settings.
 
   Returns:
-    ``{"performer": {...}, "prior_weights": {...}, <variant>: {"entropy", "accuracy",
-    "threshold", "relative_deviation", "bias", ...}, "meta": {...}}``.
+    ``{"performer": {"accuracy" (at τ = 0), "accuracy_best_threshold", "best_threshold", ...},
+    "prior_weights": {...}, <variant>: {"entropy", "accuracy", "threshold",
+    "relative_deviation", "bias", ...}, "fidelity": {...}, "fidelity_reference": {...},
+    "meta": {...}}``.
   """
-  return _evaluate(explainers, features, labels=labels, names=names,
-                   gt_contrib=gt_contrib).metrics
+  return _evaluate(explainers, features, labels=labels, names=names, gt_contrib=gt_contrib,
+                   fidelity=dict(enabled=fidelity, effects=effects, counterfactual=counterfactual,
+                                 head=head, num_resamples=num_resamples, seed=seed,
+                                 sign_threshold=sign_threshold,
+                                 deletion_steps=deletion_steps)).metrics
 
 
 def write_report(directory: str, explainers: Mapping[str, Explainer],
                  features: Mapping[str, np.ndarray], *, labels, names: Sequence[str] | None = None,
-                 images=None, target_name: str = "y", gt_contrib=None,
-                 num_images: int = 6) -> str:
+                 images=None, target_name: str = "y", gt_contrib=None, num_images: int = 6,
+                 absent: str | None = "no {}", part_masks=None,
+                 part_names: Sequence[str] | None = None, **fidelity_kwargs) -> str:
   """Evaluates and writes ``report.html``/``report.md`` (+ metrics, arrays) into ``directory``.
 
   Args:
     directory: created if missing; receives ``metrics.json``, ``eval/``, ``figures/`` and the
       report.
     explainers, features, labels, names, gt_contrib: as in ``evaluate``.
-    images: optional [K,S,S,3] images of the first K rows of ``features``, shown with their
-      reasons.
-    target_name: the explained output's name.
+    images: optional [M,S,S,3] (or [M,S,S] grayscale) images of the first M rows of
+      ``features``; the first ``num_images`` are shown with their reasons, and for Case 1 each
+      of their top filters is shown by its most strongly activating patches among all M.
+    target_name: the explained output's name (titles and captions).
     num_images: images shown.
+    absent: name pattern of an absent Case-2 concept (None: the plain name, signed value).
+    part_masks: optional [M,S,S] int part index per pixel (<0: none), for the part a filter
+      fires on; part_names: the parts' names.
+    **fidelity_kwargs: ``evaluate``'s fidelity arguments (``fidelity=False``, ``effects``, ...).
 
   Returns:
     The path of ``report.html``.
   """
-  from xplain_jax import report
-  k = 0 if images is None else min(num_images, len(images))
-  out = _evaluate(explainers, features, labels=labels, names=names, gt_contrib=gt_contrib,
-                  images=None if images is None else np.asarray(images)[:k],
-                  target_name=target_name)
+  from xplain_jax import report  # pylint: disable=import-outside-toplevel
+  from xplain_jax.report import patches  # pylint: disable=import-outside-toplevel
+  feats = checks.check_features(features)
+  shown = None
+  if images is not None:
+    images = checks.check_images(images, "images", max_rows=len(feats["y"]))
+    shown = images[:min(num_images, len(images))]
+  fid = dict(enabled=True, effects=None, counterfactual=None, head=None, num_resamples=1000,
+             seed=0, sign_threshold=0.05, deletion_steps=16)
+  unknown = sorted(set(fidelity_kwargs) - set(fid) - {"fidelity"})
+  if unknown:
+    raise ConfigError(f"write_report got unknown arguments {unknown}; see api.evaluate.")
+  fid.update(fidelity_kwargs, enabled=fidelity_kwargs.get("fidelity", True))
+  fid.pop("fidelity", None)
+  out = _evaluate(explainers, feats, labels=labels, names=names, gt_contrib=gt_contrib,
+                  images=shown, target_name=target_name, fidelity=fid)
+  out.meta["absent"] = absent
+  if images is not None and out.meta.get("case") == "filter":
+    patches.add_top_patches(out, feats, images, part_masks=part_masks, part_names=part_names)
   os.makedirs(directory, exist_ok=True)
   evaluators.write_outputs(directory, out)
   return report.write_report(directory, num_images=num_images)
 
 
 def _evaluate(explainers, features, *, labels, names=None, gt_contrib=None, images=None,
-              target_name: str = "y") -> evaluators.EvalOutput:
-  feats = _check_features(features)
-  if not explainers:
+              target_name: str = "y", fidelity: dict | None = None) -> evaluators.EvalOutput:
+  feats = checks.check_features(features)
+  if not isinstance(explainers, Mapping) or not explainers:
     raise ConfigError("no explainers given; pass {name: Explainer} from fit_explainer.")
-  n = feats["y_i"].shape[1]
-  names = [f"concept_{i}" for i in range(n)] if names is None else list(names)
+  n_img, n = feats["y_i"].shape
+  names = [f"concept_{i}" for i in range(n)] if names is None else [str(s) for s in names]
   if len(names) != n:
     raise ConfigError(f"got {len(names)} names for n = {n} concepts; pass one name per concept.")
-  labels = np.asarray(labels).reshape(-1)
-  if len(labels) != len(feats["y"]):
-    raise ConfigError(f"labels has {len(labels)} entries for {len(feats['y'])} images.")
-  test = dict(feats)
+  labels = checks.check_labels(labels, n_img)
+  test = {k: feats[k] for k in FEATURE_KEYS}
   if gt_contrib is not None:
-    test["gt_contrib"] = np.asarray(gt_contrib, np.float32)
+    test["gt_contrib"] = checks.check_contrib(gt_contrib, (n_img, n))
   cases = {e.case for e in explainers.values()}
+  case = cases.pop() if len(cases) == 1 else "shared_feature"
   alpha = {v: e.alpha(feats["feat"]) for v, e in explainers.items()}
   bias = {v: e.bias for v, e in explainers.items()}
-  return evaluate_lib.evaluate_arrays(alpha, bias, test, labels=labels, names=names,
-                                      images=images, case=cases.pop() if len(cases) == 1 else
-                                      "shared_feature", target_name=target_name)
-
-
-def _check_features(features) -> dict:
-  if not isinstance(features, Mapping):
-    raise ConfigError(f"features must be a dict with keys {list(FEATURE_KEYS)}, got "
-                      f"{type(features).__name__}.")
-  missing = [k for k in FEATURE_KEYS if k not in features]
-  if missing:
-    raise ConfigError(f"features lack {missing}; a featurizer gives {list(FEATURE_KEYS)} "
-                      "(xplain_jax.featurizers, api.featurize_dataset).")
-  f = dict(features)
-  n = len(f["y"])
-  shapes = {k: np.shape(f[k]) for k in FEATURE_KEYS}
-  ok = (len(shapes["feat"]) == 4 and shapes["y"] == (n,) and len(shapes["y_i"]) == 2
-        and shapes["y_i"][0] == n and shapes["w"] == shapes["y_i"] and shapes["feat"][0] == n)
-  if not ok:
-    raise ConfigError(f"feature shapes {shapes} are inconsistent; expected feat [N,H,W,C], "
-                      "y [N], y_i [N,n], w [N,n] with one N.")
-  for k in FEATURE_KEYS:
-    if not np.all(np.isfinite(np.asarray(f[k], np.float32))):
-      raise ConfigError(f"features[{k!r}] holds NaN or Inf; check the model and its inputs.")
-  return f
-
-
-def _check_settings(feats, *, prior_kind, positive, beta, batch_size, epochs, case) -> None:
-  if prior_kind not in ("cross_entropy", "mse"):
-    raise ConfigError(f"prior_kind={prior_kind!r}; use 'cross_entropy' or 'mse'.")
-  if not np.isfinite(beta) or beta < 0:
-    raise ConfigError(f"beta={beta}; use a finite β >= 0 (0 trains the baseline).")
-  if batch_size < 1 or epochs < 1:
-    raise ConfigError(f"batch_size={batch_size}, epochs={epochs}; both must be >= 1.")
-  if prior_kind == "cross_entropy":
-    if not positive:
-      raise ConfigError("prior_kind='cross_entropy' needs positive α (softplus); pass "
-                        "positive=True or use prior_kind='mse' for signed α.")
-    if beta > 0 and np.min(feats["w"]) < 0:
-      raise ConfigError(f"prior_kind='cross_entropy' needs w >= 0, but w has a minimum of "
-                        f"{float(np.min(feats['w'])):.4g}; clip the prior "
-                        "(filter_featurizer(..., clip_prior=True)) or use prior_kind='mse'.")
-  if case == "shared_feature" and beta > 0 and not featurizers.prior_varies(feats["w"]):
-    warnings.warn("the prior weights w are the same for every image: the shared feature h "
-                  "is probably right below a linear output layer, so the prior carries no "
-                  "per-image information; take h one layer lower.", stacklevel=3)
+  out = evaluate_lib.evaluate_arrays(alpha, bias, test, labels=labels, names=names,
+                                     images=images, case=case, target_name=target_name)
+  acc, tau = metrics_lib.threshold_accuracy(feats["y"], labels)
+  out.metrics["performer"].update(threshold=0.0, accuracy_best_threshold=100.0 * float(acc),
+                                  best_threshold=float(tau))
+  out.meta["threshold_chosen_on"] = "the evaluated images' own labels"
+  if fidelity and fidelity.get("enabled", True):
+    from xplain_jax import api_fidelity  # pylint: disable=import-outside-toplevel
+    api_fidelity.add_fidelity(out, alpha, feats, case=case, **{
+        k: v for k, v in fidelity.items() if k != "enabled"})
+  return out

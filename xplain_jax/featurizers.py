@@ -49,7 +49,10 @@ def filter_featurizer(features: Callable, head: Callable, *, clip_prior: bool = 
     weight_net_input: ``images -> [B,H',W',C]``, the map g reads; default x itself.
 
   Returns:
-    ``featurize(images) -> {"feat", "y", "y_i", "w"}``: y_i = Σ_hw x, w = Σ_hw ∂y/∂x.
+    ``featurize(images) -> {"feat", "y", "y_i", "w"}``: y_i = Σ_hw x, w = Σ_hw ∂y/∂x (plus
+    ``"x"``, the filter map, when g reads another map). Its attributes ``case``, ``head``,
+    ``filter_map`` (= ``features``) and ``score`` (images -> y [B]) let ``api.evaluate`` delete
+    filters and ``api.write_report`` find each filter's top-activating patches.
   """
 
   def featurize(images):
@@ -61,8 +64,14 @@ def filter_featurizer(features: Callable, head: Callable, *, clip_prior: bool = 
     w = priors.filter_prior(lambda v: _scalar_score(head(v), "head(x)", v.shape[0]), x,
                             clip=clip_prior)
     feat = x if weight_net_input is None else weight_net_input(images)
-    return _outputs(feat, y, concepts_lib.filter_concepts(x), w)
+    out = _outputs(feat, y, concepts_lib.filter_concepts(x), w)
+    if weight_net_input is not None:  # the filter map itself, for filter deletion and patches
+      out["x"] = jax.lax.stop_gradient(x)
+    return out
 
+  featurize.case, featurize.head, featurize.filter_map = "filter", head, features
+  featurize.score = lambda images: _scalar_score(head(features(images)), "head(x)",
+                                                 np.shape(images)[0])
   return featurize
 
 
@@ -79,7 +88,8 @@ def shared_feature_featurizer(features: Callable, head: Callable, *, target: int
 
   Returns:
     ``featurize(images) -> {"feat", "y", "y_i", "w"}`` with
-    ``w_i = (∂y/∂h·∂y_i/∂h)/‖∂y_i/∂h‖²``.
+    ``w_i = (∂y/∂h·∂y_i/∂h)/‖∂y_i/∂h‖²``; its attribute ``score`` (images -> y [B]) lets
+    ``api.evaluate`` score counterfactual images.
   """
   idx = np.asarray(list(concepts), np.int32)
   if idx.ndim != 1 or idx.size == 0:
@@ -106,6 +116,8 @@ def shared_feature_featurizer(features: Callable, head: Callable, *, target: int
                                     h, method=method)
     return _outputs(feat, logits[:, target], logits[:, idx], w)
 
+  featurize.case, featurize.head, featurize.filter_map = "shared_feature", head, None
+  featurize.score = lambda images: jnp.asarray(head(features(images)[1]), jnp.float32)[:, target]
   return featurize
 
 
@@ -117,7 +129,7 @@ def prior_varies(w: np.ndarray, *, rtol: float = 1e-4) -> bool:
 
   Args:
     w: [B,n] prior weights of at least two images.
-    rtol: differences below ``rtol · max|w|`` count as equal.
+    rtol: differences up to ``rtol · max|w|`` (inclusive) count as equal.
   """
   w = np.asarray(w, np.float64)
   if w.shape[0] < 2:

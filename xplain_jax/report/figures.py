@@ -31,12 +31,18 @@ def _save(fig, path, dpi):
   return path
 
 
+# Labels of the bars that are not concepts (the rest, the bias, the residual): drawn grey.
+NOT_CONCEPTS = ("other ", "bias b", "residual y − ŷ")
+
+
 def _barh(ax, reasons, title):
-  """Horizontal bars of (label, value) pairs, the first on top."""
+  """Horizontal bars of (label, value) pairs, the first on top; the rest, the bias and the
+  residual (``NOT_CONCEPTS``) in grey."""
   labels = [r[0] for r in reasons][::-1]
   values = np.array([r[1] for r in reasons][::-1], np.float64)
+  grey = [str(s).startswith(NOT_CONCEPTS) for s in labels]
   ax.barh(np.arange(len(values)), values,
-          color=[_POS if v >= 0 else _NEG for v in values])
+          color=["0.6" if g else _POS if v >= 0 else _NEG for v, g in zip(values, grey)])
   ax.set_yticks(np.arange(len(values)), labels, fontsize=8)
   ax.axvline(0.0, color="0.3", lw=0.8)
   ax.set_title(title, fontsize=9)
@@ -48,7 +54,10 @@ def _show_image(ax, image, title, overlay=None, cmap="jet", alpha=0.45,
   """Draws an [H,W,3] image, optionally with an [h,w] map stretched over it."""
   image = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
   height, width = image.shape[:2]
-  ax.imshow(image)
+  if image.ndim == 2 or image.shape[-1] == 1:  # grayscale stays grey
+    ax.imshow(image.reshape(height, width), cmap="gray", vmin=0.0, vmax=1.0)
+  else:
+    ax.imshow(image)
   if overlay is not None:
     ax.imshow(np.asarray(overlay, np.float32), cmap=cmap, alpha=alpha,
               extent=(0, width, height, 0), interpolation=interpolation,

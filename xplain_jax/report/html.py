@@ -19,6 +19,8 @@ import numpy as np
 from xplain_jax.report import fidelity_section
 from xplain_jax.report import figures
 from xplain_jax.report import io
+from xplain_jax.report import patches as patches_lib
+from xplain_jax.report import scoring
 from xplain_jax.report import tables
 
 _CSS = """
@@ -81,9 +83,12 @@ def _image_sections(ctx, num_images):
     for v, d in data.items():
       contrib = d["contrib"][k] if "contrib" in d else (
           d["alpha"][k] * d["concepts"][k])
-      reasons = tables.name_reasons(tops[v][k], contrib, d["concepts"][k],
-                                    names, case)
       y_hat = d.get("y_hat")
+      reasons = scoring.image_reasons(  # top reasons, other concepts, bias, residual: sum = y
+          tops[v][k], contrib, d["concepts"][k], names, case,
+          absent=meta.get("absent", "no {}"),
+          y_hat=None if y_hat is None else y_hat[k],
+          y=None if d.get("y") is None else d["y"][k])
       head = v if y_hat is None else f"{v}: ŷ = {_fmt(y_hat[k])}"
       panels[head] = reasons
       lines.append(head + " — " + ", ".join(
@@ -103,7 +108,7 @@ def _image_sections(ctx, num_images):
     if first.get("y") is not None:
       title += f": y = {_fmt(first['y'][k])}"
     if first.get("labels") is not None:
-      title += f" (label {int(first['labels'][k])})"
+      title += f" (true: {'' if first['labels'][k] > 0.5 else 'not '}{target})"
     path = fig(f"explain_{k:03d}.png")
     figures.plot_image_explanation(
         img[k], panels, path, title=title,
@@ -150,6 +155,15 @@ def _metric_blocks(metrics, digits):
                if k in tables.METRIC_DESCRIPTIONS]
   if described:
     blocks.append(("list", described))
+  return blocks
+
+
+def _family_blocks(metrics, digits):
+  """Every other metric family of metrics.json, each object in its own table
+  (``tables.metric_family_tables``); intervals read 'mean (low – high)'."""
+  blocks = []
+  for title, header, rows in tables.metric_family_tables(metrics, digits):
+    blocks += [("p", f"{title}:"), ("table", header, rows)]
   return blocks
 
 
@@ -219,6 +233,7 @@ def build_sections(workdir, *, num_images=6, dpi=100, digits=4):
                + [("note", s) for s in eval_notes]),
               ("Metrics (paper Tables 1–3)", _metric_blocks(metrics, digits))]
   per_image, parts = _image_sections(ctx, num_images)
+  sections.append(scoring.accuracy_section(metrics, meta))
   sections.append(("Explanations of individual images", per_image))
   sections.append(("Contributions per object part", parts))
   blocks = []
@@ -231,6 +246,9 @@ def build_sections(workdir, *, num_images=6, dpi=100, digits=4):
         patches, names, fig("filter_regions.png"), dpi=dpi),
                "Image regions where the chosen filters fire most.")]
   sections.append(("Filter regions", blocks))
+  n_concepts = next(iter(data.values()))["alpha"].shape[1] if data else 0
+  sections.append(patches_lib.section(images, meta, _concept_names(meta, n_concepts), fig,
+                                      dpi=dpi))
   sections.append(_fidelity_section(ctx, metrics, workdir, num_images, digits))
   dist, gt_blocks = _distribution_blocks(ctx, metrics)
   sections.append(("Distribution of contributions (paper Fig. 4)", dist))
@@ -250,6 +268,7 @@ def build_sections(workdir, *, num_images=6, dpi=100, digits=4):
     if path:
       blocks.append(("figure", path, f"Stage {stage}."))
   sections.append(("Training curves", blocks))
+  sections.append(("Every metric of metrics.json", _family_blocks(metrics, digits)))
   sections = [(t, bl) for t, bl in sections if bl]
   return [(t, [(b[0], os.path.relpath(b[1], workdir), b[2])
                if b[0] == "figure" else b for b in bl]) for t, bl in sections]

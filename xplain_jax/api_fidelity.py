@@ -1,0 +1,104 @@
+"""Fidelity in the own-model API: each explainer scored against the performer's own effects.
+
+``api.evaluate`` and ``api.write_report`` call ``add_fidelity`` by default. The effects
+``Δ_k = y − y(without concept k)`` come from
+
+* Case 1, any model: zeroing filter k of the map the head reads (``fidelity.
+  filter_deletion_effects``), with deletion curves; the head is the featurizer's (remembered by
+  ``api.featurize_dataset``'s arrays) or the ``head`` argument;
+* any case: the user's measured ``effects`` [N,n], or a ``counterfactual(indices, k) ->
+  images`` function whose images the featurizer's ``score`` rates.
+
+Without any of them the metrics get a note saying what to pass. The scores, references and
+peers are ``xplain_jax.fidelity``'s; this module only finds Δ and files the results where the
+report reads them (the layout of the pipeline's fidelity evaluator).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import numpy as np
+
+from xplain_jax import fidelity as fidelity_lib
+from xplain_jax.errors import ConfigError
+from xplain_jax.fidelity import evaluate as fidelity_eval
+
+NOTE = ("no interventional effects: pass effects=[N,n], counterfactual=fn(indices, k) -> "
+        "images, or (Case 1) the arrays of api.featurize_dataset or head=fn(x) -> y; "
+        "fidelity=False silences this note.")
+
+
+def _batched(fn: Callable, x: np.ndarray, batch_size: int, *rest) -> np.ndarray:
+  out = [np.asarray(fn(x[i:i + batch_size], *[r[i:i + batch_size] for r in rest]))
+         for i in range(0, len(x), batch_size)]
+  return np.concatenate(out)
+
+
+def _effects(feats, *, effects, counterfactual, batch_size):
+  """``(delta [N,n], how)`` from ``effects`` or ``counterfactual``; ``(None, None)`` without."""
+  n_img, n = feats["y_i"].shape
+  featurizer = getattr(feats, "featurizer", None)
+  if effects is not None:
+    delta = np.asarray(effects, np.float32)
+    if delta.shape != (n_img, n) or not np.all(np.isfinite(delta)):
+      raise ConfigError(f"effects has shape {delta.shape} or non-finite values; pass the "
+                        f"measured effects [N,n] = {(n_img, n)}, finite.")
+    return delta, "given by the caller (effects=...)"
+  if counterfactual is not None:
+    score = getattr(featurizer, "score", None)
+    if score is None:
+      raise ConfigError("counterfactual needs the featurizer's score: pass the arrays of "
+                        "api.featurize_dataset (not a copy), or measured effects=[N,n].")
+    delta = fidelity_lib.rendering_effects(jax.jit(score), counterfactual, np.arange(n_img), n,
+                                           y=feats["y"], batch_size=batch_size)
+    return delta, "counterfactual images, one concept toggled"
+  return None, None
+
+
+def add_fidelity(out, alpha: dict, feats, *, case: str, effects=None, counterfactual=None,
+                 head=None, num_resamples: int, seed: int, sign_threshold: float,
+                 deletion_steps: int, batch_size: int = 64) -> None:
+  """Adds ``metrics["fidelity"]``, ``["fidelity_reference"]`` and their arrays to ``out``."""
+  n_img, n = feats["y_i"].shape
+  y_i, w = feats["y_i"], feats["w"]
+  head = head if head is not None else getattr(getattr(feats, "featurizer", None), "head", None)
+  delta, how = _effects(feats, effects=effects, counterfactual=counterfactual,
+                        batch_size=batch_size)
+  deletion_fn = counts = None
+  if case == "filter" and head is not None:
+    x = np.asarray(feats.get("x", feats["feat"]), np.float32)
+    if x.shape[-1] != n:
+      raise ConfigError(f"the filter map has {x.shape[-1]} filters for n = {n} concepts; pass "
+                        "the arrays of a filter_featurizer (its 'x' key when g reads another "
+                        "map).")
+    head_fn = lambda xb: head(xb).reshape(-1)
+    if delta is None:
+      effects_fn = jax.jit(lambda xb: fidelity_lib.filter_deletion_effects(head_fn, xb))
+      delta, how = _batched(effects_fn, x, batch_size), "zeroing each filter of the map"
+    counts = fidelity_lib.deletion_counts(n, int(deletion_steps))
+    curve = jax.jit(lambda xb, ob: fidelity_lib.deletion_curve(head_fn, xb, ob, counts))
+    deletion_fn = lambda order: _batched(curve, x, batch_size, np.asarray(order))
+  if delta is None:
+    out.metrics["fidelity"] = {"note": NOTE}
+    out.meta["fidelity_note"] = NOTE
+    return
+  fid, ref, arrays = fidelity_eval.evaluate_fidelity(
+      alpha, y_i, w, delta, key=jax.random.PRNGKey(int(seed)),
+      sign_threshold=float(sign_threshold), num_resamples=int(num_resamples),
+      deletion_fn=deletion_fn, deletion_counts=counts)
+  out.metrics["fidelity"], out.metrics["fidelity_reference"] = fid, ref
+  for v, a in alpha.items():
+    rho = np.asarray(fidelity_lib.interventional_rank_correlation(a * y_i, delta), np.float32)
+    out.arrays[v].update(delta=delta, interventional_rank_correlation=rho)
+    if f"{v}/deletion_curve" in arrays:
+      out.arrays[v]["deletion_curve"] = np.asarray(arrays[f"{v}/deletion_curve"], np.float32)
+  reference = {k.replace("reference/", "").replace("/", "_"): np.asarray(a)
+               for k, a in arrays.items() if k.startswith("reference/") or k == "deletion_counts"}
+  for r in ref:
+    reference[f"{r}_interventional_rank_correlation"] = np.asarray(
+        fidelity_lib.interventional_rank_correlation(arrays[f"reference/{r}/contrib"], delta))
+  reference["delta"] = delta
+  out.arrays["fidelity_reference"] = reference
+  out.meta.update(fidelity_effects=how, fidelity_num_images=int(n_img))
