@@ -244,3 +244,36 @@ def test_negatives_from_other_categories(tree, tmp_path):
   np.testing.assert_array_equal(labels, [1, 1, 0, 0])
   with pytest.raises(ValueError, match="negatives='animals'.*other_categories"):
     pp.load("train", category="cat", data_dir=str(data_dir), negatives="animals")
+
+
+def test_a_partial_download_is_one_data_error(tree, tmp_path):
+  """A category without objects (or a split without them) stops with one line, not TFDS's
+  AssertionError; preparing a category that has objects then works in the same folder."""
+  data_dir = tmp_path / "tfds"
+  with pytest.raises(pp.DataError) as info:
+    pp.prepare(str(tree), str(data_dir), categories=["bird"], negatives=False)
+  msg = str(info.value)
+  assert "no bird objects in the train split" in msg and "partial download" in msg
+  assert "--categories" in msg and "\n" not in msg
+  voc, ann = str(tree / "VOCdevkit/VOC2010"), str(tree / "Annotations_Part")
+  only_train = {"2008_000001", "2008_000002", "2008_000003"}
+  with pytest.raises(pp.DataError, match="no cat objects in the test split"):
+    list(pp.PascalPart(config="cat", data_dir=str(tmp_path / "unused"))._generate_examples(
+        voc, ann, "test", only_train, set()))
+  assert not pp.PascalPart(config="bird", data_dir=str(data_dir)).is_prepared()
+  pp.prepare(str(tree), str(data_dir), categories=["dog"], negatives=False)
+  assert pp.PascalPart(config="dog", data_dir=str(data_dir)).is_prepared()
+
+
+def test_num_threads_reaches_the_loader(prepared):
+  """config.dataset.num_threads is the PascalPartSource's (the batches are read with it)."""
+  from configs import pascal_part as pascal_config
+  from xplain_jax import data
+  config = pascal_config.get_config("category=cat,tiny")
+  config.dataset.data_dir = str(prepared)
+  config.dataset.num_threads = 3
+  config.dataset.negatives = "non_animal"
+  src = data.get_source(config, "train")
+  while not hasattr(src, "num_threads"):
+    src = src.source
+  assert src.num_threads == 3

@@ -146,7 +146,7 @@ def get_source(config, split: str, *, workdir: str | None = None):
     return _limit(src, num)
   from xplain_jax.data import pascal_part as pp
   src = pp.load(split, category=d.category, data_dir=d.data_dir or None, image_size=d.image_size,
-                negatives=d.get("negatives", "non_animal"))
+                negatives=d.get("negatives", "non_animal"), num_threads=d.get("num_threads", 0))
   return _limit(MappedSource(src, _binary_layout), num)
 
 

@@ -200,6 +200,20 @@ class PascalPart(tfds.core.GeneratorBasedBuilder, skip_registration=__name__ == 
   def _generate_examples(self, voc_dir, annotation_dir, split, train_ids=None, test_ids=None):
     """Yields ``(key, example)`` for this config's class (or the negatives) in ``split``."""
     config = self.builder_config.name
+    count = 0
+    for key, example in self._examples(config, voc_dir, annotation_dir, split, train_ids,
+                                       test_ids):
+      count += 1
+      yield key, example
+    if not count:  # TFDS would stop with an AssertionError traceback
+      what = "images without animals" if config == NEGATIVE else f"{config} objects"
+      raise DataError(
+          f"Pascal-Part has no {what} in the {split} split of {annotation_dir} (a partial "
+          "download?); download the complete annotations and VOC2010 images "
+          f"(MANUAL_DIR/Annotations_Part, MANUAL_DIR/VOCdevkit/VOC2010), or prepare only "
+          "categories with objects in both splits (--categories=...).")
+
+  def _examples(self, config, voc_dir, annotation_dir, split, train_ids, test_ids):
     for fname in sorted(os.listdir(annotation_dir)):
       image_id, ext = os.path.splitext(fname)
       if ext != ".mat" or split_of(image_id, train_ids, test_ids) != split:
@@ -257,7 +271,21 @@ def prepare(manual_dir: str, data_dir: str | None = None,
   config = tfds.download.DownloadConfig(manual_dir=manual_dir)
   for name in list(categories) + ([NEGATIVE] if negatives else []):
     builder = PascalPart(config=name, data_dir=data_dir, file_format="array_record")
-    builder.download_and_prepare(download_config=config)
+    try:
+      builder.download_and_prepare(download_config=config)
+    except Exception as e:  # pylint: disable=broad-except  (TFDS may wrap the generator's error)
+      cause = next((c for c in _chain(e) if isinstance(c, DataError)), None)
+      if cause is None:
+        raise
+      raise cause from None
+
+
+def _chain(e: BaseException) -> list:
+  out = []
+  while e is not None and e not in out:
+    out.append(e)
+    e = e.__cause__ or e.__context__
+  return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
