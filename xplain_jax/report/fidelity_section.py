@@ -41,12 +41,12 @@ COLUMNS = ("interventional_rank_correlation", "sign_agreement", "gt_rank_correla
 DESCRIPTIONS = {
     "interventional_rank_correlation": (
         "per image, Spearman over concepts between |α_k y_k| and the performer's measured effect "
-        "|Δ_k| = |y(I) − y(I with concept k toggled)|; mean over images [95 % bootstrap "
-        "interval]. 1: the explanation ranks concepts as the performer uses them; 0: chance."),
+        "|Δ_k| = |y(I) − y(I with concept k toggled)|; mean over images (95 % bootstrap "
+        "interval). 1: the explanation ranks concepts as the performer uses them; 0: chance."),
     "sign_agreement": ("share of (image, concept) pairs with a measurable effect where the "
                        "contribution and the effect have the same sign."),
     "gt_rank_correlation_per_image": ("per image, Spearman between |α_k y_k| and the planted "
-                                      "|v_k s_k| of the synthetic rule; mean [interval]."),
+                                      "|v_k s_k| of the synthetic rule; mean (interval)."),
     "deletion_area": ("mean change of y, in units of y's range, as filters are deleted in this "
                       "order (lower: the order finds what y rests on sooner)."),
 }
@@ -54,10 +54,7 @@ _POS, _NEG, _EFFECT = "#2a9d8f", "#e76f51", "#457b9d"
 
 
 def _cell(value, digits):
-  """'m [lo, hi]' for an interval dict, the number otherwise, '—' when absent."""
-  if isinstance(value, dict) and "mean" in value:
-    f = lambda x: tables.format_value(x, digits)
-    return f"{f(value['mean'])} [{f(value.get('low'))}, {f(value.get('high'))}]"
+  """'m (lo – hi)' for an interval dict, the number otherwise, '—' when absent."""
   return tables.format_value(value, digits) if value is not None else tables.MISSING
 
 

@@ -28,7 +28,8 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;
  max-width:1100px;margin:2em auto;padding:0 1em;color:#222;line-height:1.45}
 h1{border-bottom:2px solid #2a9d8f;padding-bottom:.2em}
 h2{margin-top:1.8em;color:#264653;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.8em 0;font-size:.95em}
+table{border-collapse:collapse;margin:.8em 0;font-size:.95em;display:block;max-width:100%;
+ overflow-x:auto}
 th,td{border:1px solid #ccc;padding:.3em .7em;text-align:right}
 th{background:#f1f5f4}td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafafa}
