@@ -17,6 +17,7 @@ ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": [
          "fidelity.enabled": ["bool", True], "fidelity.num_images": ["int", 0],
          "fidelity.sign_threshold": ["float", 0.05], "fidelity.num_resamples": ["int", 1000],
          "fidelity.deletion_steps": ["int", 16], "fidelity.seed": ["int", 0],
+         "fidelity.ig_steps": ["int", 32],
          "sanity.enabled": ["bool", False], "sanity.layers": ["str", ""],
          "dataset.rule": ["str", "linear"]}
 # Added fields a config variant sets to another value than the base's.

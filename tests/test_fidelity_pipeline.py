@@ -15,7 +15,8 @@ from xplain_jax.errors import DataError
 from xplain_jax.train import evaluators, fidelity_evaluator, pipeline
 
 VARIANTS = ("baseline", "prior")
-REFERENCES = ("random", "shuffled_alpha", "prior_weights")
+REFERENCES = ("random", "shuffled_alpha", "prior_weights", "least_squares")
+PEERS_CASE1 = ("least_squares_nonnegative", "gradient_x_input", "integrated_gradients")
 NUM_SCORED = 16
 
 
@@ -46,8 +47,8 @@ def parts_run(tmp_path_factory):
   return workdir, metrics, c
 
 
-def _check_fidelity_keys(metrics, *, deletion):
-  for name in VARIANTS + REFERENCES:
+def _check_fidelity_keys(metrics, *, deletion, peers=()):
+  for name in VARIANTS + REFERENCES + peers:
     block = metrics["fidelity"][name] if name in VARIANTS else metrics["fidelity_reference"][name]
     rho = block["interventional_rank_correlation"]
     assert rho["num_images"] == NUM_SCORED and rho["low"] <= rho["mean"] <= rho["high"], name
@@ -55,8 +56,16 @@ def _check_fidelity_keys(metrics, *, deletion):
     for key in ("sign_agreement", "sign_pairs", "sign_threshold"):
       assert key in block, (name, key)
     assert ("deletion_area" in block) == deletion or name == "shuffled_alpha", name
-  d = metrics["fidelity"]["prior_minus_baseline"]
-  assert d["low"] <= d["mean"] <= d["high"] and isinstance(d["significant"], bool)
+    predicts = name in VARIANTS or name.startswith("least_squares")
+    assert ("relative_deviation" in block) == predicts, name
+  for name in VARIANTS + ("least_squares",) + peers:   # measured cost per image
+    cost = (metrics["fidelity"] if name in VARIANTS else metrics["fidelity_reference"])[name]["cost"]
+    assert cost["seconds_per_image"] >= 0 and cost["explainer_passes"] == (name in VARIANTS)
+  assert metrics["fidelity_reference"]["delta"]["cost"]["seconds_per_image"] > 0
+  for name in ["prior_minus_baseline"] + [f"{v}_minus_{p}" for v in VARIANTS
+                                          for p in ("least_squares",) + peers[1:2]]:
+    d = metrics["fidelity"][name]
+    assert d["low"] <= d["mean"] <= d["high"] and isinstance(d["significant"], bool), name
 
 
 def test_synthetic_run_holds_every_fidelity_key(synthetic_run):
@@ -85,6 +94,27 @@ def test_synthetic_run_holds_every_fidelity_key(synthetic_run):
   assert ref["random_contrib"].shape == (NUM_SCORED, n)
   meta = json.load(open(os.path.join(workdir, "eval", "meta.json")))
   assert {"fidelity", "sanity"} <= set(meta["evaluator_seconds"])
+
+
+def test_least_squares_peer_recomputes_from_the_run_files(synthetic_run):
+  from xplain_jax import fidelity
+  from xplain_jax.train import cache as cache_lib
+  workdir, metrics, _ = synthetic_run
+  train = cache_lib.load_cache(os.path.join(workdir, "features", "train")).columns
+  y_i, y = np.asarray(train["y_i"], np.float64), np.asarray(train["y"], np.float64)
+  theta = np.linalg.lstsq(np.c_[y_i, np.ones(len(y))], y, rcond=None)[0]
+  ref = _read(workdir, "fidelity_reference.npz")
+  np.testing.assert_allclose(ref["least_squares_alpha"], theta[:-1], rtol=1e-3, atol=1e-4)
+  assert float(ref["least_squares_bias"]) == pytest.approx(theta[-1], rel=1e-3, abs=1e-4)
+  test = _read(workdir, "prior.npz")
+  contrib = (theta[:-1] * test["concepts"][:NUM_SCORED]).astype(np.float32)
+  np.testing.assert_allclose(ref["least_squares_contrib"], contrib, rtol=1e-3, atol=1e-4)
+  rho = np.asarray(fidelity.interventional_rank_correlation(contrib, ref["delta"]))
+  block = metrics["fidelity_reference"]["least_squares"]
+  assert block["interventional_rank_correlation"]["mean"] == pytest.approx(rho.mean(), abs=1e-3)
+  planted = metrics["fidelity_reference"]["planted"]   # the planted rule scored against Δ
+  assert planted["interventional_rank_correlation"]["num_images"] == NUM_SCORED
+  assert "gt_rank_correlation_per_image" not in planted and "planted_contrib" in ref
 
 
 def test_sanity_stage_on_tiny_run(synthetic_run):
@@ -118,7 +148,9 @@ def test_report_has_the_trust_section_and_true_presence(synthetic_run):
 
 def test_parts_run_holds_case1_fidelity_with_deletion_curves(parts_run):
   workdir, metrics, c = parts_run
-  _check_fidelity_keys(metrics, deletion=True)
+  _check_fidelity_keys(metrics, deletion=True, peers=PEERS_CASE1)
+  ig = metrics["fidelity_reference"]["integrated_gradients"]["cost"]
+  assert ig["forward_passes"] == ig["backward_passes"] == c.fidelity.ig_steps
   n = c.performer.model.top_channels
   ref = _read(workdir, "fidelity_reference.npz")
   counts = ref["deletion_counts"]

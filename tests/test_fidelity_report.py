@@ -43,7 +43,8 @@ def test_section_has_table_verdict_panels_and_sanity(tmp_path):
   assert title == fs.TITLE
   header, rows = next(b for b in blocks if b[0] == "table")[1:]
   assert header[0] == "explanation" and "interventional_rank_correlation" in header
-  assert [r[0] for r in rows] == [t for _, t in fs.ROWS]
+  present = set(metrics["fidelity"]) | set(metrics["fidelity_reference"])
+  assert [r[0] for r in rows] == [t for k, t in fs.ROWS if k in present]
   text = " ".join(b[1] for b in blocks if b[0] == "p")
   assert "prior explainer is measurably closer" in text and "Sanity check" in text
   figures = [b[1] for b in blocks if b[0] == "figure"]
@@ -65,3 +66,29 @@ def test_presence_names_follow_the_truth_not_the_prediction():
 def test_missing_metrics_give_notes_not_errors(tmp_path):
   title, blocks = fs.build_fidelity_section({}, fig=lambda n: str(tmp_path / n))
   assert all(b[0] == "note" for b in blocks)
+
+
+def test_table_shows_peers_with_their_cost_and_the_paired_differences():
+  rng = np.random.default_rng(2)
+  one = fidelity.summarize(rng.normal(size=(30, 4)), rng.normal(size=(30, 4)),
+                           sign_threshold=0.1, num_resamples=50)
+  cost = lambda **k: {"forward_passes": 0, "backward_passes": 0, "explainer_passes": 0, **k}
+  diff = {"mean": -0.03, "low": -0.05, "high": -0.01, "num_images": 30, "significant": True}
+  metrics = {"fidelity": {"prior": {**one, "cost": cost(explainer_passes=1)},
+                          "faithful": one, "prior_minus_least_squares": diff},
+             "fidelity_reference": {
+                 "least_squares": {**one, "cost": cost(seconds_per_image=2e-7, fit_rows=500)},
+                 "integrated_gradients": {**one, "cost": cost(forward_passes=8,
+                                                              backward_passes=8)},
+                 "delta": {"cost": cost(forward_passes=21, seconds_per_image=0.004)}}}
+  header, rows = fs.fidelity_table(metrics)
+  assert header[-2:] == list(fs.COST_COLUMNS)
+  by_title = {r[0]: r for r in rows}
+  assert [r[0] for r in rows][:2] == ["explainer, with prior loss", "explainer, faithful"]
+  assert by_title[dict(fs.ROWS)["integrated_gradients"]][-2:] == ["8 fwd + 8 bwd", "—"]
+  assert by_title[dict(fs.ROWS)["least_squares"]][-2:] == ["fit once on 500 rows", "2e-07"]
+  assert by_title[dict(fs.ROWS)["prior"]][-2] == "1 pass of g"
+  assert by_title[dict(fs.ROWS)["delta"]][1] == "—"   # the yardstick has no scores
+  assert all("{" not in c and "[" not in c for r in rows for c in r)
+  header, rows = fs.paired_table(metrics)
+  assert rows == [["prior − least squares", "-0.030", "-0.050 – -0.010", "yes"]]

@@ -50,7 +50,8 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
 EVAL = dict(batch_size=200, num_report_images=6)
 # The "fidelity" evaluator (xplain_jax.train.fidelity_evaluator): interventional effects.
 FIDELITY = dict(enabled=True, num_images=0,    # test images scored; 0 = all
-                sign_threshold=0.05, num_resamples=1000, deletion_steps=16, seed=0)
+                sign_threshold=0.05, num_resamples=1000, deletion_steps=16, seed=0,
+                ig_steps=32)   # Case 1 integrated-gradients peer: points on the path from x = 0
 # The "sanity" evaluator (model randomisation); layers "" = those above the explained feature.
 SANITY = dict(enabled=False, layers="")
 PARTS = dict(

@@ -116,8 +116,9 @@ def paired_difference_interval(a: np.ndarray, b: np.ndarray, **kwargs) -> dict:
 
 
 def summarize(contrib: np.ndarray, delta: np.ndarray, *, sign_threshold: float,
-              num_resamples: int, seed: int = 0, gt_contrib: np.ndarray | None = None) -> dict:
-  """The fidelity metrics of one explanation (``metrics.json["fidelity"]`` of a variant).
+              num_resamples: int, seed: int = 0, gt_contrib: np.ndarray | None = None,
+              y: np.ndarray | None = None, y_hat: np.ndarray | None = None) -> dict:
+  """The fidelity metrics of one explanation: an explainer variant's or a peer's alike.
 
   Args:
     contrib: [B,n] contributions; delta: [B,n] interventional effects.
@@ -125,11 +126,14 @@ def summarize(contrib: np.ndarray, delta: np.ndarray, *, sign_threshold: float,
     num_resamples: bootstrap resamples of the intervals.
     seed: bootstrap seed.
     gt_contrib: [B,n] planted contributions, when known.
+    y: [B] the performer's scores and y_hat: [B] the explanation's prediction of them, when it
+      predicts y (both or neither).
 
   Returns:
     ``interventional_rank_correlation`` (mean, low, high, num_images), ``sign_agreement``,
-    ``sign_pairs``, ``sign_threshold`` and, with ground truth, ``gt_rank_correlation_per_image``
-    (mean, low, high, num_images).
+    ``sign_pairs``, ``sign_threshold``; with ground truth ``gt_rank_correlation_per_image``
+    (mean, low, high, num_images); with y and y_hat ``relative_deviation`` (mean, low, high,
+    num_images; ``metrics.relative_deviation`` per image, y's range over these B images).
   """
   per_image = np.asarray(interventional_rank_correlation(contrib, delta))
   share, pairs = sign_agreement(contrib, delta, sign_threshold)
@@ -140,4 +144,11 @@ def summarize(contrib: np.ndarray, delta: np.ndarray, *, sign_threshold: float,
     gt = np.asarray(gt_rank_correlation_per_image(contrib, gt_contrib))
     out["gt_rank_correlation_per_image"] = mean_interval(gt, num_resamples=num_resamples,
                                                          seed=seed)
+  if (y is None) != (y_hat is None):
+    raise DataError("summarize: pass both y and y_hat (the explanation's prediction of y), or "
+                    "neither.")
+  if y is not None:
+    dev = np.asarray(metrics.relative_deviation(jnp.asarray(y, jnp.float32).reshape(-1),
+                                                jnp.asarray(y_hat, jnp.float32).reshape(-1)))
+    out["relative_deviation"] = mean_interval(dev, num_resamples=num_resamples, seed=seed)
   return out

@@ -4,20 +4,23 @@ Built from plain arrays and the parsed ``metrics.json`` only, in the blocks ``re
 renders (``("table", header, rows)``, ``("figure", path, caption)``, ``("note", text)``,
 ``("p", text)``, ``("list", items)``):
 
-* the fidelity table: the baseline and prior explainers beside the references (contributions
-  shuffled over concepts, the chance floor; α shuffled, what the concept values alone explain;
-  α = w, the prior weights alone), with bootstrap intervals;
-* which variant is closer to the performer, from the paired interval of their difference;
+* the fidelity table: the explainers beside their peers (one least-squares α for every image,
+  α = w, Case 1 gradient × input and integrated gradients, the planted rule where known) and
+  the references (contributions shuffled over concepts, the chance floor; α shuffled, what the
+  concept values alone explain), with bootstrap intervals and each one's cost per image;
+* which variant is closer to the performer, from the paired interval of their difference, and
+  the paired differences of each explainer against its peers;
 * deletion curves (Case 1): y as filters are deleted in each order;
 * a per-image panel: each explainer's contributions beside the performer's measured effects,
   concepts named by their *true* presence where it is known;
 * the sanity check (model randomisation) and the performer's accuracy per concept.
 
 Expected ``metrics.json`` keys: ``fidelity.<variant>`` and ``fidelity_reference.<reference>``
-(each from ``xplain_jax.fidelity.summarize``, plus ``deletion_area`` for Case 1),
-``fidelity.prior_minus_baseline`` (``fidelity.paired_difference_interval``),
+(each from ``xplain_jax.fidelity.summarize``, plus ``deletion_area`` for Case 1 and ``cost``),
+``fidelity_reference.delta.cost``, ``fidelity.prior_minus_baseline`` and
+``fidelity.<variant>_minus_<peer>`` (``fidelity.paired_difference_interval``),
 ``sanity.randomized_performer_similarity`` and ``performer.concept_accuracy``
-(``fidelity_sanity.concept_accuracy``). Missing keys leave a note, never an error.
+(``fidelity.sanity.concept_accuracy``). Missing keys leave a note, never an error.
 """
 
 import os
@@ -33,11 +36,18 @@ from xplain_jax.report import tables  # pylint: disable=g-import-not-at-top
 TITLE = "Can this explanation be trusted?"
 ROWS = (("baseline", "explainer, baseline (no prior loss)"),
         ("prior", "explainer, with prior loss"),
+        ("least_squares", "peer: least squares, one α for every image (fitted on train)"),
+        ("least_squares_nonnegative", "peer: least squares with α ≥ 0, one α for every image"),
+        ("gradient_x_input", "peer: gradient × input per filter"),
+        ("integrated_gradients", "peer: integrated gradients per filter, from x = 0"),
+        ("prior_weights", "peer: α = w (prior weights alone)"),
+        ("planted", "the planted rule itself"),
         ("random", "reference: contributions shuffled over concepts (chance)"),
         ("shuffled_alpha", "reference: α shuffled over concepts, true y_k"),
-        ("prior_weights", "reference: α = w (prior weights alone)"))
+        ("delta", "the measured effects Δ themselves (the yardstick)"))
 COLUMNS = ("interventional_rank_correlation", "sign_agreement", "gt_rank_correlation_per_image",
-           "deletion_area")
+           "relative_deviation", "deletion_area")
+COST_COLUMNS = ("passes per image", "seconds per image")
 DESCRIPTIONS = {
     "interventional_rank_correlation": (
         "per image, Spearman over concepts between |α_k y_k| and the performer's measured effect "
@@ -49,17 +59,57 @@ DESCRIPTIONS = {
                                       "|v_k s_k| of the synthetic rule; mean (interval)."),
     "deletion_area": ("mean change of y, in units of y's range, as filters are deleted in this "
                       "order (lower: the order finds what y rests on sooner)."),
+    "relative_deviation": ("per image |y − ŷ| / (max y − min y), for explanations that predict "
+                           "y (the explainers, least squares); mean (interval)."),
+    "passes per image": ("what the explanation costs per image: passes of the performer (Case "
+                         "1: its head above the explained map) forward (fwd) and backward "
+                         "(bwd), renders of a counterfactual image, passes of the explainer g; "
+                         "least squares is fitted once on the training features (fit)."),
+    "seconds per image": "measured wall time per image after compilation (this run's machine).",
 }
 _POS, _NEG, _EFFECT = "#2a9d8f", "#e76f51", "#457b9d"
 
 
 def _cell(value, digits):
   """'m (lo – hi)' for an interval dict, the number otherwise, '—' when absent."""
+  if isinstance(value, dict) and {"mean", "low", "high"} <= set(value):
+    f = lambda x: tables.format_value(x, digits)
+    return f"{f(value['mean'])} ({f(value['low'])} – {f(value['high'])})"
   return tables.format_value(value, digits) if value is not None else tables.MISSING
 
 
+def cost_cells(cost, digits=3):
+  """The two cost cells of a row: passes per image (e.g. '8 fwd + 8 bwd', '1 pass of g') and
+  seconds per image; '—' where not known."""
+  if not isinstance(cost, dict):
+    return [tables.MISSING, tables.MISSING]
+  parts = [f"{cost[k]} {label}" for k, label in (("forward_passes", "fwd"),
+                                                 ("backward_passes", "bwd"),
+                                                 ("renders", "renders"),
+                                                 ("explainer_passes", "pass of g"))
+           if cost.get(k)]
+  if "fit_rows" in cost:
+    parts.append(f"fit once on {cost['fit_rows']} rows")
+  seconds = cost.get("seconds_per_image")
+  return [" + ".join(parts) or "none",
+          tables.MISSING if seconds is None else f"{float(seconds):.{digits}g}"]
+
+
+def _rows(metrics):
+  """(key, title, block) of every explanation in the metrics, in ROWS' order, then the other
+  explainer variants."""
+  fid = metrics.get("fidelity") or {}
+  ref = metrics.get("fidelity_reference") or {}
+  found = {**{k: v for k, v in fid.items() if isinstance(v, dict) and "_minus_" not in k},
+           **{k: v for k, v in ref.items() if isinstance(v, dict)}}
+  titles = dict(ROWS)
+  order = [k for k, _ in ROWS[:2]] + [k for k in fid if k in found and k not in titles]
+  order += [k for k, _ in ROWS[2:]]
+  return [(k, titles.get(k, f"explainer, {k}"), found[k]) for k in order if k in found]
+
+
 def fidelity_table(metrics, digits=3):
-  """The fidelity table: one row per explanation, one column per fidelity metric.
+  """The fidelity table: one row per explanation, one column per fidelity metric and its cost.
 
   Args:
     metrics: parsed ``metrics.json``.
@@ -68,16 +118,31 @@ def fidelity_table(metrics, digits=3):
   Returns:
     (header, rows), or None when the run holds no fidelity metrics.
   """
-  fid = metrics.get("fidelity") or {}
-  ref = metrics.get("fidelity_reference") or {}
-  found = {**{k: v for k, v in fid.items() if isinstance(v, dict)},
-           **{k: v for k, v in ref.items() if isinstance(v, dict)}}
-  rows = [(key, title, found[key]) for key, title in ROWS if key in found]
-  if not rows:
+  rows = _rows(metrics)
+  if not any(k != "delta" for k, _, _ in rows):
     return None
   cols = [c for c in COLUMNS if any(c in r[2] for r in rows)]
-  return (["explanation"] + cols,
-          [[title] + [_cell(m.get(c), digits) for c in cols] for _, title, m in rows])
+  with_cost = any("cost" in m for _, _, m in rows)
+  return (["explanation"] + cols + (list(COST_COLUMNS) if with_cost else []),
+          [[title] + [_cell(m.get(c), digits) for c in cols]
+           + (cost_cells(m.get("cost"), digits) if with_cost else [])
+           for _, title, m in rows])
+
+
+def paired_table(metrics, digits=3):
+  """Paired differences of the interventional rank correlation over the same images
+  (``prior_minus_baseline``, ``<variant>_minus_<peer>``): (header, rows) or None."""
+  fid = metrics.get("fidelity") or {}
+  diffs = [(k, d) for k, d in fid.items()
+           if "_minus_" in k and isinstance(d, dict) and "mean" in d]
+  if not diffs:
+    return None
+  f = lambda x: tables.format_value(x, digits)
+  rows = [[k.replace("_minus_", " − ").replace("_", " "), f(d["mean"]),
+           f"{f(d['low'])} – {f(d['high'])}",
+           "yes" if d["low"] > 0 or d["high"] < 0 else "no (the interval includes 0)"]
+          for k, d in diffs]
+  return (["difference", "mean", "95 % interval", "measurable"], rows)
 
 
 def verdict(metrics, digits=3):
@@ -228,6 +293,11 @@ def build_fidelity_section(metrics, *, fig, data=None, images=None, names=None,
     sentence = verdict(metrics, digits)
     if sentence:
       blocks.append(("p", sentence))
+    paired = paired_table(metrics, digits)
+    if paired is not None:
+      blocks.append(("p", "Paired differences of the interventional rank correlation over the "
+                          "same images (explainer − peer; 95 % bootstrap interval):"))
+      blocks.append(("table",) + paired)
   if deletion and deletion.get("curves"):
     blocks.append(("figure", plot_deletion_curves(deletion["curves"], deletion["counts"],
                                                   fig("deletion_curves.png"), dpi=dpi),
@@ -270,7 +340,7 @@ def section_from_eval(metrics, *, fig, data, images, names, reference=None, num_
   if reference is not None and "deletion_counts" in reference:
     curves = {v: np.nanmean(d["deletion_curve"], axis=0) for v, d in data.items()
               if "deletion_curve" in d}
-    curves.update({r: reference[f"{r}_deletion_curve"] for r in ("random", "prior_weights")
+    curves.update({r: reference[f"{r}_deletion_curve"] for r, _ in ROWS
                    if f"{r}_deletion_curve" in reference})
     deletion = {"counts": reference["deletion_counts"], "curves": curves}
   scored = {v: d for v, d in data.items() if "delta" in d}

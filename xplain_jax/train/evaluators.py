@@ -45,6 +45,8 @@ class EvalContext:
       ``featurize(perf_vars, images) -> dict`` (``featurize.make_featurizer``).
     test_src: the test source (random access to images, labels, part masks).
     ordinary: ``(module, variables)`` of the ordinary comparison performer, or None.
+    train: the featurized train split's columns (memory-mapped ``features/train`` cache, read
+      by row batches: ``y`` [M], ``y_i`` [M,n], ...), or None when it is not cached.
   """
 
   config: Any
@@ -62,6 +64,7 @@ class EvalContext:
   featurize: Callable | None = None
   test_src: Any = None
   ordinary: tuple | None = None
+  train: dict | None = None
 
 
 @dataclasses.dataclass

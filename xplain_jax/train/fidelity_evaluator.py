@@ -1,4 +1,4 @@
-"""The "fidelity" evaluator: each explainer against the performer's own interventional effects.
+"""The "fidelity" evaluator: each explainer and its peers against the performer's own effects.
 
 For the first ``config.fidelity.num_images`` test images (0: all) it measures the performer's
 effect of each concept, ``Δ_k = y(I) − y(I with concept k toggled)``:
@@ -8,20 +8,27 @@ effect of each concept, ``Δ_k = y(I) − y(I with concept k toggled)``:
   ``concept_names[k]``, see ``renderer_columns``); a dataset without counterfactuals (CelebA)
   gets a note instead of the effects;
 * Case 1 (``filter``, any dataset) by zeroing filter k's map in ``top_conv`` and running the
-  performer's head, plus deletion curves (explainer order, random, prior-weight order).
+  performer's head, plus deletion curves.
 
-Then ``fidelity_eval.evaluate_fidelity`` scores every variant and the references.
+Then ``fidelity.evaluate.explanation_fidelity`` scores every variant, the references and the
+peers (least squares fitted on the cached training features, α = w, Case 1 gradient × input
+and integrated gradients, the planted rule where known), each with its cost.
 
-Metrics: ``fidelity`` (per variant and ``prior_minus_baseline``), ``fidelity_reference``,
-``performer.concept_accuracy`` (Case 2: the performer's accuracy per concept attribute).
+Metrics: ``fidelity`` (per variant, ``prior_minus_baseline``, ``<variant>_minus_<peer>``),
+``fidelity_reference`` (references, peers, ``delta``'s cost), ``performer.concept_accuracy``
+(Case 2: the performer's accuracy per concept attribute).
 Arrays: ``eval/<variant>.npz`` += ``delta`` [N,n], ``interventional_rank_correlation`` [N],
 ``deletion_curve`` [N,J] (Case 1), ``concept_labels`` [N,n] (Case 2, true presence); rows of
-test images not scored (``num_images`` < N) are NaN. ``eval/fidelity_reference.npz`` holds the
-references' contributions, per-image rank correlations and deletion curves.
+test images not scored (``num_images`` < N) are NaN. ``eval/fidelity_reference.npz`` holds, for
+the B scored images (the first B of the test split), ``delta`` [B,n], each row's
+``<name>_contrib`` [B,n], ``<name>_interventional_rank_correlation`` [B] and (Case 1)
+``<name>_deletion_curve`` [B,J] with ``deletion_counts`` [J], and each least-squares peer's
+``<name>_alpha`` [n] and ``<name>_bias`` [].
 """
 
 from __future__ import annotations
 
+import time
 from typing import Callable, Sequence
 
 import jax
@@ -94,6 +101,19 @@ def _padded(a: np.ndarray, n_rows: int) -> np.ndarray:
   return out
 
 
+def _explainer_seconds(ctx, num: int, batch_size: int) -> dict:
+  """Variant -> measured seconds per image of α (one batch of the scored images, after a
+  compiling call on the same batch)."""
+  rows = ctx.test["feat"][:min(num, batch_size)]
+  out = {}
+  for v, explainer in ctx.explainers.items():
+    explainer.alpha(rows, batch_size=len(rows))
+    start = time.perf_counter()
+    explainer.alpha(rows, batch_size=len(rows))
+    out[v] = (time.perf_counter() - start) / len(rows)
+  return out
+
+
 def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   """The metrics and arrays described in the module docstring."""
   cfg, spec = ctx.config.fidelity, ctx.spec
@@ -102,7 +122,6 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   idx = np.arange(num)
   bs = int(ctx.config.eval.batch_size)
   y_i = np.asarray(ctx.test["y_i"][:num], np.float32)
-  w = np.asarray(ctx.test["w"][:num], np.float32)
   gt = ctx.test.get("gt_contrib")
   gt = None if gt is None else np.asarray(gt[:num], np.float32)
   alphas = {v: np.asarray(a[:num], np.float32) for v, a in ctx.alpha.items()}
@@ -115,21 +134,22 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
     for v in alphas:
       variant_arrays[v]["concept_labels"] = labels.astype(np.float32)
   y_fn, head_fn = _performer_fns(ctx)
-  deletion_fn = counts = None
   cf = getattr(ctx.test_src, "counterfactuals", None)
+  case_args = {}
   if spec.case == "filter":
-    x = _top_conv(ctx, idx, bs)
-    effects = jax.jit(lambda xb: fidelity.filter_deletion_effects(head_fn, xb))
-    delta = _batched(effects, x, bs)
-    counts = fidelity.deletion_counts(x.shape[-1], int(cfg.deletion_steps))
-    curve = jax.jit(lambda xb, ob: fidelity.deletion_curve(head_fn, xb, ob, counts))
-    deletion_fn = lambda order: _batched(curve, x, bs, np.asarray(order))
+    case_args = dict(head_fn=head_fn, x=_top_conv(ctx, idx, bs),
+                     deletion_steps=int(cfg.deletion_steps))
     out.meta["fidelity_effects"] = "filter zeroing in top_conv"
   elif cf is not None:
     images = ctx.test_src.get_batch(idx)["image"]
     y_fact = _batched(y_fn, images, bs).astype(np.float32)
     columns = renderer_columns(ctx.concept_names, _renderer_names(ctx))
+    start = time.perf_counter()
     delta = rendering_delta(y_fn, cf, idx, columns, y=y_fact, batch_size=bs)
+    n = len(columns)
+    case_args = dict(delta=delta, delta_cost={
+        "forward_passes": n, "backward_passes": 0, "explainer_passes": 0, "renders": n,
+        "seconds_per_image": (time.perf_counter() - start) / num})
     out.meta["fidelity_effects"] = "re-rendering with one concept toggled"
   else:
     note = (f"dataset {ctx.config.dataset.name} cannot redraw its images with one concept "
@@ -138,10 +158,20 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
     out.metrics["fidelity"] = {"note": note}
     out.arrays = variant_arrays
     return out
-  fid, ref, arrays = fidelity_eval.evaluate_fidelity(
-      alphas, y_i, w, delta, key=jax.random.PRNGKey(int(cfg.seed)),
-      sign_threshold=float(cfg.sign_threshold), num_resamples=int(cfg.num_resamples),
-      gt_contrib=gt, deletion_fn=deletion_fn, deletion_counts=counts)
+  if ctx.train is None:
+    out.meta["fidelity_least_squares_note"] = (
+        "no cached training features (explainer.cache_features=False or several processes): "
+        "the least-squares peer is left out.")
+  fid, ref, arrays = fidelity_eval.explanation_fidelity(
+      alphas, ctx.bias, y_i, np.asarray(ctx.test["y"][:num], np.float32),
+      np.asarray(ctx.test["w"][:num], np.float32),
+      train_y_i=None if ctx.train is None else ctx.train["y_i"],
+      train_y=None if ctx.train is None else ctx.train["y"],
+      key=jax.random.PRNGKey(int(cfg.seed)), sign_threshold=float(cfg.sign_threshold),
+      num_resamples=int(cfg.num_resamples), ig_steps=int(cfg.ig_steps), case=spec.case,
+      gt_contrib=gt, batch_size=bs, explainer_seconds=_explainer_seconds(ctx, num, bs),
+      **case_args)
+  delta = arrays["delta"]
   out.metrics["fidelity"], out.metrics["fidelity_reference"] = fid, ref
   for v, a in alphas.items():
     rho = np.asarray(fidelity.interventional_rank_correlation(a * y_i, delta))
@@ -150,12 +180,11 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
     if f"{v}/deletion_curve" in arrays:
       variant_arrays[v]["deletion_curve"] = _padded(arrays[f"{v}/deletion_curve"], n_all)
   reference = {k.replace("reference/", "").replace("/", "_"): np.asarray(a)
-               for k, a in arrays.items() if k.startswith("reference/") or k == "deletion_counts"}
+               for k, a in arrays.items() if not k.startswith(tuple(f"{v}/" for v in alphas))}
   for r in ref:
-    c = arrays[f"reference/{r}/contrib"]
-    reference[f"{r}_interventional_rank_correlation"] = np.asarray(
-        fidelity.interventional_rank_correlation(c, delta))
-  reference["delta"] = delta
+    if f"reference/{r}/contrib" in arrays:
+      reference[f"{r}_interventional_rank_correlation"] = np.asarray(
+          fidelity.interventional_rank_correlation(arrays[f"reference/{r}/contrib"], delta))
   out.arrays = {**variant_arrays, "fidelity_reference": reference}
   out.meta["fidelity_num_images"] = int(num)
   return out

@@ -172,12 +172,15 @@ def _evaluate(ctx: RunContext) -> dict:
                                           batch_size=config.eval.batch_size)
   n = sample["y_i"].shape[-1]
   k = min(config.eval.num_report_images, len(test_src))
+  train = (cache_lib.load_cache(os.path.join(ctx.workdir, "features", "train"))
+           if _use_cache(config) else None)   # the fidelity evaluator's least-squares peer
   ectx = evaluators.EvalContext(
       config=config, spec=spec, workdir=ctx.workdir, mesh=ctx.mesh, test=test, alpha=alpha,
       bias=bias, explainers=explainers,
       concept_names=tuple(spec.concept_names or (f"filter_{i}" for i in range(n))),
       images=test_src.get_batch(np.arange(k))["image"], perf=perf, perf_vars=perf_vars,
-      featurize=featurize, test_src=test_src, ordinary=ctx.products.get("ordinary"))
+      featurize=featurize, test_src=test_src, ordinary=ctx.products.get("ordinary"),
+      train=None if train is None else train.columns)
   out = evaluators.run_evaluators(evaluators.parse_evals(evaluators.default_evals(config)), ectx)
   return {"metrics": evaluators.write_outputs(ctx.workdir, out)}
 
