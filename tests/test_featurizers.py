@@ -70,3 +70,14 @@ def test_head_with_wrong_output_shape_is_named():
                                             lambda v: v[:, :3], target=5, concepts=[0])
   with pytest.raises(ConfigError, match="must index its last axis"):
     g(jnp.ones((2, 3, 3, 4)))
+
+
+def test_prior_varies_at_its_tolerance_boundary():
+  base = np.array([[1.0, 0.5], [1.0, 0.5]])  # max|w| = 1
+  at = base + np.array([[0.0, 0.0], [0.0, 0.25]])  # a difference of exactly rtol · max|w|
+  assert not featurizers.prior_varies(at, rtol=0.25)
+  assert featurizers.prior_varies(base + np.array([[0.0, 0.0], [0.0, 0.25 + 2 ** -20]]),
+                                  rtol=0.25)
+  assert not featurizers.prior_varies(base + np.array([[0.0, 0.0], [0.0, 0.5e-4]]))  # default
+  assert featurizers.prior_varies(base + np.array([[0.0, 0.0], [0.0, 2e-4]]))
+  assert featurizers.prior_varies(np.ones((1, 3)))  # one image: nothing to compare
