@@ -1,8 +1,11 @@
 """The benchmark regimes of the synthetic attributes (``dataset.rule``): planted contributions
 against hand computations, counterfactuals that change one concept only, the promised
-co-occurrence and shortcut, and the rule as a config field."""
+co-occurrence and shortcut, the rule as a config field; the regimes study's table on fabricated
+run folders (every explainer's and peer's figures per regime with t-intervals, paired
+differences, absent peers, "no measurable difference" where a paired interval includes 0)."""
 
 import importlib
+import json
 import math
 
 import numpy as np
@@ -12,6 +15,7 @@ from xplain_jax import data
 from xplain_jax.data import synthetic_attributes as sa
 from xplain_jax.data import synthetic_rules as rules
 from xplain_jax.errors import ConfigError, DataError
+from xplain_jax.study import aggregate, core, render
 
 S, SEED = 32, 21
 NAMES = list(sa.CONCEPT_NAMES)
@@ -153,3 +157,111 @@ def test_unknown_rule_is_refused_in_one_line():
   p.dataset.rule = "context"
   with pytest.raises(ConfigError, match="only to synthetic_attributes"):
     data.get_spec(p)
+
+
+# ---------------------------------------------------------------- the study's table
+
+T1 = math.tan(0.475 * math.pi)  # t_{0.975} with 1 degree of freedom (two seeds)
+IRC = "interventional_rank_correlation"
+
+
+def _study(arg):
+  return importlib.import_module("configs.studies.regimes").get_config(arg)
+
+
+def _metrics(b, p, ls, *, planted=None, dev=0.05):
+  fid = {"baseline": {IRC: {"mean": b}, "relative_deviation": {"mean": dev}},
+         "prior": {IRC: {"mean": p}, "relative_deviation": {"mean": dev + 0.01}}}
+  ref = {"prior_weights": {IRC: {"mean": 0.2}}}
+  if ls is not None:
+    ref["least_squares"] = {IRC: {"mean": ls}, "relative_deviation": {"mean": 0.02}}
+  if planted is not None:
+    ref["planted"] = {IRC: {"mean": planted}}
+  return {"baseline": {"accuracy": 80.0}, "prior": {"accuracy": 79.0},
+          "performer": {"accuracy": 81.0}, "fidelity": fid, "fidelity_reference": ref}
+
+
+def _build(c, root):
+  runs, spec = core.runs_of(c), core.table_spec(c)
+  results = aggregate.collect(runs, str(root), core.required(c))
+  numbers = aggregate.aggregate(
+      runs, results, columns=spec["columns"], rows=spec["rows"], variants=spec["variants"],
+      variant_metrics=spec["variant_metrics"], metrics=spec["metrics"], paired=spec["paired"],
+      metric_pairs=spec["metric_pairs"], average_column=spec["average_column"])
+  study = dict(name=c.name, base=c.base, table=spec, sharing=[], aggregate=numbers,
+               runs=[dict(name=r.name, status="missing" if results[r.name] is None else
+                          "complete") for r in runs])
+  return numbers, render.markdown(study, [])
+
+
+def test_regimes_table_on_fabricated_runs(tmp_path):
+  c = _study("tiny")
+  fake = {  # run -> (baseline, prior, least squares or None: the peer absent, planted)
+      "rule=linear__seed=0": (0.50, 0.60, 0.20, 0.7),
+      "rule=linear__seed=1": (0.52, 0.47, 0.21, 0.7),
+      "rule=context__seed=0": (0.30, 0.35, 0.10, None),
+      "rule=context__seed=1": (0.31, 0.36, None, None)}
+  for name, (b, p, ls, planted) in fake.items():
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "metrics.json").write_text(json.dumps(_metrics(b, p, ls, planted=planted)))
+  numbers, md = _build(c, tmp_path)
+  assert numbers["columns"] == ["linear", "context"]
+  cell = {(x["metric"], x["column"]): x for x in numbers["cells"]}
+  pair = {(x["a"], x["b"], x["column"]): x for x in numbers["paired"]}
+  ls = f"fidelity_reference.least_squares.{IRC}.mean"
+  prior, base = f"fidelity.prior.{IRC}.mean", f"fidelity.baseline.{IRC}.mean"
+  # Peer cells: mean ± t·sd/√n over seeds (hand computed).
+  x = np.array([0.20, 0.21])
+  assert cell[(ls, "linear")]["mean"] == pytest.approx(0.205)
+  assert cell[(ls, "linear")]["half_width"] == pytest.approx(T1 * x.std(ddof=1) / math.sqrt(2))
+  # An absent peer: the context cell has one run, the planted row none at all.
+  assert cell[(ls, "context")]["n"] == 1 and cell[(ls, "context")]["mean"] == 0.10
+  assert cell[(f"fidelity_reference.planted.{IRC}.mean", "context")]["n"] == 0
+  # Paired: explainer − least squares and prior − baseline, per run then over seeds.
+  d = np.array([0.60 - 0.20, 0.47 - 0.21])
+  got = pair[(prior, ls, "linear")]
+  assert got["mean"] == pytest.approx(d.mean())
+  assert got["half_width"] == pytest.approx(T1 * d.std(ddof=1) / math.sqrt(2))
+  assert pair[(prior, base, "context")]["mean"] == pytest.approx(0.05)
+  assert pair[(prior, ls, "context")]["n"] == 1
+  # Rendered: named rows, "–" for absent peers, and the verdict where an interval includes 0.
+  lines = {l.split(" | ")[0].lstrip("| "): l for l in md.splitlines() if l.startswith("| ")}
+  title = lambda path: render.metric_title(path, c.table.labels)
+  assert title(ls) == "rank corr. with Δ · least squares (one α)"
+  assert render.pair_title(title(prior), title(ls)) == (
+      "rank corr. with Δ · explainer, prior − least squares (one α)")
+  row = lines[title(f"fidelity_reference.planted.{IRC}.mean")]
+  assert row.split(" | ")[1].startswith("0.700") and row.endswith("| – |")  # linear | context
+  # linear, prior − baseline: +0.10 and −0.05 -> interval includes 0; context: +0.05 twice ->
+  # no interval (sd 0); baseline − least squares on linear: 0.30, 0.31 -> excludes 0.
+  assert render.NO_DIFFERENCE in lines[render.pair_title(title(prior), title(base))].split(" | ")[1]
+  assert render.NO_DIFFERENCE not in lines[render.pair_title(title(base), title(ls))]
+  assert "+0.305" in lines[render.pair_title(title(base), title(ls))]
+
+
+def test_regimes_table_for_the_parts_case_pairs_gradient_x_input():
+  t = _study("parts").table
+  assert t.columns == ""
+  gxi = f"fidelity_reference.gradient_x_input.{IRC}.mean"
+  assert gxi in t.metrics.split(",")
+  assert f"fidelity.prior.{IRC}.mean:{gxi}" in t.metric_pairs.split(",")
+  # gradient × input predicts no y: it has no relative deviation row or pair.
+  assert "gradient_x_input.relative_deviation" not in t.metrics + t.metric_pairs
+
+
+@pytest.mark.parametrize("arg, n_runs, base", [
+    ("", 20, "configs/synthetic.py"), ("full", 20, "configs/synthetic.py"),
+    ("tiny", 4, "configs/synthetic.py:tiny"), ("parts", 5, "configs/parts.py"),
+    ("parts_tiny", 2, "configs/parts.py:tiny,tiny")])
+def test_study_variants(arg, n_runs, base):
+  c = _study(arg)
+  runs = core.runs_of(c)
+  assert len(runs) == n_runs and c.base == base
+  assert {r.config for r in runs} == {base}
+  if arg == "full":
+    assert all(set(r.overrides) == {"seed", "dataset.seed", "dataset.rule"} for r in runs)
+  if arg == "":
+    assert runs[0].overrides["sanity.enabled"] is False
+  assert "fidelity" in core.required(c)
+  with pytest.raises(ValueError, match="regimes.py"):
+    _study("huge")

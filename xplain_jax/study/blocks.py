@@ -2,6 +2,8 @@
 
 import ml_collections
 
+from xplain_jax.study import render
+
 # Sub-workdir folders a run seeded from another's performer starts from (hard links).
 SHARE = "performer,performer_ordinary,features,data"
 
@@ -19,6 +21,67 @@ def table(**kw) -> ml_collections.ConfigDict:
            paired="prior-baseline",
            metric_pairs=",".join(f"{fid[i + 1]}:{fid[i]}" for i in (0, 2)),
            average_column=False, labels={})
+  t.update(kw)
+  return ml_collections.ConfigDict(t)
+
+
+# The peers of each case (``metrics.json["fidelity_reference"]`` rows) in the regimes table.
+PEERS = {"shared_feature": ("least_squares", "prior_weights", "planted"),
+         "filter": ("least_squares", "least_squares_nonnegative", "gradient_x_input",
+                    "integrated_gradients", "prior_weights")}
+# Peers each explainer variant is paired with (explainer − peer, per run, then over seeds).
+PAIRED_PEERS = {"shared_feature": ("least_squares",),
+                "filter": ("least_squares", "gradient_x_input")}
+NAMES = {"baseline": "explainer, baseline", "prior": "explainer, prior",
+         "least_squares": "least squares (one α)",
+         "least_squares_nonnegative": "least squares, α ≥ 0", "prior_weights": "α = w",
+         "gradient_x_input": "gradient × input", "integrated_gradients": "integrated gradients",
+         "planted": "planted rule"}
+IRC, DEV = "interventional_rank_correlation", "relative_deviation"
+
+
+def label_key(path: str) -> str:
+  """A metric path as a ``table.labels`` key (ConfigDict keys hold no dots): ``a/b/c``."""
+  return path.replace(".", "/")
+
+
+def regimes_table(case: str, variants: tuple[str, ...] = ("baseline", "prior"),
+                  **kw) -> ml_collections.ConfigDict:
+  """The table of the regimes study: explainers beside their peers, per regime (column).
+
+  Rows: each variant's and each peer's interventional rank correlation and relative deviation
+  (the ``fidelity`` evaluator's figures over the same scored images; a peer that is not in a
+  run's metrics.json reads "–"), the performer's accuracy; paired rows prior − baseline and
+  each variant − each of ``PAIRED_PEERS[case]`` (per-run differences, t-interval over seeds).
+
+  Args:
+    case: "shared_feature" (synthetic attributes) or "filter" (synthetic parts).
+    variants: the explainer variants.
+    **kw: table fields to override (``columns``, ``labels`` ...).
+  """
+  irc = lambda block, name: f"{block}.{name}.{IRC}.mean"
+  dev = lambda block, name: f"{block}.{name}.{DEV}.mean"
+  rows = [irc("fidelity", v) for v in variants]
+  rows += [irc("fidelity_reference", p) for p in PEERS[case]]
+  rows += [dev("fidelity", v) for v in variants]
+  rows += [dev("fidelity_reference", p) for p in PEERS[case] if p.startswith("least_squares")]
+  pairs = []
+  for metric in (irc, dev):
+    if "prior" in variants and "baseline" in variants:
+      pairs.append(f"{metric('fidelity', 'prior')}:{metric('fidelity', 'baseline')}")
+    for peer in PAIRED_PEERS[case]:
+      if metric is dev and not peer.startswith("least_squares"):
+        continue  # gradient × input does not predict y
+      pairs += [f"{metric('fidelity', v)}:{metric('fidelity_reference', peer)}" for v in variants]
+  labels = {}
+  for name in list(variants) + list(PEERS[case]):
+    for block in ("fidelity", "fidelity_reference"):
+      labels[label_key(irc(block, name))] = f"rank corr. with Δ{render.PART}{NAMES.get(name, name)}"
+      labels[label_key(dev(block, name))] = f"rel. deviation{render.PART}{NAMES.get(name, name)}"
+  labels[label_key("performer.accuracy")] = "performer accuracy (%)"
+  t = dict(columns="", rows="", variants=",".join(variants), variant_metrics="accuracy",
+           metrics=",".join(["performer.accuracy"] + rows), paired="", metric_pairs=",".join(pairs),
+           average_column=False, labels=labels)
   t.update(kw)
   return ml_collections.ConfigDict(t)
 

@@ -3,7 +3,9 @@
 Reads only the dict ``aggregate.aggregate`` returns (as stored in ``study.json``). A cell reads
 ``mean ± h (n=k)`` where ``[mean − h, mean + h]`` is the 95 % t-interval over the cell's runs;
 ``[m missing]`` counts runs of the cell without a finished metrics.json. Paired rows read
-``a − b``: the mean per-run difference ± its interval and the paired t-test's p-value.
+``a − b``: the mean per-run difference ± its interval and the paired t-test's p-value; where
+that interval includes 0 the cell adds "no measurable difference". A metric row's title is its
+dotted path, or ``table.labels[path with "/" for "."]`` where the study names it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import html
 import os
 
 SIGN = "−"
+NO_DIFFERENCE = "no measurable difference"
+PART = " · "  # "measure · explanation" in metric labels; a pair of one measure reads once
 
 
 def fmt(x, signed: bool = False) -> str:
@@ -32,9 +36,24 @@ def cell_text(c: dict, *, signed: bool = False) -> str:
     if c.get("p_value") is not None:
       text += f", p={c['p_value']:.2g}"
     text += f" (n={c['n']})"
+    if signed and c.get("ci_low") is not None and c["ci_low"] <= 0.0 <= c["ci_high"]:
+      text += f", {NO_DIFFERENCE}"
   if c.get("missing"):
     text += f" [{len(c['missing'])} missing]"
   return text
+
+
+def metric_title(path: str, labels: dict) -> str:
+  """A metric row's title: the study's label for ``path`` (keyed with "/"), else the path."""
+  return labels.get(path.replace(".", "/"), path)
+
+
+def pair_title(a: str, b: str) -> str:
+  """``A − B``; two titles ``M · X`` and ``M · Y`` of one measure M give ``M · X − Y``."""
+  (ma, _, xa), (mb, _, xb) = a.partition(PART), b.partition(PART)
+  if xa and xb and ma == mb:
+    return f"{ma}{PART}{xa} {SIGN} {xb}"
+  return f"{a} {SIGN} {b}"
 
 
 def tables(study: dict) -> list[tuple[str, list[str], list[list[str]]]]:
@@ -61,10 +80,12 @@ def tables(study: dict) -> list[tuple[str, list[str], list[list[str]]]]:
     rows = []
     for rv in row_vals:
       prefix = f"{spec['labels'].get(rv, rv)}: " if spec["rows"] else ""
-      rows += [[prefix + m] + [cell_text(index[(m, rv, c)]) for c in cols] for m in spec["metrics"]]
+      title = lambda m: metric_title(m, spec["labels"])
+      rows += [[prefix + title(m)] + [cell_text(index[(m, rv, c)]) for c in cols]
+               for m in spec["metrics"]]
       for p in spec["metric_pairs"]:
         a, _, b = (s.strip() for s in p.partition(":"))
-        rows.append([f"{prefix}{a} {SIGN} {b}"] +
+        rows.append([prefix + pair_title(title(a), title(b))] +
                     [cell_text(pidx[(a, b, rv, c)], signed=True) for c in cols])
     out.append(("other metrics", header, rows))
   return out
