@@ -26,10 +26,13 @@ setuptools.setup(
         "pillow>=10",
         "absl-py>=1.4",
         "tqdm>=4.60",
+        # TensorBoard event files beside the JSON-lines logs, without TensorFlow.
+        "tensorboardX>=2.6",
     ],
     extras_require={
-        # torch builds torchvision-layout models in the weight-import parity tests.
-        "test": ["pytest>=7", "torch>=2.0"],
+        # torch builds torchvision-layout models in the weight-import parity tests;
+        # tbparse reads the TensorBoard event files back.
+        "test": ["pytest>=7", "torch>=2.0", "tbparse>=0.0.8"],
         # tensorflow-cpu is only needed to *prepare* TFDS datasets (CelebA, Pascal-Part).
         "tfds": ["tensorflow-cpu>=2.15"],
         # torch reads torchvision state dicts for ImageNet weight import.

@@ -94,7 +94,8 @@ def load_logs(logs_dir):
   logs = {}
   for stage in stages:
     records = []
-    with open(os.path.join(logs_dir, stage + ".jsonl"), encoding="utf-8") as f:
+    # A damaged log's bytes that are not UTF-8 become unparsable lines, skipped below.
+    with open(os.path.join(logs_dir, stage + ".jsonl"), encoding="utf-8", errors="replace") as f:
       for line in f:
         try:
           record = json.loads(line)

@@ -6,9 +6,12 @@ TensorFlow at import time. ``make_writer`` combines
 
 * ``JsonlWriter``: ``workdir/logs/<stage>.jsonl``; on resume the lines past the restored step are
   dropped, so a resumed run's log equals an uninterrupted run's;
+* ``TensorBoardWriter``: TensorBoard event files in ``workdir/logs/<stage>/``, beside the JSONL
+  log and equal to it (written with tensorboardX, which needs no TensorFlow), so that
+  ``tensorboard --logdir=WORKDIR`` (or a study's folder) shows every stage's curves;
 * ``ConsoleWriter``: tqdm's meter (``50% 8/16 [00:03<00:03, 2.50it/s, loss=...]``) on stderr.
 
-Another writer (e.g. TensorBoard event files) plugs in with the same three methods.
+Another writer plugs in with the same three methods.
 
 Only process 0 writes.
 """
@@ -16,8 +19,10 @@ Only process 0 writes.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
+import shutil
 import sys
 import time
 
@@ -44,28 +49,57 @@ def non_finite_message(stage: str, step: int, quantity: str, value: float,
           "new --workdir.")
 
 
+def read_records(path: str) -> tuple[list[dict], int]:
+  """The records of a JSON-lines log and how many of its lines could not be read.
+
+  A line cut by a kill, a line that is not a JSON object with an integer "step", and bytes that
+  are not UTF-8 (a damaged file) are counted, never raised.
+
+  Args:
+    path: str, a ``logs/<stage>.jsonl`` file (absent: no records).
+
+  Returns:
+    (records, damaged): the readable records in file order, and the count of the others.
+  """
+  records, damaged = [], 0
+  if not os.path.isfile(path):
+    return records, damaged
+  with open(path, "rb") as f:
+    for raw in f:
+      try:
+        rec = json.loads(raw.decode("utf-8"))
+      except (UnicodeDecodeError, json.JSONDecodeError):
+        damaged += bool(raw.strip())
+        continue
+      if isinstance(rec, dict) and isinstance(rec.get("step"), int):
+        records.append(rec)
+      else:
+        damaged += 1
+  return records, damaged
+
+
 class JsonlWriter:
-  """``{"step": k, name: value, ...}`` per line in ``path``; lines past ``start_step`` dropped."""
+  """``{"step": k, name: value, ...}`` per line in ``path``; lines past ``start_step`` dropped.
+
+  The file is rewritten on opening with the records it keeps (``self.records``): a damaged log
+  (a line cut by a kill, bytes that are not a JSON line) loses its unreadable lines, with one
+  warning naming the file, and the stage goes on.
+  """
 
   def __init__(self, path: str, start_step: int = 0):
     self.path = path
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    kept = []
-    if os.path.exists(path):
-      with open(path) as f:
-        for line in f:
-          try:
-            rec = json.loads(line)
-          except json.JSONDecodeError:
-            continue  # a line cut by a kill
-          if rec.get("step", 0) <= start_step:
-            kept.append(line if line.endswith("\n") else line + "\n")
-    with open(path + ".tmp", "w") as f:
-      f.writelines(kept)
+    records, damaged = read_records(path)
+    if damaged > 1:  # one line cut by a kill is the ordinary resume, not damage
+      logging.warning("%s: %d unreadable lines dropped (the log was damaged); the stage's "
+                      "curves start again from what could be read", path, damaged)
+    self.records = [r for r in records if r["step"] <= start_step]
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+      f.writelines(json.dumps(r) + "\n" for r in self.records)
     os.replace(path + ".tmp", path)
 
   def write_scalars(self, step: int, scalars: dict) -> None:
-    with open(self.path, "a") as f:
+    with open(self.path, "a", encoding="utf-8") as f:
       f.write(json.dumps({"step": int(step), **scalars}) + "\n")
 
   def flush(self) -> None:
@@ -73,6 +107,33 @@ class JsonlWriter:
 
   def close(self) -> None:
     pass
+
+
+class TensorBoardWriter:
+  """TensorBoard event files of one stage in ``logdir``, one tag per scalar.
+
+  Written with tensorboardX (TensorFlow is never imported). The folder is rewritten from
+  ``records`` (the JSON lines a resumed log keeps), so the event files hold exactly what the
+  JSON-lines log holds, resumed or not.
+  """
+
+  def __init__(self, logdir: str, records: list[dict] = ()):
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    shutil.rmtree(logdir, ignore_errors=True)
+    self._writer = SummaryWriter(logdir=logdir)
+    for rec in records:
+      self.write_scalars(rec["step"], {k: v for k, v in rec.items() if k != "step"})
+
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    for name, value in scalars.items():
+      if isinstance(value, (int, float)) and not isinstance(value, bool):
+        self._writer.add_scalar(name, float(value), global_step=int(step))
+
+  def flush(self) -> None:
+    self._writer.flush()
+
+  def close(self) -> None:
+    self._writer.close()
 
 
 class ConsoleWriter:
@@ -126,5 +187,6 @@ def make_writer(workdir: str | None, stage: str, total_steps: int, *, start_step
     writers = [ConsoleWriter(stage, total_steps, start_step)]
     if workdir is not None:
       logs = os.path.join(workdir, "logs")
-      writers.insert(0, JsonlWriter(os.path.join(logs, f"{stage}.jsonl"), start_step))
+      jsonl = JsonlWriter(os.path.join(logs, f"{stage}.jsonl"), start_step)
+      writers[:0] = [jsonl, TensorBoardWriter(os.path.join(logs, stage), jsonl.records)]
   return MultiWriter(stage, writers)
