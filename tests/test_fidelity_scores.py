@@ -126,6 +126,17 @@ def test_explanation_fidelity_case1_measures_effects_and_attributions_from_the_h
   assert {"prior_minus_least_squares", "prior_minus_gradient_x_input"} <= set(fid)
   curve = arrays["prior/deletion_curve"]
   np.testing.assert_allclose(curve[:, 0], y, rtol=1e-5, atol=1e-5)   # padded batches trimmed
+  per_variant, reference = fe.files(arrays, alphas, y_i)
+  assert set(per_variant["prior"]) == {"delta", "interventional_rank_correlation",
+                                       "deletion_curve"}
+  assert np.mean(per_variant["prior"]["interventional_rank_correlation"]) == pytest.approx(
+      fid["prior"]["interventional_rank_correlation"]["mean"], abs=1e-6)
+  gxi_rho = reference["gradient_x_input_interventional_rank_correlation"]
+  assert np.mean(gxi_rho) == pytest.approx(
+      ref["gradient_x_input"]["interventional_rank_correlation"]["mean"], abs=1e-6)
+  for key in ("delta", "deletion_counts", "least_squares_alpha", "least_squares_bias",
+              "least_squares_contrib", "random_deletion_curve"):
+    assert key in reference, key
   with pytest.raises(DataError, match="needs head_fn"):
     fe.explanation_fidelity(alphas, {"prior": 0.0}, y_i, y, y_i, train_y_i=None, train_y=None,
                             key=jax.random.PRNGKey(0), sign_threshold=0.05, num_resamples=10,

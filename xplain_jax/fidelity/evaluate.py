@@ -261,3 +261,36 @@ def explanation_fidelity(alphas: Mapping[str, np.ndarray], biases: Mapping[str, 
   if delta_cost is not None:
     ref["delta"] = {"cost": dict(delta_cost)}
   return fid, ref, {**arrays, **more, "delta": np.asarray(delta, np.float32)}
+
+
+def files(arrays: Mapping[str, np.ndarray], alphas: Mapping[str, np.ndarray],
+          y_i: np.ndarray) -> tuple[dict, dict]:
+  """``explanation_fidelity``'s arrays laid out as the evaluators save them.
+
+  Args:
+    arrays: the third value ``explanation_fidelity`` returns.
+    alphas: variant -> α [N,n]; y_i: [N,n].
+
+  Returns:
+    ``(per_variant, reference)``: variant -> ``delta`` [N,n], ``interventional_rank_correlation``
+    [N] and (Case 1) ``deletion_curve`` [N,J] for ``eval/<variant>.npz``; and the arrays of
+    ``eval/fidelity_reference.npz``: ``delta``, ``deletion_counts``, and per reference or peer
+    r ``r_contrib`` [N,n], ``r_interventional_rank_correlation`` [N], ``r_deletion_curve``
+    [N,J], ``r_alpha`` [n] and ``r_bias`` [] (least squares).
+  """
+  delta = np.asarray(arrays["delta"], np.float32)
+  per_variant = {}
+  for v, a in alphas.items():
+    rho = scores.interventional_rank_correlation(np.asarray(a, np.float32) * y_i, delta)
+    per_variant[v] = {"delta": delta, "interventional_rank_correlation": np.asarray(rho)}
+    if f"{v}/deletion_curve" in arrays:
+      per_variant[v]["deletion_curve"] = np.asarray(arrays[f"{v}/deletion_curve"])
+  own = tuple(f"{v}/" for v in alphas)
+  reference = {k.replace("reference/", "").replace("/", "_"): np.asarray(a)
+               for k, a in arrays.items() if not k.startswith(own)}
+  for k, c in arrays.items():
+    if k.startswith("reference/") and k.endswith("/contrib"):
+      name = k[len("reference/"):-len("/contrib")]
+      reference[f"{name}_interventional_rank_correlation"] = np.asarray(
+          scores.interventional_rank_correlation(c, delta))
+  return per_variant, reference
