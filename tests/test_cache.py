@@ -100,3 +100,16 @@ def test_a_truncated_shard_is_never_trusted(cached, tmp_path):
   again = cache_lib.featurize_split(_featurize, jnp.float32(2.0), src, **kw)
   for key in want:
     np.testing.assert_array_equal(again.arrays[key], want[key])
+
+
+def test_a_cache_without_the_consistency_targets_is_recomputed_with_them(cached, tmp_path):
+  """A featurizer that now also gives the targets "t" does not reuse a cache written without."""
+  _, want, src = cached
+  kw = dict(directory=str(tmp_path), batch_size=4, mesh=parallel.make_mesh(1), shard_size=SHARD)
+  cache_lib.featurize_split(_featurize, jnp.float32(2.0), src, **kw)
+  with_targets = lambda v, x: dict(_featurize(v, x), t=_featurize(v, x)["y_i"] * 3.0)
+  again = cache_lib.featurize_split(with_targets, jnp.float32(2.0), src, **kw).arrays
+  np.testing.assert_array_equal(again["t"], want["y_i"] * 3.0)
+  # and a cache holding more than asked for is reused as it is
+  kept = cache_lib.featurize_split(_featurize, jnp.float32(2.0), src, **kw).arrays
+  np.testing.assert_array_equal(kept["t"], want["y_i"] * 3.0)

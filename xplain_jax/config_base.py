@@ -37,7 +37,12 @@ DATASET = dict(name="", image_size=64, num_train=0, num_test=0, seed=0, data_dir
 OPTIMIZER = dict(name="adam", learning_rate=1e-3, weight_decay=0.0, schedule="cosine",
                  warmup_steps=0, grad_clip=0.0, momentum=0.9)
 PERFORMER = dict(arch="tiny_vgg", interpretable=False, filter_loss_weight=0.0, batch_size=64,
-                 num_epochs=1)
+                 num_epochs=1,
+                 init_from="",  # a torchvision state dict (.pth) to start from; "" = random init
+                 init_convs_only=False,  # True: only the conv layers from init_from (Zhang et al.)
+                 # λ_t of the filter loss (interpretable performers): "epoch" (weight / t),
+                 # "epoch_activation" or "constant"
+                 filter_loss_schedule="epoch")
 EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kind="mse",
                  prior_method="jvp", positive=False, clip_prior=False, beta=0.2, depth=10,
                  width=16, batch_size=64, num_epochs=1, variants="baseline,prior",
@@ -46,7 +51,14 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  stem="paper",  # weight net's first layer: "paper" 7x7/2 (the paper's) or "small" 3x3/1
                  # α = c·g(feat), b from y's mean, c so that Σα_i·y_i starts at y's spread
                  # (train.explainer.auto_start); False: α = g(feat), b from 0 (the paper)
-                 auto_scale=False)
+                 auto_scale=False,
+                 # Additions to the paper (train.start, losses.consistency_loss); the defaults
+                 # keep the paper's baseline and prior unchanged.
+                 start="paper",  # baseline/prior start: "paper" or "least_squares" (α_ls + g)
+                 consistency_weight=0.0,  # baseline/prior/ls_start: weight of Σ_k (α_k y_k − t_k)²
+                 # t_k: Case 1 "deletion" | "gradient_x_input"; Case 2 "gradient_x_input"
+                 consistency_target="gradient_x_input",
+                 faithful_weight=1.0)  # the "faithful" variant's consistency weight
 EVAL = dict(batch_size=200, num_report_images=6)
 # The "fidelity" evaluator (xplain_jax.train.fidelity_evaluator): interventional effects.
 FIDELITY = dict(enabled=True, num_images=0,    # test images scored; 0 = all
@@ -214,7 +226,7 @@ def interpretable_performer(arch: str, *, filter_loss_weight: float) -> ml_colle
   return performer("tiny_vgg" if arch == "tiny" else arch, interpretable=True,
                    filter_loss_weight=filter_loss_weight, batch_size=batch_size,
                    num_epochs=epochs, model=model, optimizer=opt,
-                   extra=dict(init_from="", init_convs_only=True, filter_loss_schedule="epoch"))
+                   init_convs_only=True)
 
 
 def filter_explainer(arch: str, *, target: str) -> ml_collections.ConfigDict:

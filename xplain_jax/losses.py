@@ -1,6 +1,7 @@
 """Losses of the explainer: distillation, prior loss and its weight λ(t).
 
-``Loss = distillation_loss(y, ŷ) + prior_weight(t, β) · prior_loss(α, w)``.
+``Loss = distillation_loss(y, ŷ) + prior_weight(t, β) · prior_loss(α, w)``, plus, as this
+project's addition to the paper, ``consistency_weight · consistency_loss(α ⊙ y_i, t)``.
 
 Corners the paper leaves open, decided here (and tested):
 
@@ -119,6 +120,35 @@ def prior_loss(alpha: Array, w: Array, kind: str = "cross_entropy",
     per_row = jnp.sum(jnp.square(a_unit - w_unit), axis=-1)
   valid = w_nonzero if mask is None else jnp.logical_and(w_nonzero, mask)
   return masked_mean(per_row, valid)
+
+
+def consistency_loss(contrib: Array, target: Array,
+                     mask: Optional[Array] = None) -> Array:
+  """How far the explainer's contributions are from the performer's own per-concept effects.
+
+  ``mean_{valid b} Σ_k (c_bk − t_bk)²`` with ``c_k = α_k y_k`` and ``t_k`` the performer's
+  effect of concept k on the image (``train.featurize.effect_targets``: filter deletion or
+  gradient × input). Summed over concepts, so it has the units of the distillation loss
+  ``(y − ŷ)²``. An addition to the paper (``explainer.consistency_weight``; 0 = the paper).
+
+  Args:
+    contrib: [B, n] float, the explainer's contributions α_k y_k.
+    target: [B, n] float, the effect targets (constants: no gradient flows into them).
+    mask: optional [B] bool, True for valid (non-padded) rows.
+
+  Returns:
+    Scalar loss, 0 when every valid row's contributions equal its targets.
+
+  Example:
+    >>> import jax.numpy as jnp
+    >>> float(consistency_loss(jnp.array([[1., 2.]]), jnp.array([[0., 2.]])))
+    1.0
+  """
+  fn = "losses.consistency_loss"
+  batch, _ = shapes.check_same_shape(fn, "contrib", contrib, "target", target, "[B, n]")
+  shapes.check_optional_mask(fn, mask, batch)
+  diff = contrib - jax.lax.stop_gradient(target)
+  return masked_mean(jnp.sum(jnp.square(diff), axis=-1), mask)
 
 
 def prior_weight(t: Union[int, float, Array],

@@ -33,7 +33,8 @@ _POSITIVE = ("checkpoint_every_steps", "log_every_steps", "performer.batch_size"
              "distributed.initialization_timeout", "*.optimizer.learning_rate")
 _NON_NEGATIVE = ("num_devices", "dataset.num_train", "dataset.num_test", "eval.num_report_images",
                  "*.optimizer.warmup_steps", "*.optimizer.weight_decay", "*.optimizer.grad_clip",
-                 "explainer.beta", "performer.filter_loss_weight", "parts.max_images",
+                 "explainer.beta", "explainer.consistency_weight", "explainer.faithful_weight",
+                 "performer.filter_loss_weight", "parts.max_images",
                  "parts.num_regions")
 _UNIT_INTERVAL = ("*.optimizer.momentum", "parts.threshold", "parts.top_fraction",
                   "parts.region_size", "performer.model.dropout_rate")
@@ -143,7 +144,8 @@ def check_values(config) -> None:
            ("explainer.prior_method", list(priors.SHARED_FEATURE_METHODS)),
            ("explainer.feature", ["top_conv", "top_conv_relu"]),
            ("explainer.case", ["shared_feature", "filter"]),
-           ("explainer.stem", sorted(resnet.STEMS))]
+           ("explainer.stem", sorted(resnet.STEMS)),
+           ("explainer.start", ["paper", "least_squares"])]
   for field, allowed in names:
     if _get(config, field) not in allowed:
       _fail(field, _get(config, field), f"choose one of {allowed}")
@@ -167,6 +169,15 @@ def check_consistency(config) -> None:
   if e.prior_kind == "cross_entropy" and not e.positive:
     _fail("explainer.prior_kind", e.prior_kind, "the cross-entropy prior needs positive weights: "
           "set explainer.positive=True or use prior_kind='mse'")
+  if e.case == "filter" and e.prior_kind == "cross_entropy" and not e.clip_prior:
+    _fail("explainer.clip_prior", False, "the cross-entropy prior needs w >= 0: set "
+          "explainer.clip_prior=True, or for signed Case 1 set explainer.positive=False and "
+          "explainer.prior_kind='mse'")
+  from xplain_jax.train import featurize  # pylint: disable=import-outside-toplevel
+  targets = featurize.TARGETS[e.case]
+  if e.consistency_target not in targets:
+    _fail("explainer.consistency_target", e.consistency_target,
+          f"case {e.case!r} offers {list(targets)}")
   if p.interpretable and e.case != "filter":
     _fail("performer.interpretable", True, "the interpretable layer belongs to the filter case")
   stack = [f for f in _CONV_STACK_FIELDS if f in p.get("model", {})]

@@ -1,7 +1,8 @@
 """The feature cache: run the frozen performer once per image, train the explainer from files.
 
 When the performer is frozen and inputs are not augmented, everything the explainer needs from
-it (feature map, y, y_i, w) is a fixed function of the image. ``featurize_split`` computes it
+it (feature map, y, y_i, w, and the consistency targets t when a variant asks for them) is a
+fixed function of the image. ``featurize_split`` computes it
 once, data-parallel over the mesh, and writes it shard by shard (``shard-00000.npz, ...``,
 uncompressed, ``shard_size`` rows each; bfloat16 stored as its uint16 bits) plus a ``done.json``
 marker (written last, atomically) under ``workdir/features/<split>``. Reading maps every array
@@ -172,6 +173,18 @@ def load_cache(directory: str) -> ShardedSource | None:
     return None  # damaged: recompute
 
 
+def _gives_no_new_keys(cached: ShardedSource, featurize: Callable, perf_variables,
+                       source) -> bool:
+  """Whether the cache holds every key ``featurize`` gives (a cache written before the
+  explainer asked for its consistency targets ``"t"`` lacks them and is recomputed)."""
+  if not len(source):
+    return True
+  image = source.get_batch(np.arange(1))["image"]
+  shapes = jax.eval_shape(featurize, perf_variables, jax.ShapeDtypeStruct(np.shape(image),
+                                                                          np.float32))
+  return set(shapes) <= set(cached.columns)
+
+
 def featurize_split(featurize: Callable, perf_variables, source, *, directory: str,
                     batch_size: int, mesh, shard_size: int = 1024) -> ShardedSource:
   """Featurizes ``source`` once into ``directory`` (or maps an existing complete cache).
@@ -179,7 +192,8 @@ def featurize_split(featurize: Callable, perf_variables, source, *, directory: s
   At most ``shard_size`` rows (plus one batch) are held in memory while writing.
   """
   cached = load_cache(directory)
-  if cached is not None and len(cached) == len(source):
+  if (cached is not None and len(cached) == len(source)
+      and _gives_no_new_keys(cached, featurize, perf_variables, source)):
     return cached
   marker = os.path.join(directory, "done.json")
   if jax.process_index() == 0 and os.path.exists(marker):

@@ -6,6 +6,11 @@ performer's feature map) predicts α; b is a learned scalar. The stage supplies 
 (``make_loss``) and initial variables (``init_params``) to the one trainer
 (``loop.train_stage``); a variant's key is derived from its name (``variant_key``), so a variant
 trains the same whatever other variants the config lists.
+
+Beside the paper's two variants, this project adds (``VARIANTS``; each reads its settings from
+config fields, ``variant_settings``): a least-squares start (``train.start``) and a consistency
+term that pulls the contributions α_k y_k toward the performer's own per-concept effects
+(``losses.consistency_loss``, targets ``"t"`` from ``train.featurize``).
 """
 
 from __future__ import annotations
@@ -22,9 +27,23 @@ from xplain_jax import explain, losses, metrics, models
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import loop
+from xplain_jax.train import start as start_lib
 from xplain_jax.train import state as state_lib
 
-VARIANTS = ("baseline", "prior")
+# baseline, prior: the paper's (β = 0 / explainer.beta), from explainer.start with
+# explainer.consistency_weight (the paper: "paper", 0). Additions: ls_start = prior from the
+# least-squares start; faithful = least-squares start + consistency weight
+# explainer.faithful_weight, without the prior.
+VARIANTS = ("baseline", "prior", "ls_start", "faithful")
+
+
+@dataclasses.dataclass(frozen=True)
+class VariantSettings:
+  """What one explainer variant trains with."""
+
+  beta: float
+  start: str
+  consistency_weight: float
 
 
 def stage_name(variant: str) -> str:
@@ -36,11 +55,31 @@ def variant_key(rng: jax.Array, variant: str) -> jax.Array:
   return jax.random.fold_in(rng, zlib.crc32(variant.encode("utf-8")))
 
 
-def variant_beta(config, variant: str) -> float:
-  """β of a variant: 0 for the baseline (λ ≡ 0), ``config.explainer.beta`` for the prior."""
+def variant_settings(config, variant: str) -> VariantSettings:
+  """The settings of a variant, from the config's fields (see ``VARIANTS``)."""
   if variant not in VARIANTS:
     raise ConfigError(f"unknown explainer variant {variant!r}; choose from {list(VARIANTS)}.")
-  return 0.0 if variant == "baseline" else float(config.explainer.beta)
+  e = config.explainer
+  beta, weight = float(e.beta), float(e.consistency_weight)
+  return {"baseline": VariantSettings(0.0, e.start, weight),
+          "prior": VariantSettings(beta, e.start, weight),
+          "ls_start": VariantSettings(beta, "least_squares", weight),
+          "faithful": VariantSettings(0.0, "least_squares", float(e.faithful_weight)),
+          }[variant]
+
+
+def variant_beta(config, variant: str) -> float:
+  """β of a variant: 0 for the baseline (λ ≡ 0), ``config.explainer.beta`` for the prior."""
+  return variant_settings(config, variant).beta
+
+
+def consistency_target(config) -> str:
+  """The consistency target the run's featurizer must add (``"t"``), "" when no variant of
+  ``explainer.variants`` has a consistency term."""
+  variants = [v.strip() for v in config.explainer.variants.split(",") if v.strip()]
+  if any(variant_settings(config, v).consistency_weight > 0 for v in variants):
+    return config.explainer.consistency_target
+  return ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +92,15 @@ class Explainer:
     alpha_scale: constant factor on g's output, chosen at fit time so that Σ α_i y_i starts
       at y's scale (1.0: none); contributions α_i y_i keep their meaning.
     case: ``"filter"`` (Case 1) or ``"shared_feature"`` (Case 2); names absent concepts.
+    outer_softplus: α = softplus(offset + g(feat)) (the least-squares start with positive α;
+      ``train.start``).
   """
 
   g: Any
   variables: Any
   alpha_scale: float = 1.0
   case: str = "shared_feature"
+  outer_softplus: bool = False
 
   @property
   def bias(self) -> float:
@@ -67,7 +109,7 @@ class Explainer:
   def alpha(self, feat, *, batch_size: int = 256) -> np.ndarray:
     """α [N,n] for feature maps [N,H,W,C], in eval mode, batch by batch (numpy out)."""
     return predict_alpha(self.g, self.variables, feat, batch_size=batch_size,
-                         alpha_scale=self.alpha_scale)
+                         alpha_scale=self.alpha_scale, outer_softplus=self.outer_softplus)
 
   def predict(self, feat, y_i, *, batch_size: int = 256) -> np.ndarray:
     """ŷ [N] for feature maps [N,H,W,C] and concept values y_i [N,n]."""
@@ -90,9 +132,12 @@ class Explainer:
                            negate_absent=self.case == "shared_feature", absent=absent)
 
 
-def build_weight_net(config, num_concepts: int):
+def build_weight_net(config, num_concepts: int, *, start: str = "paper"):
+  """g of the config; with the least-squares start and positive α, g has no softplus of its
+  own (the explainer applies it after the offset, ``start.compose_alpha``)."""
   e = config.explainer
-  return models.get_weight_net(e.depth, num_outputs=num_concepts, positive=e.positive,
+  positive = e.positive and start == "paper"
+  return models.get_weight_net(e.depth, num_outputs=num_concepts, positive=positive,
                                width=e.width, stem=e.get("stem", "paper"),
                                dtype=state_lib.compute_dtype(config.dtype))
 
@@ -106,30 +151,38 @@ def init_params(g, feat_shape: tuple, rng: jax.Array) -> tuple:
 
 
 def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
-                   alpha_scale: float = 1.0):
+                   alpha_scale: float = 1.0, consistency_weight: float = 0.0,
+                   outer_softplus: bool = False):
   """The explainer's loss on a batch of featurized images.
 
   Args:
     params: ``{"g": weight-net params, "b": scalar}``.
-    feats: ``"feat"`` [B,H,W,C], ``"y"`` [B], ``"y_i"`` [B,n], ``"w"`` [B,n].
+    feats: ``"feat"`` [B,H,W,C], ``"y"`` [B], ``"y_i"`` [B,n], ``"w"`` [B,n] (and ``"t"``
+      [B,n], the consistency targets, when ``consistency_weight`` > 0).
     mask: [B] bool, valid rows.
     lam: λ(t), scalar.
     alpha_scale: α = alpha_scale · g(feat) (see ``Explainer``).
+    consistency_weight: weight of ``losses.consistency_loss(α ⊙ y_i, t)`` (0: the paper).
+    outer_softplus: see ``Explainer`` (with a least-squares start in ``batch_stats``).
 
   Returns:
     ``(loss, (new_batch_stats, metrics))``.
   """
   variables = state_lib.merge_variables(params["g"], batch_stats)
-  (alpha, _), updates = g.apply(variables, feats["feat"], train=True, mutable=["batch_stats"])
-  alpha = alpha.astype(jnp.float32) * alpha_scale
+  (raw, _), updates = g.apply(variables, feats["feat"], train=True, mutable=["batch_stats"])
+  alpha = start_lib.compose_alpha(raw, batch_stats, alpha_scale=alpha_scale,
+                                  outer_softplus=outer_softplus)
   y_hat = explain.explainer_output(alpha, feats["y_i"], params["b"])
   distill = losses.distillation_loss(feats["y"], y_hat, mask=mask)
   prior = losses.prior_loss(alpha, feats["w"], kind=prior_kind, mask=mask)
-  loss = distill + lam * prior
+  consistency = (losses.consistency_loss(alpha * feats["y_i"], feats["t"], mask=mask)
+                 if consistency_weight > 0 else jnp.zeros((), jnp.float32))
+  loss = distill + lam * prior + consistency_weight * consistency
   y = feats["y"]
   spread = jnp.maximum(jnp.max(jnp.where(mask, y, -jnp.inf)) - jnp.min(jnp.where(mask, y, jnp.inf)), 1e-6)
   m = {
       "loss": loss, "distill_loss": distill, "prior_loss": prior, "lambda": lam,
+      "consistency_loss": consistency,
       "entropy": losses.masked_mean(metrics.contribution_entropy(alpha, feats["y_i"]), mask),
       "deviation": losses.masked_mean(jnp.abs(y - y_hat) / spread, mask),
   }
@@ -140,36 +193,48 @@ FEATURE_KEYS = ("feat", "y", "y_i", "w")
 
 
 def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featurize=None,
-              alpha_scale: float = 1.0):
+              alpha_scale: float = 1.0, consistency_weight: float = 0.0,
+              outer_softplus: bool = False):
   """The trainer's loss ``(params, batch_stats, batch, rng, step, perf_variables)``.
 
   λ = β/√t with t = ``step // steps_per_epoch + 1`` (the epoch, from 1). With ``featurize``
   (uncached mode) the batch holds images and the performer runs inside the loss (its outputs
   carry no gradient); without it (cached mode) the batch already holds ``feat, y, y_i, w``.
-  Every batch carries ``mask`` [B] bool (False on padded rows).
+  Every batch carries ``mask`` [B] bool (False on padded rows); with ``consistency_weight``
+  > 0 the features also hold the targets ``"t"``.
   """
-  needed = ("image", "mask") if featurize is not None else FEATURE_KEYS + ("mask",)
+  keys = FEATURE_KEYS + (("t",) if consistency_weight > 0 else ())
+  needed = ("image", "mask") if featurize is not None else keys + ("mask",)
 
   def loss_fn(params, batch_stats, batch, rng, step, perf_variables):
     del rng  # the explainer's loss is deterministic
     missing = [k for k in needed if k not in batch]
     if missing:
+      hint = (" The consistency term's targets 't' come from a featurizer built with a "
+              "consistency target (train.featurize.make_featurizer(..., target=...))."
+              if "t" in missing else "")
       raise ConfigError(f"the explainer's batches lack {missing}; a batch needs {list(needed)} "
-                        "(data.Loader adds 'mask'; featurize_dataset gives the rest).")
+                        f"(data.Loader adds 'mask'; featurize_dataset gives the rest).{hint}")
     feats = featurize(perf_variables, batch["image"]) if featurize is not None else batch
+    if consistency_weight > 0 and "t" not in feats:
+      raise ConfigError("the consistency term needs the targets 't' in the features; build "
+                        "the featurizer with a consistency target (train.featurize."
+                        "make_featurizer(..., target=...)).")
     lam = losses.prior_weight(step // steps_per_epoch + 1, beta)
     return explainer_loss(params, batch_stats, g, feats, batch["mask"], lam,
-                          prior_kind=prior_kind, alpha_scale=alpha_scale)
+                          prior_kind=prior_kind, alpha_scale=alpha_scale,
+                          consistency_weight=consistency_weight, outer_softplus=outer_softplus)
 
   return loss_fn
 
 
 def make_train_step(g, optimizer, *, beta: float, steps_per_epoch: int, prior_kind: str,
-                    featurize=None, alpha_scale: float = 1.0):
-  """``step(state, batch, rng, perf_variables) -> (state, metrics)`` of ``make_loss``."""
+                    featurize=None, alpha_scale: float = 1.0, **kwargs):
+  """``step(state, batch, rng, perf_variables) -> (state, metrics)`` of ``make_loss``
+  (``kwargs``: its ``consistency_weight``, ``outer_softplus``)."""
   return loop.make_train_step(make_loss(g, beta=beta, steps_per_epoch=steps_per_epoch,
                                         prior_kind=prior_kind, featurize=featurize,
-                                        alpha_scale=alpha_scale), optimizer)
+                                        alpha_scale=alpha_scale, **kwargs), optimizer)
 
 
 def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str,
@@ -178,7 +243,9 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
                    featurize: Callable | None = None, perf_variables=None,
                    checkpoint_every: int = 1000, log_every: int = 50, case: str = "shared_feature",
                    meta: dict | None = None, init_bias: float = 0.0,
-                   fingerprint: str | None = None) -> Explainer:
+                   fingerprint: str | None = None, consistency_weight: float = 0.0,
+                   start_offset: np.ndarray | None = None,
+                   outer_softplus: bool = False) -> Explainer:
   """Trains (resumes, or restores) g and b with the one trainer; the pipeline and
   ``xplain_jax.api.fit_explainer`` both call this.
 
@@ -196,11 +263,21 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
     alpha_scale: see ``Explainer``.
     init_bias: b's initial value.
     fingerprint: the stage's run identity, checked against its checkpoints (``loop.fit``).
+    consistency_weight: weight of the consistency term (0: the paper); the loader's features
+      (or ``featurize``) must give the targets ``"t"``.
+    start_offset: [n] the least-squares start (``start.start_offset``): g's last layer starts
+      at 0 and α at the offset (None: the paper's start).
+    outer_softplus: α = softplus(offset + g(feat)) (positive α with a start).
   """
   params, batch_stats = init_params(g, feat_shape, jax.random.fold_in(rng, 0))
   params["b"] = jnp.asarray(init_bias, jnp.float32)
+  if start_offset is not None:
+    params["g"] = start_lib.zero_head(params["g"])
+    batch_stats = dict(batch_stats, **{start_lib.START_KEY: jnp.asarray(start_offset,
+                                                                         jnp.float32)})
   loss_fn = make_loss(g, beta=beta, steps_per_epoch=loader.steps_per_epoch,
-                      prior_kind=prior_kind, featurize=featurize, alpha_scale=alpha_scale)
+                      prior_kind=prior_kind, featurize=featurize, alpha_scale=alpha_scale,
+                      consistency_weight=consistency_weight, outer_softplus=outer_softplus)
   state = loop.train_stage(
       stage=stage, workdir=workdir, mesh=mesh, loss_fn=loss_fn, params=params,
       batch_stats=batch_stats, optimizer_config=optimizer_config, loader=loader,
@@ -208,7 +285,7 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
       checkpoint_every=checkpoint_every, log_every=log_every, meta=meta,
       consts=(perf_variables if featurize is not None else {},), fingerprint=fingerprint)
   return Explainer(g, {"params": state["params"], "batch_stats": state["batch_stats"]},
-                   alpha_scale=float(alpha_scale), case=case)
+                   alpha_scale=float(alpha_scale), case=case, outer_softplus=outer_softplus)
 
 
 def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_shape: tuple,
@@ -222,15 +299,29 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
 
   With ``explainer.auto_scale`` α = c·g(feat) and b starts at y's mean, c chosen on the first
   256 training records so that Σ α_i y_i starts with y's spread (``configured_start``;
-  recomputed, to the same value, when a finished explainer is restored).
+  recomputed, to the same value, when a finished explainer is restored). A variant with the
+  least-squares start begins at the global fit (``train.start``): α = α_ls + c·g(feat) (c as
+  above; c = 1 inside the softplus for positive α), b from b_ls.
   """
   e = config.explainer
-  g = build_weight_net(config, num_concepts)
+  settings = variant_settings(config, variant)
+  g = build_weight_net(config, num_concepts, start=settings.start)
   alpha_scale, init_bias = configured_start(config, g, loader, rng, featurize=featurize,
                                             perf_variables=perf_variables)
+  offset, outer_softplus = None, False
+  if settings.start == "least_squares":
+    y_i, y = start_lib.training_concepts(loader.source, featurize=featurize,
+                                         perf_variables=perf_variables,
+                                         batch_size=config.eval.batch_size)
+    alpha_ls, init_bias = start_lib.least_squares_fit(y_i, y, positive=e.positive)
+    offset = start_lib.start_offset(alpha_ls, positive=e.positive)
+    outer_softplus = bool(e.positive)
+    alpha_scale = 1.0 if e.positive else alpha_scale
   return fit_weight_net(
       g, loader=loader, feat_shape=feat_shape, alpha_scale=alpha_scale, init_bias=init_bias,
-      beta=variant_beta(config, variant), prior_kind=e.prior_kind, num_epochs=e.num_epochs,
+      consistency_weight=settings.consistency_weight, start_offset=offset,
+      outer_softplus=outer_softplus,
+      beta=settings.beta, prior_kind=e.prior_kind, num_epochs=e.num_epochs,
       optimizer_config=e.optimizer, rng=rng, stage=stage_name(variant), workdir=workdir,
       mesh=mesh, featurize=featurize, perf_variables=perf_variables,
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
@@ -280,10 +371,14 @@ def configured_start(config, g, loader, rng: jax.Array, *, featurize=None,
   return auto_start(g, {k: np.asarray(batch[k]) for k in ("feat", "y_i", "y")}, rng)
 
 
-def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0):
-  """α [N,n] for a feature map [N,H,W,C] in eval mode (host numpy in, numpy out)."""
-  fn = jax.jit(lambda v, x: g.apply(
-      state_lib.merge_variables(v["params"]["g"], v["batch_stats"]), x, train=False)[0])
+def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0,
+                  outer_softplus: bool = False):
+  """α [N,n] for a feature map [N,H,W,C] in eval mode (host numpy in, numpy out); a
+  least-squares start in ``variables["batch_stats"]`` is applied (``start.compose_alpha``)."""
+  fn = jax.jit(lambda v, x: start_lib.compose_alpha(
+      g.apply(state_lib.merge_variables(v["params"]["g"], v["batch_stats"]), x,
+              train=False)[0], v["batch_stats"], alpha_scale=alpha_scale,
+      outer_softplus=outer_softplus))
   out = [np.asarray(fn(variables, np.asarray(feat[i:i + batch_size])), np.float32)
          for i in range(0, len(feat), batch_size)]
-  return np.concatenate(out) * np.float32(alpha_scale)
+  return np.concatenate(out)

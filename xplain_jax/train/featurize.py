@@ -3,19 +3,65 @@
 ``make_featurizer`` returns a pure function ``featurize(perf_variables, images) -> dict`` for
 the experiment's case; it is jitted inside the explainer step (uncached mode) or run once per
 image to fill the feature cache (``xplain_jax.train.cache``).
+
+With ``target`` it also gives ``"t"`` [B,n], the performer's own per-concept effects that the
+explainer's consistency term pulls the contributions α_k y_k toward (an addition to the paper,
+``explainer.consistency_target``):
+
+* Case 1 ``"deletion"``: ``t_k = Δ_k = y(x) − y(x with filter k zeroed)``, n passes of the head
+  (``fidelity.filter_deletion_effects``);
+* Case 1 ``"gradient_x_input"``: ``t_k = Σ_hw x_k ∂y/∂x_k``, one backward pass
+  (``fidelity.gradient_x_input``); equals Δ_k for a head linear in x;
+* Case 2 ``"gradient_x_input"``: gradient × input in the concepts' coordinates. With
+  ``J = ∂y_i/∂h`` [n,D] and ``∇y = ∂y/∂h`` [D] at the shared feature h, ``c`` is the
+  minimum-norm least-squares solution of ``Σ_k c_k ∂y_k/∂h ≈ ∂y/∂h`` (``c = pinv(Jᵀ) ∇y``:
+  ∇y projected onto the span of the concepts' gradients, in their basis) and
+  ``t_k = c_k · y_k``. So c_k is ∂y/∂y_k as if y depended on h only through the concepts, and
+  t_k is the gradient × input of y with respect to y_k. With orthogonal concept gradients
+  ``c = w``, the paper's prior (t = w ⊙ y_i). For linear heads whose ∇y lies in that span,
+  ``y = Σ_k t_k + const`` exactly, so an explainer with α = c and a constant b reproduces y
+  with these contributions.
+
+Case 2 on synthetic data could also take the rendered Δ_k (``fidelity.effects
+.rendering_effects``); it is not offered as a target: it needs the scene source's latent
+attributes rather than the image, and 2n renders plus n performer passes per training image.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import jax
+import jax.numpy as jnp
 
-from xplain_jax import featurizers
+from xplain_jax import featurizers, fidelity
 from xplain_jax.errors import ConfigError
+
+# Consistency targets each case offers ("" = none).
+TARGETS = {"filter": ("deletion", "gradient_x_input"), "shared_feature": ("gradient_x_input",)}
+
+
+def concept_gradient_x_input(target_fn: Callable, concepts_fn: Callable,
+                             h: jax.Array) -> jax.Array:
+  """Case 2 gradient × input in the concepts' coordinates (see the module docstring).
+
+  Args:
+    target_fn: ``h [B,D] -> y [B]``.
+    concepts_fn: ``h [B,D] -> y_i [B,n]``.
+    h: [B,D] float32, the shared feature.
+
+  Returns:
+    ``t`` [B,n] float32 with ``t_k = c_k y_k``, ``c = pinv(Jᵀ) ∂y/∂h`` per image.
+  """
+  grad_y = jax.grad(lambda v: jnp.sum(target_fn(v)))(h)                        # [B,D]
+  jac = jax.vmap(jax.jacrev(lambda v: concepts_fn(v[None])[0]))(h)             # [B,n,D]
+  coeff = jnp.einsum("bnd,bd->bn", jnp.linalg.pinv(jnp.swapaxes(jac, 1, 2)), grad_y)
+  return (coeff * concepts_fn(h)).astype(jnp.float32)
 
 
 def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
-                    clip_prior: bool = False, feature: str = "top_conv") -> Callable:
+                    clip_prior: bool = False, feature: str = "top_conv",
+                    target: str = "") -> Callable:
   """The featurizer of ``spec.case``.
 
   Args:
@@ -24,11 +70,16 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
     prior_method: Case 2 route, "jvp" or "jacrev" (``priors.shared_feature_prior``).
     clip_prior: Case 1: clip ``w_i`` at 0 (Experiment 1).
     feature: the performer intermediate fed to the weight network g (its input map).
+    target: the consistency targets to add as ``"t"`` (``TARGETS`` of the case); "" adds none.
 
   Returns:
     ``featurize(perf_variables, images [B,S,S,3]) -> {"feat": [B,H,W,C], "y": [B],
-    "y_i": [B,n], "w": [B,n]}``, all float32 and free of gradients into the performer.
+    "y_i": [B,n], "w": [B,n]}`` (+ ``"t": [B,n]`` with ``target``), all float32 and free of
+    gradients into the performer.
   """
+  if target and target not in TARGETS.get(spec.case, ()):
+    raise ConfigError(f"explainer.consistency_target={target!r} is not offered for case "
+                      f"{spec.case!r}; use one of {list(TARGETS.get(spec.case, ()))}.")
   t = spec.target_index
   if spec.case == "shared_feature":
 
@@ -37,17 +88,31 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
         _, inter = perf_module.apply(variables, im, train=False)
         return inter[feature], inter["fc6"]
       head = lambda h: perf_module.apply(variables, h, method=perf_module.from_fc6)
-      return featurizers.shared_feature_featurizer(
+      out = featurizers.shared_feature_featurizer(
           features, head, target=t, concepts=spec.concept_indices, method=prior_method)(images)
+      if target:
+        h = jnp.asarray(features(images)[1], jnp.float32)
+        head32 = lambda v: jnp.asarray(head(v), jnp.float32)
+        idx = jnp.asarray(spec.concept_indices, jnp.int32)
+        out["t"] = jax.lax.stop_gradient(concept_gradient_x_input(
+            lambda v: head32(v)[:, t], lambda v: head32(v)[:, idx], h))
+      return out
 
   elif spec.case == "filter":
 
     def featurize(variables, images):
       _, inter = perf_module.apply(variables, images, train=False)
-      head = lambda x: perf_module.apply(variables, x, method=perf_module.head)[0][:, t]
-      return featurizers.filter_featurizer(
+      head = lambda x: jnp.asarray(
+          perf_module.apply(variables, x, method=perf_module.head)[0][:, t], jnp.float32)
+      out = featurizers.filter_featurizer(
           lambda _: inter["top_conv"], head, clip_prior=clip_prior,
           weight_net_input=lambda _: inter[feature])(images)
+      if target:
+        x = jnp.asarray(inter["top_conv"], jnp.float32)
+        out["t"] = (fidelity.filter_deletion_effects(head, x) if target == "deletion"
+                    else fidelity.gradient_x_input(head, x))
+        out["t"] = jax.lax.stop_gradient(out["t"])
+      return out
 
   else:
     raise ConfigError(f"unknown explainer case {spec.case!r}; use 'shared_feature' or 'filter'.")

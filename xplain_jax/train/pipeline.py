@@ -99,7 +99,8 @@ def _performer(ctx: RunContext) -> dict:
   perf_vars = parallel.replicate(perf_vars, ctx.mesh)
   e = ctx.config.explainer
   featurize = featurize_lib.make_featurizer(perf, ctx.spec, prior_method=e.prior_method,
-                                            clip_prior=e.clip_prior, feature=e.feature)
+                                            clip_prior=e.clip_prior, feature=e.feature,
+                                            target=explainer_lib.consistency_target(ctx.config))
   size = ctx.config.dataset.image_size
   sample = jax.eval_shape(featurize, perf_vars,
                           jax.ShapeDtypeStruct((1, size, size, 3), np.float32))
