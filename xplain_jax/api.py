@@ -46,6 +46,10 @@ from xplain_jax.train import explainer as explainer_lib
 Explainer = explainer_lib.Explainer
 CASES = {"filter": ("cross_entropy", True, 10.0), "shared_feature": ("mse", False, 0.2)}
 FEATURE_KEYS = explainer_lib.FEATURE_KEYS
+# evaluate's fidelity settings (the pipeline's config.fidelity defaults).
+FIDELITY_DEFAULTS = dict(fidelity=True, effects=None, counterfactual=None, head=None, train=None,
+                         num_resamples=1000, sign_threshold=0.05, deletion_steps=16,
+                         ig_steps=32, seed=0)
 # (largest H·W of the map, depth, width) of the default weight network g: a small map gets a
 # small network (the first row that fits is used; larger maps get the last).
 WEIGHT_NET_SIZES = ((64, 10, 16), (256, 10, 32), (None, 18, 32))
@@ -187,8 +191,9 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
 def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndarray], *,
              labels, names: Sequence[str] | None = None, gt_contrib=None,
              fidelity: bool = True, effects=None, counterfactual: Callable | None = None,
-             head: Callable | None = None, num_resamples: int = 1000,
-             sign_threshold: float = 0.05, deletion_steps: int = 16, seed: int = 0) -> dict:
+             head: Callable | None = None, train: Mapping[str, np.ndarray] | None = None,
+             num_resamples: int = 1000, sign_threshold: float = 0.05,
+             deletion_steps: int = 16, ig_steps: int = 32, seed: int = 0) -> dict:
   """The metrics the pipeline writes to ``metrics.json``, for explainers of one dataset.
 
   Args:
@@ -198,14 +203,18 @@ def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndar
     names: the n concept names (default ``concept_<i>``).
     gt_contrib: optional [N,n] planted contributions (adds ``gt_rank_correlation``).
     fidelity: score each explainer against the performer's own effects Δ_k = y − y(without
-      concept k), with the references and peers (``api_fidelity``), where Δ can be had: Case 1
+      concept k), with the references and peers (``api_fidelity``) where Δ can be had: Case 1
       by zeroing each filter (needs the head: ``featurize_dataset``'s arrays remember it, or
       pass ``head``), any case from ``effects`` or ``counterfactual``. False skips it.
     effects: optional [N,n] measured Δ.
     counterfactual: optional ``(indices [b], k) -> images`` with concept k toggled, scored
       by the featurizer's ``score``.
     head: Case 1: ``x [B,H,W,n] -> y [B]`` when ``features`` does not remember it.
-    num_resamples, sign_threshold, deletion_steps, seed: the fidelity scores' settings.
+    train: the training arrays (``featurize_dataset``); adds the least-squares peer (one α
+      for every image, fitted on train's y_i and y).
+    num_resamples, sign_threshold, deletion_steps, ig_steps, seed: the fidelity settings
+      (bootstrap resamples, the sign-agreement threshold in units of y, deletion-curve points,
+      integrated-gradients points, the references' seed).
 
   Returns:
     ``{"performer": {"accuracy" (at τ = 0), "accuracy_best_threshold", "best_threshold", ...},
@@ -214,10 +223,11 @@ def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndar
     "meta": {...}}``.
   """
   return _evaluate(explainers, features, labels=labels, names=names, gt_contrib=gt_contrib,
-                   fidelity=dict(enabled=fidelity, effects=effects, counterfactual=counterfactual,
-                                 head=head, num_resamples=num_resamples, seed=seed,
-                                 sign_threshold=sign_threshold,
-                                 deletion_steps=deletion_steps)).metrics
+                   fidelity=dict(fidelity=fidelity, effects=effects,
+                                 counterfactual=counterfactual, head=head, train=train,
+                                 num_resamples=num_resamples, seed=seed,
+                                 sign_threshold=sign_threshold, deletion_steps=deletion_steps,
+                                 ig_steps=ig_steps)).metrics
 
 
 def write_report(directory: str, explainers: Mapping[str, Explainer],
@@ -251,13 +261,10 @@ def write_report(directory: str, explainers: Mapping[str, Explainer],
   if images is not None:
     images = checks.check_images(images, "images", max_rows=len(feats["y"]))
     shown = images[:min(num_images, len(images))]
-  fid = dict(enabled=True, effects=None, counterfactual=None, head=None, num_resamples=1000,
-             seed=0, sign_threshold=0.05, deletion_steps=16)
-  unknown = sorted(set(fidelity_kwargs) - set(fid) - {"fidelity"})
+  unknown = sorted(set(fidelity_kwargs) - set(FIDELITY_DEFAULTS))
   if unknown:
     raise ConfigError(f"write_report got unknown arguments {unknown}; see api.evaluate.")
-  fid.update(fidelity_kwargs, enabled=fidelity_kwargs.get("fidelity", True))
-  fid.pop("fidelity", None)
+  fid = dict(FIDELITY_DEFAULTS, **fidelity_kwargs)
   out = _evaluate(explainers, feats, labels=labels, names=names, gt_contrib=gt_contrib,
                   images=shown, target_name=target_name, fidelity=fid)
   out.meta["absent"] = absent
@@ -291,8 +298,8 @@ def _evaluate(explainers, features, *, labels, names=None, gt_contrib=None, imag
   out.metrics["performer"].update(threshold=0.0, accuracy_best_threshold=100.0 * float(acc),
                                   best_threshold=float(tau))
   out.meta["threshold_chosen_on"] = "the evaluated images' own labels"
-  if fidelity and fidelity.get("enabled", True):
+  if fidelity and fidelity.get("fidelity", True):
     from xplain_jax import api_fidelity  # pylint: disable=import-outside-toplevel
-    api_fidelity.add_fidelity(out, alpha, feats, case=case, **{
-        k: v for k, v in fidelity.items() if k != "enabled"})
+    api_fidelity.add_fidelity(out, alpha, bias, feats, case=case, **{
+        k: v for k, v in fidelity.items() if k != "fidelity"})
   return out

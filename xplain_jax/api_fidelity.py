@@ -10,15 +10,16 @@
   images`` function whose images the featurizer's ``score`` rates.
 
 Without any of them the metrics get a note saying what to pass. The scores, references and
-peers are ``xplain_jax.fidelity``'s; this module only finds Δ and files the results where the
-report reads them (the layout of the pipeline's fidelity evaluator).
+peers (least squares fitted on the ``train`` arrays when given, α = w, and for Case 1 gradient
+× input and integrated gradients) are ``fidelity.evaluate.explanation_fidelity``'s; this module
+only finds Δ and files the results where the report reads them (the layout of the pipeline's
+fidelity evaluator).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from xplain_jax import fidelity as fidelity_lib
@@ -28,12 +29,6 @@ from xplain_jax.fidelity import evaluate as fidelity_eval
 NOTE = ("no interventional effects: pass effects=[N,n], counterfactual=fn(indices, k) -> "
         "images, or (Case 1) the arrays of api.featurize_dataset or head=fn(x) -> y; "
         "fidelity=False silences this note.")
-
-
-def _batched(fn: Callable, x: np.ndarray, batch_size: int, *rest) -> np.ndarray:
-  out = [np.asarray(fn(x[i:i + batch_size], *[r[i:i + batch_size] for r in rest]))
-         for i in range(0, len(x), batch_size)]
-  return np.concatenate(out)
 
 
 def _effects(feats, *, effects, counterfactual, batch_size):
@@ -57,37 +52,42 @@ def _effects(feats, *, effects, counterfactual, batch_size):
   return None, None
 
 
-def add_fidelity(out, alpha: dict, feats, *, case: str, effects=None, counterfactual=None,
-                 head=None, num_resamples: int, seed: int, sign_threshold: float,
-                 deletion_steps: int, batch_size: int = 64) -> None:
-  """Adds ``metrics["fidelity"]``, ``["fidelity_reference"]`` and their arrays to ``out``."""
+def add_fidelity(out, alpha: dict, bias: dict, feats, *, case: str, effects=None,
+                 counterfactual=None, head=None, train=None, num_resamples: int, seed: int,
+                 sign_threshold: float, deletion_steps: int, ig_steps: int,
+                 batch_size: int = 64) -> None:
+  """Adds ``metrics["fidelity"]``, ``["fidelity_reference"]`` and their arrays to ``out`` (an
+  ``EvalOutput``): the explainers, references and peers (``fidelity.evaluate.
+  explanation_fidelity``; the least-squares peers are fitted on ``train``'s y_i and y)."""
   n_img, n = feats["y_i"].shape
-  y_i, w = feats["y_i"], feats["w"]
+  y_i = feats["y_i"]
   head = head if head is not None else getattr(getattr(feats, "featurizer", None), "head", None)
   delta, how = _effects(feats, effects=effects, counterfactual=counterfactual,
                         batch_size=batch_size)
-  deletion_fn = counts = None
+  case_args = {}
   if case == "filter" and head is not None:
     x = np.asarray(feats.get("x", feats["feat"]), np.float32)
     if x.shape[-1] != n:
       raise ConfigError(f"the filter map has {x.shape[-1]} filters for n = {n} concepts; pass "
                         "the arrays of a filter_featurizer (its 'x' key when g reads another "
                         "map).")
-    head_fn = lambda xb: head(xb).reshape(-1)
-    if delta is None:
-      effects_fn = jax.jit(lambda xb: fidelity_lib.filter_deletion_effects(head_fn, xb))
-      delta, how = _batched(effects_fn, x, batch_size), "zeroing each filter of the map"
-    counts = fidelity_lib.deletion_counts(n, int(deletion_steps))
-    curve = jax.jit(lambda xb, ob: fidelity_lib.deletion_curve(head_fn, xb, ob, counts))
-    deletion_fn = lambda order: _batched(curve, x, batch_size, np.asarray(order))
-  if delta is None:
+    case_args = dict(head_fn=lambda xb: jnp.reshape(head(xb), (-1,)), x=x,
+                     deletion_steps=int(deletion_steps))
+    how = how or "zeroing each filter of the map"
+  elif case == "filter":
+    delta = None  # Case 1 peers need the head: without it only a note
+  if delta is None and not case_args:
     out.metrics["fidelity"] = {"note": NOTE}
     out.meta["fidelity_note"] = NOTE
     return
-  fid, ref, arrays = fidelity_eval.evaluate_fidelity(
-      alpha, y_i, w, delta, key=jax.random.PRNGKey(int(seed)),
-      sign_threshold=float(sign_threshold), num_resamples=int(num_resamples),
-      deletion_fn=deletion_fn, deletion_counts=counts)
+  fid, ref, arrays = fidelity_eval.explanation_fidelity(
+      alpha, bias, y_i, feats["y"], feats["w"],
+      train_y_i=None if train is None else np.asarray(train["y_i"], np.float32),
+      train_y=None if train is None else np.asarray(train["y"], np.float32),
+      key=jax.random.PRNGKey(int(seed)), sign_threshold=float(sign_threshold),
+      num_resamples=int(num_resamples), ig_steps=int(ig_steps), case=case, delta=delta,
+      batch_size=batch_size, **case_args)
+  delta = arrays["delta"]
   out.metrics["fidelity"], out.metrics["fidelity_reference"] = fid, ref
   for v, a in alpha.items():
     rho = np.asarray(fidelity_lib.interventional_rank_correlation(a * y_i, delta), np.float32)
@@ -95,10 +95,10 @@ def add_fidelity(out, alpha: dict, feats, *, case: str, effects=None, counterfac
     if f"{v}/deletion_curve" in arrays:
       out.arrays[v]["deletion_curve"] = np.asarray(arrays[f"{v}/deletion_curve"], np.float32)
   reference = {k.replace("reference/", "").replace("/", "_"): np.asarray(a)
-               for k, a in arrays.items() if k.startswith("reference/") or k == "deletion_counts"}
+               for k, a in arrays.items() if not k.startswith(tuple(f"{v}/" for v in alpha))}
   for r in ref:
-    reference[f"{r}_interventional_rank_correlation"] = np.asarray(
-        fidelity_lib.interventional_rank_correlation(arrays[f"reference/{r}/contrib"], delta))
-  reference["delta"] = delta
+    if f"reference/{r}/contrib" in arrays:
+      reference[f"{r}_interventional_rank_correlation"] = np.asarray(
+          fidelity_lib.interventional_rank_correlation(arrays[f"reference/{r}/contrib"], delta))
   out.arrays["fidelity_reference"] = reference
   out.meta.update(fidelity_effects=how, fidelity_num_images=int(n_img))
