@@ -26,7 +26,7 @@ def build_performer(config, spec):
   p = config.performer
   return models.get_performer(
       p.arch, num_outputs=len(spec.output_names), interpretable=p.interpretable,
-      dtype=state_lib.compute_dtype(config.dtype), **p.get("model", {}))
+      dtype=state_lib.compute_dtype(config.dtype), **p.model)
 
 
 def init_variables(module, image_size: int, rng: jax.Array) -> dict:
@@ -122,15 +122,15 @@ def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
   p = config.performer
   module = build_performer(config, spec)
   variables = init_variables(module, config.dataset.image_size, jax.random.fold_in(rng, 0))
-  if p.get("init_from", ""):
+  if p.init_from:
     variables = imagenet_init(p.arch, p.init_from, len(spec.output_names),
-                              jax.random.fold_in(rng, 2), convs_only=p.get("init_convs_only", False),
-                              model_kwargs=p.get("model", {}))
+                              jax.random.fold_in(rng, 2), convs_only=p.init_convs_only,
+                              model_kwargs=p.model)
   params, batch_stats = state_lib.split_variables(variables)
   loss_fn = functools.partial(performer_loss, module=module,
-                              filter_loss_weight=p.get("filter_loss_weight", 0.0),
+                              filter_loss_weight=p.filter_loss_weight,
                               steps_per_epoch=train_loader.steps_per_epoch,
-                              filter_schedule=p.get("filter_loss_schedule", "constant"))
+                              filter_schedule=p.filter_loss_schedule)
   state = loop.train_stage(
       stage=stage, workdir=workdir, mesh=mesh, loss_fn=loss_fn, params=params,
       batch_stats=batch_stats, optimizer_config=p.optimizer, loader=train_loader,

@@ -14,12 +14,15 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 def learning_rate_schedule(cfg, *, total_steps: int) -> optax.Schedule:
-  """Step -> learning rate of an ``optimizer`` block (``schedule``, ``warmup_steps``)."""
-  if cfg.get("schedule", "constant") == "cosine":
+  """Step -> learning rate of an ``optimizer`` block (``schedule``, ``warmup_steps``).
+
+  Every field is read from the block as ``config_base.OPTIMIZER`` defines it (no defaults here).
+  """
+  if cfg.schedule == "cosine":
     return optax.warmup_cosine_decay_schedule(
-        0.0, cfg.learning_rate, max(1, min(cfg.get("warmup_steps", 0), total_steps - 1)),
+        0.0, cfg.learning_rate, max(1, min(cfg.warmup_steps, total_steps - 1)),
         max(2, total_steps))
-  if cfg.get("warmup_steps", 0):
+  if cfg.warmup_steps:
     return optax.linear_schedule(0.0, cfg.learning_rate, cfg.warmup_steps)
   return optax.constant_schedule(cfg.learning_rate)
 
@@ -35,14 +38,14 @@ def make_optimizer(cfg, *, total_steps: int) -> optax.GradientTransformation:
   lr = learning_rate_schedule(cfg, total_steps=total_steps)
   if cfg.name == "adam":
     opt = optax.adam(lr)
-    if cfg.get("weight_decay", 0.0):
+    if cfg.weight_decay:
       opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay), opt)
   elif cfg.name == "adamw":
-    opt = optax.adamw(lr, weight_decay=cfg.get("weight_decay", 0.0))
+    opt = optax.adamw(lr, weight_decay=cfg.weight_decay)
   else:
-    opt = optax.chain(optax.add_decayed_weights(cfg.get("weight_decay", 0.0)),
-                      optax.sgd(lr, momentum=cfg.get("momentum", 0.9)))
-  if cfg.get("grad_clip", 0.0):
+    opt = optax.chain(optax.add_decayed_weights(cfg.weight_decay),
+                      optax.sgd(lr, momentum=cfg.momentum))
+  if cfg.grad_clip:
     opt = optax.chain(optax.clip_by_global_norm(cfg.grad_clip), opt)
   return opt
 
