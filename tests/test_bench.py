@@ -51,6 +51,7 @@ def _table(stdout):
   return header, [dict(zip(header, r)) for r in rows]
 
 
+@pytest.mark.slow
 def test_table_columns_and_positive_numbers(small_run, bench):
   stdout, _ = small_run
   header, rows = _table(stdout)
@@ -72,6 +73,7 @@ def test_table_columns_and_positive_numbers(small_run, bench):
   assert "Case-2 prior (39 concepts, float32)" in stdout
 
 
+@pytest.mark.slow
 def test_json_rows_are_consistent(small_run):
   _, rows = small_run
   assert len(rows) == 4
@@ -95,6 +97,7 @@ def test_json_rows_are_consistent(small_run):
       assert r["memory"]["argument_bytes"] > 0 and r["memory"]["temp_bytes"] >= 0
 
 
+@pytest.mark.slow
 def test_breakdown_is_printed(small_run):
   stdout, _ = small_run
   assert stdout.count("FLOPs per step,") == 4
@@ -327,6 +330,7 @@ ENTRY %main (a: f32[4], b: f32[4,4]) -> (bf16[4], f32[4]) {
   assert sum(real["opcodes"].values()) > 0 and real["opcodes"].get("parameter") == 2
 
 
+@pytest.mark.slow
 def test_profile_writes_a_trace_on_cpu(bench, tmp_path):
   import jax
   import jax.numpy as jnp

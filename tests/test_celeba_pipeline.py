@@ -68,6 +68,7 @@ def test_source_gives_the_common_layout():
   assert batch["labels"].shape == (3, 40) and set(np.unique(batch["labels"])) <= {0.0, 1.0}
 
 
+@pytest.mark.slow
 def test_metrics_and_meta(tiny_run):
   workdir, config, metrics, _ = tiny_run
   with open(os.path.join(workdir, "metrics.json")) as f:
@@ -92,6 +93,7 @@ def test_metrics_and_meta(tiny_run):
     assert os.path.exists(os.path.join(workdir, name)), name
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:Sharding info not provided")
 def test_concepts_are_the_other_attribute_logits(tiny_run):
   """y and y_i in eval/*.npz are the restored performer's logits of the named attributes."""
@@ -113,6 +115,7 @@ def test_concepts_are_the_other_attribute_logits(tiny_run):
   np.testing.assert_array_equal(ev["labels"], batch["labels"][:, col[TARGET]])
 
 
+@pytest.mark.slow
 def test_report_bars_say_no_for_absent_attributes(tiny_run):
   workdir, _, _, drawn = tiny_run
   assert len(drawn) == 4  # 2 report images x (baseline, prior), top 5 reasons each
@@ -175,6 +178,7 @@ def _torch_alexnet_state(torch):
   return {k: v.numpy() for k, v in net.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_imagenet_init_from_torchvision_file(tmp_path):
   torch = pytest.importorskip("torch")
   sd = _torch_alexnet_state(torch)

@@ -134,6 +134,7 @@ def _restore_numpy(workdir: str, stage: str, step: int) -> dict:
   return ckptr.restore(path, jax.tree.map(lambda m: np.zeros(m.shape, m.dtype), tree))
 
 
+@pytest.mark.slow
 def test_each_process_loads_its_half(runs):
   infos = []
   for i in range(NUM_PROCESSES):
@@ -150,6 +151,7 @@ def test_each_process_loads_its_half(runs):
   assert not set(infos[0]["rows_of_batch_0"]) & set(infos[1]["rows_of_batch_0"])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", CKPT_STAGES)
 def test_training_logs_equal(runs, stage):
   """Same metrics at every step; process 0 alone wrote the log (one line per step)."""
@@ -166,6 +168,7 @@ def test_training_logs_equal(runs, stage):
                                  err_msg=f"{stage} step {a['step']} {k}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", CKPT_STAGES)
 def test_final_state_equal(runs, stage):
   """The last checkpoint (params, Adam moments, BatchNorm statistics) of 2 processes == 1."""
@@ -198,6 +201,7 @@ def _numbers(tree, prefix=""):
   return out
 
 
+@pytest.mark.slow
 def test_metrics_json_equal(runs):
   """Evaluation of the two-process run matches the single-process one (metrics.json)."""
   if "evaluate" not in STAGES:
@@ -209,6 +213,7 @@ def test_metrics_json_equal(runs):
     np.testing.assert_allclose(multi[k], single[k], rtol=1e-4, atol=1e-5, err_msg=k)
 
 
+@pytest.mark.slow
 def test_checkpoints_and_markers_complete(runs):
   """Both runs leave the same finished checkpoints and stage markers, no temporary files."""
   for stage in CKPT_STAGES:

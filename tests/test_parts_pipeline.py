@@ -31,6 +31,7 @@ def tiny_run(tmp_path_factory):
   return workdir, config, pipeline.train_and_evaluate(config, workdir)
 
 
+@pytest.mark.slow
 def test_tiny_parts_run_writes_every_result(tiny_run):
   workdir, config, metrics = tiny_run
   n = config.performer.model.top_channels
@@ -79,6 +80,7 @@ def test_tiny_parts_run_writes_every_result(tiny_run):
   assert meta["part_names"] == names and len(meta["concept_names"]) == n
 
 
+@pytest.mark.slow
 def test_user_annotation_is_used(tiny_run, tmp_path):
   workdir = str(tmp_path / "run")
   shutil.copytree(tiny_run[0], workdir)  # the finished stages, reused below
@@ -193,6 +195,7 @@ def test_pascal_part_config_rejects_bad_arguments():
     pascal_config.get_config("arch=resnet50")
 
 
+@pytest.mark.slow
 def test_a_finished_run_passes_its_own_identity_check(tiny_run):
   # launch/run.py compares every recorded identity (stage markers and checkpoint metas) with
   # the config before rerunning; the ordinary performer's checkpoints must carry the run's

@@ -26,6 +26,7 @@ def tiny_run(tmp_path_factory):
   return workdir, metrics
 
 
+@pytest.mark.slow
 def test_tiny_pipeline_writes_every_result(tiny_run):
   workdir, metrics = tiny_run
   with open(os.path.join(workdir, "metrics.json")) as f:
@@ -50,6 +51,7 @@ def test_tiny_pipeline_writes_every_result(tiny_run):
     assert f"figures/{fig}" in html
 
 
+@pytest.mark.slow
 def test_prior_variant_logs_lambda_schedule(tiny_run):
   workdir, _ = tiny_run
   beta = synthetic.get_config("tiny").explainer.beta
@@ -64,12 +66,14 @@ def test_prior_variant_logs_lambda_schedule(tiny_run):
   assert by_step[16] == pytest.approx(beta / np.sqrt(2.0))
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_stages(tiny_run):
   workdir, metrics = tiny_run
   again = pipeline.train_and_evaluate(synthetic.get_config("tiny"), workdir)
   assert again["prior"] == pytest.approx(metrics["prior"])
 
 
+@pytest.mark.slow
 def test_a_variant_alone_trains_as_in_the_default_list(tiny_run, tmp_path):
   # The explainer's key comes from the variant's name, not its place in the list.
   workdir, metrics = tiny_run
@@ -125,6 +129,7 @@ class PlantedPerformer(nn.Module):
     return self.from_fc6(h), {"top_conv": images, "fc6": h}
 
 
+@pytest.mark.slow
 def test_explainer_recovers_planted_additive_contributions(tmp_path):
   rng = np.random.default_rng(0)
   n, size = 6, 8

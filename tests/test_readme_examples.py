@@ -49,6 +49,7 @@ def test_code_block_runs(name):
         assert np.all(np.isfinite(np.asarray(value))), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 1], ids=["case1_filters", "case2_shared_feature"])
 def test_own_model_example_runs_and_fits(index, capsys):
   namespace: dict = {}

@@ -153,6 +153,7 @@ def _json_lines(path: str) -> list:
     return [json.loads(ln) for ln in f if ln.strip()]
 
 
+@pytest.mark.slow
 def test_kill_anywhere_resume_equals_uninterrupted(tmp_path):
   ref, work = str(tmp_path / "uninterrupted"), str(tmp_path / "killed")
   log_path = str(tmp_path / "killed.log")
@@ -253,6 +254,7 @@ def _tiny_performer_setup(tmp_path, images, check):
               train_loader=loader, rng=jax.random.PRNGKey(0))
 
 
+@pytest.mark.slow
 def test_nan_images_are_stopped_by_the_loader_or_the_loss_guard(tmp_path):
   images = np.random.default_rng(0).normal(size=(16, 32, 32, 3)).astype(np.float32)
   images[9, 4, 4, 0] = np.nan  # record 9
@@ -283,6 +285,7 @@ def _degenerate_features(n=64, concepts=5, seed=0):
           "w": np.zeros((n, concepts), np.float32)}
 
 
+@pytest.mark.slow
 def test_zero_priors_and_constant_outputs_give_defined_metrics(tmp_path):
   feats = _degenerate_features()
   config = synthetic.get_config("tiny")

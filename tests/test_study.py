@@ -362,6 +362,7 @@ def killed_and_resumed(tmp_path_factory):
   return dict(workdir=w, runs=runs, killed=killed, before=before, rerun=rerun)
 
 
+@pytest.mark.slow
 def test_tiny_study_resumes_after_kill_without_redoing_finished_runs(killed_and_resumed):
   k = killed_and_resumed
   assert k["killed"], "the study finished before it could be killed"
@@ -374,6 +375,7 @@ def test_tiny_study_resumes_after_kill_without_redoing_finished_runs(killed_and_
   assert all(r["status"] == "complete" for r in study["runs"]) and not study["aggregate"]["missing"]
 
 
+@pytest.mark.slow
 def test_runs_that_share_a_performer_train_it_once(killed_and_resumed):
   k = killed_and_resumed
   study = json.loads(open(os.path.join(k["workdir"], "study.json")).read())
@@ -401,6 +403,7 @@ def test_runs_that_share_a_performer_train_it_once(killed_and_resumed):
   assert shared == 2  # 2 explainer seeds × 2 β: the β = 0.2 runs of both seeds
 
 
+@pytest.mark.slow
 def test_parallel_unshared_study_gives_the_same_numbers(killed_and_resumed, tmp_path):
   """Two workers, every run training its own performer and baseline: sharing changes nothing."""
   no_share = ["--config.share=", "--config.share_explainers="]
@@ -446,6 +449,7 @@ json.dump({"config": args["config"], "finished": True,
 '''
 
 
+@pytest.mark.slow
 def test_runner_phases_sharing_failures_devices_and_skips(tmp_path):
   root = tmp_path / "repo"
   (root / "launch").mkdir(parents=True)
