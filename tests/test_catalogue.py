@@ -176,6 +176,7 @@ def test_catalogue_is_big_and_unique():
   assert set(API_IDS) == set(API_CASES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", CLI_CASES, ids=[c["id"] for c in CLI_CASES])
 def test_cli_case(case, results):
   if case.get("skip"):
@@ -213,6 +214,7 @@ def test_cli_case(case, results):
       assert set(after) <= set(before), (path, sorted(set(after) - set(before)))
 
 
+@pytest.mark.slow
 def test_nan_stop_keeps_last_good_checkpoint(results):
   """The NaN case names the stage and step, and only checkpoints before that step exist."""
   r = results["loss_blows_up"]

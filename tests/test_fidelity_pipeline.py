@@ -68,6 +68,7 @@ def _check_fidelity_keys(metrics, *, deletion, peers=()):
     assert d["low"] <= d["mean"] <= d["high"] and isinstance(d["significant"], bool), name
 
 
+@pytest.mark.slow
 def test_synthetic_run_holds_every_fidelity_key(synthetic_run):
   workdir, metrics, c = synthetic_run
   with open(os.path.join(workdir, "metrics.json")) as f:
@@ -96,6 +97,7 @@ def test_synthetic_run_holds_every_fidelity_key(synthetic_run):
   assert {"fidelity", "sanity"} <= set(meta["evaluator_seconds"])
 
 
+@pytest.mark.slow
 def test_least_squares_peer_recomputes_from_the_run_files(synthetic_run):
   from xplain_jax import fidelity
   from xplain_jax.train import cache as cache_lib
@@ -117,6 +119,7 @@ def test_least_squares_peer_recomputes_from_the_run_files(synthetic_run):
   assert "gt_rank_correlation_per_image" not in planted and "planted_contrib" in ref
 
 
+@pytest.mark.slow
 def test_sanity_stage_on_tiny_run(synthetic_run):
   workdir, metrics, c = synthetic_run
   s = metrics["sanity"]
@@ -131,6 +134,7 @@ def test_sanity_stage_on_tiny_run(synthetic_run):
   assert not np.allclose(arrays["contrib"], prior["contrib"])  # another performer, other values
 
 
+@pytest.mark.slow
 def test_report_has_the_trust_section_and_true_presence(synthetic_run):
   workdir, _, _ = synthetic_run
   md = open(os.path.join(workdir, "report.md")).read()
@@ -146,6 +150,7 @@ def test_report_has_the_trust_section_and_true_presence(synthetic_run):
     assert (no == "") == (presence[sa.CONCEPT_NAMES.index(name)] > 0.5), name
 
 
+@pytest.mark.slow
 def test_parts_run_holds_case1_fidelity_with_deletion_curves(parts_run):
   workdir, metrics, c = parts_run
   _check_fidelity_keys(metrics, deletion=True, peers=PEERS_CASE1)
@@ -248,6 +253,7 @@ def test_report_section_reads_only_the_scored_images(tmp_path):
   assert title == fidelity_section.TITLE
 
 
+@pytest.mark.slow
 def test_sanity_stage_on_tiny_parts_run(parts_run):
   _, metrics, c = parts_run
   assert c.explainer.auto_scale  # the Case-1 start, which the sanity explainer shares

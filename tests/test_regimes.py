@@ -209,6 +209,7 @@ def _ls_vs_planted(rule):
   return fidelity.paired_difference_interval(planted, ls, num_resamples=1000)
 
 
+@pytest.mark.slow
 def test_least_squares_is_measurably_less_faithful_than_the_planted_rule_under_context():
   context, linear = _ls_vs_planted("context"), _ls_vs_planted("linear")
   # One α for every image cannot follow red_circle's sign flip: the planted per-image

@@ -169,6 +169,7 @@ def _wait_for(predicate, proc, timeout=300):
     time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_two_runs_on_one_workdir_equal_one_run(tmp_path, solo):
   work = str(tmp_path / "work")
   with open(tmp_path / "first.log", "w") as log:
@@ -185,6 +186,7 @@ def test_two_runs_on_one_workdir_equal_one_run(tmp_path, solo):
   assert _ckpt_identity(work) == _ckpt_identity(solo)
 
 
+@pytest.mark.slow
 def test_ctrl_c_says_how_to_resume_and_resume_is_bit_identical(tmp_path, solo):
   work = str(tmp_path / "work")
   with open(tmp_path / "run.log", "w") as log:
@@ -209,6 +211,7 @@ def test_ctrl_c_says_how_to_resume_and_resume_is_bit_identical(tmp_path, solo):
 # --- errors ------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_bug_deep_in_a_stage_keeps_its_traceback(tmp_path):
   code = (
       "import runpy, sys\n"
