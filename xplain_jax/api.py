@@ -200,7 +200,7 @@ def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndar
     explainers: variant name -> ``Explainer`` (e.g. ``{"baseline": ..., "prior": ...}``).
     features: featurized test images (``featurize_dataset``).
     labels: [N] booleans or 0/1, the true label of the explained output (for the accuracies).
-    names: the n concept names (default ``concept_<i>``).
+    names: the n concept names (default ``filter <i>`` for Case 1, ``concept_<i>`` else).
     gt_contrib: optional [N,n] planted contributions (adds ``gt_rank_correlation``).
     fidelity: score each explainer against the performer's own effects Δ_k = y − y(without
       concept k), with the references and peers (``api_fidelity``) where Δ can be had: Case 1
@@ -260,6 +260,8 @@ def write_report(directory: str, explainers: Mapping[str, Explainer],
   shown = None
   if images is not None:
     images = checks.check_images(images, "images", max_rows=len(feats["y"]))
+    if images.shape[-1] == 1:  # grayscale: three equal channels, drawn grey by every figure
+      images = np.repeat(images, 3, axis=-1)
     shown = images[:min(num_images, len(images))]
   unknown = sorted(set(fidelity_kwargs) - set(FIDELITY_DEFAULTS))
   if unknown:
@@ -281,15 +283,16 @@ def _evaluate(explainers, features, *, labels, names=None, gt_contrib=None, imag
   if not isinstance(explainers, Mapping) or not explainers:
     raise ConfigError("no explainers given; pass {name: Explainer} from fit_explainer.")
   n_img, n = feats["y_i"].shape
-  names = [f"concept_{i}" for i in range(n)] if names is None else [str(s) for s in names]
+  cases = {getattr(e, "case", None) for e in explainers.values()}
+  case = cases.pop() if len(cases) == 1 else "shared_feature"
+  default = "filter {}" if case == "filter" else "concept_{}"
+  names = [default.format(i) for i in range(n)] if names is None else [str(s) for s in names]
   if len(names) != n:
     raise ConfigError(f"got {len(names)} names for n = {n} concepts; pass one name per concept.")
   labels = checks.check_labels(labels, n_img)
   test = {k: feats[k] for k in FEATURE_KEYS}
   if gt_contrib is not None:
     test["gt_contrib"] = checks.check_contrib(gt_contrib, (n_img, n))
-  cases = {e.case for e in explainers.values()}
-  case = cases.pop() if len(cases) == 1 else "shared_feature"
   alpha = {v: e.alpha(feats["feat"]) for v, e in explainers.items()}
   bias = {v: e.bias for v, e in explainers.items()}
   out = evaluate_lib.evaluate_arrays(alpha, bias, test, labels=labels, names=names,
