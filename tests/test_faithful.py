@@ -41,7 +41,7 @@ def _features(seed=0, *, signed_w=False):
           "w": w if signed_w else np.abs(w)}
 
 
-def _fit(feats, *, positive, epochs=0, offset=None, workdir=None, prior_kind="mse", beta=0.0,
+def _fit(feats, *, epochs=0, offset=None, workdir=None, prior_kind="mse", beta=0.0,
          init_bias=0.0, consistency_weight=0.0):
   g = TinyG()
   keys = ("feat", "y", "y_i", "w") + (("t",) if consistency_weight > 0 else ())
@@ -51,8 +51,7 @@ def _fit(feats, *, positive, epochs=0, offset=None, workdir=None, prior_kind="ms
       g, loader=loader, feat_shape=feats["feat"].shape, beta=beta, prior_kind=prior_kind,
       num_epochs=epochs, optimizer_config=OPT, rng=jax.random.PRNGKey(0), stage="t",
       workdir=workdir, mesh=parallel.make_mesh(1), checkpoint_every=10 ** 6, log_every=10 ** 6,
-      init_bias=init_bias, start_offset=offset, outer_softplus=positive and offset is not None,
-      consistency_weight=consistency_weight)
+      init_bias=init_bias, start=offset, consistency_weight=consistency_weight)
 
 
 def _deviation(y, y_hat):
@@ -69,7 +68,7 @@ def test_least_squares_start_begins_at_the_linear_fit(positive):
     np.testing.assert_allclose(alpha_ls, sol[:N], rtol=1e-4, atol=1e-4)
   else:
     assert np.min(alpha_ls) >= 0 and np.any(alpha_ls == 0)  # the -0.5 weight is cut at 0
-  e = _fit(feats, positive=positive, offset=start_lib.start_offset(alpha_ls, positive=positive),
+  e = _fit(feats, offset=start_lib.start_variables(alpha_ls, positive=positive),
            init_bias=b_ls)
   alpha = e.alpha(feats["feat"])
   np.testing.assert_allclose(alpha, np.broadcast_to(alpha_ls, alpha.shape), rtol=1e-5,
@@ -82,10 +81,12 @@ def test_least_squares_start_begins_at_the_linear_fit(positive):
 def test_the_start_is_saved_with_the_checkpoint(tmp_path):
   feats = _features()
   alpha_ls, b_ls = start_lib.least_squares_fit(feats["y_i"], feats["y"], positive=False)
-  first = _fit(feats, positive=False, epochs=1, offset=alpha_ls, init_bias=b_ls,
+  first = _fit(feats, epochs=1, offset={start_lib.START_KEY: alpha_ls},
+               init_bias=b_ls,
                workdir=str(tmp_path))
   # Restored (finished) with another offset given: the checkpoint's offset wins.
-  again = _fit(feats, positive=False, epochs=1, offset=np.zeros(N, np.float32),
+  again = _fit(feats, epochs=1,
+               offset={start_lib.START_KEY: np.zeros(N, np.float32)},
                workdir=str(tmp_path))
   np.testing.assert_array_equal(again.alpha(feats["feat"]), first.alpha(feats["feat"]))
   np.testing.assert_array_equal(
@@ -146,8 +147,9 @@ def test_consistency_training_moves_contributions_toward_the_targets():
   alpha_ls, b_ls = start_lib.least_squares_fit(feats["y_i"], feats["y"], positive=False)
   feats["t"] = (feats["y_i"] * np.array([2.0, 0.0, 0.5, 1.0, -1.0], np.float32))
   gap = lambda e: np.mean((e.contributions(feats["feat"], feats["y_i"]) - feats["t"]) ** 2)
-  start = _fit(feats, positive=False, offset=alpha_ls, init_bias=b_ls)
-  trained = _fit(feats, positive=False, offset=alpha_ls, init_bias=b_ls, epochs=10,
+  offset = start_lib.start_variables(alpha_ls, positive=False)
+  start = _fit(feats, offset=offset, init_bias=b_ls)
+  trained = _fit(feats, offset=offset, init_bias=b_ls, epochs=10,
                  consistency_weight=1.0)
   assert gap(trained) < 0.8 * gap(start)
 
@@ -227,7 +229,7 @@ def test_signed_case1_trains_with_signed_w_and_the_mse_prior():
   assert np.min(feats["w"]) < 0
   with pytest.raises(ValueError, match="kind='cross_entropy' needs w >= 0"):
     losses.prior_loss(jnp.abs(jnp.asarray(feats["w"])), feats["w"], kind="cross_entropy")
-  e = _fit(feats, positive=False, epochs=2, prior_kind="mse", beta=10.0)
+  e = _fit(feats, epochs=2, prior_kind="mse", beta=10.0)
   alpha = e.alpha(feats["feat"])
   assert np.all(np.isfinite(alpha)) and np.min(alpha) < 0 < np.max(alpha)
 

@@ -92,15 +92,13 @@ class Explainer:
     alpha_scale: constant factor on g's output, chosen at fit time so that Σ α_i y_i starts
       at y's scale (1.0: none); contributions α_i y_i keep their meaning.
     case: ``"filter"`` (Case 1) or ``"shared_feature"`` (Case 2); names absent concepts.
-    outer_softplus: α = softplus(offset + g(feat)) (the least-squares start with positive α;
-      ``train.start``).
+  A least-squares start (``train.start``) lives in ``variables["batch_stats"]``.
   """
 
   g: Any
   variables: Any
   alpha_scale: float = 1.0
   case: str = "shared_feature"
-  outer_softplus: bool = False
 
   @property
   def bias(self) -> float:
@@ -109,7 +107,7 @@ class Explainer:
   def alpha(self, feat, *, batch_size: int = 256) -> np.ndarray:
     """α [N,n] for feature maps [N,H,W,C], in eval mode, batch by batch (numpy out)."""
     return predict_alpha(self.g, self.variables, feat, batch_size=batch_size,
-                         alpha_scale=self.alpha_scale, outer_softplus=self.outer_softplus)
+                         alpha_scale=self.alpha_scale)
 
   def predict(self, feat, y_i, *, batch_size: int = 256) -> np.ndarray:
     """ŷ [N] for feature maps [N,H,W,C] and concept values y_i [N,n]."""
@@ -151,8 +149,7 @@ def init_params(g, feat_shape: tuple, rng: jax.Array) -> tuple:
 
 
 def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
-                   alpha_scale: float = 1.0, consistency_weight: float = 0.0,
-                   outer_softplus: bool = False):
+                   alpha_scale: float = 1.0, consistency_weight: float = 0.0):
   """The explainer's loss on a batch of featurized images.
 
   Args:
@@ -163,15 +160,13 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
     lam: λ(t), scalar.
     alpha_scale: α = alpha_scale · g(feat) (see ``Explainer``).
     consistency_weight: weight of ``losses.consistency_loss(α ⊙ y_i, t)`` (0: the paper).
-    outer_softplus: see ``Explainer`` (with a least-squares start in ``batch_stats``).
 
   Returns:
     ``(loss, (new_batch_stats, metrics))``.
   """
   variables = state_lib.merge_variables(params["g"], batch_stats)
   (raw, _), updates = g.apply(variables, feats["feat"], train=True, mutable=["batch_stats"])
-  alpha = start_lib.compose_alpha(raw, batch_stats, alpha_scale=alpha_scale,
-                                  outer_softplus=outer_softplus)
+  alpha = start_lib.compose_alpha(raw, batch_stats, alpha_scale=alpha_scale)
   y_hat = explain.explainer_output(alpha, feats["y_i"], params["b"])
   distill = losses.distillation_loss(feats["y"], y_hat, mask=mask)
   prior = losses.prior_loss(alpha, feats["w"], kind=prior_kind, mask=mask)
@@ -193,8 +188,7 @@ FEATURE_KEYS = ("feat", "y", "y_i", "w")
 
 
 def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featurize=None,
-              alpha_scale: float = 1.0, consistency_weight: float = 0.0,
-              outer_softplus: bool = False):
+              alpha_scale: float = 1.0, consistency_weight: float = 0.0):
   """The trainer's loss ``(params, batch_stats, batch, rng, step, perf_variables)``.
 
   λ = β/√t with t = ``step // steps_per_epoch + 1`` (the epoch, from 1). With ``featurize``
@@ -223,7 +217,7 @@ def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featuriz
     lam = losses.prior_weight(step // steps_per_epoch + 1, beta)
     return explainer_loss(params, batch_stats, g, feats, batch["mask"], lam,
                           prior_kind=prior_kind, alpha_scale=alpha_scale,
-                          consistency_weight=consistency_weight, outer_softplus=outer_softplus)
+                          consistency_weight=consistency_weight)
 
   return loss_fn
 
@@ -231,7 +225,7 @@ def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featuriz
 def make_train_step(g, optimizer, *, beta: float, steps_per_epoch: int, prior_kind: str,
                     featurize=None, alpha_scale: float = 1.0, **kwargs):
   """``step(state, batch, rng, perf_variables) -> (state, metrics)`` of ``make_loss``
-  (``kwargs``: its ``consistency_weight``, ``outer_softplus``)."""
+  (``kwargs``: its ``consistency_weight``)."""
   return loop.make_train_step(make_loss(g, beta=beta, steps_per_epoch=steps_per_epoch,
                                         prior_kind=prior_kind, featurize=featurize,
                                         alpha_scale=alpha_scale, **kwargs), optimizer)
@@ -244,8 +238,7 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
                    checkpoint_every: int = 1000, log_every: int = 50, case: str = "shared_feature",
                    meta: dict | None = None, init_bias: float = 0.0,
                    fingerprint: str | None = None, consistency_weight: float = 0.0,
-                   start_offset: np.ndarray | None = None,
-                   outer_softplus: bool = False) -> Explainer:
+                   start: dict | None = None) -> Explainer:
   """Trains (resumes, or restores) g and b with the one trainer; the pipeline and
   ``xplain_jax.api.fit_explainer`` both call this.
 
@@ -265,19 +258,17 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
     fingerprint: the stage's run identity, checked against its checkpoints (``loop.fit``).
     consistency_weight: weight of the consistency term (0: the paper); the loader's features
       (or ``featurize``) must give the targets ``"t"``.
-    start_offset: [n] the least-squares start (``start.start_offset``): g's last layer starts
-      at 0 and α at the offset (None: the paper's start).
-    outer_softplus: α = softplus(offset + g(feat)) (positive α with a start).
+    start: the least-squares start (``start.start_variables``): g's last layer starts at 0
+      and α at α_ls (None: the paper's start).
   """
   params, batch_stats = init_params(g, feat_shape, jax.random.fold_in(rng, 0))
   params["b"] = jnp.asarray(init_bias, jnp.float32)
-  if start_offset is not None:
+  if start is not None:
     params["g"] = start_lib.zero_head(params["g"])
-    batch_stats = dict(batch_stats, **{start_lib.START_KEY: jnp.asarray(start_offset,
-                                                                         jnp.float32)})
+    batch_stats = dict(batch_stats, **{k: jnp.asarray(v, jnp.float32) for k, v in start.items()})
   loss_fn = make_loss(g, beta=beta, steps_per_epoch=loader.steps_per_epoch,
                       prior_kind=prior_kind, featurize=featurize, alpha_scale=alpha_scale,
-                      consistency_weight=consistency_weight, outer_softplus=outer_softplus)
+                      consistency_weight=consistency_weight)
   state = loop.train_stage(
       stage=stage, workdir=workdir, mesh=mesh, loss_fn=loss_fn, params=params,
       batch_stats=batch_stats, optimizer_config=optimizer_config, loader=loader,
@@ -285,7 +276,7 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
       checkpoint_every=checkpoint_every, log_every=log_every, meta=meta,
       consts=(perf_variables if featurize is not None else {},), fingerprint=fingerprint)
   return Explainer(g, {"params": state["params"], "batch_stats": state["batch_stats"]},
-                   alpha_scale=float(alpha_scale), case=case, outer_softplus=outer_softplus)
+                   alpha_scale=float(alpha_scale), case=case)
 
 
 def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_shape: tuple,
@@ -308,19 +299,17 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
   g = build_weight_net(config, num_concepts, start=settings.start)
   alpha_scale, init_bias = configured_start(config, g, loader, rng, featurize=featurize,
                                             perf_variables=perf_variables)
-  offset, outer_softplus = None, False
+  start = None
   if settings.start == "least_squares":
     y_i, y = start_lib.training_concepts(loader.source, featurize=featurize,
                                          perf_variables=perf_variables,
                                          batch_size=config.eval.batch_size)
     alpha_ls, init_bias = start_lib.least_squares_fit(y_i, y, positive=e.positive)
-    offset = start_lib.start_offset(alpha_ls, positive=e.positive)
-    outer_softplus = bool(e.positive)
+    start = start_lib.start_variables(alpha_ls, positive=e.positive)
     alpha_scale = 1.0 if e.positive else alpha_scale
   return fit_weight_net(
       g, loader=loader, feat_shape=feat_shape, alpha_scale=alpha_scale, init_bias=init_bias,
-      consistency_weight=settings.consistency_weight, start_offset=offset,
-      outer_softplus=outer_softplus,
+      consistency_weight=settings.consistency_weight, start=start,
       beta=settings.beta, prior_kind=e.prior_kind, num_epochs=e.num_epochs,
       optimizer_config=e.optimizer, rng=rng, stage=stage_name(variant), workdir=workdir,
       mesh=mesh, featurize=featurize, perf_variables=perf_variables,
@@ -371,14 +360,12 @@ def configured_start(config, g, loader, rng: jax.Array, *, featurize=None,
   return auto_start(g, {k: np.asarray(batch[k]) for k in ("feat", "y_i", "y")}, rng)
 
 
-def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0,
-                  outer_softplus: bool = False):
+def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0):
   """α [N,n] for a feature map [N,H,W,C] in eval mode (host numpy in, numpy out); a
   least-squares start in ``variables["batch_stats"]`` is applied (``start.compose_alpha``)."""
   fn = jax.jit(lambda v, x: start_lib.compose_alpha(
       g.apply(state_lib.merge_variables(v["params"]["g"], v["batch_stats"]), x,
-              train=False)[0], v["batch_stats"], alpha_scale=alpha_scale,
-      outer_softplus=outer_softplus))
+              train=False)[0], v["batch_stats"], alpha_scale=alpha_scale))
   out = [np.asarray(fn(variables, np.asarray(feat[i:i + batch_size])), np.float32)
          for i in range(0, len(feat), batch_size)]
   return np.concatenate(out)

@@ -12,9 +12,11 @@ step 0 equals the fit's:
   ``α = max(α_ls)·ε_float32`` (softplus⁻¹ of 0 is −∞); the multiplicative form makes such a
   filter slow to revive.
 
-g's last layer (``head``) starts at zero, b at b_ls. The offset (softplus⁻¹(α_ls) or α_ls) is
-kept in the explainer's non-trained variables (``batch_stats[START_KEY]``), so it is saved in
-every checkpoint and restored with it; the weight network itself never reads it.
+g's last layer (``head``) starts at zero, b at b_ls. The offset is kept in the explainer's
+non-trained variables, ``batch_stats["linear_start"]`` (α_ls, signed) or
+``batch_stats["linear_start_softplus"]`` (softplus⁻¹(α_ls), positive), so it is saved in every
+checkpoint and restored with it, and the variables alone say how α is formed; the weight
+network itself never reads it.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-START_KEY = "linear_start"
+START_KEY = "linear_start"                  # α = offset + s·g
+SOFTPLUS_START_KEY = "linear_start_softplus"  # α = softplus(offset + g)
 STARTS = ("paper", "least_squares")
 
 
@@ -35,27 +38,30 @@ def inverse_softplus(a: np.ndarray) -> np.ndarray:
   return a + np.log(-np.expm1(-a))
 
 
-def start_offset(alpha_ls: np.ndarray, *, positive: bool) -> np.ndarray:
-  """The raw offset [n] float32 that makes α start at ``alpha_ls`` [n] (see the module doc)."""
+def start_variables(alpha_ls: np.ndarray, *, positive: bool) -> dict:
+  """``{key: offset [n] float32}`` that makes α start at ``alpha_ls`` [n] (see the module doc);
+  merged into the explainer's ``batch_stats``."""
   alpha_ls = np.asarray(alpha_ls, np.float64)
   if not positive:
-    return alpha_ls.astype(np.float32)
+    return {START_KEY: alpha_ls.astype(np.float32)}
   floor = max(float(np.max(alpha_ls)), 1.0) * float(np.finfo(np.float32).eps)
-  return inverse_softplus(np.maximum(alpha_ls, floor)).astype(np.float32)
+  return {SOFTPLUS_START_KEY: inverse_softplus(np.maximum(alpha_ls, floor)).astype(np.float32)}
 
 
-def compose_alpha(raw, batch_stats, *, alpha_scale: float = 1.0, outer_softplus: bool = False):
+def compose_alpha(raw, batch_stats, *, alpha_scale: float = 1.0):
   """α [B,n] float32 from g's output ``raw`` [B,n] and the start kept in ``batch_stats``.
 
-  Without a start (the paper's) ``α = alpha_scale · raw``; with one, ``α = offset +
-  alpha_scale · raw``, through a softplus when ``outer_softplus`` (positive α).
+  Without a start (the paper's) ``α = alpha_scale · raw``; with ``linear_start``
+  ``α = offset + alpha_scale · raw``; with ``linear_start_softplus``
+  ``α = softplus(offset + alpha_scale · raw)``.
   """
   raw = jnp.asarray(raw, jnp.float32) * alpha_scale
-  offset = batch_stats.get(START_KEY) if hasattr(batch_stats, "get") else None
-  if offset is None:
-    return raw
-  z = jnp.asarray(offset, jnp.float32) + raw
-  return jax.nn.softplus(z) if outer_softplus else z
+  stats = batch_stats if hasattr(batch_stats, "get") else {}
+  if stats.get(START_KEY) is not None:
+    return jnp.asarray(stats[START_KEY], jnp.float32) + raw
+  if stats.get(SOFTPLUS_START_KEY) is not None:
+    return jax.nn.softplus(jnp.asarray(stats[SOFTPLUS_START_KEY], jnp.float32) + raw)
+  return raw
 
 
 def training_concepts(source, *, featurize: Callable | None = None, perf_variables=None,
