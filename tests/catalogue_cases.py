@@ -6,15 +6,17 @@ README's troubleshooting table (``python tests/catalogue_cases.py`` prints it as
 Keys of a case:
   id: short name.
   problem: the mistake, in words.
-  kind: "cli" (``launch/run.py`` as a subprocess) or "api" (an in-process call, see
-    ``test_catalogue.API_CASES``).
+  kind: "cli" (``launch/run.py`` as a subprocess), "api" (an in-process call, see
+    ``test_catalogue.API_CASES``) or "elsewhere" (a case that needs a finished run, a study
+    or a real signal: ``tested_in`` names the test, ``tests/FILE.py::test_name``, that runs
+    it and asserts the exit status, the one ``error:`` line and the undisturbed rerun).
   argv: (cli) arguments after ``launch/run.py``. ``{workdir}`` is a fresh directory holding one
     unrelated file, ``{prepared}`` a copy of a workdir whose performer stage has finished,
     ``{empty}`` an empty directory, ``{file}`` a regular file.
   env: (cli) extra environment variables.
   damage: (cli) what is broken in the workdir before the run: "all_checkpoints",
-    "metrics_json", "data_cache", "config_json_truncated", "config_json_replaced" or
-    "config_json_deleted".
+    "metrics_json", "data_cache", "config_json_truncated", "config_json_replaced",
+    "config_json_deleted" or "performer_checkpoints_deleted" (its done.json kept).
   config_file: (cli) text of a config file written to ``{config_file}`` (named
     ``config_name``, default "config_case.py").
   hold_lock: (cli) the test holds the workdir's lock while the run starts (another run).
@@ -187,6 +189,10 @@ CASES = [
     dict(id="config_file_missing", problem="config file that does not exist", kind="cli",
          argv=["--config=configs/nothere.py", "--workdir={workdir}"], exit=2,
          words=["configs/nothere.py", "does not exist"], fix="Check the path of --config."),
+    dict(id="config_file_missing_with_override",
+         problem="config file that does not exist, with --config.FIELD overrides", kind="cli",
+         argv=["--config=configs/nothere.py", "--workdir={workdir}", "--config.seed=1"], exit=2,
+         words=["configs/nothere.py", "does not exist"], fix="Check the path of --config."),
     dict(id="extra_positional", problem="extra positional arguments", kind="cli",
          argv=[TINY, "--workdir={workdir}", "beta=0.5"], exit=2,
          words=["unexpected arguments", "beta=0.5", "--config.FIELD=VALUE"],
@@ -199,6 +205,10 @@ CASES = [
     dict(id="workdir_under_a_file", problem="unwritable workdir (a path under a file)",
          kind="cli", argv=[TINY, "--workdir={file}/sub"], exit=2,
          words=["--workdir", "not writable"], fix="Choose a directory you can write to."),
+    dict(id="workdir_not_utf8", problem="a workdir name that is not UTF-8", kind="cli",
+         argv=[TINY, "--workdir={workdir}/caf\udce9"], exit=2,
+         words=["--workdir", "not a valid UTF-8 name"],
+         fix="Choose a UTF-8 name (nothing, not even a lock file, was written)."),
     dict(id="workdir_is_a_file", problem="workdir that is a file", kind="cli",
          argv=[TINY, "--workdir={file}"], exit=2, words=["--workdir", "is a file"],
          fix="Choose a directory, not a file."),
@@ -261,6 +271,21 @@ CASES = [
          fix="Restore the checkpoint folder from a backup, or start in a new --workdir. (A "
              "damaged *newest* checkpoint alone is reported, moved aside and the previous one "
              "used.)"),
+    dict(id="checkpoints_deleted_marker_kept",
+         problem="a stage's checkpoints deleted, its done.json kept", kind="cli",
+         argv=["{prepared_config}", "--workdir={prepared}", "--config.stages=explainer"],
+         damage="performer_checkpoints_deleted", exit=1,
+         words=["performer stage is marked finished", "checkpoints", "done.json"],
+         fix="Restore the checkpoints, or delete the stage's done.json (named in the message) "
+             "to train that stage again; it is never retrained silently."),
+    dict(id="report_only_without_config_json",
+         problem="a report-only run after config.json was deleted, with another config",
+         kind="elsewhere", exit=1,
+         tested_in="tests/test_reliability.py::"
+                   "test_report_only_without_config_json_never_records_another_config",
+         words=["no config.json or run identity", "restore config.json"],
+         fix="Restore config.json (or rerun the evaluate stage with the config you mean); "
+             "results are never relabelled with the command line's config."),
     dict(id="damaged_metrics_json", problem="damaged metrics.json when running the report",
          kind="cli", argv=["{prepared_config}", "--workdir={prepared}", "--config.stages=report"],
          damage="metrics_json", exit=1, words=["metrics.json", "not valid JSON", "evaluate"],
@@ -273,6 +298,40 @@ CASES = [
          kind="api", exit=None, raises="StorageError (exit 1 in a run)",
          words=["cannot write", "synthetic_attributes", "disk is full", "free space"],
          fix="Free space and rerun the same command; no temporary file is left."),
+    dict(id="disk_full_checkpoint", problem="a full disk while orbax writes a checkpoint",
+         kind="api", exit=None, raises="StorageError (exit 1 in a run)",
+         words=["cannot write checkpoint", "disk is full", "rerun the same command"],
+         fix="Free space and rerun the same command: it resumes from the previous checkpoint."),
+    dict(id="disk_full_report_figures", problem="a full disk while writing report figures",
+         kind="elsewhere", exit=1,
+         tested_in="tests/test_reliability.py::"
+                   "test_full_disk_while_writing_report_figures_is_one_line",
+         words=["cannot write", ".png", "disk is full"],
+         fix="Free space and rerun the same command."),
+    dict(id="interrupt_during_checkpoint_save", problem="Ctrl-C or SIGTERM during a run (a "
+         "checkpoint save under way)", kind="elsewhere", exit=(130, 143),
+         tested_in="tests/test_reliability.py::"
+                   "test_ctrl_c_says_how_to_resume_and_resume_is_bit_identical",
+         words=["interrupted", "rerun the same command to resume"],
+         fix="Rerun the same command; it resumes bit for bit from the last checkpoint."),
+    dict(id="performer_trained_to_inf",
+         problem="a performer whose parameters stay finite but whose outputs overflow",
+         kind="cli", argv=["{prepared_config}", "--workdir={workdir}",
+                           "--config.dataset.num_train=16",
+                           "--config.performer.optimizer.learning_rate=1e30",
+                           "--config.performer.optimizer.schedule=constant",
+                           "--config.performer.optimizer.warmup_steps=0",
+                           "--config.stages=performer,explainer"], exit=1,
+         words=["stage 'performer'", "outputs", "NaN or Inf", "learning_rate"],
+         fix="Lower the performer's learning rate or set its grad_clip, in a new --workdir "
+             "(the stage is not marked finished)."),
+    dict(id="beta_blows_up", problem="the prior loss weight β drives the explainer to NaN",
+         kind="cli", argv=["{prepared_config}", "--workdir={workdir}",
+                           "--config.explainer.beta=1e38", "--config.explainer.variants=prior",
+                           "--config.stages=performer,explainer"], exit=1,
+         words=["stage 'explainer_prior'", "nan", "explainer.beta", "alpha_scale"],
+         fix="Lower explainer.beta (or the API's beta / alpha_scale) first, then the learning "
+             "rate, in a new --workdir."),
     dict(id="loss_blows_up", problem="a loss or gradient becomes NaN (learning rate 1e30)",
          kind="cli", argv=["{prepared_config}", "--workdir={workdir}",
                            "--config.performer.optimizer.learning_rate=1e30",
@@ -304,6 +363,53 @@ CASES = [
          words=["cannot write", "metrics.json", "disk is full", "free space"],
          fix="Free space and rerun the same command; the previous file is kept, no temporary "
              "file is left."),
+    # --- studies (launch/study.py) ---
+    dict(id="study_changed_set", problem="a study rerun with a changed --set after its runs "
+         "finished", kind="elsewhere", exit=2,
+         tested_in="tests/test_study_faults.py::test_a_changed_set_is_refused_never_skipped",
+         words=["was made with", "use another --workdir"],
+         fix="Use another --workdir for the new values (or delete the named sub-workdir to "
+             "redo that run); fields that decide no result (stages, data_dir) just rerun."),
+    dict(id="study_set_of_an_axis", problem="--set of a field that is a study axis",
+         kind="elsewhere", exit=2,
+         tested_in="tests/test_study_faults.py::test_study_command_line_is_checked_before_any_run",
+         words=["sets a field of the study axis"],
+         fix="Change the axis (--config.axes.NAME...) or drop the --set."),
+    dict(id="study_misspelt_set", problem="--set of a field the run config lacks, or of the "
+         "wrong type", kind="elsewhere", exit=2,
+         tested_in="tests/test_study_faults.py::test_study_command_line_is_checked_before_any_run",
+         words=["has no field", "check the spelling"], fix="Check the field's spelling."),
+    dict(id="study_cannot_finish", problem="study runs that cannot finish the table "
+         "(stages without evaluate, a variant missing)", kind="elsewhere", exit=2,
+         tested_in="tests/test_study_faults.py::test_study_command_line_is_checked_before_any_run",
+         words=["no run can finish"],
+         fix="Include evaluate in stages and every variant the table reads."),
+    dict(id="study_workdir_below_a_file", problem="a study workdir below a file, or not UTF-8",
+         kind="elsewhere", exit=2,
+         tested_in="tests/test_study_faults.py::test_study_command_line_is_checked_before_any_run",
+         words=["--workdir", "choose a"], fix="Choose a directory (a UTF-8 name)."),
+    dict(id="study_interrupted", problem="Ctrl-C or SIGTERM on launch/study.py (or on its PID "
+         "alone)", kind="elsewhere", exit=(130, 143),
+         tested_in="tests/test_study_faults.py::test_ctrl_c_on_a_study_stops_its_run_in_one_line",
+         words=["interrupted", "rerun the same command"],
+         fix="Rerun the same command; the running run got the signal and resumes."),
+    dict(id="study_orphaned_run", problem="a run still running from a study that was killed "
+         "(kill -9 of the study alone)", kind="elsewhere", exit=1,
+         tested_in="tests/test_study_faults.py::test_an_orphaned_run_is_named_and_counts_agree",
+         words=["is still running", "wait for it to end or stop that process"],
+         fix="Wait for that process (named) to end, or stop it; then rerun the study."),
+    dict(id="study_disk_full", problem="a full disk while writing study.json / study.md",
+         kind="elsewhere", exit=1,
+         tested_in="tests/test_study_faults.py::test_full_disk_while_writing_the_study_is_one_line",
+         words=["cannot write", "disk is full"], fix="Free space and rerun the same command."),
+    dict(id="study_slurm_space_separated", problem="--emit=slurm with space-separated flags "
+         "(--config X --set Z)", kind="elsewhere", exit=0,
+         tested_in="tests/test_study_faults.py::test_slurm_follow_ups_take_space_separated_flags",
+         words=[], fix="Nothing: the follow-up jobs get --NAME=VALUE arguments."),
+    dict(id="study_cut_off_in_report", problem="a study killed during a run's report stage",
+         kind="elsewhere", exit=0,
+         tested_in="tests/test_study_faults.py::test_a_run_cut_off_in_its_report_is_not_finished",
+         words=[], fix="Nothing: the rerun finishes that run, report included."),
 ]
 
 

@@ -88,6 +88,8 @@ def damage(workdir: str, what: str) -> None:
       f.write("# my own notes on this run, not JSON\nbeta = 0.2\n")
   elif what == "config_json_deleted":
     os.remove(os.path.join(workdir, "config.json"))
+  elif what == "performer_checkpoints_deleted":
+    shutil.rmtree(os.path.join(workdir, "performer", "ckpt"))
   elif what == "eval_npz":
     for p in glob.glob(os.path.join(workdir, "eval", "*.npz")):
       with open(p, "r+b") as f:
@@ -205,7 +207,7 @@ def test_cli_case(case, results):
   for path, before in r["before"].items():
     after = r["after"][path]
     for rel, digest in before.items():
-      if os.path.basename(rel) == "run.lock":  # names the latest run that held the workdir
+      if os.path.basename(rel) in ("run.lock", "command.json"):  # the latest run's command
         continue
       assert rel in after, f"{rel} disappeared from {path}"
       want = r["originals"][rel] if rel in repaired else digest
@@ -327,7 +329,23 @@ def _damaged_eval_npz(tmp_path):
   report.write_report(str(tmp_path))
 
 
+def _disk_full_checkpoint(tmp_path):
+  import jax.numpy as jnp
+  from xplain_jax import checkpoint
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))
+  ckpt.save(1, {"w": jnp.ones(3)})
+
+  def full(*args, **kwargs):  # what orbax (TensorStore) raises on a full disk
+    raise ValueError("RESOURCE_EXHAUSTED: Error writing local file: No space left on device")
+  ckpt._manager.save = full  # pylint: disable=protected-access
+  try:
+    ckpt.save(2, {"w": jnp.ones(3)})
+  finally:
+    assert ckpt.steps() == [1]  # the previous checkpoint kept, nothing half-made
+
+
 API_CASES = {
+    "disk_full_checkpoint": _disk_full_checkpoint,
     "damaged_eval_npz": _damaged_eval_npz,
     "images_wrong_shape": _images_wrong_shape,
     "images_wrong_dtype": _images_wrong_dtype,
@@ -359,3 +377,16 @@ def test_api_case(case_id, tmp_path):
   assert "\n" not in msg, msg
   for word in case["words"]:
     assert word.lower() in msg.lower(), (word, msg)
+
+
+ELSEWHERE = [c for c in CASES if c["kind"] == "elsewhere"]
+
+
+@pytest.mark.parametrize("case", ELSEWHERE, ids=[c["id"] for c in ELSEWHERE])
+def test_elsewhere_cases_name_an_existing_test(case):
+  """A case run by another test file names a test that exists (the catalogue never points at
+  nothing); that test asserts the exit status, the one error line and the undisturbed rerun."""
+  path, _, name = case["tested_in"].partition("::")
+  with open(os.path.join(ROOT, path), encoding="utf-8") as f:
+    assert re.search(rf"^def {re.escape(name)}\(", f.read(), re.M), case["tested_in"]
+  assert case["exit"] is not None and case["fix"]

@@ -187,19 +187,23 @@ def test_two_runs_on_one_workdir_equal_one_run(tmp_path, solo):
 
 
 @pytest.mark.slow
-def test_ctrl_c_says_how_to_resume_and_resume_is_bit_identical(tmp_path, solo):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_says_how_to_resume_and_resume_is_bit_identical(tmp_path, solo, signum):
+  """A signal in the middle of the checkpoint saves (one every step): one line and nothing
+  after it (no thread of an orbax save cut off), exit 128 + signal, bit-identical resume."""
   work = str(tmp_path / "work")
   with open(tmp_path / "run.log", "w") as log:
     proc = _start(work, log)
     ckpt = os.path.join(work, "performer", "ckpt")
     _wait_for(lambda: os.path.isdir(os.path.join(ckpt, "2")), proc)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     code = proc.wait(timeout=120)
   text = open(tmp_path / "run.log").read()
   if code == 0:
     pytest.skip("the run finished before the interrupt landed")
-  assert code == 130, text[-2000:]
+  assert code == 128 + signum, text[-2000:]
   assert "Traceback" not in text, text[-3000:]
+  assert sum(ln.startswith("error:") for ln in text.splitlines()) == 1, text[-2000:]
   assert text.strip().splitlines()[-1] == ("error: interrupted; rerun the same command to "
                                            "resume")
   again = run_cli(PERFORMER_ONLY + [f"--workdir={work}"])
@@ -271,3 +275,132 @@ def test_checkpoint_write_on_a_full_disk_is_one_storage_error(tmp_path, monkeypa
   msg = str(info.value)
   assert "checkpoint 2" in msg and "disk is full" in msg and "rerun the same command" in msg
   assert ckpt.steps() == [1]
+
+
+# --- faults of a finished run: full disk, deleted files, interrupts ----------------------------
+
+
+def _one_error_line(out, code):
+  """Asserts exit ``code``, no traceback and exactly one ``error:`` line, the last; returns it."""
+  lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
+  assert out.returncode == code, (out.returncode, out.stderr[-3000:])
+  assert "Traceback" not in out.stderr, out.stderr[-3000:]
+  assert sum(ln.startswith("error:") for ln in lines) == 1 and lines[-1].startswith("error: ")
+  return lines[-1]
+
+
+def _patched_run(argv, patch: str):
+  """launch/run.py ``argv`` in a process that first runs ``patch`` (Python source)."""
+  code = (f"import runpy, sys\n{patch}\n"
+          f"sys.argv = ['run.py'] + {list(argv)!r}\n"
+          f"runpy.run_path({os.path.join(ROOT, 'launch', 'run.py')!r}, run_name='__main__')\n")
+  return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=subprocess_env(),
+                        capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+  """A whole tiny run (performer, explainers, evaluate, report), finished undisturbed."""
+  work = str(tmp_path_factory.mktemp("finished") / "work")
+  out = run_cli(PREPARED_CONFIG + [f"--workdir={work}"])
+  assert out.returncode == 0, out.stderr[-3000:]
+  return work
+
+
+def _copy(src, tmp_path):
+  import shutil
+  dst = str(tmp_path / "work")
+  shutil.copytree(src, dst)
+  return dst
+
+
+def _read(path):
+  with open(path, "rb") as f:
+    return f.read()
+
+
+@pytest.mark.slow
+def test_full_disk_while_writing_report_figures_is_one_line(tmp_path, finished):
+  work = _copy(finished, tmp_path)
+  os.remove(os.path.join(work, "report.md"))
+  patch = ("import errno, matplotlib.figure\n"
+           "def full(self, path, *a, **k):\n"
+           "  raise OSError(errno.ENOSPC, 'No space left on device', str(path))\n"
+           "matplotlib.figure.Figure.savefig = full")
+  argv = PREPARED_CONFIG + [f"--workdir={work}", "--config.stages=report"]
+  last = _one_error_line(_patched_run(argv, patch), 1)
+  assert "cannot write" in last and ".png" in last and "the disk is full" in last, last
+  assert "rerun the same command" in last
+  again = run_cli(argv)
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert _read(os.path.join(work, "report.md")) == _read(os.path.join(finished, "report.md"))
+
+
+@pytest.mark.slow
+def test_orbax_full_disk_in_a_run_is_one_line_and_resumes(tmp_path, solo):
+  work = str(tmp_path / "work")
+  patch = ("import orbax.checkpoint as ocp\n"
+           "real = ocp.CheckpointManager.save\n"
+           "def save(self, step, *a, **k):\n"
+           "  if step == 5:\n"
+           "    raise ValueError('RESOURCE_EXHAUSTED: Error writing local file: No space left "
+           "on device')\n"
+           "  return real(self, step, *a, **k)\n"
+           "ocp.CheckpointManager.save = save")
+  last = _one_error_line(_patched_run(PERFORMER_ONLY + [f"--workdir={work}"], patch), 1)
+  assert "cannot write checkpoint 5" in last and "the disk is full" in last, last
+  again = run_cli(PERFORMER_ONLY + [f"--workdir={work}"])
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert "resumed from the checkpoint at step 4" in again.stdout + again.stderr
+  assert _log(work) == _log(solo)
+  assert _ckpt_identity(work) == _ckpt_identity(solo)
+
+
+@pytest.mark.slow
+def test_marked_stage_without_checkpoints_is_refused_not_retrained(tmp_path, finished):
+  import shutil
+  work = _copy(finished, tmp_path)
+  ckpt = os.path.join(work, "explainer_prior", "ckpt")
+  shutil.move(ckpt, str(tmp_path / "kept_ckpt"))
+  metrics = _read(os.path.join(work, "metrics.json"))
+  argv = PREPARED_CONFIG + [f"--workdir={work}", "--config.stages=evaluate,report"]
+  last = _one_error_line(run_cli(argv), 1)
+  assert "explainer_prior stage is marked finished" in last and "done.json" in last, last
+  assert _read(os.path.join(work, "metrics.json")) == metrics
+  assert not os.path.exists(ckpt)  # nothing was trained again
+  shutil.move(str(tmp_path / "kept_ckpt"), ckpt)
+  again = run_cli(argv)
+  assert again.returncode == 0, again.stderr[-3000:]
+  now, then = json.loads(_read(os.path.join(work, "metrics.json"))), json.loads(metrics)
+  for key in ("performer", "baseline", "prior"):  # (fidelity's cost records seconds)
+    assert now[key] == then[key], key
+
+
+@pytest.mark.slow
+def test_report_only_without_config_json_never_records_another_config(tmp_path, finished):
+  import shutil
+  work = _copy(finished, tmp_path)
+  recorded = _read(os.path.join(work, "config.json"))
+  os.remove(os.path.join(work, "config.json"))
+  other = PREPARED_CONFIG + [f"--workdir={work}", "--config.stages=report",
+                             "--config.explainer.beta=0.9", "--config.seed=7"]
+  last = _one_error_line(run_cli(other), 1)
+  assert "different config" in last, last  # the evaluate stage's recorded identity
+  shutil.rmtree(os.path.join(work, workdir.EVALUATE_MARKER))  # results of an older version
+  last = _one_error_line(run_cli(other), 1)
+  assert "no config.json or run identity" in last and "restore config.json" in last, last
+  assert not os.path.exists(os.path.join(work, "config.json"))
+  with open(os.path.join(work, "config.json"), "wb") as f:
+    f.write(recorded)
+  again = run_cli(PREPARED_CONFIG + [f"--workdir={work}", "--config.stages=report"])
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert _read(os.path.join(work, "config.json")) == recorded
+  assert _read(os.path.join(work, "report.md")) == _read(os.path.join(finished, "report.md"))
+
+
+@pytest.mark.slow
+def test_command_json_records_the_command_and_when_it_finished(finished):
+  rec = workdir.read_command(finished)
+  assert rec["finished"] is True and rec["config"] == PREPARED_CONFIG[0].split("=", 1)[1]
+  assert rec["overrides"] == dict(a[len("--config."):].split("=", 1)
+                                  for a in PREPARED_CONFIG[1:])
