@@ -253,3 +253,19 @@ def test_variants_read_their_settings_from_the_config():
   c.explainer.consistency_target = "rendering"
   with pytest.raises(ConfigError, match="consistency_target"):
     validate.check_config(c)
+
+
+def test_api_fit_explainer_passes_the_start_and_the_consistency_term_through(tmp_path):
+  from xplain_jax import api  # pylint: disable=import-outside-toplevel
+  feats = _features()
+  feats["t"] = feats["y_i"] * np.float32(0.5)
+  with pytest.raises(ConfigError, match=r"needs finite features\['t'\]"):
+    api.fit_explainer({k: v for k, v in feats.items() if k != "t"}, case="filter",
+                      consistency_weight=1.0)
+  kw = dict(case="filter", start="least_squares", consistency_weight=0.5, epochs=1,
+            batch_size=32, workdir=str(tmp_path), log_every=10 ** 6)
+  e = api.fit_explainer(feats, **kw)
+  assert start_lib.SOFTPLUS_START_KEY in e.variables["batch_stats"]
+  loaded = api.fit_explainer(feats, **kw)      # the finished fit, loaded from the workdir
+  np.testing.assert_allclose(loaded.alpha(feats["feat"]), e.alpha(feats["feat"]), rtol=1e-6)
+  assert np.min(e.alpha(feats["feat"])) > 0

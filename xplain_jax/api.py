@@ -42,6 +42,7 @@ from xplain_jax.errors import ConfigError
 from xplain_jax.train import evaluate as evaluate_lib
 from xplain_jax.train import evaluators
 from xplain_jax.train import explainer as explainer_lib
+from xplain_jax.train import start as start_lib
 
 Explainer = explainer_lib.Explainer
 CASES = {"filter": ("cross_entropy", True, 10.0), "shared_feature": ("mse", False, 0.2)}
@@ -108,7 +109,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
                   schedule: str = "constant", grad_clip: float = 0.0,
                   weight_decay: float = 0.0, alpha_scale: float | str = "auto",
                   seed: int = 0, workdir: str | None = None, name: str = "explainer",
-                  log_every: int = 100) -> Explainer:
+                  log_every: int = 100, start: str = "paper",
+                  consistency_weight: float = 0.0) -> Explainer:
   """Fits ``ŷ = Σ α_i y_i + b`` to featurized arrays by distillation with the prior loss.
 
   Args:
@@ -133,10 +135,28 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
       a different fit there is refused (pass another workdir or name). None: nothing on disk.
     name: the stage name used for logs and checkpoints.
     log_every: steps between console log lines.
+    start: ``"paper"`` (g's own start) or ``"least_squares"``: α = α_ls + g(feat) with g's
+      last layer at 0 and b from b_ls, the least-squares fit of y on (y_i, 1) (α ≥ 0 with
+      positive α; ``train.start``). An addition to the paper.
+    consistency_weight: weight of the consistency term Σ_k (α_k y_k − t_k)², pulling the
+      contributions toward the model's own effects ``features["t"]`` [N,n] (e.g. Case-1
+      deletion effects ``fidelity.filter_deletion_effects``); 0 (the paper) needs no ``"t"``.
+      An addition to the paper.
 
   Returns:
     An ``Explainer`` with ``alpha``, ``predict``, ``contributions`` and ``explain``.
   """
+  if start not in start_lib.STARTS:
+    raise ConfigError(f"start={start!r}; use one of {list(start_lib.STARTS)}.")
+  if not np.isfinite(consistency_weight) or consistency_weight < 0:
+    raise ConfigError(f"consistency_weight={consistency_weight}; use a finite weight >= 0 "
+                      "(0: the paper's loss).")
+  if consistency_weight > 0 and (not isinstance(features, Mapping) or "t" not in features
+                                 or np.shape(features["t"]) != np.shape(features["y_i"])
+                                 or not np.all(np.isfinite(np.asarray(features["t"], float)))):
+    raise ConfigError("consistency_weight > 0 needs finite features['t'] [N,n], the model's "
+                      "own per-concept effects (e.g. fidelity.filter_deletion_effects), beside "
+                      "y_i.")
   if case not in CASES:
     raise ConfigError(f"case={case!r}; use 'filter' (Case 1) or 'shared_feature' (Case 2).")
   default_kind, default_positive, default_beta = CASES[case]
@@ -150,28 +170,40 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
                         batch_size=batch_size, epochs=epochs, case=case)
   auto_depth, auto_width = default_weight_net(feats["feat"].shape)
   net = dict(depth=int(depth or auto_depth), width=int(width or auto_width), stem=stem,
-             positive=positive, num_outputs=int(feats["y_i"].shape[1]))
+             positive=positive and start == "paper", num_outputs=int(feats["y_i"].shape[1]))
   ident = None
   if workdir is not None:
     settings = dict(net, case=case, beta=beta, prior_kind=prior_kind, epochs=epochs,
                     batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate,
                     schedule=schedule, grad_clip=grad_clip, weight_decay=weight_decay,
-                    alpha_scale=alpha_scale, seed=seed)
+                    alpha_scale=alpha_scale, seed=seed,
+                    **({"start": start} if start != "paper" else {}),
+                    **({"consistency_weight": float(consistency_weight)}
+                       if consistency_weight else {}))
     ident = checks.identity(feats, settings)
     done = checks.check_workdir(workdir, name, ident)
     if done is not None:
       return done
     checks.record_identity(workdir, name, ident, net)
-  g = models.get_weight_net(net["depth"], num_outputs=net["num_outputs"], positive=positive,
-                            width=net["width"], stem=stem)
+  g = models.get_weight_net(net["depth"], num_outputs=net["num_outputs"],
+                            positive=net["positive"], width=net["width"], stem=stem)
   rng = jax.random.PRNGKey(seed)
   idx = np.arange(min(256, n_images))  # Σ α⁰_i y_i on a sample
-  start = explainer_lib.initial_sum(g, feats["feat"][idx], feats["y_i"][idx],
-                                    jax.random.fold_in(rng, 0))
+  initial = explainer_lib.initial_sum(g, feats["feat"][idx], feats["y_i"][idx],
+                                      jax.random.fold_in(rng, 0))
   if alpha_scale == "auto":
-    alpha_scale = explainer_lib.auto_alpha_scale(start, feats["y"])
-  init_bias = float(np.mean(feats["y"]) - np.mean(start) * float(alpha_scale))
-  loader = data_lib.Loader(data_lib.ArraySource({k: feats[k] for k in FEATURE_KEYS}),
+    alpha_scale = explainer_lib.auto_alpha_scale(initial, feats["y"])
+  init_bias = float(np.mean(feats["y"]) - np.mean(initial) * float(alpha_scale))
+  begin = None
+  if start == "least_squares":  # α = α_ls + g, g's last layer at 0
+    alpha_ls, init_bias = start_lib.least_squares_fit(feats["y_i"], feats["y"],
+                                                      positive=positive)
+    begin = start_lib.start_variables(alpha_ls, positive=positive)
+    alpha_scale = 1.0 if positive else alpha_scale
+  keys = FEATURE_KEYS + (("t",) if consistency_weight > 0 else ())
+  if consistency_weight > 0:
+    feats["t"] = np.asarray(features["t"], np.float32)
+  loader = data_lib.Loader(data_lib.ArraySource({k: feats[k] for k in keys}),
                            min(batch_size, n_images), seed=seed, shuffle=True,
                            drop_remainder=True)
   opt = ml_collections.ConfigDict(dict(
@@ -182,7 +214,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
       g, loader=loader, feat_shape=feats["feat"].shape, beta=beta, prior_kind=prior_kind,
       num_epochs=epochs, optimizer_config=opt, rng=rng, stage=name, workdir=workdir,
       mesh=parallel.make_mesh(1), alpha_scale=float(alpha_scale), checkpoint_every=10 ** 9,
-      log_every=log_every, case=case, init_bias=init_bias, fingerprint=ident)
+      log_every=log_every, case=case, init_bias=init_bias, fingerprint=ident,
+      consistency_weight=float(consistency_weight), start=begin)
   if workdir is not None:
     checks.save_explainer(workdir, name, explainer)
   return explainer
