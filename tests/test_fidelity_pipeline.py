@@ -59,7 +59,8 @@ def _check_fidelity_keys(metrics, *, deletion, peers=()):
     predicts = name in VARIANTS or name.startswith("least_squares")
     assert ("relative_deviation" in block) == predicts, name
   for name in VARIANTS + ("least_squares",) + peers:   # measured cost per image
-    cost = (metrics["fidelity"] if name in VARIANTS else metrics["fidelity_reference"])[name]["cost"]
+    block = metrics["fidelity"] if name in VARIANTS else metrics["fidelity_reference"]
+    cost = block[name]["cost"]
     assert cost["seconds_per_image"] >= 0 and cost["explainer_passes"] == (name in VARIANTS)
   assert metrics["fidelity_reference"]["delta"]["cost"]["seconds_per_image"] > 0
   for name in ["prior_minus_baseline"] + [f"{v}_minus_{p}" for v in VARIANTS

@@ -130,7 +130,8 @@ def evaluate_fidelity(alphas: Mapping[str, np.ndarray], y_i: np.ndarray, w: np.n
       curves = np.asarray(deletion_fn(np.asarray(order)), np.float32)
       block = fid[name] if name in fid else ref[name]
       block["deletion_area"] = effects.deletion_area(curves, counts)
-      arrays[f"{name}/deletion_curve" if name in fid else f"reference/{name}/deletion_curve"] = curves
+      prefix = "" if name in fid else "reference/"
+      arrays[f"{prefix}{name}/deletion_curve"] = curves
   return fid, ref, arrays
 
 

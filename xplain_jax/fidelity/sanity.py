@@ -82,7 +82,7 @@ def contribution_similarity(contrib_a: Array, contrib_b: Array) -> Array:
   The sanity check's figure is its mean with ``contrib_a`` from the trained performer's
   explainer and ``contrib_b`` from the randomised performer's.
   """
-  shapes.check_same_shape("fidelity_sanity.contribution_similarity", "contrib_a", contrib_a,
+  shapes.check_same_shape("fidelity.sanity.contribution_similarity", "contrib_a", contrib_a,
                           "contrib_b", contrib_b, "[B, n]")
   return jax.vmap(metrics.rank_correlation)(jnp.abs(contrib_a), jnp.abs(contrib_b))
 

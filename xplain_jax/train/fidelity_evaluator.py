@@ -39,6 +39,7 @@ from xplain_jax.fidelity import evaluate as fidelity_eval
 from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.errors import DataError
 from xplain_jax.train import evaluators
+from xplain_jax.train import state as state_lib
 
 
 def renderer_columns(concept_names: Sequence[str], renderer_names: Sequence[str]) -> np.ndarray:
@@ -102,14 +103,17 @@ def _padded(a: np.ndarray, n_rows: int) -> np.ndarray:
 
 
 def _explainer_seconds(ctx, num: int, batch_size: int) -> dict:
-  """Variant -> measured seconds per image of α (one batch of the scored images, after a
-  compiling call on the same batch)."""
-  rows = ctx.test["feat"][:min(num, batch_size)]
+  """Variant -> measured seconds per image of one pass of g in eval mode (the explainer's
+  cost), on one batch of the scored images after compiling on the same batch."""
+  rows = np.asarray(ctx.test["feat"][:min(num, batch_size)], np.float32)
   out = {}
   for v, explainer in ctx.explainers.items():
-    explainer.alpha(rows, batch_size=len(rows))
+    g, var = explainer.g, explainer.variables
+    variables = state_lib.merge_variables(var["params"]["g"], var.get("batch_stats"))
+    fn = jax.jit(lambda w, x, g=g: g.apply(w, x, train=False)[0])
+    jax.block_until_ready(fn(variables, rows))
     start = time.perf_counter()
-    explainer.alpha(rows, batch_size=len(rows))
+    jax.block_until_ready(fn(variables, rows))
     out[v] = (time.perf_counter() - start) / len(rows)
   return out
 
@@ -171,20 +175,10 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
       num_resamples=int(cfg.num_resamples), ig_steps=int(cfg.ig_steps), case=spec.case,
       gt_contrib=gt, batch_size=bs, explainer_seconds=_explainer_seconds(ctx, num, bs),
       **case_args)
-  delta = arrays["delta"]
   out.metrics["fidelity"], out.metrics["fidelity_reference"] = fid, ref
-  for v, a in alphas.items():
-    rho = np.asarray(fidelity.interventional_rank_correlation(a * y_i, delta))
-    variant_arrays[v].update(delta=_padded(delta, n_all),
-                             interventional_rank_correlation=_padded(rho, n_all))
-    if f"{v}/deletion_curve" in arrays:
-      variant_arrays[v]["deletion_curve"] = _padded(arrays[f"{v}/deletion_curve"], n_all)
-  reference = {k.replace("reference/", "").replace("/", "_"): np.asarray(a)
-               for k, a in arrays.items() if not k.startswith(tuple(f"{v}/" for v in alphas))}
-  for r in ref:
-    if f"reference/{r}/contrib" in arrays:
-      reference[f"{r}_interventional_rank_correlation"] = np.asarray(
-          fidelity.interventional_rank_correlation(arrays[f"reference/{r}/contrib"], delta))
+  per_variant, reference = fidelity_eval.files(arrays, alphas, y_i)
+  for v, saved in per_variant.items():
+    variant_arrays[v].update({k: _padded(a, n_all) for k, a in saved.items()})
   out.arrays = {**variant_arrays, "fidelity_reference": reference}
   out.meta["fidelity_num_images"] = int(num)
   return out
