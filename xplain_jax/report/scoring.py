@@ -39,7 +39,8 @@ def image_reasons(indices, contrib, concepts, names, case, *, absent="no {}", y_
     return out
   rest = float(contrib.sum() - contrib[indices].sum())
   if len(indices) < len(contrib):
-    out.append((f"other {len(contrib) - len(indices)} concepts", rest))
+    others = len(contrib) - len(indices)
+    out.append((f"other {others} concept{'' if others == 1 else 's'}", rest))
   out.append(("bias b", float(y_hat) - float(contrib.sum())))
   if y is not None:
     out.append(("residual y − ŷ", float(y) - float(y_hat)))
