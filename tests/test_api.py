@@ -270,7 +270,7 @@ def test_features_as_python_lists_are_accepted(case1):
                    fidelity=False)["prior"]["relative_deviation"], rel=1e-5)
 
 
-@pytest.mark.parametrize("n, batch_size", [(10, 4), (8, 4), (3, 4)])
+@pytest.mark.parametrize("n, batch_size", [(10, 4), (9, 4), (8, 4), (3, 4), (1, 1)])
 def test_featurize_dataset_keeps_every_image_in_order(n, batch_size):
   images = np.arange(n * 2 * 2 * 1, dtype=np.float32).reshape(n, 2, 2, 1)
   fz = featurizers.filter_featurizer(lambda im: im + 1.0, lambda x: x.sum((1, 2, 3)))
