@@ -133,8 +133,9 @@ def paired_table(metrics, digits=3):
   """Paired differences of the interventional rank correlation over the same images
   (``prior_minus_baseline``, ``<variant>_minus_<peer>``): (header, rows) or None."""
   fid = metrics.get("fidelity") or {}
-  diffs = [(k, d) for k, d in fid.items()
-           if "_minus_" in k and isinstance(d, dict) and "mean" in d]
+  diffs = sorted(((k, d) for k, d in fid.items()
+                  if "_minus_" in k and isinstance(d, dict) and "mean" in d),
+                 key=lambda kd: kd[0] != "prior_minus_baseline")
   if not diffs:
     return None
   f = lambda x: tables.format_value(x, digits)
