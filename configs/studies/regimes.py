@@ -36,9 +36,14 @@ ARGS = ("", "tiny", "full", "parts", "parts_tiny")
 
 
 def _cpu_synthetic() -> dict:
-  """Overrides that shrink configs/synthetic.py to about 2 minutes a run on 2 CPU cores."""
-  return dict(dataset=dict(num_train=2000, num_test=300),
-              performer=dict(num_epochs=6, model=dict(fc_features=128)),
+  """Overrides that shrink configs/synthetic.py to about 2 CPU-minutes a run (48 px images,
+  3,000 training and 300 test images, a narrower performer, fewer epochs, no sanity check).
+  Its performers are weaker than the default job's (about 70 % against 80 % accuracy on
+  target_a): use ``:full`` for the default job's sizes."""
+  return dict(dataset=dict(image_size=48, num_train=3000, num_test=300),
+              performer=dict(num_epochs=8, model=dict(block_widths=(16, 32, 32), top_channels=32,
+                                                      fc_features=128),
+                             optimizer=dict(learning_rate=3e-3, warmup_steps=30)),
               explainer=dict(num_epochs=6, width=8),
               sanity=dict(enabled=False), fidelity=dict(num_resamples=500))
 
