@@ -7,6 +7,9 @@ differences, absent peers, "no measurable difference" where a paired interval in
 import importlib
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -325,3 +328,46 @@ def test_study_variants(arg, n_runs, base):
   assert "fidelity" in core.required(c)
   with pytest.raises(ValueError, match="regimes.py"):
     _study("huge")
+
+
+# ---------------------------------------------------------------- the tiny study end to end
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHRINK = ["dataset.num_train=64", "dataset.num_test=16", "performer.batch_size=16",
+          "explainer.batch_size=16", "eval.batch_size=16", "checkpoint_every_steps=2",
+          "fidelity.num_resamples=50", "stages=performer,explainer,evaluate"]
+
+
+@pytest.mark.slow
+def test_tiny_regimes_study_runs_end_to_end(tmp_path):
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  cmd = [sys.executable, "launch/study.py", "--config=configs/studies/regimes.py:tiny",
+         f"--workdir={tmp_path}", *[f"--set={s}" for s in SHRINK]]
+  out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+  assert out.returncode == 0, out.stderr[-2000:]
+  study = json.loads((tmp_path / "study.json").read_text())
+  agg = study["aggregate"]
+  assert agg["columns"] == ["linear", "context"] and agg["missing"] == []
+  cell = {(x["metric"], x["column"]): x for x in agg["cells"]}
+  for column in ("linear", "context"):
+    for who in ("fidelity.baseline", "fidelity.prior", "fidelity_reference.least_squares",
+                "fidelity_reference.planted"):
+      assert cell[(f"{who}.{IRC}.mean", column)]["n"] == 2, (who, column)
+    cache = sorted(os.listdir(tmp_path / f"rule={column}__seed=0" / "data"))
+    assert cache == [f"synthetic_attributes_v2_{column}_{split}_{n}_64_0.npz"
+                     for split, n in (("test", 16), ("train", 64))]
+  pairs = {(p["a"], p["b"], p["column"]) for p in agg["paired"]}
+  assert (f"fidelity.prior.{IRC}.mean", f"fidelity_reference.least_squares.{IRC}.mean",
+          "context") in pairs
+  assert "rank corr. with Δ · least squares (one α)" in (tmp_path / "study.md").read_text()
+
+
+def test_more_explainer_variants_get_trained_and_tabulated(monkeypatch):
+  module = importlib.import_module("configs.studies.regimes")
+  monkeypatch.setattr(module, "VARIANTS", ("baseline", "prior", "ls_start"))
+  c = module.get_config("")
+  run = core.runs_of(c)[0]
+  assert run.overrides["explainer.variants"] == "baseline,prior,ls_start"
+  assert run.overrides["explainer.width"] == 8  # the CPU-sized fields stay
+  assert f"fidelity.ls_start.{IRC}.mean" in c.table.metrics.split(",")
+  assert "ls_start" in core.required(c)

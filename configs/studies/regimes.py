@@ -24,6 +24,9 @@ Arguments:
                    5 seeds; its peers are least squares (also α ≥ 0), gradient × input and
                    integrated gradients per filter, and α = w.
   ``:parts_tiny``  the same on configs/parts.py:tiny,tiny with 2 seeds (a smoke test).
+
+More explainer variants (e.g. ``ls_start``): add them to ``VARIANTS``; each run then trains
+them (``explainer.variants``) and the table gives them their rows and paired differences.
 """
 
 import ml_collections
@@ -32,6 +35,7 @@ from xplain_jax.study import blocks
 
 RULES = ("linear", "context", "redundant", "shortcut")
 TINY_RULES = ("linear", "context")
+VARIANTS = ("baseline", "prior")  # explainer variants trained and tabulated in every run
 ARGS = ("", "tiny", "full", "parts", "parts_tiny")
 
 
@@ -68,12 +72,14 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if parts:
     c.base = "configs/parts.py" + (":tiny,tiny" if tiny else "")
     c.fixed = ml_collections.ConfigDict({} if tiny else _cpu_parts())
-    c.table = blocks.regimes_table("filter")
+    c.table = blocks.regimes_table("filter", VARIANTS)
   else:
     c.base = "configs/synthetic.py" + (":tiny" if tiny else "")
     c.fixed = ml_collections.ConfigDict({} if arg in ("tiny", "full") else _cpu_synthetic())
     c.axes.rule = dict(dataset=dict(rule=TINY_RULES if tiny else RULES))
-    c.table = blocks.regimes_table("shared_feature", columns="dataset.rule")
+    c.table = blocks.regimes_table("shared_feature", VARIANTS, columns="dataset.rule")
+  if VARIANTS != ("baseline", "prior"):  # the configs' default explainer.variants
+    c.fixed.explainer = dict(c.fixed.get("explainer", {}), variants=",".join(VARIANTS))
   c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
   c.replicates = "seed"
   c.share = blocks.SHARE
