@@ -35,7 +35,7 @@ from xplain_jax.study import blocks
 
 RULES = ("linear", "context", "redundant", "shortcut")
 TINY_RULES = ("linear", "context")
-VARIANTS = ("baseline", "prior")  # explainer variants trained and tabulated in every run
+VARIANTS = ("baseline", "prior", "ls_start", "faithful")  # explainer variants trained and tabulated in every run
 ARGS = ("", "tiny", "full", "parts", "parts_tiny")
 
 
