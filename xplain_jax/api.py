@@ -303,6 +303,9 @@ def write_report(directory: str, explainers: Mapping[str, Explainer],
   out = _evaluate(explainers, feats, labels=labels, names=names, gt_contrib=gt_contrib,
                   images=shown, target_name=target_name, fidelity=fid)
   out.meta["absent"] = absent
+  if part_masks is not None and (images is None or np.shape(part_masks) != images.shape[:3]):
+    raise ConfigError(f"part_masks has shape {np.shape(part_masks)}; pass one int mask [M,S,S] "
+                      "per report image (images [M,S,S,3]), or leave it out.")
   if images is not None and out.meta.get("case") == "filter":
     patches.add_top_patches(out, feats, images, part_masks=part_masks, part_names=part_names)
   os.makedirs(directory, exist_ok=True)
