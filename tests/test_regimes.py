@@ -353,7 +353,7 @@ def test_tiny_regimes_study_runs_end_to_end(tmp_path):
     for who in ("fidelity.baseline", "fidelity.prior", "fidelity_reference.least_squares",
                 "fidelity_reference.planted"):
       assert cell[(f"{who}.{IRC}.mean", column)]["n"] == 2, (who, column)
-    cache = sorted(os.listdir(tmp_path / f"rule={column}__seed=0" / "data"))
+    cache = sorted(os.listdir(tmp_path / f"seed=0__task={column}" / "data"))
     assert cache == [f"synthetic_attributes_v2_{column}_{split}_{n}_64_0.npz"
                      for split, n in (("test", 16), ("train", 64))]
   pairs = {(p["a"], p["b"], p["column"]) for p in agg["paired"]}

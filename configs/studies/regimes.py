@@ -69,6 +69,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.name = "regimes_parts" if parts else "regimes"
   c.axes = ml_collections.ConfigDict()
+  # Axes run in the order of their names: "seed" before "task" (the rule), so a study cut
+  # short still covers every regime with its first seeds.
+  c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
   if parts:
     c.base = "configs/parts.py" + (":tiny,tiny" if tiny else "")
     c.fixed = ml_collections.ConfigDict({} if tiny else _cpu_parts())
@@ -76,11 +79,10 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   else:
     c.base = "configs/synthetic.py" + (":tiny" if tiny else "")
     c.fixed = ml_collections.ConfigDict({} if arg in ("tiny", "full") else _cpu_synthetic())
-    c.axes.rule = dict(dataset=dict(rule=TINY_RULES if tiny else RULES))
+    c.axes.task = dict(dataset=dict(rule=TINY_RULES if tiny else RULES))
     c.table = blocks.regimes_table("shared_feature", VARIANTS, columns="dataset.rule")
   if VARIANTS != ("baseline", "prior"):  # the configs' default explainer.variants
     c.fixed.explainer = dict(c.fixed.get("explainer", {}), variants=",".join(VARIANTS))
-  c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
   c.replicates = "seed"
   c.share = blocks.SHARE
   c.require = "fidelity"  # the peers' and the explainers' scores on the interventions
