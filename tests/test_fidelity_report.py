@@ -75,7 +75,8 @@ def test_table_shows_peers_with_their_cost_and_the_paired_differences():
   cost = lambda **k: {"forward_passes": 0, "backward_passes": 0, "explainer_passes": 0, **k}
   diff = {"mean": -0.03, "low": -0.05, "high": -0.01, "num_images": 30, "significant": True}
   metrics = {"fidelity": {"prior": {**one, "cost": cost(explainer_passes=1)},
-                          "faithful": one, "prior_minus_least_squares": diff},
+                          "faithful": one, "prior_minus_least_squares": diff,
+                          "faithful_minus_gradient_x_input": diff},
              "fidelity_reference": {
                  "least_squares": {**one, "cost": cost(seconds_per_image=2e-7, fit_rows=500)},
                  "integrated_gradients": {**one, "cost": cost(forward_passes=8,
@@ -91,4 +92,5 @@ def test_table_shows_peers_with_their_cost_and_the_paired_differences():
   assert by_title[dict(fs.ROWS)["delta"]][1] == "—"   # the yardstick has no scores
   assert all("{" not in c and "[" not in c for r in rows for c in r)
   header, rows = fs.paired_table(metrics)
-  assert rows == [["prior − least squares", "-0.030", "-0.050 – -0.010", "yes"]]
+  assert rows == [["prior − least squares", "-0.030", "-0.050 – -0.010", "yes"],
+                  ["faithful − gradient × input", "-0.030", "-0.050 – -0.010", "yes"]]

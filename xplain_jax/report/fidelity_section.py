@@ -139,7 +139,9 @@ def paired_table(metrics, digits=3):
   if not diffs:
     return None
   f = lambda x: tables.format_value(x, digits)
-  rows = [[k.replace("_minus_", " − ").replace("_", " "), f(d["mean"]),
+  label = lambda k: " − ".join(p.replace("_x_", " × ").replace("_", " ")
+                               for p in k.split("_minus_"))
+  rows = [[label(k), f(d["mean"]),
            f"{f(d['low'])} – {f(d['high'])}",
            "yes" if d["low"] > 0 or d["high"] < 0 else "no (the interval includes 0)"]
           for k, d in diffs]
