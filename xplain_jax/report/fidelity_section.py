@@ -15,12 +15,9 @@ renders (``("table", header, rows)``, ``("figure", path, caption)``, ``("note", 
   concepts named by their *true* presence where it is known;
 * the sanity check (model randomisation) and the performer's accuracy per concept.
 
-Expected ``metrics.json`` keys: ``fidelity.<variant>`` and ``fidelity_reference.<reference>``
-(each from ``xplain_jax.fidelity.summarize``, plus ``deletion_area`` for Case 1 and ``cost``),
-``fidelity_reference.delta.cost``, ``fidelity.prior_minus_baseline`` and
-``fidelity.<variant>_minus_<peer>`` (``fidelity.paired_difference_interval``),
-``sanity.randomized_performer_similarity`` and ``performer.concept_accuracy``
-(``fidelity.sanity.concept_accuracy``). Missing keys leave a note, never an error.
+Expected ``metrics.json`` keys: ``fidelity.<variant>``, ``fidelity_reference.<name>`` (the
+``fidelity.evaluate`` blocks), ``sanity.randomized_performer_similarity`` and
+``performer.concept_accuracy``. Missing keys leave a note, never an error.
 """
 
 import os
@@ -83,11 +80,9 @@ def cost_cells(cost, digits=3):
   seconds per image; '—' where not known."""
   if not isinstance(cost, dict):
     return [tables.MISSING, tables.MISSING]
-  parts = [f"{cost[k]} {label}" for k, label in (("forward_passes", "fwd"),
-                                                 ("backward_passes", "bwd"),
-                                                 ("renders", "renders"),
-                                                 ("explainer_passes", "pass of g"))
-           if cost.get(k)]
+  labels = {"forward_passes": "fwd", "backward_passes": "bwd", "renders": "renders",
+            "explainer_passes": "pass of g"}
+  parts = [f"{cost[k]} {label}" for k, label in labels.items() if cost.get(k)]
   if "fit_rows" in cost:
     parts.append(f"fit once on {cost['fit_rows']} rows")
   seconds = cost.get("seconds_per_image")
@@ -96,8 +91,7 @@ def cost_cells(cost, digits=3):
 
 
 def _rows(metrics):
-  """(key, title, block) of every explanation in the metrics, in ROWS' order, then the other
-  explainer variants."""
+  """(key, title, block) of every explanation: ROWS' order, other explainer variants third."""
   fid = metrics.get("fidelity") or {}
   ref = metrics.get("fidelity_reference") or {}
   found = {**{k: v for k, v in fid.items() if isinstance(v, dict) and "_minus_" not in k},
@@ -141,8 +135,7 @@ def paired_table(metrics, digits=3):
   f = lambda x: tables.format_value(x, digits)
   label = lambda k: " − ".join(p.replace("_x_", " × ").replace("_", " ")
                                for p in k.split("_minus_"))
-  rows = [[label(k), f(d["mean"]),
-           f"{f(d['low'])} – {f(d['high'])}",
+  rows = [[label(k), f(d["mean"]), f"{f(d['low'])} – {f(d['high'])}",
            "yes" if d["low"] > 0 or d["high"] < 0 else "no (the interval includes 0)"]
           for k, d in diffs]
   return (["difference", "mean", "95 % interval", "measurable"], rows)
