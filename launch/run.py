@@ -21,6 +21,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -204,8 +205,9 @@ def main(argv):
   # retrieved": the same abandoned tasks again
   if len(argv) > 1:
     _exit(f"unexpected arguments {argv[1:]}; pass settings as --config.FIELD=VALUE.", 2)
+  on_signal = _OnSignal()
   for signum in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(signum, _on_signal)
+    signal.signal(signum, on_signal)
   try:
     held = prepare(FLAGS.config, FLAGS.workdir)  # noqa: F841  (the lock lives until exit)
     from xplain_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
@@ -239,13 +241,23 @@ def overrides(argv) -> dict:
   return out
 
 
-def _on_signal(signum, frame) -> None:
-  """Ctrl-C or SIGTERM: further ones are ignored (a study forwards what a terminal also sends),
-  and the run stops through ``KeyboardInterrupt`` at the next Python instruction."""
-  del frame
-  for s in (signal.SIGINT, signal.SIGTERM):
-    signal.signal(s, signal.SIG_IGN)
-  raise KeyboardInterrupt(signum)
+class _OnSignal:
+  """Ctrl-C or SIGTERM: the run stops through ``KeyboardInterrupt`` at the next Python
+  instruction. Repeats within ``GRACE_S`` are ignored (a study forwards what a terminal also
+  sends); a later one raises again (in case a library swallowed the first)."""
+
+  GRACE_S = 2.0
+
+  def __init__(self):
+    self.last = None
+
+  def __call__(self, signum, frame) -> None:
+    del frame
+    now = time.monotonic()
+    if self.last is not None and now - self.last < self.GRACE_S:
+      return
+    self.last = now
+    raise KeyboardInterrupt(signum)
 
 
 def _interrupted(e: BaseException) -> None:

@@ -7,6 +7,12 @@
   canonical JSON. Stored in every checkpoint's meta and stage marker, and compared on restore,
   so no deleted or edited ``config.json`` can make a stage reuse another config's state.
 
+* ``record_command`` / ``read_command``: ``command.json``, the command a run was made with and
+  whether every stage it asked for has ended (what a study compares before skipping a run).
+* ``check_marked_stages_intact``: a stage marked finished whose checkpoints are gone is
+  refused, never retrained silently; ``evaluate/done.json`` is the run identity of
+  ``metrics.json`` and ``eval/``.
+
 Stage -> fields that decide its result (``_RESULT_FIELDS``; everything else — stages, device
 count, logging and checkpoint intervals, data and cache locations, the distributed set-up, the
 number of report images — may change between runs of one workdir):
@@ -152,12 +158,16 @@ def check_recorded_identities(config, workdir: str) -> None:
   with ``config``; raises ``CheckpointError`` naming the first differing field.
 
   Only recorded identities are compared: a stage folder without one (older runs) is left to
-  the stage's own restore.
+  the stage's own restore. The evaluate stage's identity is not compared when the evaluate
+  stage is asked for (its results are then recomputed with ``config``).
   """
   if not os.path.isdir(workdir):
     return
+  reevaluate = "evaluate" in [s.strip() for s in config.stages.split(",")]
   for stage in sorted(os.listdir(workdir)):
     folder = os.path.join(workdir, stage)
+    if stage == EVALUATE_MARKER and reevaluate:
+      continue
     try:
       current = stage_fingerprint(config, stage)
     except ValueError:

@@ -37,6 +37,7 @@ from xplain_jax.study import grid as grid_lib
 
 SHARED_FROM = "shared_from.json"
 LOG_DIR = "logs"
+RESEND_S = 5.0  # seconds between repeats of a forwarded stop signal
 
 
 def read_metrics(run_dir: str) -> dict | None:
@@ -120,7 +121,15 @@ class Children:
       return proc
 
   def wait(self, proc: subprocess.Popen) -> int:
-    rc = proc.wait()
+    """Waits for ``proc``; once stopping, forwards the signal again every ``RESEND_S`` seconds
+    (a run may lose one in a library that catches it)."""
+    while True:
+      try:
+        rc = proc.wait(timeout=RESEND_S)
+        break
+      except subprocess.TimeoutExpired:
+        if self.stopped is not None:
+          proc.send_signal(self.stopped)
     with self._lock:
       self._procs.discard(proc)
     return rc
