@@ -232,15 +232,18 @@ def _study(arg):
   return importlib.import_module("configs.studies.regimes").get_config(arg)
 
 
-def _metrics(b, p, ls, *, planted=None, dev=0.05):
+def _metrics(b, p, ls, *, planted=None, dev=0.05, others=()):
+  """A run's metrics.json: baseline and prior as given, further variants ``others`` at 0.4."""
   fid = {"baseline": {IRC: {"mean": b}, "relative_deviation": {"mean": dev}},
          "prior": {IRC: {"mean": p}, "relative_deviation": {"mean": dev + 0.01}}}
+  fid.update({v: {IRC: {"mean": 0.4}, "relative_deviation": {"mean": 0.03}} for v in others})
   ref = {"prior_weights": {IRC: {"mean": 0.2}}}
   if ls is not None:
     ref["least_squares"] = {IRC: {"mean": ls}, "relative_deviation": {"mean": 0.02}}
   if planted is not None:
     ref["planted"] = {IRC: {"mean": planted}}
   return {"baseline": {"accuracy": 80.0}, "prior": {"accuracy": 79.0},
+          **{v: {"accuracy": 78.0} for v in others},
           "performer": {"accuracy": 81.0}, "fidelity": fid, "fidelity_reference": ref}
 
 
@@ -259,14 +262,15 @@ def _build(c, root):
 
 def test_regimes_table_on_fabricated_runs(tmp_path):
   c = _study("tiny")
-  fake = {  # run -> (baseline, prior, least squares or None: the peer absent, planted)
-      "rule=linear__seed=0": (0.50, 0.60, 0.20, 0.7),
-      "rule=linear__seed=1": (0.52, 0.47, 0.21, 0.7),
-      "rule=context__seed=0": (0.30, 0.35, 0.10, None),
-      "rule=context__seed=1": (0.31, 0.36, None, None)}
-  for name, (b, p, ls, planted) in fake.items():
-    (tmp_path / name).mkdir()
-    (tmp_path / name / "metrics.json").write_text(json.dumps(_metrics(b, p, ls, planted=planted)))
+  fake = {  # (rule, seed) -> (baseline, prior, least squares or None: the peer absent, planted)
+      ("linear", 0): (0.50, 0.60, 0.20, 0.7), ("linear", 1): (0.52, 0.47, 0.21, 0.7),
+      ("context", 0): (0.30, 0.35, 0.10, None), ("context", 1): (0.31, 0.36, None, None)}
+  others = [v for v in core.table_spec(c)["variants"] if v not in ("baseline", "prior")]
+  for run in core.runs_of(c):
+    b, p, ls, planted = fake[(run.point["dataset.rule"], run.point["seed"])]
+    (tmp_path / run.name).mkdir()
+    (tmp_path / run.name / "metrics.json").write_text(
+        json.dumps(_metrics(b, p, ls, planted=planted, others=others)))
   numbers, md = _build(c, tmp_path)
   assert numbers["columns"] == ["linear", "context"]
   cell = {(x["metric"], x["column"]): x for x in numbers["cells"]}
@@ -322,7 +326,8 @@ def test_study_variants(arg, n_runs, base):
   assert len(runs) == n_runs and c.base == base
   assert {r.config for r in runs} == {base}
   if arg == "full":
-    assert all(set(r.overrides) == {"seed", "dataset.seed", "dataset.rule"} for r in runs)
+    assert all(set(r.overrides) - {"explainer.variants"} == {"seed", "dataset.seed",
+                                                              "dataset.rule"} for r in runs)
   if arg == "":
     assert runs[0].overrides["sanity.enabled"] is False
   assert "fidelity" in core.required(c)
