@@ -299,3 +299,19 @@ def test_top_patches_pick_the_strongest_activations_of_a_planted_filter():
     masks[r, 4 * h:4 * h + 4, 4 * w:4 * w + 4] = 1 if r != 10 else 0
   assert patches.fires_on(masks, found["rows"][0], found["cells"][0], (4, 4),
                           ["body", "head"]) == "head (2 of 3)"
+
+
+def test_case2_fidelity_from_given_effects_or_counterfactual_images(case1):
+  data, images = case1["data"], case1["images"]
+  e = explainer_lib.Explainer(case1["explainer"].g, case1["explainer"].variables,
+                              case="shared_feature")
+  contrib = e.alpha(data["feat"]) * data["y_i"]
+  cf = lambda idx, k: images[idx] * (1.0 - 0.1 * (k + 1))  # "toggled": darkened by concept
+  score = lambda im: np.asarray(case1["head"](case1["features"](jnp.asarray(im))))
+  delta = np.stack([data["y"] - score(cf(np.arange(24), k)) for k in range(6)], 1)
+  hand = np.mean([stats.spearmanr(np.abs(c), np.abs(d))[0] for c, d in zip(contrib, delta)])
+  for kwargs in (dict(effects=delta), dict(counterfactual=cf)):
+    m = api.evaluate({"prior": e}, data, labels=data["y"] > 0, num_resamples=20, **kwargs)
+    got = m["fidelity"]["prior"]["interventional_rank_correlation"]["mean"]
+    assert got == pytest.approx(float(hand), abs=1e-3), kwargs
+  assert "note" in api.evaluate({"prior": e}, data, labels=data["y"] > 0)["fidelity"]

@@ -53,7 +53,7 @@ FIDELITY_DEFAULTS = dict(fidelity=True, effects=None, counterfactual=None, head=
                          ig_steps=32, seed=0)
 # (largest H·W of the map, depth, width) of the default weight network g: a small map gets a
 # small network (the first row that fits is used; larger maps get the last).
-WEIGHT_NET_SIZES = ((64, 10, 16), (256, 10, 32), (None, 18, 32))
+WEIGHT_NET_SIZES = ((256, 10, 32), (None, 18, 32))
 
 
 class Features(dict):
@@ -121,8 +121,9 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
     beta: β of λ(t) = β/√t; 0 trains the paper's baseline.
     prior_kind, positive: override the case's prior form and α's sign constraint.
     depth, width, stem: the ResNet weight network g (``models.get_weight_net``); depth and
-      width default to a size fitted to the map (``default_weight_net``: 10 and 16 for maps of
-      at most 8×8 cells); stem "paper" (7x7/2) or "small" (3x3/1).
+      width default to a size fitted to the map (``default_weight_net``: ResNet-10 of width 32
+      for maps of at most 16×16 cells, ResNet-18 above); stem "paper" (7x7/2) or "small"
+      (3x3/1).
     epochs, batch_size, optimizer, learning_rate, schedule, grad_clip, weight_decay: training.
     alpha_scale: ``"auto"`` scales g's output so that Σ α_i y_i starts with y's spread (Case-1
       filter sums can be in the hundreds, Case-2 logits of a fresh model vary by 0.01); a

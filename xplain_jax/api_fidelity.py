@@ -87,18 +87,9 @@ def add_fidelity(out, alpha: dict, bias: dict, feats, *, case: str, effects=None
       key=jax.random.PRNGKey(int(seed)), sign_threshold=float(sign_threshold),
       num_resamples=int(num_resamples), ig_steps=int(ig_steps), case=case, delta=delta,
       batch_size=batch_size, **case_args)
-  delta = arrays["delta"]
   out.metrics["fidelity"], out.metrics["fidelity_reference"] = fid, ref
-  for v, a in alpha.items():
-    rho = np.asarray(fidelity_lib.interventional_rank_correlation(a * y_i, delta), np.float32)
-    out.arrays[v].update(delta=delta, interventional_rank_correlation=rho)
-    if f"{v}/deletion_curve" in arrays:
-      out.arrays[v]["deletion_curve"] = np.asarray(arrays[f"{v}/deletion_curve"], np.float32)
-  reference = {k.replace("reference/", "").replace("/", "_"): np.asarray(a)
-               for k, a in arrays.items() if not k.startswith(tuple(f"{v}/" for v in alpha))}
-  for r in ref:
-    if f"reference/{r}/contrib" in arrays:
-      reference[f"{r}_interventional_rank_correlation"] = np.asarray(
-          fidelity_lib.interventional_rank_correlation(arrays[f"reference/{r}/contrib"], delta))
+  per_variant, reference = fidelity_eval.files(arrays, alpha, y_i)
+  for v, arrs in per_variant.items():
+    out.arrays[v].update(arrs)
   out.arrays["fidelity_reference"] = reference
   out.meta.update(fidelity_effects=how, fidelity_num_images=int(n_img))

@@ -124,6 +124,8 @@ class Explainer:
     and, given the performer's ``y`` [N], the residual y − ŷ, so that they add up to y. For
     Case 2 an absent concept (y_i < 0) is named ``absent.format(name)`` ("no <name>"; None
     keeps the name and the signed value); ``names`` may name Case-1 filters (e.g. by part)."""
+    if names is None and self.case == "filter":
+      names = [f"filter {i}" for i in range(np.shape(y_i)[-1])]
     return explain.explain(self.alpha(feat), np.asarray(y_i, np.float32), self.bias,
                            names=None if names is None else list(names), top_k=top_k,
                            y=None if y is None else np.asarray(y, np.float32),
