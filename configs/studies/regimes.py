@@ -3,16 +3,17 @@ r"""Benchmark regimes: when is the paper's explainer worth using, and when does 
 Case 2 (the default): every planted rule of the synthetic attributes (``dataset.rule``:
 linear, context, redundant, shortcut; xplain_jax/data/synthetic_rules.py says what each plants
 and what a faithful explanation shows) × 5 seeds (``seed`` and ``dataset.seed`` together, so
-every run trains its own performer on its own images), each run training the explainer without
-(``baseline``) and with (``prior``) the prior loss and scoring both beside the peers of the
+every run trains its own performer on its own images), each run training the explainer variants
+of ``VARIANTS`` (the paper's, without (``baseline``) and with (``prior``) the prior loss, and
+this project's additions ``ls_start`` and ``faithful``) and scoring them beside the peers of the
 "fidelity" evaluator (least squares with one α for every image, α = w, the planted
 contributions) on the same re-rendered interventions. The table gives, per regime, each
 explanation's interventional rank correlation and relative deviation (mean ± 95 % t-interval
-over seeds) and the paired differences prior − baseline and explainer − least squares.
+over seeds) and the paired differences prior − baseline and each variant − least squares.
 
 The default is a CPU-sized variant of configs/synthetic.py (fewer and smaller images' worth of
 training: the ``fixed`` block below shrinks the data, the epochs and the network widths, and
-switches off the sanity check), about 2 minutes a run on a 2-core CPU:
+switches off the sanity check), a few CPU-minutes a run (README: measured figures):
 
   python launch/study.py --config=configs/studies/regimes.py --workdir=studies/regimes
 
@@ -35,7 +36,8 @@ from xplain_jax.study import blocks
 
 RULES = ("linear", "context", "redundant", "shortcut")
 TINY_RULES = ("linear", "context")
-VARIANTS = ("baseline", "prior", "ls_start", "faithful")  # explainer variants trained and tabulated in every run
+# Explainer variants trained and tabulated in every run.
+VARIANTS = ("baseline", "prior", "ls_start", "faithful")
 ARGS = ("", "tiny", "full", "parts", "parts_tiny")
 
 

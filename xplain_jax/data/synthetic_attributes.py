@@ -261,8 +261,8 @@ def make_dataset(num_images: int, *, image_size: int = 64, seed: int = 0,
                  rule: str = "linear") -> dict[str, np.ndarray]:
   """Generates the dataset deterministically from ``seed``.
 
-  Image ``i`` is rendered from ``scene(seed, i, rule=rule)``, so ``render_toggled`` can redraw it with one
-  concept toggled.
+  Image ``i`` is rendered from ``scene(seed, i, rule=rule)``, so ``render_toggled`` can redraw
+  it with one concept toggled.
 
   Args:
     num_images: N.
@@ -323,8 +323,8 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
   if cache_dir is None:
     return SceneSource(make_dataset(**args), render, len(CONCEPT_NAMES))
   os.makedirs(cache_dir, exist_ok=True)
-  path = os.path.join(cache_dir,
-                      f"synthetic_attributes_v2_{rule}_{split}_{num_examples}_{image_size}_{seed}.npz")
+  name = f"synthetic_attributes_v2_{rule}_{split}_{num_examples}_{image_size}_{seed}.npz"
+  path = os.path.join(cache_dir, name)
   if os.path.exists(path):
     try:
       with np.load(path) as f:

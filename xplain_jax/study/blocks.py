@@ -33,6 +33,7 @@ PEERS = {"shared_feature": ("least_squares", "prior_weights", "planted"),
 PAIRED_PEERS = {"shared_feature": ("least_squares",),
                 "filter": ("least_squares", "gradient_x_input")}
 NAMES = {"baseline": "explainer, baseline", "prior": "explainer, prior",
+         "ls_start": "explainer, least-squares start", "faithful": "explainer, faithful",
          "least_squares": "least squares (one α)",
          "least_squares_nonnegative": "least squares, α ≥ 0", "prior_weights": "α = w",
          "gradient_x_input": "gradient × input", "integrated_gradients": "integrated gradients",
@@ -75,9 +76,10 @@ def regimes_table(case: str, variants: tuple[str, ...] = ("baseline", "prior"),
       pairs += [f"{metric('fidelity', v)}:{metric('fidelity_reference', peer)}" for v in variants]
   labels = {}
   for name in list(variants) + list(PEERS[case]):
+    who = NAMES.get(name, name)
     for block in ("fidelity", "fidelity_reference"):
-      labels[label_key(irc(block, name))] = f"rank corr. with Δ{render.PART}{NAMES.get(name, name)}"
-      labels[label_key(dev(block, name))] = f"rel. deviation{render.PART}{NAMES.get(name, name)}"
+      labels[label_key(irc(block, name))] = f"rank corr. with Δ{render.PART}{who}"
+      labels[label_key(dev(block, name))] = f"rel. deviation{render.PART}{who}"
   labels[label_key("performer.accuracy")] = "performer accuracy (%)"
   t = dict(columns="", rows="", variants=",".join(variants), variant_metrics="accuracy",
            metrics=",".join(["performer.accuracy"] + rows), paired="", metric_pairs=",".join(pairs),
