@@ -101,3 +101,15 @@ def test_explain_per_row_bias_and_mixed_sign_rows():
   assert out[0]["indices"] == [1, 0, 2, 3]
   np.testing.assert_allclose([c for _, c in out[0]["top"]], [-3.0, 2.0, -0.5, 0.0])
   assert out[1]["indices"] == [1, 2, 0, 3]
+
+
+def test_absent_concepts_are_named_by_the_callers_pattern():
+  alpha, y_i = jnp.ones((1, 2)), jnp.array([[-2.0, 1.0]])
+  named = lambda **kw: [n for n, _ in explain.explain(alpha, y_i, 0.0, names=["Smiling", "Male"],
+                                                      negate_absent=True, **kw)[0]["top"]]
+  assert named() == ["no Smiling", "Male"]
+  assert named(absent="{} (absent)") == ["Smiling (absent)", "Male"]
+  assert named(absent=None) == ["Smiling", "Male"]
+  rec = explain.explain(alpha, y_i, 0.5, names=["a", "b"], top_k=1, y=jnp.array([3.0]))[0]
+  assert rec["rest"] == 1.0  # the unlisted concept b: 1 · 1
+  assert sum(c for _, c in rec["top"]) + rec["rest"] + rec["bias"] + rec["residual"] == 3.0
