@@ -153,6 +153,7 @@ def case1(tmp_path_factory):
               workdir=workdir)
 
 
+@pytest.mark.slow
 def test_evaluate_gives_fidelity_by_default_and_its_rank_correlation_by_hand(case1):
   data, e, head = case1["data"], case1["explainer"], case1["head"]
   m = api.evaluate({"prior": e}, data, labels=data["y"] > 0, num_resamples=20)
@@ -171,6 +172,7 @@ def test_evaluate_gives_fidelity_by_default_and_its_rank_correlation_by_hand(cas
   assert "note" in api.evaluate({"prior": e}, copy, labels=data["y"] > 0)["fidelity"]
 
 
+@pytest.mark.slow
 def test_performer_at_tau_zero_and_at_its_best_tau_by_hand(case1):
   data, e = case1["data"], case1["explainer"]
   y = data["y"]
@@ -182,6 +184,7 @@ def test_performer_at_tau_zero_and_at_its_best_tau_by_hand(case1):
   assert np.mean((y > m["best_threshold"]) == labels) == pytest.approx(best)
 
 
+@pytest.mark.slow
 def test_bars_with_bias_and_residual_add_up_to_y(case1):
   data, e = case1["data"], case1["explainer"]
   rows = e.explain(data["feat"][:5], data["y_i"][:5], y=data["y"][:5], top_k=2)
@@ -196,6 +199,7 @@ def test_bars_with_bias_and_residual_add_up_to_y(case1):
   assert sum(v for _, v in bars) == pytest.approx(float(data["y"][0]), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_report_shows_patches_bias_accuracy_and_fidelity(case1, tmp_path):
   data, e, images = case1["data"], case1["explainer"], case1["images"]
   path = api.write_report(str(tmp_path / "rep"), {"prior": e}, data, labels=data["y"] > 0,
@@ -210,6 +214,7 @@ def test_report_shows_patches_bias_accuracy_and_fidelity(case1, tmp_path):
                      images=np.zeros((24, 8, 8, 2)))
 
 
+@pytest.mark.slow
 def test_a_finished_fit_reloads_fast_and_another_fit_is_refused(case1):
   data, workdir = case1["data"], case1["workdir"]
   start = time.perf_counter()
@@ -226,6 +231,7 @@ def test_a_finished_fit_reloads_fast_and_another_fit_is_refused(case1):
                                                                              "explainer")))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("labels, match", [
     (np.arange(24) % 10, r"labels hold values \{0, 1, 2, 3, 4, 5, \.\.\.\}"),
     (np.arange(24) % 5, r"labels hold values \{0, 1, 2, 3, 4\}"),
@@ -238,6 +244,7 @@ def test_labels_that_are_not_binary_are_refused(case1, labels, match):
   assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_nan_images_empty_inputs_and_bad_arguments_each_get_one_line(case1):
   features, head = case1["features"], case1["head"]
   fz = featurizers.filter_featurizer(features, head)
@@ -260,6 +267,7 @@ def test_nan_images_empty_inputs_and_bad_arguments_each_get_one_line(case1):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_features_as_python_lists_are_accepted(case1):
   data = case1["data"]
   as_lists = {k: data[k].tolist() for k in ("feat", "y", "y_i", "w")}
@@ -301,6 +309,7 @@ def test_top_patches_pick_the_strongest_activations_of_a_planted_filter():
                           ["body", "head"]) == "head (2 of 3)"
 
 
+@pytest.mark.slow
 def test_case2_fidelity_from_given_effects_or_counterfactual_images(case1):
   data, images = case1["data"], case1["images"]
   e = explainer_lib.Explainer(case1["explainer"].g, case1["explainer"].variables,

@@ -273,6 +273,7 @@ def _assert_same_run(arrays: dict, stage: str, init: str, *, keys: tuple[str, ..
   assert moved > 100 * (ATOL + RTOL), f"{stage}: parameters barely moved ({moved})"
 
 
+@pytest.mark.slow
 def test_batch_size_not_divisible_raises(results):
   _, facts = results
   msg = facts["bad_batch_error"]
@@ -280,6 +281,7 @@ def test_batch_size_not_divisible_raises(results):
   assert "34" in msg and "8 devices" in msg and "multiple of 8" in msg, msg
 
 
+@pytest.mark.slow
 def test_batches_are_split_and_state_replicated(results):
   _, facts = results
   for stage in ("performer", "explainer_uncached", "explainer_cached"):
@@ -289,6 +291,7 @@ def test_batches_are_split_and_state_replicated(results):
     assert f1["batch_devices"] == 1 and f1["batch_shard_rows"] == 32
 
 
+@pytest.mark.slow
 def test_performer_steps_equal(results):
   arrays, _ = results
   _assert_same_run(arrays, "performer", "performer", keys=("params", "opt_state", "step"))
@@ -297,6 +300,7 @@ def test_performer_steps_equal(results):
     np.testing.assert_allclose(m8[k], m1[k], rtol=RTOL, atol=ATOL, err_msg=f"metric {k}")
 
 
+@pytest.mark.slow
 def test_dropout_masks_identical(results):
   arrays, _ = results
   mask8, mask1 = arrays["dropout_mask/m8"], arrays["dropout_mask/m1"]
@@ -310,6 +314,7 @@ def test_dropout_masks_identical(results):
   assert np.max(np.abs(a1 - b1)) > 1000 * ATOL, "dropout did not change the logits"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["uncached", "cached"])
 def test_explainer_steps_equal(results, variant):
   arrays, _ = results
@@ -321,6 +326,7 @@ def test_explainer_steps_equal(results, variant):
     np.testing.assert_allclose(m8[k], m1[k], rtol=RTOL, atol=ATOL, err_msg=f"metric {k}")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["uncached", "cached"])
 def test_explainer_batchnorm_stats_equal(results, variant):
   """BatchNorm statistics are those of the global batch on 8 devices, as on 1."""
@@ -336,6 +342,7 @@ def _max_abs_diff(a: dict, b: dict) -> float:
   return max(float(np.max(np.abs(a[p].astype(np.float64) - b[p]))) for p in a if a[p].size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["uncached", "cached"])
 def test_explainer_difference_is_rounding(results, variant):
   """8 devices differ from 1 no more than reordering the batch's rows on 1 device does."""
@@ -346,6 +353,7 @@ def test_explainer_difference_is_rounding(results, variant):
   assert _max_abs_diff(m8, m1) <= NOISE_FACTOR * floor
 
 
+@pytest.mark.slow
 def test_paper_stem_difference_is_rounding(results):
   """With the paper's stem on the tiny map the 8- and 1-device runs differ visibly, but no more
   than the same batches with their rows reordered on one device: float32 rounding that the
@@ -356,6 +364,7 @@ def test_paper_stem_difference_is_rounding(results):
   assert floor > 0 and _max_abs_diff(m8, m1) <= NOISE_FACTOR * floor
 
 
+@pytest.mark.slow
 def test_cached_equals_uncached(results):
   """Precomputed features give the same explainer steps as the featurizer inside the step."""
   arrays, _ = results

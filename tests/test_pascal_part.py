@@ -182,6 +182,7 @@ def test_split_rule_without_imagesets():
   assert pp.split_of("a", {"a"}, {"b"}) == "train" and pp.split_of("c", {"a"}, {"b"}) is None
 
 
+@pytest.mark.slow
 def test_prepare_and_load_without_tensorflow(prepared):
   src = pp.load("train", category="cat", data_dir=str(prepared), image_size=10,
                 mean=(0, 0, 0), std=(1, 1, 1))
@@ -201,6 +202,7 @@ def test_prepare_and_load_without_tensorflow(prepared):
                      negative_ratio=0.0)) == 2
 
 
+@pytest.mark.slow
 def test_load_unprepared_says_what_to_run(prepared):
   with pytest.raises(pp.DatasetNotPreparedError) as err:
     pp.load("train", category="horse", data_dir=str(prepared))
@@ -212,6 +214,7 @@ def test_load_unprepared_says_what_to_run(prepared):
     pp.load("train", category="person", data_dir=str(prepared))
 
 
+@pytest.mark.slow
 def test_prepare_command_line_works(tree, prepared):
   repo = pathlib.Path(__file__).resolve().parents[1]
   env = dict(os.environ, PYTHONPATH=str(repo))
@@ -223,6 +226,7 @@ def test_prepare_command_line_works(tree, prepared):
   assert len(dog) == 2 and dog.get_batch(np.array([0]))["label"][0] == 1
 
 
+@pytest.mark.slow
 def test_negatives_from_other_categories(tree, tmp_path):
   # Zhang et al.'s setting: negatives are images of other categories, other animals included.
   data_dir = tmp_path / "tfds"
@@ -246,6 +250,7 @@ def test_negatives_from_other_categories(tree, tmp_path):
     pp.load("train", category="cat", data_dir=str(data_dir), negatives="animals")
 
 
+@pytest.mark.slow
 def test_a_partial_download_is_one_data_error(tree, tmp_path):
   """A category without objects (or a split without them) stops with one line, not TFDS's
   AssertionError; preparing a category that has objects then works in the same folder."""
@@ -265,6 +270,7 @@ def test_a_partial_download_is_one_data_error(tree, tmp_path):
   assert pp.PascalPart(config="dog", data_dir=str(data_dir)).is_prepared()
 
 
+@pytest.mark.slow
 def test_num_threads_reaches_the_loader(prepared):
   """config.dataset.num_threads is the PascalPartSource's (the batches are read with it)."""
   from configs import pascal_part as pascal_config

@@ -202,6 +202,7 @@ print("OK")
 """
 
 
+@pytest.mark.slow
 def test_eight_emulated_devices():
   env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8")

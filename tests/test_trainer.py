@@ -170,6 +170,7 @@ def test_variant_key_depends_on_the_name_only():
                                 jax.random.fold_in(rng, zlib.crc32(b"prior")))
 
 
+@pytest.mark.slow
 def test_logged_learning_rate_is_the_rate_the_optimizer_applied(tmp_path):
   # loss = Σx: the gradient is 1 everywhere, so plain SGD moves x by exactly −lr(k) in step k.
   # The logged rates must follow the warm-up + cosine formula written here and sum to the
@@ -203,6 +204,7 @@ def test_logged_learning_rate_is_the_rate_the_optimizer_applied(tmp_path):
                              rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_auto_scale_starts_the_explainer_at_y_spread_and_mean(tmp_path):
   # With the learning rate at 0 the trained explainer is the initial one but for its batch-norm
   # statistics (two steps move them a little), so its predictions on the sample auto_scale
