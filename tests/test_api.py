@@ -56,18 +56,21 @@ def test_bad_feature_arrays_get_one_line(damage, match):
   assert "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 def test_constant_prior_warns():
   feats = _features(w=np.tile([[0.5, -0.2, 0.1, 0.3]], (32, 1)))
   with pytest.warns(UserWarning, match="same for every image"):
     api.fit_explainer(feats, case="shared_feature", **FAST)
 
 
+@pytest.mark.slow
 def test_varying_prior_does_not_warn():
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     api.fit_explainer(_features(), case="shared_feature", **FAST)
 
 
+@pytest.mark.slow
 def test_missing_batch_key_is_named():
   g = explainer_lib.models.get_weight_net(10, num_outputs=4, positive=False, width=8)
   loss_fn = explainer_lib.make_loss(g, beta=0.1, steps_per_epoch=1, prior_kind="mse")
@@ -88,6 +91,7 @@ def optax_sgd():
   return optax.sgd(0.1)
 
 
+@pytest.mark.slow
 def test_explain_names_absent_attributes_like_the_report():
   feats = _features()
   e = api.fit_explainer(feats, case="shared_feature", **FAST)
@@ -101,6 +105,7 @@ def test_explain_names_absent_attributes_like_the_report():
                                       top_k=4)[0]["top"]} == set("abcd")
 
 
+@pytest.mark.slow
 def test_evaluate_and_write_report_from_arrays(tmp_path):
   feats = _features()
   e = api.fit_explainer(feats, case="shared_feature", **FAST)

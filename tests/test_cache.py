@@ -72,6 +72,7 @@ def test_a_batch_reads_only_its_shards(cached, monkeypatch):
     np.testing.assert_array_equal(batch[key], want[key][idx])
 
 
+@pytest.mark.slow
 def test_explainer_trains_from_the_mapped_cache_as_from_memory(cached, tmp_path):
   out, _, _ = cached
   config = synthetic.get_config("tiny")

@@ -196,6 +196,7 @@ def test_case2_coefficients_match_finite_differences_on_a_nonlinear_head():
       assert float(t[0, k]) / y_k[k] == pytest.approx(float(fd), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_featurizer_adds_targets_and_refuses_a_target_the_case_lacks():
   config = synthetic.get_config("tiny")
   spec = data_lib.get_spec(config)
@@ -255,6 +256,7 @@ def test_variants_read_their_settings_from_the_config():
     validate.check_config(c)
 
 
+@pytest.mark.slow
 def test_api_fit_explainer_passes_the_start_and_the_consistency_term_through(tmp_path):
   from xplain_jax import api  # pylint: disable=import-outside-toplevel
   feats = _features()

@@ -100,6 +100,7 @@ def features(models):
   return out
 
 
+@pytest.mark.slow
 def test_bf16_computes_in_bf16_and_returns_float32(models, features):
   m = models["bfloat16"]
   logits, inter = m["perf"].apply(models["perf_vars"], _images()[:2])
@@ -173,6 +174,7 @@ def test_bf16_performer_train_step(models):
   assert _max_change(new["params"], params) > 0  # a real update of the float32 parameters
 
 
+@pytest.mark.slow
 def test_bf16_explainer_train_step_with_performer_inside(models):
   c = _config("bfloat16")
   g, spec = models["bfloat16"]["g"], models["spec"]

@@ -415,6 +415,7 @@ def _untimed(study: dict) -> dict:
   return out
 
 
+@pytest.mark.slow
 def test_parallel_unshared_study_gives_the_same_numbers(killed_and_resumed, tmp_path):
   """Two workers, every run training its own performer and baseline: sharing changes nothing."""
   no_share = ["--config.share=", "--config.share_explainers="]

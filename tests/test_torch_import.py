@@ -188,6 +188,7 @@ def test_load_state_dict_file_roundtrip(tmp_path):
     models.load_state_dict_file(tmp_path / "list.pth")
 
 
+@pytest.mark.slow
 def test_conv_only_import_loads_convs_not_fc_layers():
   # Experiment 1 (Zhang et al. 2018b): ImageNet convs; the added 3x3 conv and fc6-fc8 anew.
   state = _alexnet_state()
