@@ -7,7 +7,7 @@ the explainer over the other 39 attribute logits: Case-2 prior weights at fc6 (4
 prior, signed α, β = 0.2, baseline and prior variants, a ResNet-152 weight network on the
 14x14x512 conv5_3 map.
 
-Prepare CelebA once (needs ``pip install 'xplain_jax[tfds]'``, see README):
+Prepare CelebA once (needs ``pip install 'xplain_jax[tfds]'``, see docs/real_data.md):
 
   tfds build celeb_a --data_dir=$HOME/tensorflow_datasets --file_format=array_record
 

@@ -43,8 +43,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       eval=base.block(base.EVAL, batch_size=200, num_report_images=6),
       checkpoint_every_steps=200, log_every_steps=50)
 
-  # The model-randomisation sanity check: ~40 s of the ~5 min default run (README, "Fidelity to
-  # the performer"); off in the tiny variant, which the tests use.
+  # The model-randomisation sanity check: ~40 s of the ~5 min default run (docs/fidelity.md);
+  # off in the tiny variant, which the tests use.
   c.sanity.enabled = not a["tiny"]
   if a["tiny"]:
     c.dataset.num_train, c.dataset.num_test = 256, 64

@@ -1,7 +1,7 @@
 """The catalogue of bad inputs: what goes wrong, what the run says, and what to do about it.
 
 One list of dicts, used by ``tests/test_catalogue.py`` (which runs every case) and by the
-README's troubleshooting table (``python tests/catalogue_cases.py`` prints it as markdown).
+table of docs/troubleshooting.md (``python tests/catalogue_cases.py`` prints it as markdown).
 
 Keys of a case:
   id: short name.
@@ -26,7 +26,7 @@ Keys of a case:
   words: words the last line of stderr must contain (case-insensitive); for exit 0, words of
     stderr.
   repaired: (exit 0) files the run may rewrite, each back to its undamaged content.
-  fix: what to do (the README's answer).
+  fix: what to do (the troubleshooting table's answer).
 """
 
 TINY = "--config=configs/synthetic.py:tiny"

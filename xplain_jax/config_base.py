@@ -235,7 +235,7 @@ def filter_explainer(arch: str, *, target: str) -> ml_collections.ConfigDict:
   # auto_scale: 64 filter sums y_i = Σ_hw x_i (signed under the paper's mask order, median |y_i|
   # ≈ 30) must combine into logits within ±32. On the synthetic-parts job (3 seeds) the prior
   # explainer's test relative deviation was 0.319 ± 0.441 from the paper's start (α = g(feat),
-  # b = 0) and 0.028 ± 0.023 from the scaled one (README, "Choices the paper leaves open").
+  # b = 0) and 0.028 ± 0.023 from the scaled one (docs/choices.md).
   return explainer(
       "filter", target, prior_kind="cross_entropy", positive=True, clip_prior=True, beta=10.0,
       auto_scale=True,
