@@ -51,7 +51,8 @@ def test_code_block_runs(name):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("index", [0, 1], ids=["case1_filters", "case2_shared_feature"])
-def test_own_model_example_runs_and_fits(index, capsys):
+def test_own_model_example_runs_and_fits(index, capsys, tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)  # the Case-1 example writes its report into the current folder
   namespace: dict = {}
   exec(compile(_own_model_examples()[index], f"own-model example {index + 1}", "exec"), namespace)
   metrics, test = namespace["metrics"], namespace["test"]
@@ -59,4 +60,4 @@ def test_own_model_example_runs_and_fits(index, capsys):
   if index == 0:  # Case 1: filter sums in the hundreds, and the defaults still fit
     assert np.median(np.abs(test["y_i"])) > 100
   out = capsys.readouterr().out
-  assert "relative_deviation" in out and "top" in out
+  assert "deviation" in out and "top" in out
