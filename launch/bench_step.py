@@ -20,7 +20,7 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bench_profile  # noqa: E402
-from xplain_jax import data, flops, parallel, priors  # noqa: E402
+from xplain_jax import config_base, data, flops, parallel, priors  # noqa: E402
 from xplain_jax.train import explainer, loop  # noqa: E402
 from xplain_jax.train import featurize as featurize_lib  # noqa: E402
 from xplain_jax.train import performer as performer_lib  # noqa: E402
@@ -53,7 +53,7 @@ def make_config(args, case: str, precision: str) -> ml_collections.ConfigDict:
       dtype=precision,
       performer=dict(arch=args.performer, interpretable=False, model={}),
       explainer=dict(depth=args.weight_net_depth, width=args.weight_net_width, beta=args.beta,
-                     optimizer=dict(name="adam", learning_rate=args.learning_rate),
+                     optimizer=config_base.optimizer("adam", args.learning_rate),
                      **CASES[case]),
   ))
 
