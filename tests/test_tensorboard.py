@@ -64,3 +64,14 @@ def test_resumed_stage_holds_what_its_jsonl_holds(tmp_path):
   assert got == pytest.approx({1: 1.0, 2: 0.5, 3: 10 / 3, 4: 2.5, 5: 2.0}, rel=1e-6)
   assert got == pytest.approx({r["step"]: r["loss"] for r in _jsonl(tmp_path, "explainer_prior")},
                               rel=1e-6)
+
+
+def test_a_stage_restored_whole_leaves_its_event_files_alone(tmp_path):
+  _log(tmp_path, "performer", [1, 2, 3])
+  folder = tmp_path / "logs" / "performer"
+  before = {p.name: p.read_bytes() for p in folder.iterdir()}
+  writer = logger.make_writer(str(tmp_path), "performer", total_steps=3, start_step=3)
+  writer.close()  # nothing left to run: no step written
+  assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+  assert _scalars(tmp_path / "logs")[("performer", "loss")] == pytest.approx(
+      {1: 1.0, 2: 0.5, 3: 1 / 3})

@@ -118,22 +118,34 @@ class TensorBoardWriter:
   """
 
   def __init__(self, logdir: str, records: list[dict] = ()):
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    shutil.rmtree(logdir, ignore_errors=True)
-    self._writer = SummaryWriter(logdir=logdir)
-    for rec in records:
-      self.write_scalars(rec["step"], {k: v for k, v in rec.items() if k != "step"})
+    self._logdir, self._records, self._writer = logdir, list(records), None
 
-  def write_scalars(self, step: int, scalars: dict) -> None:
+  def _open(self):
+    """Rewrites the folder from the kept records, at the first new step only: a stage that is
+    restored whole (no step left to run) leaves its event files as they are."""
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    shutil.rmtree(self._logdir, ignore_errors=True)
+    self._writer = SummaryWriter(logdir=self._logdir)
+    for rec in self._records:
+      self._add(rec["step"], {k: v for k, v in rec.items() if k != "step"})
+
+  def _add(self, step: int, scalars: dict) -> None:
     for name, value in scalars.items():
       if isinstance(value, (int, float)) and not isinstance(value, bool):
         self._writer.add_scalar(name, float(value), global_step=int(step))
 
+  def write_scalars(self, step: int, scalars: dict) -> None:
+    if self._writer is None:
+      self._open()
+    self._add(step, scalars)
+
   def flush(self) -> None:
-    self._writer.flush()
+    if self._writer is not None:
+      self._writer.flush()
 
   def close(self) -> None:
-    self._writer.close()
+    if self._writer is not None:
+      self._writer.close()
 
 
 class ConsoleWriter:
