@@ -55,15 +55,6 @@ def _frames(e: BaseException):
     tb = tb.tb_next
 
 
-def _chain(e: BaseException):
-  """``e`` and the exceptions it was raised from or while handling, outermost first."""
-  seen = []
-  while e is not None and e not in seen:
-    seen.append(e)
-    e = e.__cause__ or e.__context__
-  return seen
-
-
 def _config_file() -> str:
   """The ``--config`` argument (``FILE[:ARG]``) as given on the command line."""
   argv = sys.argv
@@ -93,7 +84,7 @@ def _unknown_override(e: BaseException) -> str | None:
 
 def _config_file_error(e: BaseException, path: str) -> str | None:
   """A one-line description of a problem in the config file itself, or None."""
-  for err in reversed(_chain(e)):  # innermost first (ml_collections re-raises with a traceback)
+  for err in reversed(errors.exception_chain(e)):  # innermost first (ml_collections re-raises with a traceback)
     if isinstance(err, errors.XplainError):  # get_config rejected its argument
       return errors.one_line(err)
     if isinstance(err, SyntaxError):

@@ -84,7 +84,7 @@ class Checkpointer:
           state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)))
       self._manager.wait_until_finished()
     except Exception as e:  # pylint: disable=broad-except
-      cause = next((c for c in _chain(e) if isinstance(c, OSError)), None)
+      cause = next((c for c in errors.exception_chain(e) if isinstance(c, OSError)), None)
       full = errors.full_disk(e)
       if cause is None and not full:
         raise
@@ -165,15 +165,6 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
-
-
-def _chain(e: BaseException) -> list:
-  """``e`` and the exceptions it was raised from or while handling."""
-  out = []
-  while e is not None and e not in out:
-    out.append(e)
-    e = e.__cause__ or e.__context__
-  return out
 
 
 _FINGERPRINT_KEY = "_fingerprint"

@@ -62,7 +62,7 @@ def exit_code(e: BaseException) -> int:
   return 2 if isinstance(e, ConfigError) else 1
 
 
-def _chain(e: BaseException | None) -> list:
+def exception_chain(e: BaseException | None) -> list:
   """``e`` and the exceptions it was raised from or while handling, outermost first."""
   out = []
   while e is not None and e not in out:
@@ -80,10 +80,10 @@ def full_disk(e: BaseException) -> OSError | bool:
   """Whether ``e`` (or an exception in its chain) says the disk or quota is full: the OSError
   when one does (its ``filename`` names the file), True for a library's own wording, else
   False."""
-  for err in _chain(e):
+  for err in exception_chain(e):
     if isinstance(err, OSError) and err.errno in _FULL:
       return err
-  return any(w in str(err) for err in _chain(e) for w in _FULL_WORDS)
+  return any(w in str(err) for err in exception_chain(e) for w in _FULL_WORDS)
 
 
 def storage_error(e: BaseException) -> StorageError | None:

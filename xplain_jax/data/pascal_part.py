@@ -83,7 +83,7 @@ Annotations_Part/*.mat (trainval/Annotations_Part/*.mat is found too).
 """
 
 
-from xplain_jax.errors import ConfigError, DataError, DatasetNotPreparedError  # noqa: E402 (one class for every dataset)
+from xplain_jax.errors import ConfigError, DataError, DatasetNotPreparedError, exception_chain  # noqa: E402 (one class for every dataset)
 
 
 def _structs(value) -> list:
@@ -274,18 +274,10 @@ def prepare(manual_dir: str, data_dir: str | None = None,
     try:
       builder.download_and_prepare(download_config=config)
     except Exception as e:  # pylint: disable=broad-except  (TFDS may wrap the generator's error)
-      cause = next((c for c in _chain(e) if isinstance(c, DataError)), None)
+      cause = next((c for c in exception_chain(e) if isinstance(c, DataError)), None)
       if cause is None:
         raise
       raise cause from None
-
-
-def _chain(e: BaseException) -> list:
-  out = []
-  while e is not None and e not in out:
-    out.append(e)
-    e = e.__cause__ or e.__context__
-  return out
 
 
 def main(argv: Sequence[str] | None = None) -> None:
