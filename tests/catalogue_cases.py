@@ -261,7 +261,7 @@ CASES = [
     dict(id="damaged_data_cache", problem="damaged synthetic-data cache file", kind="cli",
          argv=["{prepared_config}", "--workdir={prepared}", "--config.stages=performer"],
          damage="data_cache", exit=0, words=[],
-         repaired=["data/synthetic_attributes_v2_train_32_64_0.npz"],
+         repaired=["data/synthetic_attributes_v2_linear_train_32_64_0.npz"],
          fix="Nothing: a damaged cache is regenerated (identically)."),
     # --- checkpoints, results, numbers (exit 1) ---
     dict(id="all_checkpoints_damaged", problem="every checkpoint of a stage unreadable",
