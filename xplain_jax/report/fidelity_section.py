@@ -20,7 +20,6 @@ Expected ``metrics.json`` keys: ``fidelity.<variant>``, ``fidelity_reference.<na
 ``performer.concept_accuracy``. Missing keys leave a note, never an error.
 """
 
-import os
 
 import matplotlib
 
@@ -28,7 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from xplain_jax.report import tables  # pylint: disable=g-import-not-at-top
+from xplain_jax.report import figures, tables  # pylint: disable=g-import-not-at-top
 
 TITLE = "Can this explanation be trusted?"
 ROWS = (("baseline", "explainer, baseline (no prior loss)"),
@@ -177,7 +176,7 @@ def plot_deletion_curves(curves, counts, path, *, dpi=100):
   ax.set_ylabel("performer score y (mean)", fontsize=8)
   ax.tick_params(labelsize=7)
   ax.legend(fontsize=7)
-  return _save(fig, path, dpi)
+  return figures.save_figure(fig, path, dpi)
 
 
 def presence_names(names, presence):
@@ -225,14 +224,7 @@ def plot_effects_panel(image, labels, contribs, delta, path, *, top_k=6, dpi=100
     ax.set_title(name, fontsize=8)
     ax.tick_params(axis="x", labelsize=7)
   fig.tight_layout()
-  return _save(fig, path, dpi)
-
-
-def _save(fig, path, dpi):
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=dpi, bbox_inches="tight")
-  plt.close(fig)
-  return path
+  return figures.save_figure(fig, path, dpi)
 
 
 def _sanity_blocks(metrics, digits):

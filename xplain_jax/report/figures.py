@@ -24,7 +24,8 @@ LOG_KEYS = ("loss", "distill_loss", "prior_loss", "lambda", "learning_rate",
 _POS, _NEG = "#2a9d8f", "#e76f51"
 
 
-def _save(fig, path, dpi):
+def save_figure(fig, path, dpi):
+  """Writes ``fig`` to ``path`` (folders made as needed), closes it and returns the path."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   fig.savefig(path, dpi=dpi, bbox_inches="tight")
   plt.close(fig)
@@ -98,7 +99,7 @@ def plot_image_explanation(image, panels, path, *, title="", gradcam=None,
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  return _save(fig, path, dpi)
+  return save_figure(fig, path, dpi)
 
 
 def plot_contribution_distribution(shares, entropies, path, *, dpi=100):
@@ -142,7 +143,7 @@ def plot_contribution_distribution(shares, entropies, path, *, dpi=100):
   for ax in (ax0, ax1):
     ax.tick_params(labelsize=7)
   fig.tight_layout()
-  return _save(fig, path, dpi)
+  return save_figure(fig, path, dpi)
 
 
 def plot_prior_weight(beta, num_epochs, path, *, dpi=100):
@@ -167,7 +168,7 @@ def plot_prior_weight(beta, num_epochs, path, *, dpi=100):
   ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
   ax.tick_params(labelsize=7)
   fig.tight_layout()
-  return _save(fig, path, dpi)
+  return save_figure(fig, path, dpi)
 
 
 def _series(records, key):
@@ -236,7 +237,7 @@ def plot_training_curves(records, path, *, title="", keys=LOG_KEYS, dpi=100):
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  return _save(fig, path, dpi)
+  return save_figure(fig, path, dpi)
 
 
 def plot_part_contributions(part_contribs, part_names, path, *, image=None,
@@ -287,7 +288,7 @@ def plot_part_contributions(part_contribs, part_names, path, *, image=None,
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()
-  return _save(fig, path, dpi)
+  return save_figure(fig, path, dpi)
 
 
 def plot_filter_regions(patches, names, path, *, ncols=6, dpi=100):
@@ -315,7 +316,7 @@ def plot_filter_regions(patches, names, path, *, ncols=6, dpi=100):
     else:
       ax.axis("off")
   fig.tight_layout()
-  return _save(fig, path, dpi)
+  return save_figure(fig, path, dpi)
 
 
 def plot_gt_scatter(explained, planted, path, *, rank_correlation=None,
@@ -345,4 +346,4 @@ def plot_gt_scatter(explained, planted, path, *, rank_correlation=None,
   ax.legend(fontsize=7)
   ax.tick_params(labelsize=7)
   fig.tight_layout()
-  return _save(fig, path, dpi)
+  return save_figure(fig, path, dpi)

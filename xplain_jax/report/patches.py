@@ -151,4 +151,4 @@ def plot_patch_rows(patches, labels, activation, path, *, dpi=100):
     axes[i, 0].text(-0.1, 0.5, labels[i], transform=axes[i, 0].transAxes, ha="right",
                     va="center", fontsize=8)
   fig.tight_layout()
-  return figures._save(fig, path, dpi)  # pylint: disable=protected-access
+  return figures.save_figure(fig, path, dpi)

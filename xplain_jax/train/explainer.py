@@ -16,7 +16,6 @@ term that pulls the contributions α_k y_k toward the performer's own per-concep
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from typing import Any, Callable, Sequence
 
 import jax
@@ -30,56 +29,13 @@ from xplain_jax.train import loop
 from xplain_jax.train import start as start_lib
 from xplain_jax.train import state as state_lib
 
-# baseline, prior: the paper's (β = 0 / explainer.beta), from explainer.start with
-# explainer.consistency_weight (the paper: "paper", 0). Additions: ls_start = prior from the
-# least-squares start; faithful = least-squares start + consistency weight
-# explainer.faithful_weight, without the prior.
-VARIANTS = ("baseline", "prior", "ls_start", "faithful")
-
-
-@dataclasses.dataclass(frozen=True)
-class VariantSettings:
-  """What one explainer variant trains with."""
-
-  beta: float
-  start: str
-  consistency_weight: float
+# The variants and their settings live in train/variants.py; re-exported here for callers.
+from xplain_jax.train.variants import (  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+    VARIANTS, VariantSettings, consistency_target, variant_beta, variant_key, variant_settings)
 
 
 def stage_name(variant: str) -> str:
   return f"explainer_{variant}"
-
-
-def variant_key(rng: jax.Array, variant: str) -> jax.Array:
-  """The key of a variant, ``fold_in(rng, crc32(variant))``: from its name, not its position."""
-  return jax.random.fold_in(rng, zlib.crc32(variant.encode("utf-8")))
-
-
-def variant_settings(config, variant: str) -> VariantSettings:
-  """The settings of a variant, from the config's fields (see ``VARIANTS``)."""
-  if variant not in VARIANTS:
-    raise ConfigError(f"unknown explainer variant {variant!r}; choose from {list(VARIANTS)}.")
-  e = config.explainer
-  beta, weight = float(e.beta), float(e.consistency_weight)
-  return {"baseline": VariantSettings(0.0, e.start, weight),
-          "prior": VariantSettings(beta, e.start, weight),
-          "ls_start": VariantSettings(beta, "least_squares", weight),
-          "faithful": VariantSettings(0.0, "least_squares", float(e.faithful_weight)),
-          }[variant]
-
-
-def variant_beta(config, variant: str) -> float:
-  """β of a variant: 0 for the baseline (λ ≡ 0), ``config.explainer.beta`` for the prior."""
-  return variant_settings(config, variant).beta
-
-
-def consistency_target(config) -> str:
-  """The consistency target the run's featurizer must add (``"t"``), "" when no variant of
-  ``explainer.variants`` has a consistency term."""
-  variants = [v.strip() for v in config.explainer.variants.split(",") if v.strip()]
-  if any(variant_settings(config, v).consistency_weight > 0 for v in variants):
-    return config.explainer.consistency_target
-  return ""
 
 
 @dataclasses.dataclass(frozen=True)
