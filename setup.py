@@ -31,8 +31,8 @@ setuptools.setup(
     ],
     extras_require={
         # torch builds torchvision-layout models in the weight-import parity tests;
-        # tbparse reads the TensorBoard event files back.
-        "test": ["pytest>=7", "torch>=2.0", "tbparse>=0.0.8"],
+        # tbparse reads the TensorBoard event files back; pyflakes finds undefined names.
+        "test": ["pytest>=7", "torch>=2.0", "tbparse>=0.0.8", "pyflakes>=3"],
         # tensorflow-cpu is only needed to *prepare* TFDS datasets (CelebA, Pascal-Part).
         "tfds": ["tensorflow-cpu>=2.15"],
         # torch reads torchvision state dicts for ImageNet weight import.

@@ -93,7 +93,7 @@ def _config_file_error(e: BaseException, path: str) -> str | None:
     if isinstance(err, AttributeError) and getattr(err, "name", None) == "get_config":
       return (f"the config file {path} defines no get_config(); a config file defines "
               "get_config(arg) returning a ConfigDict (see configs/).")
-  root = _chain(e)[-1]
+  root = errors.exception_chain(e)[-1]
   if any(f.f_code.co_name == "get_config" for f in _frames(root)):
     return (f"the config file {path} failed in get_config: {type(root).__name__}: "
             f"{errors.one_line(root)}")
@@ -113,7 +113,7 @@ def _flag_error(e: BaseException) -> tuple[str, int]:
   bad_flag = next((f.f_locals["flag"] for f in _frames(e) if isinstance(f.f_locals.get("flag"),
                                                                            flags.Flag)), None)
   if bad_flag is not None and bad_flag.name.startswith("config."):
-    cause = _chain(e)[-1]
+    cause = errors.exception_chain(e)[-1]
     return (f"--{bad_flag.name}: {errors.one_line(cause)}; give a value of the type the field "
             f"has in the config file ({bad_flag.flag_type()}).", 2)
   about_file = _config_file_error(e, path.partition(":")[0] or path)
