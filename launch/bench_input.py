@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from xplain_jax import parallel
-from xplain_jax.data import celeba, feature_files, pipeline, prefetch, preprocess
+from xplain_jax.data import celeba, feature_files, input_pipeline, prefetch, preprocess
 from xplain_jax.data import synthetic_attributes as sa
 
 CELEBA_HW = (218, 178)  # aligned CelebA faces, H×W
@@ -104,7 +104,7 @@ def bench_jpeg(paths, *, size: int, batch: int, threads: list[int], repeats: int
   rows.append(_row("jpeg uint8", 1, batch, rate(uint8, batch, repeats), size * size * 3))
   t, mesh = max(threads), parallel.make_mesh()
   b = min(batch, len(paths))
-  loader = pipeline.Loader(celeba.CelebASource(records, image_size=size, num_threads=t),
+  loader = input_pipeline.Loader(celeba.CelebASource(records, image_size=size, num_threads=t),
                            max(mesh.devices.size, b - b % mesh.devices.size), seed=0)
 
   def through_prefetch(steps: int = 4):
@@ -121,8 +121,8 @@ def bench_synthetic(*, size: int, num: int, batch: int, repeats: int) -> list[di
   t0 = time.perf_counter()
   arrays = sa.make_dataset(num, image_size=size, seed=0)
   render = num / (time.perf_counter() - t0)
-  src = pipeline.ArraySource(arrays)
-  loader = pipeline.Loader(src, min(batch, num), seed=0, check=False)
+  src = input_pipeline.ArraySource(arrays)
+  loader = input_pipeline.Loader(src, min(batch, num), seed=0, check=False)
   gather = rate(lambda: loader.batch(1), loader.batch_size, repeats)
   return [_row("synthetic render", 1, num, render, size * size * 12),
           _row("synthetic gather", 1, loader.batch_size, gather, size * size * 12)]
@@ -139,7 +139,7 @@ def bench_cache(directory: str, *, num: int, batch: int, repeats: int, feature=(
       "y_i": rng.standard_normal((num, num_concepts), np.float32),
       "w": rng.standard_normal((num, num_concepts), np.float32)})
   del feats
-  loader = pipeline.Loader(feature_files.MmapSource(directory), min(batch, num), seed=0)
+  loader = input_pipeline.Loader(feature_files.MmapSource(directory), min(batch, num), seed=0)
   steps = iter(range(10**9))
   per_img = 2 * math.prod(feature) + 4 * (1 + 2 * num_concepts)
   rows = [_row("feature cache (mmap)", 1, loader.batch_size,
@@ -148,7 +148,7 @@ def bench_cache(directory: str, *, num: int, batch: int, repeats: int, feature=(
     pixels = os.path.join(directory, "pixels")
     shape = (num, image_size, image_size, 3)
     feature_files.save_arrays(pixels, {"pixels": rng.integers(0, 256, shape, dtype=np.uint8)})
-    images = pipeline.Loader(feature_files.MmapSource(pixels), min(batch, num), seed=0,
+    images = input_pipeline.Loader(feature_files.MmapSource(pixels), min(batch, num), seed=0,
                              check=False)
     rows.append(_row("uint8 image cache (mmap)", 1, images.batch_size,
                      rate(lambda: images.batch(next(steps)), images.batch_size, repeats),

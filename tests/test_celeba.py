@@ -10,7 +10,7 @@ import tensorflow_datasets as tfds
 
 from xplain_jax.data import celeba
 from xplain_jax.data import preprocess
-from xplain_jax.data.pipeline import Loader
+from xplain_jax.data.input_pipeline import Loader
 
 MEAN = np.array([0.485, 0.456, 0.406], np.float32)
 STD = np.array([0.229, 0.224, 0.225], np.float32)

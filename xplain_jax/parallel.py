@@ -6,7 +6,7 @@ the gradient all-reduce itself. BatchNorm statistics are then taken over the *gl
 the update is the same as on a single device (tests/test_parallel.py checks it), with no
 ``pmean`` bookkeeping to get wrong. The same code runs on one CPU, a multi-GPU host or a TPU
 pod slice; multi-host runs start with ``initialize_distributed`` and each process feeds only its
-own rows of every global batch (``xplain_jax.data.pipeline.Loader``).
+own rows of every global batch (``xplain_jax.data.input_pipeline.Loader``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xplain_jax.data.pipeline import ArraySource, Batch, Loader  # noqa: F401
+from xplain_jax.data.input_pipeline import ArraySource, Batch, Loader  # noqa: F401
 from xplain_jax.errors import ConfigError
 
 DATASETS = ("synthetic_attributes", "synthetic_parts", "celeba", "pascal_part")

@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from xplain_jax.data.pipeline import ArraySource
+from xplain_jax.data.input_pipeline import ArraySource
 from xplain_jax.errors import DataError
 
 

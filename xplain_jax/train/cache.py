@@ -24,7 +24,7 @@ import ml_dtypes
 import numpy as np
 
 from xplain_jax import checkpoint, parallel
-from xplain_jax.data.pipeline import Loader
+from xplain_jax.data.input_pipeline import Loader
 
 PASSTHROUGH_KEYS = ("labels", "gt_contrib", "part_mask")
 FORMAT = "npz-stored-memmap-1"

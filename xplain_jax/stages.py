@@ -1,0 +1,255 @@
+"""Every fact about a stage, written once: the stage registry.
+
+A run is a chain of stages. ``REGISTRY`` holds one ``Stage`` per kind of stage and says, for
+each: the ``config.stages`` group that asks for it, what it needs and produces (products passed
+from stage to stage in memory), the config fields that decide its result (its *identity*), its
+config block, and the folders of the workdir it keeps its state and results in. Everything else
+reads it:
+
+* the pipeline (``train/pipeline.py``) runs the stages of ``concrete(config)`` in ``plan``'s
+  order, and ``check_stage_inputs`` (``workdir.py``) refuses a stage whose inputs are missing;
+* ``stage_fingerprint(config, stage)`` (canonical JSON of the identity) is stored with every
+  checkpoint, stage marker and feature cache, and compared before anything is reused;
+* the config check of a finished workdir (``validate_workdir.py``) lets exactly the fields that
+  no stage's identity holds differ (``decides_a_result``): the stages to run, the devices, the
+  logging and checkpoint intervals, where the data lives, the explainer variants, ...;
+* a study shares one trained performer between runs whose overrides differ only in fields
+  outside the performer's and the feature cache's identities (``study/grid.py``).
+
+Identities are dotted prefixes (``"dataset"`` is the whole block) minus ``RUN_ONLY`` fields;
+an ``explainer_<variant>`` stage adds its variant's name, and a variant that does not read a
+field drops it (``VARIANT_IGNORES``: the baseline, λ ≡ 0, does not read β).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+from xplain_jax.errors import CheckpointError
+
+# The config blocks of the evaluators (the evaluate stage's own fields).
+EVAL_BLOCKS = ("eval", "fidelity", "sanity")
+# The evaluate-block field whose batches also fill the feature cache (featurize batch size).
+FEATURE_BATCH_FIELD = "eval.batch_size"
+# Fields that decide no stored result: what to run, on which devices, how often to log and save,
+# where the data lives and how fast it is read, which explainer variants, whether features are
+# cached, and what the report shows (it is rewritten whenever asked for).
+RUN_ONLY = ("stages", "num_devices", "distributed", "log_every_steps", "checkpoint_every_steps",
+            "dataset.data_dir", "dataset.num_threads", "dataset.cache", "explainer.variants",
+            "explainer.cache_features", "eval.num_report_images", "parts.num_regions",
+            "parts.region_size")
+# The explainer variants one run can train side by side (``train/variants.py``).
+VARIANTS = ("baseline", "prior", "ls_start", "faithful")
+# Fields a variant does not read (kept out of its identity).
+VARIANT_IGNORES = {"baseline": ("explainer.beta",)}
+
+_PERFORMER_ID = ("seed", "dtype", "dataset", "performer")
+# The explainer fields the featurizer reads: what the feature cache holds depends on them.
+FEATURIZER_FIELDS = ("explainer.case", "explainer.target", "explainer.feature",
+                     "explainer.prior_method", "explainer.clip_prior",
+                     "explainer.consistency_target")
+_EXPLAINER_ID = _PERFORMER_ID + ("explainer", FEATURE_BATCH_FIELD)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+  """One kind of stage.
+
+  Attributes:
+    name: the stage's name; ``"explainer"`` stands for one ``explainer_<variant>`` per variant.
+    group: the ``config.stages`` word that asks for it.
+    needs: products it takes from earlier stages (``"explainer:*"``: every variant's).
+    produces: products it gives (``"explainer:*"``: its variant's).
+    identity: dotted config prefixes that decide its result (``RUN_ONLY`` fields excepted).
+    block: its own config block.
+    state: the workdir folders holding its state or results (``{name}``: the stage's name).
+    marked: a trained stage: ``<name>/done.json`` records its identity when it finishes, and
+      a finished one is restored, never retrained (a mismatch is refused). Unmarked stages
+      recompute what does not carry their identity.
+    reads: stages whose finished results it reads from the workdir (not from memory).
+    when: a boolean config field that declares the stage ("" = always declared).
+  """
+
+  name: str
+  group: str
+  needs: tuple[str, ...]
+  produces: tuple[str, ...]
+  identity: tuple[str, ...]
+  block: str
+  state: tuple[str, ...]
+  marked: bool = False
+  reads: tuple[str, ...] = ()
+  when: str = ""
+
+
+REGISTRY = (
+    Stage("performer", "performer", (), ("performer",), _PERFORMER_ID, "performer",
+          ("{name}/ckpt",), marked=True),
+    Stage("performer_ordinary", "performer", (), ("ordinary",), _PERFORMER_ID, "performer",
+          ("{name}/ckpt",), marked=True, when="parts.compare_ordinary"),
+    Stage("features", "explainer", ("performer",), ("train_features",),
+          _PERFORMER_ID + FEATURIZER_FIELDS + (FEATURE_BATCH_FIELD,), "explainer",
+          ("features/train", "features/test")),
+    Stage("explainer", "explainer", ("performer", "train_features"), ("explainer:*",),
+          _EXPLAINER_ID, "explainer", ("{name}/ckpt",), marked=True),
+    Stage("evaluate", "evaluate", ("performer", "explainer:*", "ordinary"), ("metrics",),
+          _EXPLAINER_ID + EVAL_BLOCKS + ("parts",), EVAL_BLOCKS[0],
+          ("evaluate/done.json", "metrics.json", "eval")),
+    Stage("report", "report", (), ("report",), _EXPLAINER_ID + EVAL_BLOCKS + ("parts",),
+          "eval", ("report.html", "report.md", "figures"), reads=("evaluate",)),
+)
+BY_NAME = {s.name: s for s in REGISTRY}
+# The words of config.stages, in running order.
+GROUPS = tuple(dict.fromkeys(s.group for s in REGISTRY))
+
+
+def variant_stage(variant: str) -> str:
+  """The stage name of an explainer variant: ``explainer_<variant>``."""
+  return f"explainer_{variant}"
+
+
+def variants(config) -> tuple[str, ...]:
+  """The explainer variants ``config.explainer.variants`` names, in order."""
+  return tuple(v.strip() for v in config.explainer.variants.split(",") if v.strip())
+
+
+def lookup(stage: str) -> Stage:
+  """The registry entry of a stage name (``explainer_<variant>`` -> ``"explainer"``).
+
+  Raises:
+    ValueError: a name no entry covers (not a stage: logs, data, features, eval, ...).
+  """
+  if stage in BY_NAME:
+    return BY_NAME[stage]
+  head, _, variant = stage.partition("_")
+  if head == "explainer" and variant in VARIANTS:
+    return BY_NAME["explainer"]
+  raise ValueError(f"no run identity is defined for stage {stage!r}; add it to "
+                   "xplain_jax.stages.REGISTRY.")
+
+
+def _declared(config, stage: Stage) -> bool:
+  if not stage.when:
+    return True
+  node = config
+  for part in stage.when.split("."):
+    if part not in node:
+      return False
+    node = node[part]
+  return bool(node)
+
+
+def concrete(config) -> tuple[Stage, ...]:
+  """The stages of ``config`` in running order, each with its own name, needs and products
+  (``explainer`` becomes one stage per variant; undeclared optional stages are left out)."""
+  names = variants(config)
+  products = set()
+  out = []
+  for s in REGISTRY:
+    if not _declared(config, s):
+      continue
+    if s.name == "explainer":
+      made = [dataclasses.replace(s, name=variant_stage(v), produces=(f"explainer:{v}",))
+              for v in names]
+    else:
+      made = [s]
+    for m in made:
+      needs = []
+      for n in m.needs:
+        needs += [f"explainer:{v}" for v in names] if n == "explainer:*" else [n]
+      out.append(dataclasses.replace(m, needs=tuple(n for n in needs if n in products)))
+      products.update(m.produces)
+  return tuple(out)
+
+
+def plan(stages, groups) -> list:
+  """The stages to run: those of the asked ``groups`` and, transitively, what they need.
+
+  Args:
+    stages: objects with ``group``, ``needs`` and ``produces`` (``concrete(config)``).
+    groups: the asked ``config.stages`` words.
+  """
+  needed: set[str] = set()
+  chosen = []
+  for stage in reversed(stages):
+    if stage.group in groups or needed.intersection(stage.produces):
+      chosen.append(stage)
+      needed.update(stage.needs)
+  return chosen[::-1]
+
+
+# --- identities --------------------------------------------------------------------------------
+
+
+def _within(field: str, prefixes) -> bool:
+  return any(field == p or field.startswith(p + ".") for p in prefixes)
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+  """Nested dict -> ``{"a.b": leaf}`` (tuples as lists, as JSON has them)."""
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(flatten(v, f"{prefix}{k}."))
+    else:
+      out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+  return out
+
+
+def config_fields(config) -> dict:
+  """``{dotted field: value}`` of a ConfigDict (or nested dict), as JSON values."""
+  if hasattr(config, "to_json_best_effort"):
+    return flatten(json.loads(config.to_json_best_effort()))
+  return flatten(dict(config))
+
+
+def decides_a_result(field: str) -> bool:
+  """Whether the dotted ``field`` is in some stage's identity (may not differ in a finished
+  workdir); False for ``RUN_ONLY`` fields and fields no identity names."""
+  return (not _within(field, RUN_ONLY)
+          and any(_within(field, s.identity) for s in REGISTRY))
+
+
+def identity_fields(config, stage: str) -> dict:
+  """``{dotted field: value}`` of the config fields that decide ``stage``'s result."""
+  entry = lookup(stage)
+  out = {k: v for k, v in config_fields(config).items()
+         if _within(k, entry.identity) and not _within(k, RUN_ONLY)}
+  if entry.name == "explainer":
+    out["variant"] = stage.split("_", 1)[1]
+    for field in VARIANT_IGNORES.get(out["variant"], ()):
+      out.pop(field, None)
+  return out
+
+
+def stage_fingerprint(config, stage: str) -> str:
+  """The run identity of ``stage``: canonical JSON of ``identity_fields(config, stage)``."""
+  return json.dumps(identity_fields(config, stage), sort_keys=True, separators=(",", ":"))
+
+
+def difference(recorded: str, current: str) -> str:
+  """The first field in which two fingerprints differ, in words (for error messages)."""
+  try:
+    a, b = json.loads(recorded), json.loads(current)
+  except (TypeError, ValueError):
+    return "an unreadable recorded identity"
+  for k in sorted(set(a) | set(b)):
+    if k not in a or k not in b:
+      return f"field {k} only in the {'new' if k in b else 'recorded'} config"
+    if a[k] != b[k]:
+      return f"field {k}: recorded {a[k]!r}, now {b[k]!r}"
+  return "no field"
+
+
+def check_fingerprint(recorded: str | None, current: str, directory: str) -> None:
+  """Raises ``CheckpointError`` unless ``recorded`` equals ``current``.
+
+  A missing ``recorded`` (state written before identities were recorded, or by hand) counts as
+  different: nothing may be reused without proof that the same config wrote it.
+  """
+  if recorded == current:
+    return
+  why = difference(recorded, current) if recorded else "no run identity recorded"
+  raise CheckpointError(f"the checkpoints in {directory} were written by a different config "
+                        f"({why}); use another --workdir or delete {directory}.")
