@@ -7,6 +7,7 @@ of shape (1, K)) with fields ``class`` (char), ``class_ind`` (double), ``mask`` 
 has no parts. Images are 40×60 (H×W) JPEGs: blue, with every object's box painted red.
 """
 
+import dataclasses
 import os
 import pathlib
 import subprocess
@@ -18,6 +19,7 @@ import scipy.io
 from PIL import Image
 
 from xplain_jax.data import pascal_part as pp
+from xplain_jax.data import pascal_part_source as pps
 
 H, W = 40, 60
 _OBJ = [("class", "O"), ("class_ind", "O"), ("mask", "O"), ("parts", "O")]
@@ -157,20 +159,20 @@ def test_generate_examples_on_fake_tree(tree):
 
 
 def test_crop_box_and_preprocessing():
-  np.testing.assert_array_equal(pp.crop_box((10, 20, 30, 60), (100, 100), 0.0), [10, 20, 30, 60])
-  np.testing.assert_array_equal(pp.crop_box((10, 20, 30, 60), (100, 100), 0.25), [5, 10, 35, 70])
-  np.testing.assert_array_equal(pp.crop_box((10, 20, 30, 60), (32, 64), 1.0), [0, 0, 32, 64])
+  np.testing.assert_array_equal(pps.crop_box((10, 20, 30, 60), (100, 100), 0.0), [10, 20, 30, 60])
+  np.testing.assert_array_equal(pps.crop_box((10, 20, 30, 60), (100, 100), 0.25), [5, 10, 35, 70])
+  np.testing.assert_array_equal(pps.crop_box((10, 20, 30, 60), (32, 64), 1.0), [0, 0, 32, 64])
   with pytest.raises(ValueError, match="empty"):
-    pp.crop_box((5, 5, 5, 9), (10, 10))
+    pps.crop_box((5, 5, 5, 9), (10, 10))
   img = np.zeros((H, W, 3), np.uint8)
   img[4:24, 6:36] = (200, 10, 10)
-  out, mask = pp.preprocess_object(img, CAT_BOX, _expected_cat_mask(), image_size=10,
-                                   mean=(0, 0, 0), std=(1, 1, 1))
+  out, mask = pps.preprocess_object(img, CAT_BOX, _expected_cat_mask(), image_size=10,
+                                    mean=(0, 0, 0), std=(1, 1, 1))
   np.testing.assert_allclose(out[..., 0], 200 / 255, atol=1e-6)  # only the box is kept
   # 20×30 crop -> 10×10: each output cell is a 2×3 block, and parts are aligned to blocks.
   np.testing.assert_array_equal(mask, _expected_cat_mask()[4:24:2, 6:36:3])
-  wide, _ = pp.preprocess_object(img, CAT_BOX, image_size=10, margin=0.2, mean=(0, 0, 0),
-                                 std=(1, 1, 1))
+  wide, _ = pps.preprocess_object(img, CAT_BOX, image_size=10, margin=0.2, mean=(0, 0, 0),
+                                  std=(1, 1, 1))
   assert wide[0, 0, 0] < 0.05 and wide[5, 5, 0] > 0.75  # the margin shows background
 
 
@@ -184,8 +186,8 @@ def test_split_rule_without_imagesets():
 
 @pytest.mark.slow
 def test_prepare_and_load_without_tensorflow(prepared):
-  src = pp.load("train", category="cat", data_dir=str(prepared), image_size=10,
-                mean=(0, 0, 0), std=(1, 1, 1))
+  src = pps.load("train", category="cat", data_dir=str(prepared), image_size=10,
+                 mean=(0, 0, 0), std=(1, 1, 1))
   assert len(src) == 3  # two cats, one negative image (all there are; ratio 1 allows 2)
   batch = src.get_batch(np.arange(3))
   assert batch["image"].shape == (3, 10, 10, 3) and batch["image"].dtype == np.float32
@@ -196,22 +198,22 @@ def test_prepare_and_load_without_tensorflow(prepared):
   np.testing.assert_array_equal(batch["part_mask"][first[0]], _expected_cat_mask()[4:24:2, 6:36:3])
   assert np.all(batch["image"][first[0], ..., 0] > 0.6)  # the red box (JPEG-blurred edges)
   assert not batch["part_mask"][2].any()
-  test = pp.load("test", category="cat", data_dir=str(prepared), image_size=10)
+  test = pps.load("test", category="cat", data_dir=str(prepared), image_size=10)
   assert len(test) == 2  # the cat of image 5 and the person-only image 4
-  assert len(pp.load("train", category="cat", data_dir=str(prepared), image_size=10,
-                     negative_ratio=0.0)) == 2
+  assert len(pps.load("train", category="cat", data_dir=str(prepared), image_size=10,
+                      negative_ratio=0.0)) == 2
 
 
 @pytest.mark.slow
 def test_load_unprepared_says_what_to_run(prepared):
   with pytest.raises(pp.DatasetNotPreparedError) as err:
-    pp.load("train", category="horse", data_dir=str(prepared))
+    pps.load("train", category="horse", data_dir=str(prepared))
   message = str(err.value)
   assert "python -m xplain_jax.data.pascal_part" in message
   assert f"--data_dir={prepared}" in message and "--categories=horse" in message
   assert "\n" not in message
   with pytest.raises(ValueError, match="category"):
-    pp.load("train", category="person", data_dir=str(prepared))
+    pps.load("train", category="person", data_dir=str(prepared))
 
 
 @pytest.mark.slow
@@ -222,7 +224,7 @@ def test_prepare_command_line_works(tree, prepared):
   run = subprocess.run([sys.executable] + cmd, cwd=repo, env=env, capture_output=True,
                        text=True, timeout=120)
   assert run.returncode == 0, run.stderr[-2000:]
-  dog = pp.load("train", category="dog", data_dir=str(prepared), image_size=8)
+  dog = pps.load("train", category="dog", data_dir=str(prepared), image_size=8)
   assert len(dog) == 2 and dog.get_batch(np.array([0]))["label"][0] == 1
 
 
@@ -232,12 +234,12 @@ def test_negatives_from_other_categories(tree, tmp_path):
   data_dir = tmp_path / "tfds"
   with pytest.raises(pp.DatasetNotPreparedError, match="another animal"):
     pp.prepare(str(tree), str(data_dir), categories=["cat"])
-    pp.load("train", category="cat", data_dir=str(data_dir), negatives="other_categories")
+    pps.load("train", category="cat", data_dir=str(data_dir), negatives="other_categories")
   pp.prepare(str(tree), str(data_dir), categories=["dog"], negatives=False)  # the fake data's
-  plain = pp.load("train", category="cat", data_dir=str(data_dir), image_size=8,
-                  negative_ratio=None)
-  mixed = pp.load("train", category="cat", data_dir=str(data_dir), image_size=8,
-                  negative_ratio=None, negatives="other_categories")
+  plain = pps.load("train", category="cat", data_dir=str(data_dir), image_size=8,
+                   negative_ratio=None)
+  mixed = pps.load("train", category="cat", data_dir=str(data_dir), image_size=8,
+                   negative_ratio=None, negatives="other_categories")
   # Train images: 1 (cat, person), 2 (dog, cat, person), 3 (car). Non-animal: image 3 only;
   # other animals' objects: the dog of image 2. Positives: the two cats.
   assert len(plain) == 2 + 1 and len(mixed) == 2 + 2
@@ -247,7 +249,7 @@ def test_negatives_from_other_categories(tree, tmp_path):
   labels = mixed.get_batch(np.arange(len(mixed)))["label"]
   np.testing.assert_array_equal(labels, [1, 1, 0, 0])
   with pytest.raises(ValueError, match="negatives='animals'.*other_categories"):
-    pp.load("train", category="cat", data_dir=str(data_dir), negatives="animals")
+    pps.load("train", category="cat", data_dir=str(data_dir), negatives="animals")
 
 
 @pytest.mark.slow
@@ -271,7 +273,7 @@ def test_a_partial_download_is_one_data_error(tree, tmp_path):
 
 
 @pytest.mark.slow
-def test_num_threads_reaches_the_loader(prepared):
+def test_num_threads_reaches_the_loader(prepared, monkeypatch):
   """config.dataset.num_threads is the PascalPartSource's (the batches are read with it)."""
   from configs import pascal_part as pascal_config
   from xplain_jax import data
@@ -283,3 +285,13 @@ def test_num_threads_reaches_the_loader(prepared):
   while not hasattr(src, "num_threads"):
     src = src.source
   assert src.num_threads == 3
+  calls = []  # the batch goes through the one threaded map, with the config's threads
+  real = pps.preprocess.map_in_threads
+  monkeypatch.setattr(pps.preprocess, "map_in_threads",
+                      lambda fn, items, n: calls.append(n) or real(fn, items, n))
+  rows = np.arange(len(src))
+  threaded = src.get_batch(rows)
+  single = dataclasses.replace(src, num_threads=0).get_batch(rows)
+  assert calls == [3, 0]
+  for key in ("image", "label", "part_mask"):
+    np.testing.assert_array_equal(threaded[key], single[key])

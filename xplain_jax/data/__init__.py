@@ -144,9 +144,10 @@ def get_source(config, split: str, *, workdir: str | None = None):
     src = celeba.load(_tfds_split(split, d), data_dir=d.data_dir or None,
                       image_size=d.image_size, num_threads=d.get("num_threads", 0))
     return _limit(src, num)
-  from xplain_jax.data import pascal_part as pp
-  src = pp.load(split, category=d.category, data_dir=d.data_dir or None, image_size=d.image_size,
-                negatives=d.get("negatives", "non_animal"), num_threads=d.get("num_threads", 0))
+  from xplain_jax.data import pascal_part_source
+  src = pascal_part_source.load(split, category=d.category, data_dir=d.data_dir or None,
+                                image_size=d.image_size, negatives=d.get("negatives", "non_animal"),
+                                num_threads=d.get("num_threads", 0))
   return _limit(MappedSource(src, _binary_layout), num)
 
 

@@ -30,8 +30,8 @@ Stored features are plain tensors so that neither preparing nor reading needs Te
 max exclusive, and full-image uint8 masks ``object_mask``, ``part_mask``, ``fine_part_mask``.
 
 Reading the prepared data (crop, resize, one category against negatives) lives in
-``pascal_part_source.py``; its names (``load``, ``PascalPartSource``, ``preprocess_object``,
-``crop_box``) are re-exported here.
+``pascal_part_source.py`` (``load``, ``PascalPartSource``, ``preprocess_object``, ``crop_box``),
+which imports this module and never the other way.
 
 Preparing (once; ArrayRecord so that ``tfds.data_source`` has random access)::
 
@@ -41,7 +41,7 @@ Preparing (once; ArrayRecord so that ``tfds.data_source`` has random access)::
 ``tfds build xplain_jax/data/pascal_part.py --config=cat --manual_dir=MANUAL_DIR
 --data_dir=DATA_DIR --file_format=array_record`` (once per config, ``negative`` included) is the
 equivalent route. TFDS refuses a split without examples, so every prepared config needs objects
-in both splits (true of the real data). ``load`` then reads the prepared data.
+in both splits (true of the real data). ``pascal_part_source.load`` then reads the prepared data.
 """
 
 from __future__ import annotations
@@ -289,13 +289,6 @@ def main(argv: Sequence[str] | None = None) -> None:
   args = parser.parse_args(argv)
   prepare(args.manual_dir, args.data_dir, [c for c in args.categories.split(",") if c],
           negatives=not args.no_negatives)
-
-
-# The reading side, re-exported (it imports this module's builder, so it comes last; run as a
-# script, this file only prepares data and needs none of it).
-if __name__ != "__main__":
-  from xplain_jax.data.pascal_part_source import (  # pylint: disable=g-import-not-at-top
-      NEGATIVE_POOLS, PascalPartSource, crop_box, load, preprocess_object)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ category's objects (label 1) with negatives (label 0). Two pools of negatives:
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import os
 from typing import Any, Sequence
@@ -113,11 +112,7 @@ class PascalPartSource:
   def get_batch(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     """``{"image": [b,S,S,3] float32, "label": [b] float32, "part_mask": [b,S,S] int32}``."""
     rows = [int(i) for i in np.asarray(indices).reshape(-1)]
-    if self.num_threads > 1 and len(rows) > 1:
-      with concurrent.futures.ThreadPoolExecutor(min(self.num_threads, len(rows))) as pool:
-        examples = list(pool.map(self._example, rows))
-    else:
-      examples = [self._example(r) for r in rows]
+    examples = preprocess.map_in_threads(self._example, rows, self.num_threads)
     s = self.image_size
     if not examples:
       return {"image": np.zeros((0, s, s, 3), np.float32), "label": np.zeros((0,), np.float32),
