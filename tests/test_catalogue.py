@@ -296,7 +296,7 @@ def _damaged_result_npz(tmp_path):
 
 
 def _disk_full_result_file(tmp_path):
-  from xplain_jax import checkpoint
+  from xplain_jax import checkpoint, utils
   path = os.path.join(tmp_path, "metrics.json")
   checkpoint.write_json_atomic(path, {"ok": 1})
 
@@ -304,7 +304,7 @@ def _disk_full_result_file(tmp_path):
     f.write("{")
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
   try:
-    checkpoint.write_atomic(path, full, binary=False)
+    utils.write_atomic(path, full, binary=False)
   finally:
     assert os.listdir(tmp_path) == ["metrics.json"]  # no temporary file left
     assert checkpoint.read_json(path) == {"ok": 1}  # the previous file kept

@@ -17,7 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-from xplain_jax import checkpoint, featurizers, models
+from xplain_jax import checkpoint, featurizers, models, utils
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import ConfigError
 
@@ -216,7 +216,7 @@ def save_explainer(workdir: str, name: str, explainer) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   folder = os.path.join(workdir, name)
   data = flax.serialization.msgpack_serialize(jax.device_get(explainer.variables))
-  checkpoint.write_atomic(os.path.join(folder, EXPLAINER_FILE), lambda f: f.write(data))
+  utils.write_atomic(os.path.join(folder, EXPLAINER_FILE), lambda f: f.write(data))
   recorded = checkpoint.read_json(os.path.join(folder, IDENTITY_FILE))
   recorded.update(alpha_scale=float(explainer.alpha_scale), case=explainer.case)
   checkpoint.write_json_atomic(os.path.join(folder, IDENTITY_FILE), recorded)

@@ -15,22 +15,19 @@ stage)``) saves it in every checkpoint's meta and refuses, before reading any ar
 a checkpoint written under another identity: a different config never resumes from, or reuses,
 another config's state, whatever happened to ``config.json``.
 
-Result files are written atomically (``write_atomic``: a temporary file renamed into place,
-removed again when the write fails, e.g. on a full disk) with the permissions the user's umask
-gives, and read back with errors that say what to do (``read_json``, ``load_npz``).
+Result files are written atomically (``utils.write_atomic``: a temporary file renamed into
+place, removed again when the write fails, e.g. on a full disk) with the permissions the user's
+umask gives, and read back with errors that say what to do (``read_json``, ``load_npz``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
 import json
 import logging
 import os
 import shutil
-import tempfile
 import zipfile
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +35,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from xplain_jax import errors
+from xplain_jax import utils
 from xplain_jax.errors import CheckpointError, DamagedFileError, NonFiniteError, StorageError
 
 log = logging.getLogger(__name__)
@@ -218,45 +216,6 @@ def _check_finite_json(obj: Any, path: str, where: str = "") -> None:
                            "inputs and the training logs for NaN.")
 
 
-def _umask() -> int:
-  mask = os.umask(0)
-  os.umask(mask)
-  return mask
-
-
-def write_atomic(path: str, write: Callable[[Any], None], *, binary: bool = True) -> None:
-  """Writes ``path`` through ``write(file)`` into a temporary file renamed into place.
-
-  The file gets the permissions the user's umask gives a new file (not mkstemp's 0600). When
-  the write fails (a full disk, a quota), the temporary file is removed and the previous
-  ``path`` (if any) is kept.
-
-  Raises:
-    StorageError: the file could not be written (the message names it and what to do).
-  """
-  directory = os.path.dirname(os.path.abspath(path))
-  tmp = None
-  try:
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_umask())
-    with os.fdopen(fd, "wb" if binary else "w") as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-    tmp = None
-  except OSError as e:
-    why = ("the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT)
-           else e.strerror or type(e).__name__)
-    raise StorageError(f"cannot write {path}: {why}; free space (or fix the permissions) and "
-                       "rerun the same command to resume.") from None
-  finally:
-    if tmp is not None:
-      with contextlib.suppress(OSError):
-        os.remove(tmp)
-
-
 def write_json_atomic(path: str, obj: Any) -> None:
   """Writes JSON to ``path`` via a temporary file and ``os.replace``: never half-written.
 
@@ -268,14 +227,14 @@ def write_json_atomic(path: str, obj: Any) -> None:
     return
   _check_finite_json(obj, path)
   text = json.dumps(obj, indent=2, sort_keys=True, default=_to_builtin, allow_nan=False)
-  write_atomic(path, lambda f: f.write(text), binary=False)
+  utils.write_atomic(path, lambda f: f.write(text), binary=False)
 
 
 def save_npz_atomic(path: str, **arrays) -> None:
-  """Writes an ``.npz`` via a temporary file and ``os.replace`` (see ``write_atomic``)."""
+  """Writes an ``.npz`` via a temporary file and ``os.replace`` (see ``utils.write_atomic``)."""
   if jax.process_index() != 0:
     return
-  write_atomic(path, lambda f: np.savez(f, **arrays))
+  utils.write_atomic(path, lambda f: np.savez(f, **arrays))
 
 
 def load_npz(path: str) -> dict[str, np.ndarray]:

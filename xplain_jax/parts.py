@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from xplain_jax import utils
 from xplain_jax.errors import ConfigError
 
 NONE = "none"  # the name of "no part" in annotation files
@@ -198,11 +199,7 @@ def save_part_annotation(path: str | os.PathLike, filter_to_part, part_names) ->
     raise ValueError(f"filter_to_part holds {bad[0]}, outside -1..{len(names) - 1}.")
   doc = {"part_names": names,
          "filters": {str(i): (names[v] if v >= 0 else NONE) for i, v in enumerate(f2p)}}
-  path = os.fspath(path)
-  tmp = path + ".tmp"
-  with open(tmp, "w", encoding="utf-8") as f:
-    json.dump(doc, f, indent=1)
-  os.replace(tmp, path)
+  utils.write_atomic(path, lambda f: json.dump(doc, f, indent=1), binary=False)
 
 
 def load_part_annotation(path: str | os.PathLike) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -48,7 +48,7 @@ import os
 
 import numpy as np
 
-from xplain_jax import checkpoint
+from xplain_jax import utils
 from xplain_jax.data import synthetic_rules as rules
 from xplain_jax.data.scenes import SceneSource, shape_mask
 from xplain_jax.data.synthetic_rules import (  # noqa: F401  (the vocabulary, re-exported)
@@ -333,7 +333,7 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
       pass
   arrays = make_dataset(**args)
   # Every process writes its own temporary file (all of them read the cache back).
-  checkpoint.write_atomic(path, lambda f: np.savez(f, **arrays))
+  utils.write_atomic(path, lambda f: np.savez(f, **arrays))
   return SceneSource(arrays, render, len(CONCEPT_NAMES))
 
 

@@ -24,6 +24,7 @@ import json
 import os
 from typing import Sequence
 
+from xplain_jax import utils
 from xplain_jax.study import aggregate as agg_lib
 from xplain_jax.study import checks as checks_lib
 from xplain_jax.study import grid as grid_lib
@@ -181,10 +182,7 @@ def build(config, workdir: str, sets: Sequence[str] = (), repo_root: str = ".") 
 
 
 def _write(path: str, text: str) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  utils.write_atomic(path, lambda f: f.write(text), binary=False)
 
 
 def write_outputs(config, workdir: str, sets: Sequence[str] = (), repo_root: str = ".") -> dict:

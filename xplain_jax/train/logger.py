@@ -29,6 +29,7 @@ import time
 import jax
 from tqdm import tqdm
 
+from xplain_jax import utils
 from xplain_jax.errors import NonFiniteError
 
 
@@ -94,9 +95,8 @@ class JsonlWriter:
       logging.warning("%s: %d unreadable lines dropped (the log was damaged); the stage's "
                       "curves start again from what could be read", path, damaged)
     self.records = [r for r in records if r["step"] <= start_step]
-    with open(path + ".tmp", "w", encoding="utf-8") as f:
-      f.writelines(json.dumps(r) + "\n" for r in self.records)
-    os.replace(path + ".tmp", path)
+    utils.write_atomic(path, lambda f: f.writelines(json.dumps(r) + "\n" for r in self.records),
+                       binary=False)
 
   def write_scalars(self, step: int, scalars: dict) -> None:
     with open(self.path, "a", encoding="utf-8") as f:

@@ -1,0 +1,96 @@
+"""Small helpers every layer uses: the atomic file write, dotted keys, comma-separated lists.
+
+Each exists once, here. This module imports only the standard library and ``errors``, so any
+module of the package (the maths included) may use it without importing upward.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import tempfile
+from typing import Any, Callable
+
+from xplain_jax.errors import StorageError
+
+
+def _umask() -> int:
+  mask = os.umask(0)
+  os.umask(mask)
+  return mask
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], *,
+                 binary: bool = True) -> None:
+  """Writes ``path`` through ``write(file)`` into a temporary file renamed into place.
+
+  The temporary file sits in the same folder (created if missing), is flushed and fsynced
+  before ``os.replace``, so a kill or a crash leaves either the previous file or the complete
+  new one, never half of it. The file gets the permissions the user's umask gives a new file
+  (not mkstemp's 0600). When the write fails (a full disk, a quota), the temporary file is
+  removed and the previous ``path`` (if any) is kept.
+
+  Args:
+    path: the file to write.
+    write: called once with the open temporary file (bytes when ``binary``, else UTF-8 text).
+    binary: open the temporary file in binary (default) or text mode.
+
+  Raises:
+    StorageError: the file could not be written (the message names it and what to do).
+  """
+  path = os.fspath(path)
+  directory = os.path.dirname(os.path.abspath(path))
+  tmp = None
+  try:
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())
+    with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+    tmp = None
+  except OSError as e:
+    why = ("the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT)
+           else e.strerror or type(e).__name__)
+    raise StorageError(f"cannot write {path}: {why}; free space (or fix the permissions) and "
+                       "rerun the same command to resume.") from None
+  finally:
+    if tmp is not None:
+      with contextlib.suppress(OSError):
+        os.remove(tmp)
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """A nested mapping as ``{"a.b.c": leaf}``, in key order.
+
+  Args:
+    tree: a dict, ``ml_collections.ConfigDict`` or anything else with ``items()``; nested
+      values with ``items()`` are descended into, every other value is a leaf (kept as is).
+    prefix: put in front of every key (``"config."`` gives ``"config.a.b"``).
+
+  Returns:
+    one entry per leaf; an empty nested mapping gives no entry.
+  """
+  out: dict[str, Any] = {}
+  for key, value in tree.items():
+    path = f"{prefix}{key}"
+    if hasattr(value, "items"):
+      out.update(flatten(value, path + "."))
+    else:
+      out[path] = value
+  return out
+
+
+def split_list(text: Any) -> list[str]:
+  """The comma-separated words of a config string: ``"a, b,,c"`` -> ``["a", "b", "c"]``.
+
+  Args:
+    text: a string (anything else is passed through ``str`` first).
+
+  Returns:
+    the words, stripped of surrounding blanks, empty ones dropped, in order.
+  """
+  return [word.strip() for word in str(text).split(",") if word.strip()]
