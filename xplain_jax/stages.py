@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+from xplain_jax import utils
 from xplain_jax.errors import CheckpointError
 
 # The config blocks of the evaluators (the evaluate stage's own fields).
@@ -186,22 +187,11 @@ def _within(field: str, prefixes) -> bool:
   return any(field == p or field.startswith(p + ".") for p in prefixes)
 
 
-def flatten(d: dict, prefix: str = "") -> dict:
-  """Nested dict -> ``{"a.b": leaf}`` (tuples as lists, as JSON has them)."""
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(flatten(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-  return out
-
-
 def config_fields(config) -> dict:
   """``{dotted field: value}`` of a ConfigDict (or nested dict), as JSON values."""
   if hasattr(config, "to_json_best_effort"):
-    return flatten(json.loads(config.to_json_best_effort()))
-  return flatten(dict(config))
+    config = json.loads(config.to_json_best_effort())
+  return {k: list(v) if isinstance(v, tuple) else v for k, v in utils.flatten(config).items()}
 
 
 def decides_a_result(field: str) -> bool:
