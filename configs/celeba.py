@@ -41,7 +41,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
           "shared_feature", a["target"], beta=0.2, depth=152, width=64, batch_size=128,
           num_epochs=10, cache_features=True,  # memory-mapped: ~33 GB on disk at 224 px
           optimizer=base.optimizer("adam", 1e-4, warmup_steps=500, grad_clip=1.0)),
-      eval=base.block(base.EVAL, batch_size=256, num_report_images=8),
+      evals=base.evals(explainer=dict(batch_size=256, num_report_images=8)),
       dtype="bfloat16",  # parameters, losses and priors stay float32
       checkpoint_every_steps=1000, log_every_steps=100)
 
@@ -53,6 +53,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.performer.model = ml_collections.ConfigDict(dict(top_channels=16, fc_features=32))
     c.explainer.depth, c.explainer.width, c.explainer.batch_size = 10, 8, 16
     c.explainer.num_epochs, c.explainer.cache_features = 1, True
-    c.eval.batch_size, c.eval.num_report_images = 16, 2
+    c.evals.explainer.batch_size, c.evals.explainer.num_report_images = 16, 2
     c.checkpoint_every_steps, c.log_every_steps = 2, 1
   return c

@@ -12,7 +12,7 @@ The explainer distils the performer's logit into α·y over the
 top filters, y_i = Σ_hw x_i, with Case-1 priors w_i = Σ_hw ∂y/∂x_i clipped at 0, the
 cross-entropy prior, softplus α and λ(t) = β/√t, β = 10, a ResNet weight network on the top map.
 The parts stage then names every filter's part (from the ground-truth masks, or from a
-user-written ``config.parts.annotation`` file), sums contributions per part, draws Grad-CAM maps
+user-written ``config.evals.parts.annotation`` file), sums contributions per part, draws Grad-CAM maps
 and filter regions, and compares the part selectivity of the interpretable layer with that of
 an ordinary top layer (the same network trained without mask and filter loss).
 
@@ -28,7 +28,7 @@ Shrunk for tests and smoke runs (any architecture, ",tiny" appended), well under
 
   python launch/run.py --config=configs/parts.py:tiny,tiny --workdir=runs/parts_tiny
 
-Use your own filter annotation with ``--config.parts.annotation=FILE.json`` (the format of the
+Use your own filter annotation with ``--config.evals.parts.annotation=FILE.json`` (the format of the
 ``parts.json`` a run writes: ``{"part_names": [...], "filters": {"0": "head", "1": "none"}}``).
 """
 
@@ -65,7 +65,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       performer=base.interpretable_performer(a["arch"], filter_loss_weight=0.1),
       explainer=base.filter_explainer(a["arch"], target="object"),
       parts=base.block(base.PARTS, compare_ordinary=True),
-      eval=base.block(base.EVAL, batch_size=100 if big else 200, num_report_images=6),
+      evals=base.evals(explainer=dict(batch_size=100 if big else 200, num_report_images=6),
+                      parts={}),
       dtype="bfloat16" if big else "float32",
       checkpoint_every_steps=500 if big else 200, log_every_steps=50)
 
@@ -80,7 +81,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.explainer.depth, c.explainer.width = 10, 8
     c.explainer.num_epochs, c.explainer.batch_size = 2, 32
     c.explainer.optimizer.warmup_steps = 2
-    c.eval.batch_size, c.eval.num_report_images = 32, 2
-    c.parts.num_regions = 4
+    c.evals.explainer.batch_size, c.evals.explainer.num_report_images = 32, 2
+    c.evals.parts.num_regions = 4
     c.checkpoint_every_steps, c.log_every_steps = 4, 2
   return c

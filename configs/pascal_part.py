@@ -7,9 +7,9 @@ it and its ReLU, filter loss with weight ``performer.filter_loss_weight`` / epoc
 weights for the original conv layers only); architectures AlexNet (n = 256 filters), VGG-M, VGG-S,
 VGG-16 (n = 512). The explainer: Case-1 filter concepts, priors clipped at 0, cross-entropy
 prior, softplus α, β = 10, a ResNet-152 weight network on the top map. The parts stage names
-each filter's part (head, torso, legs, tail), from ``config.parts.annotation`` if given, else
+each filter's part (head, torso, legs, tail), from ``config.evals.parts.annotation`` if given, else
 suggested from the ground-truth part masks and written to ``WORKDIR/parts.json`` (check and
-correct it, then rerun with ``--config.parts.annotation=...`` and
+correct it, then rerun with ``--config.evals.parts.annotation=...`` and
 ``--config.stages=evaluate,report``), and compares part selectivity with an ordinary top layer.
 
 Prepare the data once (manual download, see xplain_jax/data/pascal_part.py):
@@ -60,7 +60,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       performer=base.interpretable_performer(a["arch"], filter_loss_weight=5e-6),
       explainer=base.filter_explainer(a["arch"], target=a["category"]),
       parts=base.block(base.PARTS, compare_ordinary=True),
-      eval=base.block(base.EVAL, batch_size=100, num_report_images=8),
+      evals=base.evals(explainer=dict(batch_size=100, num_report_images=8), parts={}),
       dtype="bfloat16",  # parameters, losses and priors stay float32
       checkpoint_every_steps=500, log_every_steps=50)
 
@@ -72,7 +72,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.performer.model.top_channels, c.performer.model.fc_features = 16, 64
     c.explainer.depth, c.explainer.width = 10, 8
     c.explainer.num_epochs, c.explainer.batch_size = 1, 16
-    c.eval.batch_size, c.eval.num_report_images = 16, 2
-    c.parts.num_regions = 4
+    c.evals.explainer.batch_size, c.evals.explainer.num_report_images = 16, 2
+    c.evals.parts.num_regions = 4
     c.checkpoint_every_steps, c.log_every_steps = 4, 2
   return c

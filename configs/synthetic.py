@@ -40,12 +40,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       explainer=base.explainer(
           "shared_feature", "target_a", beta=0.2, depth=10, width=16, batch_size=64,
           num_epochs=8, optimizer=base.optimizer("adam", 3e-3, warmup_steps=50)),
-      eval=base.block(base.EVAL, batch_size=200, num_report_images=6),
+      evals=base.evals(explainer=dict(batch_size=200, num_report_images=6)),
       checkpoint_every_steps=200, log_every_steps=50)
 
   # The model-randomisation sanity check: ~40 s of the ~5 min default run (docs/fidelity.md);
   # off in the tiny variant, which the tests use.
-  c.sanity.enabled = not a["tiny"]
+  c.evals.sanity.enabled = not a["tiny"]
   if a["tiny"]:
     c.dataset.num_train, c.dataset.num_test = 256, 64
     c.performer.num_epochs, c.performer.batch_size = 2, 32
@@ -53,7 +53,7 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.performer.model.top_channels, c.performer.model.fc_features = 16, 32
     c.explainer.num_epochs, c.explainer.batch_size = 2, 32
     c.explainer.width = 8
-    c.eval.batch_size, c.eval.num_report_images = 32, 2
+    c.evals.explainer.batch_size, c.evals.explainer.num_report_images = 32, 2
     c.checkpoint_every_steps, c.log_every_steps = 4, 2
   if a["full"]:
     c.dtype = "bfloat16"  # parameters, losses and priors stay float32
@@ -64,6 +64,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.explainer.depth, c.explainer.width, c.explainer.batch_size = 152, 64, 256
     c.explainer.num_epochs = 4
     c.explainer.optimizer = base.optimizer("adam", 1e-3, warmup_steps=50)
-    c.eval.batch_size = 512
+    c.evals.explainer.batch_size = 512
     c.checkpoint_every_steps, c.log_every_steps = 1000, 50
   return c

@@ -41,7 +41,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import parts as parts_config  # noqa: E402
 from xplain_jax import data, parallel, parts  # noqa: E402
 from xplain_jax import workdir as workdir_lib  # noqa: E402
-from xplain_jax.train import parts_eval, pipeline  # noqa: E402
+from xplain_jax.evaluators import parts as parts_eval  # noqa: E402
+from xplain_jax.train import pipeline  # noqa: E402
 from xplain_jax.train import performer as performer_lib  # noqa: E402
 
 T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}  # two-sided 95 % t quantiles
@@ -106,7 +107,7 @@ def posthoc(workdir: str, seed: int, layout: str = "paper") -> dict:
   rng = jax.random.fold_in(jax.random.PRNGKey(seed), 1)
   train_src = data.get_source(c, "train", workdir=workdir)
   test_src = data.get_source(c, "test", workdir=workdir)
-  num_parts, p = len(spec.part_names), c.parts
+  num_parts, p = len(spec.part_names), c.evals.parts
   out = {}
   for name, cfg, stage in (("interpretable", c, "performer"),
                            ("ordinary", performer_lib.ordinary_config(c), pipeline.ORDINARY_STAGE)):

@@ -175,7 +175,7 @@ def prepare(config, workdir: str):
   parallel.initialize_distributed(d.coordinator_address, d.num_processes, d.process_id,
                                   timeout_s=d.initialization_timeout)
   mesh = parallel.make_mesh(config.num_devices)
-  for block in ("performer", "explainer", "eval"):
+  for block in ("performer", "explainer", "evals.explainer"):
     parallel.check_batch_size(config[block].batch_size, mesh, f"config.{block}.batch_size")
   import jax  # pylint: disable=import-outside-toplevel
   if jax.process_index() != 0:

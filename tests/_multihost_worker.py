@@ -40,7 +40,7 @@ def small_config(stages: str, *, num_train: int = 128, num_test: int = 32, batch
   c = synthetic.get_config("tiny")
   c.stages = stages
   c.dataset.num_train, c.dataset.num_test, c.dataset.cache = num_train, num_test, False
-  c.performer.batch_size = c.explainer.batch_size = c.eval.batch_size = batch_size
+  c.performer.batch_size = c.explainer.batch_size = c.evals.explainer.batch_size = batch_size
   c.performer.num_epochs = c.explainer.num_epochs = num_epochs
   c.explainer.variants = variants
   c.explainer.cache_features = False

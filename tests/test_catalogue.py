@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREPARED_CONFIG = [
     TINY, "--config.dataset.num_train=32", "--config.dataset.num_test=16",
     "--config.performer.batch_size=16", "--config.explainer.batch_size=16",
-    "--config.eval.batch_size=16", "--config.performer.num_epochs=1",
+    "--config.evals.explainer.batch_size=16", "--config.performer.num_epochs=1",
     "--config.checkpoint_every_steps=1", "--config.log_every_steps=1",
 ]
 CLI_CASES = [c for c in CASES if c["kind"] == "cli"]

@@ -33,7 +33,7 @@ def _tiny_config():
   c = celeba_config.get_config("target=attractive,tiny")
   # Two steps per stage: 32 train images at batch 16; 16 test images, one eval batch.
   c.dataset.image_size, c.dataset.num_train, c.dataset.num_test = 32, 32, 16
-  c.eval.num_report_images = 2
+  c.evals.explainer.num_report_images = 2
   return c
 
 

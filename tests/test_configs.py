@@ -14,21 +14,32 @@ SNAPSHOT = os.path.join(os.path.dirname(__file__), "data", "config_snapshot.json
 # Fields added to every config since the snapshot (each must be named here, with its value).
 ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": ["int", 0],
          "explainer.stem": ["str", "paper"], "explainer.auto_scale": ["bool", False],
-         "fidelity.enabled": ["bool", True], "fidelity.num_images": ["int", 0],
-         "fidelity.sign_threshold": ["float", 0.05], "fidelity.num_resamples": ["int", 1000],
-         "fidelity.deletion_steps": ["int", 16], "fidelity.seed": ["int", 0],
-         "fidelity.ig_steps": ["int", 32],
-         "sanity.enabled": ["bool", False], "sanity.layers": ["str", ""],
+         "evals.fidelity.enabled": ["bool", True], "evals.fidelity.num_images": ["int", 0],
+         "evals.fidelity.sign_threshold": ["float", 0.05],
+         "evals.fidelity.num_resamples": ["int", 1000],
+         "evals.fidelity.deletion_steps": ["int", 16], "evals.fidelity.seed": ["int", 0],
+         "evals.fidelity.ig_steps": ["int", 32],
+         "evals.sanity.enabled": ["bool", False], "evals.sanity.layers": ["str", ""],
+         "evals.sanity.num_resamples": ["int", 1000], "evals.sanity.seed": ["int", 0],
+         "evals.explainer.top_k": ["int", 5], "evals.parts.enabled": ["bool", True],
          "dataset.rule": ["str", "linear"],
          "explainer.start": ["str", "paper"], "explainer.consistency_weight": ["float", 0.0],
          "explainer.consistency_target": ["str", "gradient_x_input"],
          "explainer.faithful_weight": ["float", 1.0],
          "performer.init_from": ["str", ""], "performer.init_convs_only": ["bool", False],
          "performer.filter_loss_schedule": ["str", "epoch"]}
+# Fields moved since the snapshot: old dotted name -> new (the evaluators' blocks in config.evals).
+MOVED = {"eval.batch_size": "evals.explainer.batch_size",
+         "eval.num_report_images": "evals.explainer.num_report_images",
+         **{f"parts.{k}": f"evals.parts.{k}" for k in (
+             "annotation", "threshold", "top_fraction", "max_images", "num_regions",
+             "region_size")}}
+
+
 # Added fields a config variant sets to another value than the base's.
 def added_in(variant: str) -> dict:
   if variant == "synthetic:":
-    return {"sanity.enabled": ["bool", True]}
+    return {"evals.sanity.enabled": ["bool", True]}
   if variant.startswith(("parts:", "pascal_part:")):  # the Case-1 explainer's start
     return {"explainer.auto_scale": ["bool", True]}
   return {}
@@ -46,7 +57,8 @@ def flatten(d, prefix=""):
 
 def _snapshot():
   with open(SNAPSHOT) as f:
-    return json.load(f)
+    return {variant: {MOVED.get(k, k): v for k, v in fields.items()}
+            for variant, fields in json.load(f).items()}
 
 
 @pytest.mark.parametrize("variant", sorted(_snapshot()))
@@ -68,7 +80,9 @@ def test_every_base_field_present_with_its_type(name):
   blocks = [("", config_base.TOP), ("distributed.", config_base.DISTRIBUTED),
             ("dataset.", config_base.DATASET), ("performer.", config_base.PERFORMER),
             ("performer.optimizer.", config_base.OPTIMIZER), ("explainer.", config_base.EXPLAINER),
-            ("explainer.optimizer.", config_base.OPTIMIZER), ("eval.", config_base.EVAL)]
+            ("explainer.optimizer.", config_base.OPTIMIZER)]
+  blocks += [(f"evals.{k}.", v) for k, v in config_base.EVALS.items()
+             if k not in config_base.OPTIONAL_EVALS or name in ("parts", "pascal_part")]
   flat = flatten(c)
   for prefix, defaults in blocks:
     for k, v in defaults.items():
@@ -99,9 +113,9 @@ def test_block_rejects_unknown_field_and_wrong_type():
 
 def test_adding_a_field_to_the_base_reaches_every_config(monkeypatch):
   from configs import celeba, synthetic
-  monkeypatch.setitem(config_base.EVAL, "new_switch", False)
+  monkeypatch.setitem(config_base.EVALS["fidelity"], "new_switch", False)
   for module in (synthetic, celeba):
-    assert module.get_config("").eval.new_switch is False
+    assert module.get_config("").evals.fidelity.new_switch is False
 
 
 @pytest.mark.parametrize("file,arg,words", [

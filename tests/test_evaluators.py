@@ -1,59 +1,66 @@
-"""Evaluators by name: the registry, the merge of their outputs, results written once."""
+"""Evaluators by name: the registry, each reading its block of ``config.evals``, the merge of
+their outputs, results written once."""
 
 import json
 import sys
 import types
 
+import ml_collections
 import numpy as np
 import pytest
 
+from xplain_jax import evaluators
 from xplain_jax.errors import ConfigError
-from xplain_jax.train import evaluators
 
 
-def _ctx(tmp_path):
+def _ctx(tmp_path, config=None):
   rng = np.random.default_rng(0)
   alpha = {"prior": rng.normal(size=(6, 3)).astype(np.float32)}
   test = {"y_i": rng.normal(size=(6, 3)).astype(np.float32),
           "y": rng.normal(size=6).astype(np.float32)}
-  return evaluators.EvalContext(config=None, spec=None, workdir=str(tmp_path), mesh=None,
+  return evaluators.EvalContext(config=config, spec=None, workdir=str(tmp_path), mesh=None,
                                 test=test, alpha=alpha, bias={"prior": 0.5}, explainers={},
                                 concept_names=("a", "b", "c"), images=np.zeros((0, 4, 4, 3)))
 
 
-def test_unknown_evaluator_is_a_config_error():
-  with pytest.raises(ConfigError, match="unknown evaluators \\['fidelty'\\]"):
-    evaluators.parse_evals("explainer,fidelty")
-  with pytest.raises(ConfigError, match="names unknown evaluators"):
-    evaluators.parse_evals(" , ")
-  assert evaluators.parse_evals("explainer, parts") == ("explainer", "parts")
+def test_unknown_evaluator_block_is_a_config_error():
+  c = ml_collections.ConfigDict({"evals": {"explainer": {}, "fidelty": {"enabled": True}}})
+  with pytest.raises(ConfigError, match="fidelty"):
+    evaluators.enabled(c)
+  with pytest.raises(ConfigError, match="'explainer' must be there"):
+    evaluators.enabled(ml_collections.ConfigDict({"evals": {"fidelity": {"enabled": True}}}))
+  with pytest.raises(ConfigError, match="unknown evaluator 'fidelty'"):
+    evaluators.run_evaluators(("fidelty",), None)
 
 
 def test_a_new_evaluator_plugs_in_by_name(tmp_path, monkeypatch):
   # A stand-in "fidelity" evaluator reading α and y_i from the shared context.
   calls = []
 
-  def evaluate(ctx):
-    calls.append(ctx)
+  def evaluate(ctx, cfg):
+    calls.append((ctx, cfg))
     a, y_i = ctx.alpha["prior"], ctx.test["y_i"]
     y_hat = (a * y_i).sum(-1) + ctx.bias["prior"]
     return evaluators.EvalOutput(
         metrics={"prior": {"fidelity": float(np.mean((ctx.test["y"] - y_hat) ** 2))}},
         arrays={"prior": {"y_hat_check": y_hat}}, meta={"fidelity": True})
 
-  def other(ctx):
+  def other(ctx, cfg):
+    del cfg
     return evaluators.EvalOutput(metrics={"prior": {"entropy": 1.0}, "extra": {"x": 2}},
                                  arrays={"prior": {"alpha": ctx.alpha["prior"]}},
                                  meta={"names": list(ctx.concept_names)})
 
   for name, fn in (("fidelity_test", evaluate), ("other_test", other)):
-    module = types.ModuleType(f"xplain_jax.train.{name}")
+    module = types.ModuleType(f"xplain_jax.evaluators.{name}")
     module.evaluate = fn
     monkeypatch.setitem(sys.modules, module.__name__, module)
     monkeypatch.setitem(evaluators.EVALUATORS, name, name)
-  ctx = _ctx(tmp_path)
+  config = ml_collections.ConfigDict({"evals": {"other_test": {}, "fidelity_test": {"k": 3}}})
+  ctx = _ctx(tmp_path, config)
   out = evaluators.run_evaluators(("other_test", "fidelity_test"), ctx)
-  assert len(calls) == 1 and calls[0] is ctx
+  # Each evaluator gets the shared context and its own block.
+  assert len(calls) == 1 and calls[0][0] is ctx and calls[0][1] is config.evals.fidelity_test
   # Metrics of one model merged one level deep; arrays merged per file; meta unioned.
   assert set(out.metrics["prior"]) == {"entropy", "fidelity"} and out.metrics["extra"] == {"x": 2}
   assert set(out.arrays["prior"]) == {"alpha", "y_hat_check"}

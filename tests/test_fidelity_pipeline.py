@@ -12,7 +12,9 @@ from configs import synthetic
 from xplain_jax import data
 from xplain_jax.data import synthetic_attributes as sa
 from xplain_jax.errors import DataError
-from xplain_jax.train import evaluators, fidelity_evaluator, pipeline
+from xplain_jax import evaluators
+from xplain_jax.evaluators import fidelity as fidelity_evaluator
+from xplain_jax.train import pipeline
 
 VARIANTS = ("baseline", "prior")
 REFERENCES = ("random", "shuffled_alpha", "prior_weights", "least_squares")
@@ -29,8 +31,8 @@ def _read(workdir, name):
 def synthetic_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("fid_synthetic"))
   c = synthetic.get_config("tiny")
-  c.fidelity.num_images, c.fidelity.num_resamples = NUM_SCORED, 200
-  c.sanity.enabled = True
+  c.evals.fidelity.num_images, c.evals.fidelity.num_resamples = NUM_SCORED, 200
+  c.evals.sanity.enabled, c.evals.sanity.num_resamples = True, 200
   metrics = pipeline.train_and_evaluate(c, workdir)
   return workdir, metrics, c
 
@@ -40,9 +42,10 @@ def parts_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("fid_parts"))
   c = parts_config.get_config("tiny,tiny")
   c.parts.compare_ordinary = False
-  c.fidelity.num_images, c.fidelity.num_resamples = NUM_SCORED, 200
-  c.fidelity.deletion_steps = 4
-  c.sanity.enabled = True  # Case 1: its explainer starts as the run's (explainer.auto_scale)
+  c.evals.fidelity.num_images, c.evals.fidelity.num_resamples = NUM_SCORED, 200
+  c.evals.fidelity.deletion_steps = 4
+  c.evals.sanity.num_resamples = 200
+  c.evals.sanity.enabled = True  # Case 1: its explainer starts as the run's (explainer.auto_scale)
   metrics = pipeline.train_and_evaluate(c, workdir)
   return workdir, metrics, c
 
@@ -101,7 +104,7 @@ def test_synthetic_run_holds_every_fidelity_key(synthetic_run):
 @pytest.mark.slow
 def test_least_squares_peer_recomputes_from_the_run_files(synthetic_run):
   from xplain_jax import fidelity
-  from xplain_jax.train import cache as cache_lib
+  from xplain_jax.train import features as features_lib
   workdir, metrics, _ = synthetic_run
   train = cache_lib.load_cache(os.path.join(workdir, "features", "train")).columns
   y_i, y = np.asarray(train["y_i"], np.float64), np.asarray(train["y"], np.float64)
@@ -156,11 +159,11 @@ def test_parts_run_holds_case1_fidelity_with_deletion_curves(parts_run):
   workdir, metrics, c = parts_run
   _check_fidelity_keys(metrics, deletion=True, peers=PEERS_CASE1)
   ig = metrics["fidelity_reference"]["integrated_gradients"]["cost"]
-  assert ig["forward_passes"] == ig["backward_passes"] == c.fidelity.ig_steps
+  assert ig["forward_passes"] == ig["backward_passes"] == c.evals.fidelity.ig_steps
   n = c.performer.model.top_channels
   ref = _read(workdir, "fidelity_reference.npz")
   counts = ref["deletion_counts"]
-  assert counts[0] == 0 and counts[-1] == n and len(counts) <= c.fidelity.deletion_steps + 1
+  assert counts[0] == 0 and counts[-1] == n and len(counts) <= c.evals.fidelity.deletion_steps + 1
   for v in VARIANTS:
     ev = _read(workdir, f"{v}.npz")
     assert ev["delta"].shape == (c.dataset.num_test, n)
@@ -221,15 +224,16 @@ def test_renderer_columns_follow_names():
     fidelity_evaluator.renderer_columns(["a", "z"], ["a", "b"])
 
 
-def test_default_evals_follow_the_enabled_flags():
+def test_enabled_evaluators_follow_the_enabled_flags():
   c = synthetic.get_config("tiny")
-  assert evaluators.default_evals(c) == "explainer,fidelity" + (
-      ",sanity" if c.sanity.enabled else "")
-  c.fidelity.enabled, c.sanity.enabled = False, True
-  assert evaluators.default_evals(c) == "explainer,sanity"
+  assert evaluators.enabled(c) == ("explainer", "fidelity")
+  assert evaluators.enabled(synthetic.get_config("")) == ("explainer", "fidelity", "sanity")
+  c.evals.fidelity.enabled, c.evals.sanity.enabled = False, True
+  assert evaluators.enabled(c) == ("explainer", "sanity")
   p = parts_config.get_config("tiny,tiny")
-  p.sanity.enabled = False
-  assert evaluators.default_evals(p) == "explainer,parts,fidelity"
+  assert evaluators.enabled(p) == ("explainer", "parts", "fidelity")
+  p.evals.parts.enabled = False
+  assert evaluators.enabled(p) == ("explainer", "fidelity")
 
 
 def test_report_section_reads_only_the_scored_images(tmp_path):

@@ -14,7 +14,8 @@ from xplain_jax import data, parts
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.data import pascal_part as pp
 from xplain_jax.errors import DataError
-from xplain_jax.train import parts_eval, pipeline
+from xplain_jax.evaluators import parts as parts_eval
+from xplain_jax.train import pipeline
 from xplain_jax.train import performer as performer_lib
 
 
@@ -56,7 +57,7 @@ def test_tiny_parts_run_writes_every_result(tiny_run):
     assert im["part_mask"].shape == im["images"].shape[:3]
     assert im["part_mask"].min() >= -1 and im["part_mask"].max() < len(names)
     regions, region_names = im["filter_regions"], im["filter_region_names"]
-    assert regions.ndim == 4 and regions.shape[0] == config.parts.num_regions
+    assert regions.ndim == 4 and regions.shape[0] == config.evals.parts.num_regions
     assert regions.shape[-1] == 3 and region_names.dtype.kind == "U"
     assert len(region_names) == regions.shape[0]
   # (e) part metrics.
@@ -96,7 +97,7 @@ def test_user_annotation_is_used(tiny_run, tmp_path):
   parts.save_part_annotation(path, f2p, ("leg", "muzzle"))
   config = _tiny_config()
   config.stages = "evaluate"  # reuses the finished stages of the run
-  config.parts.annotation = path
+  config.evals.parts.annotation = path
   metrics = pipeline.train_and_evaluate(config, workdir)
   m = metrics["parts"]
   assert m["annotation"] == path and m["part_names"] == ["leg", "muzzle"]
@@ -115,14 +116,14 @@ def test_annotation_of_the_wrong_size_is_refused(tmp_path):
   config = _tiny_config()
   bad = tmp_path / "short.json"
   parts.save_part_annotation(bad, np.zeros(3, np.int32), ("leg",))
-  config.parts.annotation = str(bad)
+  config.evals.parts.annotation = str(bad)
   top_conv = np.ones((2, 4, 4, 5), np.float32)
   with pytest.raises(ValueError, match="annotate every filter"):
-    parts_eval.load_or_suggest_annotation(config, ("head",), top_conv, None,
+    parts_eval.load_or_suggest_annotation(config.evals.parts, ("head",), top_conv, None,
                                           workdir=str(tmp_path))
-  config.parts.annotation = ""
+  config.evals.parts.annotation = ""
   with pytest.raises(DataError, match="no part masks"):
-    parts_eval.load_or_suggest_annotation(config, ("head",), top_conv, None,
+    parts_eval.load_or_suggest_annotation(config.evals.parts, ("head",), top_conv, None,
                                           workdir=str(tmp_path))
 
 

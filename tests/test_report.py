@@ -14,8 +14,8 @@ from xplain_jax import data
 from xplain_jax import report
 from xplain_jax.errors import CheckpointError
 from xplain_jax.report import figures, tables
-from xplain_jax.train import evaluate as evaluate_lib
-from xplain_jax.train import evaluators
+from xplain_jax import evaluators
+from xplain_jax.evaluators import explainer as evaluate_lib
 
 DPI = 80
 CASES = ("shared_feature", "filter")
@@ -25,7 +25,7 @@ def _config():
   c = ml_collections.ConfigDict()
   c.dataset = ml_collections.ConfigDict({"name": "fake"})
   c.explainer = ml_collections.ConfigDict({"beta": 0.2, "num_epochs": 5})
-  c.eval = ml_collections.ConfigDict({"batch_size": 4, "top_k": 4})
+  c.evals = ml_collections.ConfigDict({"explainer": {"batch_size": 4, "top_k": 4}})
   return c
 
 
@@ -59,7 +59,7 @@ def _make_workdir(root, case, *, n=6, num=10, k=4, parts=3, optional=True,
       alpha=alphas, bias={"baseline": 0.1, "prior": -0.2}, explainers={},
       concept_names=names,
       images=rng.uniform(size=(k if optional else 0, 16, 16, 3)))
-  out = evaluate_lib.evaluate(ctx)
+  out = evaluate_lib.evaluate(ctx, ctx.config.evals.explainer)
   if optional:
     out.arrays["images"]["gradcam"] = rng.uniform(size=(k, 5, 5))
     if case == "filter":  # what the parts evaluator adds

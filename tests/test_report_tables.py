@@ -149,7 +149,7 @@ def test_report_cells_hold_no_object_or_list(tmp_path):
 def test_tiny_run_report_cells_hold_no_object_or_list(tmp_path):
   from xplain_jax.train import pipeline  # pylint: disable=g-import-not-at-top
   config = synthetic.get_config("tiny")
-  config.sanity.enabled = True  # every metric family of the default run
+  config.evals.sanity.enabled = True  # every metric family of the default run
   metrics = pipeline.train_and_evaluate(config, str(tmp_path))
   assert {"fidelity", "fidelity_reference", "sanity"} <= set(metrics)
   _check_page(str(tmp_path), json.loads((tmp_path / "metrics.json").read_text()))

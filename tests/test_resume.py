@@ -24,8 +24,8 @@ import pytest
 
 from configs import synthetic
 from xplain_jax import data, parallel
-from xplain_jax.train import cache as cache_lib
-from xplain_jax.train import evaluate as evaluate_lib
+from xplain_jax.train import features as features_lib
+from xplain_jax.evaluators import explainer as evaluate_lib
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import loop
 from xplain_jax.train import performer as performer_lib
@@ -37,7 +37,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = [
     "--config=configs/synthetic.py:tiny", "--config.dataset.num_train=64",
     "--config.dataset.num_test=32", "--config.performer.batch_size=16",
-    "--config.explainer.batch_size=16", "--config.eval.batch_size=16",
+    "--config.explainer.batch_size=16", "--config.evals.explainer.batch_size=16",
     "--config.checkpoint_every_steps=2", "--config.log_every_steps=1",
     "--config.stages=performer,explainer,evaluate",
 ]
@@ -340,6 +340,6 @@ def test_empty_evaluation_set_is_a_clear_error(tmp_path):
   empty = data.ArraySource({"image": np.zeros((0, 8, 8, 3), np.float32)})
   featurize = lambda v, x: {"y": jnp.sum(x, (1, 2, 3))}
   with pytest.raises(ValueError, match="the dataset is empty"):
-    cache_lib.featurize_split(featurize, {}, empty, directory=str(tmp_path / "f"),
+    features_lib.featurize_split(featurize, {}, empty, directory=str(tmp_path / "f"),
                               batch_size=4, mesh=parallel.make_mesh(1))
   assert not os.path.exists(tmp_path / "f" / "done.json")

@@ -1,7 +1,7 @@
 """Explain your own model: featurize a dataset, fit an explainer, evaluate it, write a report.
 
 No config and no workdir layout are needed; the pipeline's stages call the same functions
-(``train.explainer.fit_weight_net``, ``train.evaluate.evaluate_arrays``). A complete Case-2
+(``train.explainer.fit_weight_net``, ``evaluators.explainer.evaluate_arrays``). A complete Case-2
 example (``model``, ``variables``, ``images`` and ``labels`` are the user's)::
 
     from xplain_jax import api, featurizers
@@ -39,15 +39,15 @@ from xplain_jax import data as data_lib
 from xplain_jax import metrics as metrics_lib
 from xplain_jax import models, parallel
 from xplain_jax.errors import ConfigError
-from xplain_jax.train import evaluate as evaluate_lib
-from xplain_jax.train import evaluators
+from xplain_jax import evaluators
+from xplain_jax.evaluators import explainer as evaluate_lib
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import start as start_lib
 
 Explainer = explainer_lib.Explainer
 CASES = {"filter": ("cross_entropy", True, 10.0), "shared_feature": ("mse", False, 0.2)}
 FEATURE_KEYS = explainer_lib.FEATURE_KEYS
-# evaluate's fidelity settings (the pipeline's config.fidelity defaults).
+# evaluate's fidelity settings (the pipeline's config.evals.fidelity defaults).
 FIDELITY_DEFAULTS = dict(fidelity=True, effects=None, counterfactual=None, head=None, train=None,
                          num_resamples=1000, sign_threshold=0.05, deletion_steps=16,
                          ig_steps=32, seed=0)

@@ -11,7 +11,7 @@ Part's category, the parts stage) are passed as ``extra`` by the config that nee
   c = base.experiment(dataset=base.dataset("synthetic_attributes", 64, 5000, 1000),
                       performer=base.performer("tiny_vgg", batch_size=64, num_epochs=8, ...),
                       explainer=base.explainer("shared_feature", "target_a", ...),
-                      eval=base.block(base.EVAL, batch_size=200, num_report_images=6))
+                      evals=base.evals(explainer=dict(batch_size=200, num_report_images=6)))
 """
 
 from __future__ import annotations
@@ -59,21 +59,37 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  # t_k: Case 1 "deletion" | "gradient_x_input"; Case 2 "gradient_x_input"
                  consistency_target="gradient_x_input",
                  faithful_weight=1.0)  # the "faithful" variant's consistency weight
-EVAL = dict(batch_size=200, num_report_images=6)
-# The "fidelity" evaluator (xplain_jax.train.fidelity_evaluator): interventional effects.
-FIDELITY = dict(enabled=True, num_images=0,    # test images scored; 0 = all
-                sign_threshold=0.05, num_resamples=1000, deletion_steps=16, seed=0,
-                ig_steps=32)   # Case 1 integrated-gradients peer: points on the path from x = 0
-# The "sanity" evaluator (model randomisation); layers "" = those above the explained feature.
-SANITY = dict(enabled=False, layers="")
+# The evaluators (xplain_jax.evaluators), one block each under ``config.evals``, as big_vision
+# has them: ``evals.<name>`` holds everything evaluator <name> reads, and its ``enabled`` field
+# whether it runs (the "explainer" evaluator always runs; it has no ``enabled``).
+EVALS = dict(
+    explainer=dict(
+        # rows per batch of every evaluation pass (and of the features cache); positive
+        batch_size=200,
+        num_report_images=6,  # test images whose top reasons the report shows
+        top_k=5),             # reasons kept per report image
+    # interventional effects (docs/fidelity.md)
+    fidelity=dict(enabled=True, num_images=0,    # test images scored; 0 = all
+                  sign_threshold=0.05, num_resamples=1000, deletion_steps=16, seed=0,
+                  ig_steps=32),   # Case 1 integrated-gradients peer: points on the path from x = 0
+    # model randomisation; layers "" = those above the explained feature
+    sanity=dict(enabled=False, layers="",
+                num_resamples=1000, seed=0),  # bootstrap of the similarity's interval
+    # parts configs only (configs/parts.py, configs/pascal_part.py)
+    parts=dict(
+        enabled=True,
+        annotation="",           # a filter->part JSON file; "" = suggest from the masks
+        threshold=0.25,          # least share of a filter's strong peaks on its part
+        top_fraction=0.5,        # share of a filter's strongest peaks that count
+        max_images=0,            # positive test images for annotation/selectivity; 0 = all
+        num_regions=12,          # filter-region patches in the report (Fig. 10)
+        region_size=0.4),        # patch side as a fraction of the image side
+)
+# Blocks of EVALS only some configs have (passed to ``evals`` by the config that needs them).
+OPTIONAL_EVALS = ("parts",)
+# What the performer stage of a parts config reads (its evaluation settings: ``EVALS["parts"]``).
 PARTS = dict(
-    annotation="",           # a filter->part JSON file; "" = suggest from the masks
     compare_ordinary=True,   # train the same net without mask/filter loss
-    threshold=0.25,          # least share of a filter's strong peaks on its part
-    top_fraction=0.5,        # share of a filter's strongest peaks that count
-    max_images=0,            # positive test images for annotation/selectivity; 0 = all
-    num_regions=12,          # filter-region patches in the report (Fig. 10)
-    region_size=0.4,         # patch side as a fraction of the image side
 )
 
 SCHEDULES = ("constant", "cosine")
@@ -136,18 +152,33 @@ def explainer(case: str, target: str, *, optimizer: ml_collections.ConfigDict,  
   return out
 
 
+def evals(**blocks: dict) -> ml_collections.ConfigDict:
+  """The ``evals`` block: one block per evaluator of ``EVALS``, its defaults with ``blocks[name]``
+  set; an ``OPTIONAL_EVALS`` block only when given (e.g. ``parts={}``).
+
+  Raises:
+    ConfigError: a block or field ``EVALS`` does not have, or a value of the wrong type.
+  """
+  unknown = sorted(set(blocks) - set(EVALS))
+  if unknown:
+    raise ConfigError(f"unknown evaluator blocks {unknown}; config.evals has {sorted(EVALS)}.")
+  return ml_collections.ConfigDict({
+      name: block(defaults, **blocks.get(name, {})) for name, defaults in EVALS.items()
+      if name in blocks or name not in OPTIONAL_EVALS})
+
+
 def experiment(*, dataset: ml_collections.ConfigDict, performer: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
-               explainer: ml_collections.ConfigDict, eval: ml_collections.ConfigDict,  # pylint: disable=redefined-builtin,redefined-outer-name
+               explainer: ml_collections.ConfigDict, evals: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
                parts: ml_collections.ConfigDict | None = None,
                **values) -> ml_collections.ConfigDict:
-  """The whole config: top-level fields, ``distributed`` and the blocks."""
+  """The whole config: top-level fields, ``distributed`` and the blocks (``evals`` of
+  ``evals(...)``)."""
   c = block(TOP, **values)
   c.distributed = block(DISTRIBUTED)
   c.dataset, c.performer, c.explainer = dataset, performer, explainer
   if parts is not None:
     c.parts = parts
-  c.eval = eval
-  c.fidelity, c.sanity = block(FIDELITY), block(SANITY)
+  c.evals = evals
   return c
 
 

@@ -30,16 +30,16 @@ from xplain_jax import utils
 from xplain_jax.errors import CheckpointError
 
 # The config blocks of the evaluators (the evaluate stage's own fields).
-EVAL_BLOCKS = ("eval", "fidelity", "sanity")
+EVAL_BLOCKS = ("evals",)
 # The evaluate-block field whose batches also fill the feature cache (featurize batch size).
-FEATURE_BATCH_FIELD = "eval.batch_size"
+FEATURE_BATCH_FIELD = "evals.explainer.batch_size"
 # Fields that decide no stored result: what to run, on which devices, how often to log and save,
 # where the data lives and how fast it is read, which explainer variants, whether features are
 # cached, and what the report shows (it is rewritten whenever asked for).
 RUN_ONLY = ("stages", "num_devices", "distributed", "log_every_steps", "checkpoint_every_steps",
             "dataset.data_dir", "dataset.num_threads", "dataset.cache", "explainer.variants",
-            "explainer.cache_features", "eval.num_report_images", "parts.num_regions",
-            "parts.region_size")
+            "explainer.cache_features", "evals.explainer.num_report_images",
+            "evals.parts.num_regions", "evals.parts.region_size")
 # The explainer variants one run can train side by side (``train/variants.py``).
 VARIANTS = ("baseline", "prior", "ls_start", "faithful")
 # Fields a variant does not read (kept out of its identity).
@@ -98,7 +98,7 @@ REGISTRY = (
           _EXPLAINER_ID + EVAL_BLOCKS + ("parts",), EVAL_BLOCKS[0],
           ("evaluate/done.json", "metrics.json", "eval")),
     Stage("report", "report", (), ("report",), _EXPLAINER_ID + EVAL_BLOCKS + ("parts",),
-          "eval", ("report.html", "report.md", "figures"), reads=("evaluate",)),
+          "evals", ("report.html", "report.md", "figures"), reads=("evaluate",)),
 )
 BY_NAME = {s.name: s for s in REGISTRY}
 # The words of config.stages, in running order.

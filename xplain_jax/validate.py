@@ -27,15 +27,16 @@ _MAX_SEED = 2**31 - 1
 # Ranges, by (dotted) field; "*" matches any block (e.g. the two optimizer blocks).
 _POSITIVE = ("checkpoint_every_steps", "log_every_steps", "performer.batch_size",
              "performer.num_epochs", "explainer.batch_size", "explainer.num_epochs",
-             "explainer.width", "eval.batch_size", "dataset.image_size",
+             "explainer.width", "evals.explainer.batch_size", "dataset.image_size",
              "distributed.initialization_timeout", "*.optimizer.learning_rate")
-_NON_NEGATIVE = ("num_devices", "dataset.num_train", "dataset.num_test", "eval.num_report_images",
+_NON_NEGATIVE = ("num_devices", "dataset.num_train", "dataset.num_test",
+                 "evals.explainer.num_report_images", "evals.explainer.top_k",
                  "*.optimizer.warmup_steps", "*.optimizer.weight_decay", "*.optimizer.grad_clip",
                  "explainer.beta", "explainer.consistency_weight", "explainer.faithful_weight",
-                 "performer.filter_loss_weight", "parts.max_images",
-                 "parts.num_regions")
-_UNIT_INTERVAL = ("*.optimizer.momentum", "parts.threshold", "parts.top_fraction",
-                  "parts.region_size", "performer.model.dropout_rate")
+                 "performer.filter_loss_weight", "evals.parts.max_images",
+                 "evals.parts.num_regions")
+_UNIT_INTERVAL = ("*.optimizer.momentum", "evals.parts.threshold", "evals.parts.top_fraction",
+                  "evals.parts.region_size", "performer.model.dropout_rate")
 # Fields of performer.model that replace an architecture's conv stack: only the small test
 # architectures take them (a paper architecture keeps its published layers).
 _CONV_STACK_FIELDS = ("block_widths", "block_depths", "widths")
@@ -85,7 +86,9 @@ def check_fields(config) -> None:
   blocks = [("", config_base.TOP), ("distributed.", config_base.DISTRIBUTED),
             ("dataset.", config_base.DATASET), ("performer.", config_base.PERFORMER),
             ("performer.optimizer.", config_base.OPTIMIZER), ("explainer.", config_base.EXPLAINER),
-            ("explainer.optimizer.", config_base.OPTIMIZER), ("eval.", config_base.EVAL)]
+            ("explainer.optimizer.", config_base.OPTIMIZER)]
+  blocks += [(f"evals.{name}.", defaults) for name, defaults in config_base.EVALS.items()
+             if name not in config_base.OPTIONAL_EVALS or name in config.get("evals", {})]
   for prefix, defaults in blocks:
     for name, default in defaults.items():
       node, field = config, prefix + name

@@ -51,14 +51,14 @@ def _cpu_synthetic() -> dict:
                                                       fc_features=128),
                              optimizer=dict(learning_rate=3e-3, warmup_steps=30)),
               explainer=dict(num_epochs=6, width=8),
-              sanity=dict(enabled=False), fidelity=dict(num_resamples=500))
+              evals=dict(sanity=dict(enabled=False), fidelity=dict(num_resamples=500)))
 
 
 def _cpu_parts() -> dict:
   """Overrides that shrink configs/parts.py for a CPU study."""
   return dict(dataset=dict(num_train=1000, num_test=300),
               performer=dict(num_epochs=6), explainer=dict(num_epochs=6, width=8),
-              parts=dict(compare_ordinary=False), fidelity=dict(num_resamples=500))
+              parts=dict(compare_ordinary=False), evals=dict(fidelity=dict(num_resamples=500)))
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

@@ -24,7 +24,7 @@ import jax
 import numpy as np
 
 from xplain_jax import explain, metrics
-from xplain_jax.train import evaluators
+from xplain_jax.evaluators import common
 
 
 def _summary(alpha, y_i, b, y, labels, entropy, gt=None) -> tuple[dict, np.ndarray]:
@@ -64,12 +64,13 @@ def top_indices(alpha: np.ndarray, y_i: np.ndarray, names, top_k: int) -> np.nda
   return np.asarray([r["indices"] for r in rows], np.int32).reshape(len(alpha), k)
 
 
-def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
-  """The metrics and arrays described in the module docstring."""
+def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
+  """The metrics and arrays described in the module docstring; ``cfg`` is
+  ``config.evals.explainer`` (``top_k``: reasons kept per report image)."""
   config, spec = ctx.config, ctx.spec
   out = evaluate_arrays(
       ctx.alpha, ctx.bias, ctx.test, labels=ctx.test["labels"][:, spec.target_index],
-      names=ctx.concept_names, images=ctx.images, top_k=int(config.eval.get("top_k", 5)),
+      names=ctx.concept_names, images=ctx.images, top_k=int(cfg.top_k),
       case=spec.case, target_name=spec.target_name)
   out.meta.update(beta=float(config.explainer.beta),
                   num_epochs=int(config.explainer.num_epochs))
@@ -84,7 +85,7 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
 
 def evaluate_arrays(alpha: dict, bias: dict, test: dict, *, labels, names, images=None,
                     top_k: int = 5, case: str = "shared_feature",
-                    target_name: str = "y") -> evaluators.EvalOutput:
+                    target_name: str = "y") -> common.EvalOutput:
   """The explainer evaluator on arrays alone (no config, no workdir).
 
   Args:
@@ -138,7 +139,7 @@ def evaluate_arrays(alpha: dict, bias: dict, test: dict, *, labels, names, image
           "variants": list(alpha), "machine": _machine()}
   result["meta"] = {"target": target_name, "num_concepts": len(names),
                     "machine": meta["machine"]}
-  return evaluators.EvalOutput(metrics=result, arrays=arrays, meta=meta)
+  return common.EvalOutput(metrics=result, arrays=arrays, meta=meta)
 
 
 def evaluate_and_write(config, spec, *, workdir: str, test: dict, explainers: dict,
@@ -146,16 +147,16 @@ def evaluate_and_write(config, spec, *, workdir: str, test: dict, explainers: di
   """This evaluator alone on featurized arrays: computes α, writes the results, returns metrics.
 
   Args:
-    test: featurized test split (host arrays), see ``evaluators.EvalContext.test``.
+    test: featurized test split (host arrays), see ``common.EvalContext.test``.
     explainers: variant -> ``train.explainer.Explainer``.
     concept_names: n names; images: [K,S,S,3] the first test images.
   """
-  alpha, bias = evaluators.predict_alphas(explainers, test["feat"],
-                                          batch_size=config.eval.batch_size)
-  ctx = evaluators.EvalContext(config=config, spec=spec, workdir=workdir, mesh=None, test=test,
-                               alpha=alpha, bias=bias, explainers=explainers,
-                               concept_names=tuple(concept_names), images=images)
-  return evaluators.write_outputs(workdir, evaluate(ctx))
+  alpha, bias = common.predict_alphas(explainers, test["feat"],
+                                      batch_size=config.evals.explainer.batch_size)
+  ctx = common.EvalContext(config=config, spec=spec, workdir=workdir, mesh=None, test=test,
+                           alpha=alpha, bias=bias, explainers=explainers,
+                           concept_names=tuple(concept_names), images=images)
+  return common.write_outputs(workdir, evaluate(ctx, config.evals.explainer))
 
 
 def _machine() -> str:

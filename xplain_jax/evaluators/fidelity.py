@@ -1,6 +1,6 @@
 """The "fidelity" evaluator: each explainer and its peers against the performer's own effects.
 
-For the first ``config.fidelity.num_images`` test images (0: all) it measures the performer's
+For the first ``config.evals.fidelity.num_images`` test images (0: all) it measures the performer's
 effect of each concept, ``Δ_k = y(I) − y(I with concept k toggled)``:
 
 * Case 2 (``shared_feature``) by re-rendering the image with concept k toggled
@@ -38,7 +38,7 @@ from xplain_jax import fidelity
 from xplain_jax.fidelity import evaluate as fidelity_eval
 from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.errors import DataError
-from xplain_jax.train import evaluators
+from xplain_jax.evaluators import common
 from xplain_jax.train import state as state_lib
 
 
@@ -118,18 +118,19 @@ def _explainer_seconds(ctx, num: int, batch_size: int) -> dict:
   return out
 
 
-def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
-  """The metrics and arrays described in the module docstring."""
-  cfg, spec = ctx.config.fidelity, ctx.spec
+def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
+  """The metrics and arrays described in the module docstring; ``cfg`` is
+  ``config.evals.fidelity``."""
+  spec = ctx.spec
   n_all = len(ctx.test["y"])
   num = n_all if int(cfg.num_images) <= 0 else min(int(cfg.num_images), n_all)
   idx = np.arange(num)
-  bs = int(ctx.config.eval.batch_size)
+  bs = ctx.batch_size
   y_i = np.asarray(ctx.test["y_i"][:num], np.float32)
   gt = ctx.test.get("gt_contrib")
   gt = None if gt is None else np.asarray(gt[:num], np.float32)
   alphas = {v: np.asarray(a[:num], np.float32) for v, a in ctx.alpha.items()}
-  out = evaluators.EvalOutput()
+  out = common.EvalOutput()
   variant_arrays = {v: {} for v in alphas}
   if spec.case == "shared_feature":
     labels = np.asarray(ctx.test["labels"])[:, list(spec.concept_indices)]

@@ -2,7 +2,7 @@
 
 For the filter case the evaluation also needs what the interpretable layer's filters mean:
 
-* **filter→part annotation**: ``config.parts.annotation`` names a JSON file (written by hand
+* **filter→part annotation**: ``config.evals.parts.annotation`` names a JSON file (written by hand
   for real data, format of ``parts.save_part_annotation``), or, when empty, it is suggested from
   the ground-truth part masks of the positive test images (``parts.assign_filters_to_parts``)
   and saved to ``workdir/parts.json`` to be read, corrected and passed back;
@@ -19,7 +19,7 @@ For the filter case the evaluation also needs what the interpretable layer's fil
   (the same network without mask and filter loss, trained by the stage ``performer_ordinary``
   of ``pipeline``), and the mean contribution of every part per variant.
 
-``evaluate(ctx)`` returns them as an ``evaluators.EvalOutput``.
+``evaluate(ctx, cfg)`` (``cfg`` = ``config.evals.parts``) returns them as an ``EvalOutput``.
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ import numpy as np
 
 from xplain_jax import gradcam, parts
 from xplain_jax.errors import ConfigError, DataError
-from xplain_jax.train import evaluate as evaluate_lib
-from xplain_jax.train import evaluators
+from xplain_jax.evaluators import common
+from xplain_jax.evaluators import explainer as explainer_eval
 
 ANNOTATION_FILE = "parts.json"
 
@@ -80,17 +80,18 @@ def run_performer(apply_fn, variables, source, indices, *, target_index: int, ba
   return {k: np.concatenate(v) for k, v in out.items() if v}
 
 
-def load_or_suggest_annotation(config, part_names, top_conv, part_masks, *, workdir: str):
+def load_or_suggest_annotation(cfg, part_names, top_conv, part_masks, *, workdir: str):
   """The filter→part annotation: the user's file, or suggested from masks and saved.
 
   Args:
+    cfg: ``config.evals.parts`` (``annotation``, ``threshold``, ``top_fraction``).
     part_names: the P ground-truth part names (mask label p + 1 = part p).
     top_conv: [N,h,w,C] maps of positive images; part_masks: [N,S,S] int (or None).
 
   Returns:
     ``(filter_to_part [C] int32, part_names, source)``; source is the file read or written.
   """
-  p = config.parts
+  p = cfg
   num_filters = top_conv.shape[-1]
   if p.annotation:
     f2p, names = parts.load_part_annotation(p.annotation)
@@ -100,7 +101,7 @@ def load_or_suggest_annotation(config, part_names, top_conv, part_masks, *, work
     return f2p, tuple(names), p.annotation
   if part_masks is None:
     raise DataError("the test data has no part masks to suggest a filter annotation from; "
-                     "write one and set config.parts.annotation=FILE.json.")
+                     "write one and set config.evals.parts.annotation=FILE.json.")
   f2p, _ = parts.assign_filters_to_parts(top_conv, part_masks, len(part_names),
                                          threshold=p.threshold, top_fraction=p.top_fraction)
   path = os.path.join(workdir, ANNOTATION_FILE)
@@ -169,17 +170,18 @@ def _mean_by_part(part_contrib, contrib, filter_to_part, names, rows) -> dict:
   return out
 
 
-def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
+def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
   """Everything the filter case adds to the evaluation (see the module docstring).
 
   Reads ``ctx.perf``/``ctx.perf_vars`` (the interpretable performer), ``ctx.test_src`` (images,
   labels, part masks), ``ctx.test`` (``y_i``, ``labels``), ``ctx.alpha``, ``ctx.images`` and
-  ``ctx.ordinary`` (the ordinary performer, when ``config.parts.compare_ordinary``).
+  ``ctx.ordinary`` (the ordinary performer, when ``config.parts.compare_ordinary``); its
+  settings from ``cfg`` = ``config.evals.parts``.
   """
-  config, spec, workdir, test = ctx.config, ctx.spec, ctx.workdir, ctx.test
+  spec, workdir, test = ctx.spec, ctx.workdir, ctx.test
   perf, perf_vars, test_src, images = ctx.perf, ctx.perf_vars, ctx.test_src, ctx.images
-  p, t = config.parts, spec.target_index
-  bs = config.eval.batch_size
+  p, t = cfg, spec.target_index
+  bs = ctx.batch_size
   labels = np.asarray(test["labels"])[:, t]
   positives = np.flatnonzero(labels > 0.5)
   if p.max_images:
@@ -189,7 +191,7 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   apply_fn = make_apply_fn(perf, t)
   pos = run_performer(apply_fn, perf_vars, test_src, positives, target_index=t, batch_size=bs)
   masks = pos.get("part_mask")
-  f2p, names, source = load_or_suggest_annotation(config, spec.part_names, pos["top_conv"],
+  f2p, names, source = load_or_suggest_annotation(p, spec.part_names, pos["top_conv"],
                                                   masks, workdir=workdir)
   num_parts = len(names)
   num_filters = pos["top_conv"].shape[-1]
@@ -218,7 +220,7 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   if ranked is not None and p.num_regions > 0:
     chosen = np.argsort(-mean_contrib[ranked], kind="stable")[:p.num_regions]
     cells = peak_cells(pos["top_conv"], chosen)
-    shown_imgs = evaluate_lib.display_images(test_src.get_batch(positives[cells[:, 0]])["image"])
+    shown_imgs = explainer_eval.display_images(test_src.get_batch(positives[cells[:, 0]])["image"])
     part_of = lambda f: names[f2p[f]] if f2p[f] >= 0 else parts.NONE
     image_extras["filter_regions"] = crop_regions(shown_imgs, cells[:, 1:],
                                                   pos["top_conv"].shape[1:3],
@@ -238,7 +240,7 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
     m["selectivity_interpretable"] = sel(pos["top_conv"])
     m["firing_filters_interpretable"] = fires(pos["top_conv"])
     m["selectivity_chance"] = selectivity_chance(masks, gt_parts)
-    if p.compare_ordinary and ctx.ordinary is not None:
+    if ctx.ordinary is not None:
       ord_perf, ord_vars = ctx.ordinary
       every = run_performer(make_apply_fn(ord_perf, t), ord_vars, test_src,
                             np.arange(len(labels)), target_index=t, batch_size=bs)
@@ -251,6 +253,6 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
                    for i in range(num_filters)]
   arrays = dict(variant_extras)
   arrays["images"] = image_extras
-  return evaluators.EvalOutput(
+  return common.EvalOutput(
       metrics={"parts": m}, arrays=arrays,
       meta={"part_names": list(names), "concept_names": concept_names})

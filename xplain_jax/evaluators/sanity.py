@@ -1,6 +1,6 @@
 """The "sanity" evaluator: model randomisation (Adebayo et al. 2018) on the run's performer.
 
-Re-initialises the performer's layers above the explained feature (``config.sanity.layers``,
+Re-initialises the performer's layers above the explained feature (``config.evals.sanity.layers``,
 comma-separated; "" = ``fidelity_sanity.layers_above("fc6")`` for Case 2,
 ``layers_above("top_conv")`` for Case 1), featurizes the train split with that performer,
 trains the prior explainer on it with the run's settings and key
@@ -21,45 +21,46 @@ import numpy as np
 from xplain_jax import data, fidelity, parallel
 from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.errors import ConfigError
-from xplain_jax.train import cache as cache_lib
-from xplain_jax.train import evaluators
+from xplain_jax.train import features as features_lib
+from xplain_jax.evaluators import common
 from xplain_jax.train import explainer as explainer_lib
-from xplain_jax.train import featurize as featurize_lib
+from xplain_jax.train import features as features_lib
 
 VARIANT = "prior"
 
 
-def sanity_layers(config) -> tuple[str, ...]:
-  """The layers to re-initialise: ``config.sanity.layers`` or those above the explained
-  feature of the case."""
-  names = tuple(s.strip() for s in str(config.sanity.layers).split(",") if s.strip())
+def sanity_layers(cfg, case: str) -> tuple[str, ...]:
+  """The layers to re-initialise: ``cfg.layers`` (``config.evals.sanity``) or those above the
+  explained feature of ``case``."""
+  names = tuple(s.strip() for s in str(cfg.layers).split(",") if s.strip())
   if names:
     return names
   return fidelity_sanity.layers_above(
-      "fc6" if config.explainer.case == "shared_feature" else "top_conv")
+      "fc6" if case == "shared_feature" else "top_conv")
 
 
 def _stack(featurize, variables, source, *, batch_size: int, mesh) -> dict:
   """Featurized ``source`` in memory: name -> [N,...] host arrays."""
-  parts = list(cache_lib.featurize_source(featurize, variables, source, batch_size=batch_size,
+  parts = list(features_lib.featurize_source(featurize, variables, source, batch_size=batch_size,
                                           mesh=mesh, keep=()))
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
-  """The metrics and arrays described in the module docstring."""
+def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
+  """The metrics and arrays described in the module docstring; ``cfg`` is
+  ``config.evals.sanity``."""
   config, e = ctx.config, ctx.config.explainer
   if VARIANT not in ctx.explainers:
     raise ConfigError(f"the sanity check retrains the {VARIANT!r} explainer; add it to "
-                      "config.explainer.variants or turn config.sanity.enabled off.")
-  layers = sanity_layers(config)
+                      "config.explainer.variants or turn config.evals.sanity.enabled off.")
+  layers = sanity_layers(cfg, e.case)
   key = jax.random.PRNGKey(config.seed)
   variables = fidelity_sanity.randomize_layers(jax.device_get(ctx.perf_vars), layers,
                                                jax.random.fold_in(key, 7))
   variables = parallel.replicate(variables, ctx.mesh)
-  featurize = featurize_lib.make_featurizer(ctx.perf, ctx.spec, prior_method=e.prior_method,
+  featurize = features_lib.make_featurizer(ctx.perf, ctx.spec, prior_method=e.prior_method,
                                             clip_prior=e.clip_prior, feature=e.feature)
-  bs = int(config.eval.batch_size)
+  bs = ctx.batch_size
   train = _stack(featurize, variables, data.get_source(config, "train", workdir=ctx.workdir),
                  batch_size=bs, mesh=ctx.mesh)
   loader = data.Loader(data.ArraySource(train), e.batch_size, seed=config.seed + 1, shuffle=True,
@@ -81,10 +82,9 @@ def evaluate(ctx: evaluators.EvalContext) -> evaluators.EvalOutput:
   contrib = (alpha * test["y_i"]).astype(np.float32)
   trained = np.asarray(ctx.alpha[VARIANT] * ctx.test["y_i"], np.float32)
   similarity = np.asarray(fidelity_sanity.contribution_similarity(trained, contrib))
-  cfg = config.fidelity
   summary = fidelity.mean_interval(similarity, num_resamples=int(cfg.num_resamples),
                                    seed=int(cfg.seed))
-  return evaluators.EvalOutput(
+  return common.EvalOutput(
       metrics={"sanity": {"randomized_performer_similarity": summary, "layers": list(layers),
                           "variant": VARIANT}},
       arrays={"sanity": {"alpha": alpha.astype(np.float32), "contrib": contrib,

@@ -98,8 +98,8 @@ def fires_on(part_masks: np.ndarray, rows: np.ndarray, cells: np.ndarray, map_hw
 def add_top_patches(out, feats, images, *, part_masks=None, part_names=None,
                     num_patches: int = 4, patch_cells: int = 3) -> None:
   """Files the top patches of the filters among the report images' top reasons into ``out``
-  (an ``EvalOutput`` of ``train.evaluate.evaluate_arrays``)."""
-  from xplain_jax.train import evaluate as evaluate_lib  # pylint: disable=import-outside-toplevel
+  (an ``EvalOutput`` of ``evaluators.explainer.evaluate_arrays``)."""
+  from xplain_jax.evaluators import explainer as evaluate_lib  # pylint: disable=import-outside-toplevel
   imgs = out.arrays["images"]
   tops = [np.ravel(v) for k, v in imgs.items() if k.startswith("top_index_") and k != "top_index_gt"]
   if not tops or not np.concatenate(tops).size:

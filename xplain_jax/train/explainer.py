@@ -261,7 +261,7 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
   if settings.start == "least_squares":
     y_i, y = start_lib.training_concepts(loader.source, featurize=featurize,
                                          perf_variables=perf_variables,
-                                         batch_size=config.eval.batch_size)
+                                         batch_size=config.evals.explainer.batch_size)
     alpha_ls, init_bias = start_lib.least_squares_fit(y_i, y, positive=e.positive)
     start = start_lib.start_variables(alpha_ls, positive=e.positive)
     alpha_scale = 1.0 if e.positive else alpha_scale

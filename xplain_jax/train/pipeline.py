@@ -30,11 +30,10 @@ from typing import Callable
 import jax
 import numpy as np
 
-from xplain_jax import data, parallel, validate
+from xplain_jax import data, evaluators, parallel, validate
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import CheckpointError, ConfigError, NonFiniteError
 from xplain_jax.train import cache as cache_lib
-from xplain_jax.train import evaluators
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import featurize as featurize_lib
 from xplain_jax.train import performer as performer_lib
@@ -140,7 +139,7 @@ def _features(ctx: RunContext) -> dict:
   if _use_cache(config):
     feats = cache_lib.featurize_split(featurize, perf_vars, ctx.train_src,
                                       directory=os.path.join(ctx.workdir, "features", "train"),
-                                      batch_size=config.eval.batch_size, mesh=ctx.mesh)
+                                      batch_size=config.evals.explainer.batch_size, mesh=ctx.mesh)
     return {"train_features": (_loader(feats, config, e.batch_size, seed_offset=1 + e.seed), None)}
   return {"train_features": (_loader(ctx.train_src, config, e.batch_size, seed_offset=1 + e.seed),
                              featurize)}
@@ -165,14 +164,14 @@ def _evaluate(ctx: RunContext) -> dict:
   test_src = data.get_source(config, "test", workdir=ctx.workdir)
   cached = cache_lib.featurize_split(featurize, perf_vars, test_src,
                                      directory=os.path.join(ctx.workdir, "features", "test"),
-                                     batch_size=config.eval.batch_size, mesh=ctx.mesh)
+                                     batch_size=config.evals.explainer.batch_size, mesh=ctx.mesh)
   # Every per-image array in memory but the feature maps, read batch by batch (predict_alphas).
   test = {k: v if k == "feat" else np.asarray(v) for k, v in cached.columns.items()}
   explainers = {v: ctx.products[f"explainer:{v}"] for v in _variants(config)}
   alpha, bias = evaluators.predict_alphas(explainers, test["feat"],
-                                          batch_size=config.eval.batch_size)
+                                          batch_size=config.evals.explainer.batch_size)
   n = sample["y_i"].shape[-1]
-  k = min(config.eval.num_report_images, len(test_src))
+  k = min(config.evals.explainer.num_report_images, len(test_src))
   train = (cache_lib.load_cache(os.path.join(ctx.workdir, "features", "train"))
            if _use_cache(config) else None)   # the fidelity evaluator's least-squares peer
   ectx = evaluators.EvalContext(
@@ -182,14 +181,14 @@ def _evaluate(ctx: RunContext) -> dict:
       images=test_src.get_batch(np.arange(k))["image"], perf=perf, perf_vars=perf_vars,
       featurize=featurize, test_src=test_src, ordinary=ctx.products.get("ordinary"),
       train=None if train is None else train.columns)
-  out = evaluators.run_evaluators(evaluators.parse_evals(evaluators.default_evals(config)), ectx)
+  out = evaluators.run_evaluators(evaluators.enabled(config), ectx)
   return {"metrics": evaluators.write_outputs(ctx.workdir, out)}
 
 
 def _report(ctx: RunContext) -> dict:
   if jax.process_index() == 0:
     from xplain_jax import report
-    path = report.write_report(ctx.workdir, num_images=ctx.config.eval.num_report_images)
+    path = report.write_report(ctx.workdir, num_images=ctx.config.evals.explainer.num_report_images)
     print(f"report written to {path}", flush=True)
   return {}
 
@@ -240,12 +239,12 @@ def train_and_evaluate(config, workdir: str, *, checked: bool = False) -> dict |
     validate.check_config(config)
     validate.check_workdir(workdir)
   groups = parse_stages(config.stages)
-  evaluators.parse_evals(evaluators.default_evals(config), config)
+  evaluators.enabled(config)
   parallel.initialize_distributed(config.distributed.coordinator_address,
                                   config.distributed.num_processes,
                                   config.distributed.process_id)
   mesh = parallel.make_mesh(config.num_devices)
-  for block in ("performer", "explainer", "eval"):
+  for block in ("performer", "explainer", "evals.explainer"):
     parallel.check_batch_size(config[block].batch_size, mesh, f"config.{block}.batch_size")
   spec = data.get_spec(config)
   if jax.process_index() == 0 and not checked:
