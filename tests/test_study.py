@@ -69,9 +69,9 @@ def test_paired_difference_and_p_value_df1():
     stats.paired([1.0], [1.0, 2.0])
 
 
-def test_flatten_keeps_numeric_leaves_only():
-  flat = stats.flatten({"a": {"b": 1, "c": "x", "d": True}, "e": 2.5,
-                        "fidelity": {"prior": {"interventional_rank_correlation": 0.3}}})
+def test_numeric_leaves_keeps_numbers_only():
+  flat = stats.numeric_leaves({"a": {"b": 1, "c": "x", "d": True}, "e": 2.5,
+                               "fidelity": {"prior": {"interventional_rank_correlation": 0.3}}})
   assert flat == {"a.b": 1.0, "e": 2.5, "fidelity.prior.interventional_rank_correlation": 0.3}
 
 
@@ -89,13 +89,12 @@ def test_grid_product_names_templates_and_sharing_rule():
                         _axes(beta=dict(explainer=dict(beta=(0.0, 1.0))),
                               cat=dict(dataset=dict(category=("a", "b"))),
                               seed=dict(seed=(0, 1), dataset=dict(seed=(5, 6)))),
-                        fixed=dict(evals=dict(explainer=dict(batch_size=8))))
+                        fixed=dict(eval=dict(batch_size=8)))
   assert len(runs) == 8 and len({r.name for r in runs}) == 8
   r = runs[0]
   assert r.name == "beta=0.0__cat=a__seed=5"  # an axis is named by its first field (key order)
   assert r.config == "configs/x.py:cat=a" and "dataset.category" not in r.overrides
-  assert r.overrides == {"evals.explainer.batch_size": 8, "explainer.beta": 0.0,
-                         "dataset.seed": 5, "seed": 0}
+  assert r.overrides == {"eval.batch_size": 8, "explainer.beta": 0.0, "dataset.seed": 5, "seed": 0}
   groups = grid.share_groups(runs)
   assert len(groups) == 4  # β is explainer-side; category and seed are performer-side
   for lead, followers in groups.items():

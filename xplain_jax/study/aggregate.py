@@ -42,7 +42,7 @@ def collect(runs: Sequence[grid_lib.Run], workdir: str, variants: Sequence[str])
   for r in runs:
     d = os.path.join(workdir, r.name)
     m = runner_lib.read_metrics(d) if runner_lib.is_complete(d, variants) else None
-    out[r.name] = None if m is None else stats.flatten(m)
+    out[r.name] = None if m is None else stats.numeric_leaves(m)
   return out
 
 

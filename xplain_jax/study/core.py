@@ -72,7 +72,7 @@ def sweeps_of(config, runs) -> list[tuple[str, str]]:
   reps = set(_list(config.replicates))
   out = []
   for axis, tree in config.axes.items():
-    fields = list(grid_lib.flatten_fields(tree))
+    fields = list(utils.flatten(tree))
     if axis not in reps and len({grid_lib.format_value(r.point[fields[0]]) for r in runs}) > 1:
       out.append((axis, fields[0]))
   return out

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import re
-from typing import Any
+
+from xplain_jax import utils
 
 FEATURIZER_FIELDS = ("explainer.feature", "explainer.case", "explainer.target",
                      "explainer.prior_method", "explainer.clip_prior")
@@ -45,19 +46,6 @@ class Run:
   performer_key: str
 
 
-def flatten_fields(tree, prefix: str = "") -> dict[str, Any]:
-  """Nested dict / ConfigDict -> ``{"a.b": leaf}`` in key order."""
-  out = {}
-  items = tree.items() if hasattr(tree, "items") else ()
-  for key, value in items:
-    path = f"{prefix}{key}"
-    if hasattr(value, "items"):
-      out.update(flatten_fields(value, path + "."))
-    else:
-      out[path] = value
-  return out
-
-
 def expand_axes(axes) -> list[tuple[dict, dict]]:
   """The grid points of ``axes`` (name -> nested dict of equal-length tuples), product order.
 
@@ -70,7 +58,7 @@ def expand_axes(axes) -> list[tuple[dict, dict]]:
   """
   per_axis, seen = [], {}
   for name, tree in (axes.items() if hasattr(axes, "items") else ()):
-    fields = flatten_fields(tree)
+    fields = utils.flatten(tree) if hasattr(tree, "items") else {}
     lengths = {f: len(v) if isinstance(v, (tuple, list)) else -1 for f, v in fields.items()}
     if not fields or -1 in lengths.values() or len(set(lengths.values())) != 1 or \
         0 in lengths.values():
@@ -141,11 +129,11 @@ def make_runs(base: str, axes, fixed=None, extra: dict | None = None) -> list[Ru
     fixed: nested dict of overrides applied to every run.
     extra: ``{dotted field: text}`` more overrides for every run (``launch/study.py --set``).
   """
-  fixed_fields = flatten_fields(fixed or {})
+  fixed_fields = utils.flatten(fixed or {})
   fixed_fields.update(extra or {})
   grid_points = expand_axes(axes)
   axis_of = {f: a for a, tree in (axes.items() if hasattr(axes, "items") else ())
-             for f in flatten_fields(tree)}
+             for f in utils.flatten(tree)}
   for f in extra or {}:
     if f in axis_of:
       raise ValueError(f"--set={f}={extra[f]} sets a field of the study axis {axis_of[f]!r}, "

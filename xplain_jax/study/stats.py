@@ -16,6 +16,8 @@ from typing import Iterable, Sequence
 import numpy as np
 from scipy import stats as sps
 
+from xplain_jax import utils
+
 CONFIDENCE = 0.95
 
 
@@ -63,13 +65,7 @@ def paired(a: Sequence[float], b: Sequence[float], *, confidence: float = CONFID
   return out
 
 
-def flatten(tree: dict, prefix: str = "") -> dict[str, float]:
+def numeric_leaves(tree: dict) -> dict[str, float]:
   """Every numeric leaf of a nested dict as ``{"dotted.path": float}`` (bools excluded)."""
-  out: dict[str, float] = {}
-  for key, value in tree.items():
-    path = f"{prefix}{key}"
-    if isinstance(value, dict):
-      out.update(flatten(value, path + "."))
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-      out[path] = float(value)
-  return out
+  return {path: float(value) for path, value in utils.flatten(tree).items()
+          if isinstance(value, (int, float)) and not isinstance(value, bool)}
