@@ -71,3 +71,31 @@ def test_a_new_evaluator_plugs_in_by_name(tmp_path, monkeypatch):
   with np.load(tmp_path / "eval" / "prior.npz") as f:
     np.testing.assert_array_equal(f["alpha"], ctx.alpha["prior"])
   assert json.loads((tmp_path / "eval" / "meta.json").read_text())["fidelity"] is True
+
+
+def test_explainer_alpha_compiles_once_per_shape(monkeypatch):
+  """Two calls of ``Explainer.alpha`` on batches of one shape trace g once (the jitted
+  ``alpha_batch`` is kept, not rebuilt per call), and give g's own output."""
+  import jax
+  from xplain_jax import models
+  from xplain_jax.train import explainer as explainer_lib
+  from xplain_jax.train import start as start_lib
+  traces = []
+  compose = start_lib.compose_alpha
+  monkeypatch.setattr(start_lib, "compose_alpha",
+                      lambda *a, **k: traces.append(1) or compose(*a, **k))
+  # A module no other test builds, so no earlier compile of the same key hides a retrace.
+  g = models.get_weight_net(10, num_outputs=7, positive=False, width=3, stem="small")
+  feat = np.random.default_rng(0).normal(size=(8, 4, 4, 5)).astype(np.float32)
+  params, batch_stats = explainer_lib.init_params(g, feat.shape, jax.random.PRNGKey(0))
+  e = explainer_lib.Explainer(g, {"params": params, "batch_stats": batch_stats},
+                              alpha_scale=2.5)
+  before = explainer_lib.alpha_batch._cache_size()
+  first = e.alpha(feat, batch_size=4)      # two batches of 4 rows: one shape
+  second = e.alpha(feat[::-1].copy(), batch_size=4)
+  assert len(traces) == 1
+  assert explainer_lib.alpha_batch._cache_size() - before == 1
+  variables = {"params": params["g"], "batch_stats": batch_stats}
+  want = 2.5 * np.asarray(g.apply(variables, feat, train=False)[0])
+  np.testing.assert_allclose(first, want, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(second, want[::-1], rtol=1e-5, atol=1e-6)

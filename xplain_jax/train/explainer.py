@@ -16,6 +16,7 @@ term that pulls the contributions α_k y_k toward the performer's own per-concep
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Sequence
 
 import jax
@@ -318,12 +319,21 @@ def configured_start(config, g, loader, rng: jax.Array, *, featurize=None,
   return auto_start(g, {k: np.asarray(batch[k]) for k in ("feat", "y_i", "y")}, rng)
 
 
+@functools.partial(jax.jit, static_argnames=("g", "alpha_scale"))
+def alpha_batch(variables, x, *, g, alpha_scale: float = 1.0):
+  """α [B,n] float32 of g in eval mode on a batch ``x`` [B,H,W,C], jitted once per (g,
+  alpha_scale, shapes): g (a linen module, hashed by its fields) and alpha_scale are static,
+  so repeated calls reuse one compiled function (``alpha_batch._cache_size()`` counts them)."""
+  raw = g.apply(state_lib.merge_variables(variables["params"]["g"], variables["batch_stats"]), x,
+                train=False)[0]
+  return start_lib.compose_alpha(raw, variables["batch_stats"], alpha_scale=alpha_scale)
+
+
 def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0):
-  """α [N,n] for a feature map [N,H,W,C] in eval mode (host numpy in, numpy out); a
-  least-squares start in ``variables["batch_stats"]`` is applied (``start.compose_alpha``)."""
-  fn = jax.jit(lambda v, x: start_lib.compose_alpha(
-      g.apply(state_lib.merge_variables(v["params"]["g"], v["batch_stats"]), x,
-              train=False)[0], v["batch_stats"], alpha_scale=alpha_scale))
-  out = [np.asarray(fn(variables, np.asarray(feat[i:i + batch_size])), np.float32)
+  """α [N,n] for a feature map [N,H,W,C] in eval mode (host numpy in, numpy out), batch by
+  batch with ``alpha_batch`` (compiled once per batch shape, not per call); a least-squares
+  start in ``variables["batch_stats"]`` is applied (``start.compose_alpha``)."""
+  out = [np.asarray(alpha_batch(variables, np.asarray(feat[i:i + batch_size]), g=g,
+                                alpha_scale=float(alpha_scale)), np.float32)
          for i in range(0, len(feat), batch_size)]
   return np.concatenate(out)
