@@ -66,6 +66,7 @@ from bench_report import COLUMNS, format_breakdown, format_table  # noqa: E402,F
 from bench_step import CASES, FULL, SMALL  # noqa: E402,F401
 
 from xplain_jax import parallel  # noqa: E402
+from xplain_jax import utils  # noqa: E402
 from xplain_jax.train import state as state_lib  # noqa: E402
 
 
@@ -114,7 +115,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _split(text: str, choices, what: str) -> list[str]:
-  items = [s.strip() for s in text.split(",") if s.strip()]
+  items = utils.split_list(text)
   bad = [s for s in items if s not in choices]
   if bad or not items:
     raise ValueError(f"--{what}={text!r} has {bad or 'nothing'}; choose from {list(choices)}.")
@@ -123,7 +124,7 @@ def _split(text: str, choices, what: str) -> list[str]:
 
 def _batch_sizes(text: str) -> list[int]:
   try:
-    sizes = [int(s) for s in text.split(",") if s.strip()]
+    sizes = [int(s) for s in utils.split_list(text)]
   except ValueError:
     sizes = []
   if not sizes or min(sizes) <= 0:

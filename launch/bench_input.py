@@ -31,7 +31,7 @@ import ml_dtypes
 import numpy as np
 from PIL import Image
 
-from xplain_jax import parallel
+from xplain_jax import parallel, utils
 from xplain_jax.data import celeba, feature_files, input_pipeline, prefetch, preprocess
 from xplain_jax.data import synthetic_attributes as sa
 
@@ -178,7 +178,7 @@ def format_rows(rows: list[dict]) -> str:
 def run(args) -> dict:
   """Runs every input benchmark with ``args`` (see ``bench.parse_args``); prints and returns."""
   cpus = os.cpu_count() or 1
-  threads = ([int(t) for t in args.input_threads.split(",")] if args.input_threads else
+  threads = ([int(t) for t in utils.split_list(args.input_threads)] if args.input_threads else
              sorted({1, 2, 4, 8, 16, cpus} & set(range(1, cpus + 1))))
   with tempfile.TemporaryDirectory() as tmp:
     paths = write_jpegs(tmp, args.input_images)

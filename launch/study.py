@@ -133,6 +133,7 @@ def main(argv):
 def _main(argv, children):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; pass study settings as --config.FIELD=VALUE.")
+  from xplain_jax import utils
   from xplain_jax.study import core
   config, workdir = FLAGS.config, FLAGS.workdir
   _check_workdir(workdir)
@@ -160,7 +161,7 @@ def _main(argv, children):
   if running:
     devices = FLAGS.devices
     if devices is None:
-      devices = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+      devices = utils.split_list(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
     status = core.run(config, workdir, jobs=FLAGS.jobs, devices=devices, repo_root=REPO_ROOT,
                       sets=FLAGS.set, children=children)
     if children.stopped is not None:

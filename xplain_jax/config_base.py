@@ -20,6 +20,7 @@ from typing import Any
 
 import ml_collections
 
+from xplain_jax import utils
 from xplain_jax.errors import ConfigError
 
 TOP = dict(
@@ -200,7 +201,7 @@ def parse_arg(arg: str, *, flags: tuple = ("tiny",), keys: dict | None = None,
   keys = keys or {}
   out = dict(defaults or {}, **{f: False for f in flags})
   given = set()
-  for part in filter(None, (a.strip() for a in arg.split(","))):
+  for part in utils.split_list(arg):
     key, sep, value = part.partition("=")
     if not sep and part in first and next(iter(keys)) not in given:
       key, value, sep = next(iter(keys)), part, "="

@@ -19,6 +19,7 @@ Argument: ``seeds=N`` (default 1), ``by_category``, ``tiny`` (64 px smoke run), 
 
 import ml_collections
 
+from xplain_jax import utils
 from xplain_jax.study import blocks
 
 ARCHS = ("alexnet", "vgg_m", "vgg_s", "vgg16")
@@ -29,7 +30,7 @@ LABELS = {"alexnet": "AlexNet", "vgg_m": "VGG-M", "vgg_s": "VGG-S", "vgg16": "VG
 
 def parse_arg(arg: str) -> dict:
   out = dict(seeds=1, by_category=False, tiny=False)
-  for part in filter(None, (a.strip() for a in arg.split(","))):
+  for part in utils.split_list(arg):
     if part.startswith("seeds=") and part[6:].isdigit() and int(part[6:]) > 0:
       out["seeds"] = int(part[6:])
     elif part in ("by_category", "tiny"):

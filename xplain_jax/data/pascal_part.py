@@ -58,6 +58,8 @@ import tensorflow_datasets as tfds
 from etils import epath
 from PIL import Image
 
+from xplain_jax import utils
+
 
 ANIMALS = ("bird", "cat", "cow", "dog", "horse", "sheep")
 NEGATIVE = "negative"
@@ -287,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> None:
   parser.add_argument("--categories", default=",".join(ANIMALS), help="comma-separated animals")
   parser.add_argument("--no_negatives", action="store_true", help="skip pascal_part/negative")
   args = parser.parse_args(argv)
-  prepare(args.manual_dir, args.data_dir, [c for c in args.categories.split(",") if c],
+  prepare(args.manual_dir, args.data_dir, utils.split_list(args.categories),
           negatives=not args.no_negatives)
 
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from xplain_jax import data, fidelity, parallel
+from xplain_jax import data, fidelity, parallel, utils
 from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import features as features_lib
@@ -32,7 +32,7 @@ VARIANT = "prior"
 def sanity_layers(cfg, case: str) -> tuple[str, ...]:
   """The layers to re-initialise: ``cfg.layers`` (``config.evals.sanity``) or those above the
   explained feature of ``case``."""
-  names = tuple(s.strip() for s in str(cfg.layers).split(",") if s.strip())
+  names = tuple(utils.split_list(cfg.layers))
   if names:
     return names
   return fidelity_sanity.layers_above(

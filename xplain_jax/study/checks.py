@@ -14,6 +14,7 @@ import importlib.util
 import os
 from typing import Sequence
 
+from xplain_jax import utils
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import ConfigError, WorkdirBusyError
 from xplain_jax.study import grid as grid_lib
@@ -75,12 +76,12 @@ def check_fields(runs: Sequence[grid_lib.Run], *, sets: dict, variants: Sequence
         raise ConfigError(f"{where}: {field} is a {type(current).__name__} in {r.config}; give "
                           "a value of that type.")
     stages = str(r.overrides.get("stages", config.stages))
-    if "evaluate" not in [s.strip() for s in stages.split(",")]:
+    if "evaluate" not in utils.split_list(stages):
       raise ConfigError(f"stages={stages} never writes metrics.json, so no run can finish the "
                         "study's table; include evaluate (e.g. "
                         "--set=stages=performer,explainer,evaluate,report).")
     have = str(r.overrides.get("explainer.variants", config.explainer.variants))
-    lacking = [v for v in variants if v not in [s.strip() for s in have.split(",")]]
+    lacking = [v for v in variants if v not in utils.split_list(have)]
     if lacking:
       raise ConfigError(f"explainer.variants={have} lacks {', '.join(lacking)}, which the "
                         "study's table reads, so no run can finish it; include every variant "

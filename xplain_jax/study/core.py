@@ -31,15 +31,12 @@ from xplain_jax.study import grid as grid_lib
 from xplain_jax.study import render
 from xplain_jax.study import runner as runner_lib
 from xplain_jax.study import slurm as slurm_lib
-
-
-def _list(text: str) -> list[str]:
-  return [s.strip() for s in str(text).split(",") if s.strip()]
+from xplain_jax.utils import split_list
 
 
 def required(config) -> list[str]:
   """Top-level keys of a finished run's metrics.json: the variants and ``config.require``."""
-  return _list(config.table.variants) + _list(config.get("require", ""))
+  return split_list(config.table.variants) + split_list(config.get("require", ""))
 
 
 def parse_sets(sets: Sequence[str]) -> dict[str, str]:
@@ -60,16 +57,16 @@ def runs_of(config, sets: Sequence[str] = ()) -> list[grid_lib.Run]:
 
 def table_spec(config) -> dict:
   t = config.table
-  return dict(columns=t.columns, rows=t.rows, variants=_list(t.variants),
-              variant_metrics=_list(t.variant_metrics), metrics=_list(t.metrics),
-              paired=_list(t.paired), metric_pairs=_list(t.get("metric_pairs", "")),
+  return dict(columns=t.columns, rows=t.rows, variants=split_list(t.variants),
+              variant_metrics=split_list(t.variant_metrics), metrics=split_list(t.metrics),
+              paired=split_list(t.paired), metric_pairs=split_list(t.get("metric_pairs", "")),
               average_column=bool(t.average_column),
               labels=dict(t.get("labels", {}) or {}))
 
 
 def sweeps_of(config, runs) -> list[tuple[str, str]]:
   """``(axis, first field)`` of every axis with several values that is not a replicate."""
-  reps = set(_list(config.replicates))
+  reps = set(split_list(config.replicates))
   out = []
   for axis, tree in config.axes.items():
     fields = list(utils.flatten(tree))
@@ -79,13 +76,13 @@ def sweeps_of(config, runs) -> list[tuple[str, str]]:
 
 
 def _also_share(config) -> tuple[list[str], list[str]]:
-  return (_list(config.get("share_explainers", "")),
-          _list(config.get("explainer_free_fields", "")))
+  return (split_list(config.get("share_explainers", "")),
+          split_list(config.get("explainer_free_fields", "")))
 
 
 def leaders_of(config, runs) -> dict[str, str]:
   """``{follower name: leader name}`` under the study's sharing (empty when ``share`` is "")."""
-  if not _list(config.share):
+  if not split_list(config.share):
     return {}
   return {f: lead for lead, fs in grid_lib.share_groups(runs).items() for f in fs}
 
@@ -101,7 +98,7 @@ def check(config, workdir: str, *, sets: Sequence[str] = (), repo_root: str = ".
       a run process still holds a sub-workdir.
   """
   runs = runs_of(config, sets)
-  checks_lib.check_fields(runs, sets=parse_sets(sets), variants=_list(config.table.variants),
+  checks_lib.check_fields(runs, sets=parse_sets(sets), variants=split_list(config.table.variants),
                           repo_root=repo_root)
   checks_lib.check_workdirs(runs, workdir, running=running, repo_root=repo_root)
   return runs
@@ -114,7 +111,7 @@ def run(config, workdir: str, *, jobs: int = 1, devices: Sequence[str] = (),
   runs = check(config, workdir, sets=sets, repo_root=repo_root)
   os.makedirs(workdir, exist_ok=True)
   return runner_lib.run_study(runs, workdir, variants=required(config),
-                              share=_list(config.share), also_share=_also_share(config),
+                              share=split_list(config.share), also_share=_also_share(config),
                               jobs=jobs, devices=devices, repo_root=repo_root,
                               children=children, configs=_run_configs(runs, repo_root))
 
@@ -156,7 +153,7 @@ def seed_one(config, workdir: str, name: str, sets: Sequence[str] = (),
   also = _also_share(config)
   d = runner_lib.explainer_donor(runs[name], finished, also)
   return runner_lib.seed_run(os.path.join(workdir, lead), os.path.join(workdir, name),
-                             leader=lead, share=_list(config.share),
+                             leader=lead, share=split_list(config.share),
                              donor=None if d is None else (os.path.join(workdir, d.name), d.name,
                                                            also[0]))
 
@@ -173,7 +170,7 @@ def build(config, workdir: str, sets: Sequence[str] = (), repo_root: str = ".") 
       metric_pairs=spec["metric_pairs"], average_column=spec["average_column"],
       sweeps=sweeps_of(config, runs))
   return dict(
-      name=config.name, base=config.base, table=spec, replicates=_list(config.replicates),
+      name=config.name, base=config.base, table=spec, replicates=split_list(config.replicates),
       sharing_rule=("runs with the same config file and argument whose overrides differ only "
                     "in explainer.* fields other than " + ", ".join(grid_lib.FEATURIZER_FIELDS)),
       runs=[dict(name=r.name, point=r.point, config=r.config, overrides=r.overrides,

@@ -11,6 +11,7 @@ import zlib
 
 import jax
 
+from xplain_jax import utils
 from xplain_jax.errors import ConfigError
 
 # baseline, prior: the paper's (β = 0 / explainer.beta), from explainer.start with
@@ -55,7 +56,7 @@ def variant_beta(config, variant: str) -> float:
 def consistency_target(config) -> str:
   """The consistency target the run's featurizer must add (``"t"``), "" when no variant of
   ``explainer.variants`` has a consistency term."""
-  variants = [v.strip() for v in config.explainer.variants.split(",") if v.strip()]
+  variants = utils.split_list(config.explainer.variants)
   if any(variant_settings(config, v).consistency_weight > 0 for v in variants):
     return config.explainer.consistency_target
   return ""
