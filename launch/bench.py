@@ -6,7 +6,7 @@ r"""Benchmark of the full explainer training step (Adam), data-parallel over eve
   python launch/bench.py --input           # host-side input throughput (bench_input.py)
 
 Uncached (``--cache=0``), one step runs the frozen performer (VGG-16 on 224x224 images) and the
-priors inside the jitted step (``train.featurize.make_featurizer``), then the weight network
+priors inside the jitted step (``train.features.make_featurizer``), then the weight network
 (ResNet-152 on the 14x14x512 top conv map) forward and backward and the Adam update:
 
 * Case 1, ``--case=filter``: the concepts are the top conv's filters; ``priors.filter_prior``
@@ -67,7 +67,7 @@ from bench_step import CASES, FULL, SMALL  # noqa: E402,F401
 
 from xplain_jax import parallel  # noqa: E402
 from xplain_jax import utils  # noqa: E402
-from xplain_jax.train import state as state_lib  # noqa: E402
+from xplain_jax import optim  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -155,7 +155,7 @@ def main(argv=None):
         json.dump(result, f, indent=1)
     return result
   cases = _split(args.case, tuple(CASES), "case")
-  precisions = _split(args.precision, tuple(state_lib.COMPUTE_DTYPES), "precision")
+  precisions = _split(args.precision, tuple(optim.COMPUTE_DTYPES), "precision")
   caches = [c == "1" for c in _split(args.cache, ("0", "1"), "cache")]
   batches = _batch_sizes(args.batch_size)
   mesh = parallel.make_mesh(args.num_devices)

@@ -32,7 +32,7 @@ import numpy as np
 from PIL import Image
 
 from xplain_jax import parallel, utils
-from xplain_jax.data import celeba, feature_files, input_pipeline, prefetch, preprocess
+from xplain_jax.data import celeba, feature_cache, input_pipeline, prefetch, preprocess
 from xplain_jax.data import synthetic_attributes as sa
 
 CELEBA_HW = (218, 178)  # aligned CelebA faces, H×W
@@ -134,12 +134,12 @@ def bench_cache(directory: str, *, num: int, batch: int, repeats: int, feature=(
   ``image_size``, of a cache of decoded ``[S,S,3]`` uint8 images)."""
   rng = np.random.default_rng(0)
   feats = rng.standard_normal((num,) + feature, np.float32).astype(ml_dtypes.bfloat16)
-  feature_files.save_arrays(directory, {
+  cache = feature_cache.write_cache(directory, {
       "feat": feats, "y": rng.standard_normal(num, np.float32),
       "y_i": rng.standard_normal((num, num_concepts), np.float32),
       "w": rng.standard_normal((num, num_concepts), np.float32)})
   del feats
-  loader = input_pipeline.Loader(feature_files.MmapSource(directory), min(batch, num), seed=0)
+  loader = input_pipeline.Loader(cache, min(batch, num), seed=0)
   steps = iter(range(10**9))
   per_img = 2 * math.prod(feature) + 4 * (1 + 2 * num_concepts)
   rows = [_row("feature cache (mmap)", 1, loader.batch_size,
@@ -147,8 +147,9 @@ def bench_cache(directory: str, *, num: int, batch: int, repeats: int, feature=(
   if image_size:  # decoded, resized uint8 images: decode once, then read like the features
     pixels = os.path.join(directory, "pixels")
     shape = (num, image_size, image_size, 3)
-    feature_files.save_arrays(pixels, {"pixels": rng.integers(0, 256, shape, dtype=np.uint8)})
-    images = input_pipeline.Loader(feature_files.MmapSource(pixels), min(batch, num), seed=0,
+    cached = feature_cache.write_cache(
+        pixels, {"pixels": rng.integers(0, 256, shape, dtype=np.uint8)})
+    images = input_pipeline.Loader(cached, min(batch, num), seed=0,
                              check=False)
     rows.append(_row("uint8 image cache (mmap)", 1, images.batch_size,
                      rate(lambda: images.batch(next(steps)), images.batch_size, repeats),

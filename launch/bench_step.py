@@ -20,9 +20,9 @@ import ml_collections  # noqa: E402
 import numpy as np  # noqa: E402
 
 import bench_profile  # noqa: E402
-from xplain_jax import config_base, data, flops, parallel, priors  # noqa: E402
+from xplain_jax import config_base, data, flops, optim, parallel, priors  # noqa: E402
 from xplain_jax.train import explainer, loop  # noqa: E402
-from xplain_jax.train import featurize as featurize_lib  # noqa: E402
+from xplain_jax.train import features as features_lib  # noqa: E402
 from xplain_jax.train import performer as performer_lib  # noqa: E402
 from xplain_jax.train import state as state_lib  # noqa: E402
 
@@ -62,7 +62,7 @@ def make_prior_fn(perf, spec, *, prior_method: str, clip_prior: bool):
   """The featurizer's prior alone: ``(prior(variables, x) -> w [B,n], name of x)``.
 
   x is "top_conv" [B,H,W,C] float32 (Case 1) or "fc6" [B,D] float32 (Case 2), as in
-  ``train.featurize.make_featurizer``.
+  ``train.features.make_featurizer``.
   """
   t = spec.target_index
   if spec.case == "shared_feature":
@@ -116,11 +116,11 @@ def build(args, case: str, precision: str, cached: bool) -> types.SimpleNamespac
   images = jax.ShapeDtypeStruct((b, s, s, 3), jnp.float32)
   mask = jax.ShapeDtypeStruct((b,), jnp.bool_)
   perf_vars = jax.eval_shape(init_perf, rng)
-  featurize = featurize_lib.make_featurizer(perf, spec, prior_method=e.prior_method,
+  featurize = features_lib.make_featurizer(perf, spec, prior_method=e.prior_method,
                                             clip_prior=e.clip_prior, feature=e.feature)
   feats = jax.eval_shape(featurize, perf_vars, images)
   g = explainer.build_weight_net(config, feats["y_i"].shape[-1])
-  optimizer = state_lib.make_optimizer(e.optimizer, total_steps=1)
+  optimizer = optim.make_optimizer(e.optimizer, total_steps=1)
   make_state = lambda r: state_lib.create_state(
       *explainer.init_params(g, feats["feat"].shape, r), optimizer)
   prior_fn, prior_key = make_prior_fn(perf, spec, prior_method=e.prior_method,

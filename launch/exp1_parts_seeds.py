@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs import parts as parts_config  # noqa: E402
 from xplain_jax import data, parallel, parts  # noqa: E402
-from xplain_jax import workdir as workdir_lib  # noqa: E402
+from xplain_jax import stages  # noqa: E402
 from xplain_jax.evaluators import parts as parts_eval  # noqa: E402
 from xplain_jax.train import pipeline  # noqa: E402
 from xplain_jax.train import performer as performer_lib  # noqa: E402
@@ -112,7 +112,7 @@ def posthoc(workdir: str, seed: int, layout: str = "paper") -> dict:
   for name, cfg, stage in (("interpretable", c, "performer"),
                            ("ordinary", performer_lib.ordinary_config(c), pipeline.ORDINARY_STAGE)):
     x, masks, drops = _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src,
-                            workdir_lib.stage_fingerprint(c, stage))
+                            stages.stage_fingerprint(c, stage))
     out[f"{name}_logit_drop_without"] = dict(zip(spec.part_names, drops))
     scores = parts.part_scores(x, masks, num_parts, top_fraction=p.top_fraction)
     on = scores.sum(1)
@@ -148,8 +148,8 @@ def cells(map_size: int = 16) -> dict:
 
 def concepts(workdir: str) -> dict:
   """The test split's concepts y_i and logits y of a finished run (its feature cache)."""
-  from xplain_jax.train import cache  # pylint: disable=import-outside-toplevel
-  cached = cache.load_cache(os.path.join(workdir, "features", "test"))
+  from xplain_jax.data import feature_cache  # pylint: disable=import-outside-toplevel
+  cached = feature_cache.load_cache(os.path.join(workdir, "features", "test"))
   y_i = np.asarray(cached.columns["y_i"], np.float64)
   y = np.asarray(cached.columns["y"], np.float64).reshape(len(y_i), -1)[:, 0]
   return {"negative_share": float((y_i < 0).mean()), "median_abs": float(np.median(np.abs(y_i))),

@@ -3,16 +3,17 @@ r"""The one entry point: every stage a config asks for, in a workdir that makes 
   python launch/run.py --config=configs/synthetic.py --workdir=runs/synthetic \
       [--config.explainer.beta=0.5] [--config.stages=evaluate,report]
 
-Before anything is computed or written, the config is checked whole (types by the locked
-ConfigDict, ranges, names, consistency, a dry build of the real networks), the workdir is
-locked (one run at a time) and compared with the run it holds. Mistakes the user can fix
-(``xplain_jax.errors.XplainError``) end the run with one line on stderr, ``error: ...``, saying
-what was wrong and what to do: exit status 2 for a config or usage problem (the config file
-itself included), 1 for anything found while running (a full disk in any writer included),
-130 for Ctrl-C and 143 for SIGTERM. Every other exception is a bug and keeps its traceback.
+This file parses the flags and calls the pipeline, which prepares the run once
+(``train.pipeline.prepare``): before anything is computed or written, the config is checked whole
+(types by the locked ConfigDict, ranges, names, consistency, a dry build of the real networks),
+the workdir is locked (one run at a time) and compared with the run it holds. Mistakes the user
+can fix (``xplain_jax.errors.XplainError``) end the run with one line on stderr, ``error: ...``,
+saying what was wrong and what to do: exit status 2 for a config or usage problem (the config file
+itself included), 1 for anything found while running (a full disk in any writer included), 130 for
+Ctrl-C and 143 for SIGTERM. Every other exception is a bug and keeps its traceback.
 ``WORKDIR/command.json`` records the command (``--config`` and its overrides) and whether every
-stage it asked for has ended (``finished``), so a study never takes a cut-off run for done. A run killed at any moment resumes from its last checkpoint
-when the same command is rerun.
+stage it asked for has ended (``finished``), so a study never takes a cut-off run for done. A run
+killed at any moment resumes from its last checkpoint when the same command is rerun.
 """
 
 import gc
@@ -160,33 +161,6 @@ def _quiet_unraisable(unraisable) -> None:
   logging.debug("ignored in %r: %r", unraisable.object, unraisable.exc_value)
 
 
-def prepare(config, workdir: str):
-  """Every check before compute, then the lock and the config record; returns the lock.
-
-  Order: the config whole (nothing touched yet); the workdir's place; the stages' inputs;
-  the multi-host start (bounded) and the devices; the lock; the recorded identities; only then
-  ``config.json`` is written.
-  """
-  from xplain_jax import parallel, validate, workdir as workdir_lib  # pylint: disable=import-outside-toplevel
-  validate.check_config(config)
-  validate.check_workdir(workdir)
-  workdir_lib.check_stage_inputs(config, workdir)
-  d = config.distributed
-  parallel.initialize_distributed(d.coordinator_address, d.num_processes, d.process_id,
-                                  timeout_s=d.initialization_timeout)
-  mesh = parallel.make_mesh(config.num_devices)
-  for block in ("performer", "explainer", "evals.explainer"):
-    parallel.check_batch_size(config[block].batch_size, mesh, f"config.{block}.batch_size")
-  import jax  # pylint: disable=import-outside-toplevel
-  if jax.process_index() != 0:
-    return None
-  for locked in (False, True):  # compared before the lock file is written, and again under it
-    held = workdir_lib.lock(workdir) if locked else None
-    validate.check_same_experiment(config, workdir, write=locked)
-    workdir_lib.check_recorded_identities(config, workdir)
-  return held
-
-
 def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   sys.unraisablehook = _quiet_unraisable
@@ -200,13 +174,9 @@ def main(argv):
   for signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(signum, on_signal)
   try:
-    held = prepare(FLAGS.config, FLAGS.workdir)  # noqa: F841  (the lock lives until exit)
-    from xplain_jax import workdir as workdir_lib  # pylint: disable=import-outside-toplevel
     from xplain_jax.train import pipeline  # pylint: disable=import-outside-toplevel
-    command = (FLAGS.workdir, _config_file(), overrides(sys.argv))
-    workdir_lib.record_command(*command, finished=False)
-    pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir, checked=True)
-    workdir_lib.record_command(*command, finished=True)
+    pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,
+                                command=(_config_file(), overrides(sys.argv)))
   except KeyboardInterrupt as e:
     _interrupted(e)
   except Exception as e:  # pylint: disable=broad-except

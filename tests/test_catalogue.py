@@ -269,7 +269,8 @@ def _nan_metric_not_written(tmp_path):
 def _damaged_feature_cache(tmp_path):
   import jax.numpy as jnp
   from xplain_jax import data, parallel
-  from xplain_jax.train import cache
+  from xplain_jax.data import feature_cache
+  from xplain_jax.train import features
   rng = np.random.default_rng(0)
   src = data.ArraySource({"image": rng.normal(size=(10, 4, 4, 3)).astype(np.float32),
                           "labels": np.zeros((10, 1), np.float32)})
@@ -277,11 +278,11 @@ def _damaged_feature_cache(tmp_path):
                             "w": jnp.mean(x, (1, 2))}
   mesh = parallel.make_mesh(1)
   kw = dict(directory=str(tmp_path / "features"), batch_size=4, mesh=mesh, shard_size=4)
-  first = cache.featurize_split(featurize, jnp.float32(2.0), src, **kw).arrays
+  first = features.featurize_split(featurize, jnp.float32(2.0), src, **kw).arrays
   shard = tmp_path / "features" / "shard-00001.npz"
   shard.write_bytes(shard.read_bytes()[:40])  # truncated
-  assert cache.load_cache(kw["directory"]) is None  # never trusted
-  again = cache.featurize_split(featurize, jnp.float32(2.0), src, **kw).arrays
+  assert feature_cache.load_cache(kw["directory"]) is None  # never trusted
+  again = features.featurize_split(featurize, jnp.float32(2.0), src, **kw).arrays
   for k in first:
     np.testing.assert_array_equal(again[k], first[k])
 

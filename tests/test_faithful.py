@@ -14,7 +14,7 @@ from xplain_jax import data as data_lib, losses, parallel, validate
 from xplain_jax import models
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import explainer as explainer_lib
-from xplain_jax.train import featurize as featurize_lib
+from xplain_jax.train import features as features_lib
 from xplain_jax.train import start as start_lib
 
 N_IMG, N = 96, 5
@@ -167,7 +167,7 @@ def test_case2_targets_on_a_linear_head_are_the_concept_coefficients_times_y_k()
   h = jnp.asarray(rng.normal(size=(3, d)), jnp.float32)
   target_fn = lambda v: v @ jnp.asarray(a, jnp.float32) + 0.7
   concepts_fn = lambda v: v @ jnp.asarray(u.T, jnp.float32) + jnp.asarray(b_k, jnp.float32)
-  t = featurize_lib.concept_gradient_x_input(target_fn, concepts_fn, h)
+  t = features_lib.concept_gradient_x_input(target_fn, concepts_fn, h)
   y_k = np.asarray(concepts_fn(h), np.float64)
   np.testing.assert_allclose(t, c_true * y_k, rtol=1e-4, atol=1e-4)
   # y = Σ_k t_k + a constant
@@ -185,7 +185,7 @@ def test_case2_coefficients_match_finite_differences_on_a_nonlinear_head():
   head = lambda v: jnp.tanh(v @ w1) @ w_out        # [B,n+1]; target = column n
   with jax.enable_x64(True):
     h = jnp.asarray(rng.normal(size=(1, d)))
-    t = featurize_lib.concept_gradient_x_input(lambda v: head(v)[:, n], lambda v: head(v)[:, :n],
+    t = features_lib.concept_gradient_x_input(lambda v: head(v)[:, n], lambda v: head(v)[:, :n],
                                                h)
     y_k = np.asarray(head(h)[0, :n])
     jac = np.asarray(jax.jacobian(lambda v: head(v[None])[0, :n])(h[0]))      # [n,d]
@@ -205,12 +205,12 @@ def test_featurizer_adds_targets_and_refuses_a_target_the_case_lacks():
   images = np.random.default_rng(5).uniform(size=(2, config.dataset.image_size,
                                                   config.dataset.image_size, 3))
   variables = perf.init(jax.random.PRNGKey(0), images.astype(np.float32))
-  fz = featurize_lib.make_featurizer(perf, spec, target="gradient_x_input")
+  fz = features_lib.make_featurizer(perf, spec, target="gradient_x_input")
   out = fz(variables, images.astype(np.float32))
   assert out["t"].shape == out["y_i"].shape and np.all(np.isfinite(out["t"]))
-  assert "t" not in featurize_lib.make_featurizer(perf, spec)(variables, images)
+  assert "t" not in features_lib.make_featurizer(perf, spec)(variables, images)
   with pytest.raises(ConfigError, match="not offered for case 'shared_feature'"):
-    featurize_lib.make_featurizer(perf, spec, target="deletion")
+    features_lib.make_featurizer(perf, spec, target="deletion")
 
 
 # ------------------------------------------------------------ signed Case 1, variants, config

@@ -104,9 +104,9 @@ def test_synthetic_run_holds_every_fidelity_key(synthetic_run):
 @pytest.mark.slow
 def test_least_squares_peer_recomputes_from_the_run_files(synthetic_run):
   from xplain_jax import fidelity
-  from xplain_jax.train import features as features_lib
+  from xplain_jax.data import feature_cache
   workdir, metrics, _ = synthetic_run
-  train = cache_lib.load_cache(os.path.join(workdir, "features", "train")).columns
+  train = feature_cache.load_cache(os.path.join(workdir, "features", "train")).columns
   y_i, y = np.asarray(train["y_i"], np.float64), np.asarray(train["y"], np.float64)
   theta = np.linalg.lstsq(np.c_[y_i, np.ones(len(y))], y, rcond=None)[0]
   ref = _read(workdir, "fidelity_reference.npz")

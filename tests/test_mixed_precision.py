@@ -14,10 +14,9 @@ import numpy as np
 import pytest
 
 from configs import celeba as celeba_config
-from xplain_jax import data, parallel
-from xplain_jax.train import cache as cache_lib
+from xplain_jax import data, optim, parallel
+from xplain_jax.train import features as features_lib
 from xplain_jax.train import explainer as explainer_lib
-from xplain_jax.train import featurize as featurize_lib
 from xplain_jax.train import performer as performer_lib
 from xplain_jax.train import state as state_lib
 
@@ -93,8 +92,8 @@ def features(models):
   out = {}
   for dtype in ("float32", "bfloat16"):
     m = models[dtype]
-    case2 = featurize_lib.make_featurizer(m["perf"], models["spec"])
-    case1 = featurize_lib.make_featurizer(m["filt"], FILTER_SPEC)
+    case2 = features_lib.make_featurizer(m["perf"], models["spec"])
+    case1 = features_lib.make_featurizer(m["filt"], FILTER_SPEC)
     out[dtype] = (jax.jit(case2)(models["perf_vars"], _images()),
                   jax.jit(case1)(models["filt_vars"], _images()))
   return out
@@ -162,7 +161,7 @@ def test_bf16_performer_train_step(models):
   c = _config("bfloat16")
   module = models["bfloat16"]["perf"]
   params, batch_stats = state_lib.split_variables(models["perf_vars"])
-  optimizer = state_lib.make_optimizer(c.performer.optimizer, total_steps=10)
+  optimizer = optim.make_optimizer(c.performer.optimizer, total_steps=10)
   state = state_lib.create_state(params, batch_stats, optimizer)
   step = jax.jit(performer_lib.make_train_step(module, optimizer, filter_loss_weight=0.0))
   labels = (np.random.default_rng(1).random((BATCH, 40)) > 0.5).astype(np.float32)
@@ -178,8 +177,8 @@ def test_bf16_performer_train_step(models):
 def test_bf16_explainer_train_step_with_performer_inside(models):
   c = _config("bfloat16")
   g, spec = models["bfloat16"]["g"], models["spec"]
-  featurize = featurize_lib.make_featurizer(models["bfloat16"]["perf"], spec)
-  optimizer = state_lib.make_optimizer(c.explainer.optimizer, total_steps=10)
+  featurize = features_lib.make_featurizer(models["bfloat16"]["perf"], spec)
+  optimizer = optim.make_optimizer(c.explainer.optimizer, total_steps=10)
   state = state_lib.create_state(models["g_params"], models["g_stats"], optimizer)
   step = jax.jit(explainer_lib.make_train_step(
       g, optimizer, beta=c.explainer.beta, steps_per_epoch=5, prior_kind="mse",
@@ -197,9 +196,9 @@ def test_bf16_explainer_train_step_with_performer_inside(models):
 
 
 def test_bf16_feature_cache_round_trip(models, tmp_path):
-  featurize = featurize_lib.make_featurizer(models["bfloat16"]["perf"], models["spec"])
+  featurize = features_lib.make_featurizer(models["bfloat16"]["perf"], models["spec"])
   source = data.ArraySource({"image": _images()[:8]})
-  cached = cache_lib.featurize_split(featurize, models["perf_vars"], source,
+  cached = features_lib.featurize_split(featurize, models["perf_vars"], source,
                                      directory=str(tmp_path), batch_size=8,
                                      mesh=parallel.make_mesh(1))
   got = cached.get_batch(np.arange(8))

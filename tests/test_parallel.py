@@ -101,10 +101,11 @@ def _fake_batches(config, spec) -> list[dict]:
 def _performer_runs(config, module, perf_vars, batches, rng, meshes, out, facts) -> None:
   """Performer steps (dropout on) on every mesh."""
   import jax
+  from xplain_jax import optim
   from xplain_jax.train import performer
   from xplain_jax.train import state as state_lib
   params, batch_stats = state_lib.split_variables(perf_vars)
-  opt = state_lib.make_optimizer(_constant_lr(config.performer.optimizer), total_steps=N_STEPS)
+  opt = optim.make_optimizer(_constant_lr(config.performer.optimizer), total_steps=N_STEPS)
   step = performer.make_train_step(module, opt,
                                    filter_loss_weight=config.performer.filter_loss_weight)
   state0 = jax.device_get(state_lib.create_state(params, batch_stats, opt))
@@ -141,17 +142,18 @@ def _explainer_runs(config, spec, module, perf_vars, batches, rng, meshes, out, 
   reordered; arrays under ``{prefix}_{mode}/{mesh}``."""
   import jax
   import jax.numpy as jnp
-  from xplain_jax.train import explainer, featurize as featurize_lib
+  from xplain_jax import optim
+  from xplain_jax.train import explainer, features as features_lib
   from xplain_jax.train import state as state_lib
   e, size = config.explainer, config.dataset.image_size
-  featurize = featurize_lib.make_featurizer(module, spec, prior_method=e.prior_method,
+  featurize = features_lib.make_featurizer(module, spec, prior_method=e.prior_method,
                                             clip_prior=e.clip_prior, feature=e.feature)
   sample = jax.eval_shape(featurize, perf_vars,
                           jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32))
   g = explainer.build_weight_net(config, sample["y_i"].shape[-1])
   eparams, ebatch_stats = jax.jit(lambda r: explainer.init_params(g, sample["feat"].shape, r))(
       jax.random.PRNGKey(3))
-  eopt = state_lib.make_optimizer(_constant_lr(e.optimizer), total_steps=N_STEPS)
+  eopt = optim.make_optimizer(_constant_lr(e.optimizer), total_steps=N_STEPS)
   estate0 = jax.device_get(state_lib.create_state(eparams, ebatch_stats, eopt))
   out.update(_flat(f"{prefix}/init", estate0))
   kwargs = dict(beta=explainer.variant_beta(config, "prior"), steps_per_epoch=STEPS_PER_EPOCH,

@@ -14,7 +14,7 @@ from configs import synthetic
 from xplain_jax import data, parallel
 from xplain_jax.data import synthetic_attributes
 from xplain_jax.train import explainer as explainer_lib
-from xplain_jax.train import featurize as featurize_lib
+from xplain_jax.train import features as features_lib
 from xplain_jax.train import pipeline
 
 
@@ -141,7 +141,7 @@ def test_explainer_recovers_planted_additive_contributions(tmp_path):
   variables = perf.init(jax.random.PRNGKey(0), images[:1])
   spec = data.Spec("shared_feature", ("target",) + tuple(f"c{i}" for i in range(n)), 0,
                    tuple(range(1, n + 1)), tuple(f"c{i}" for i in range(n)))
-  featurize = featurize_lib.make_featurizer(perf, spec)
+  featurize = features_lib.make_featurizer(perf, spec)
   feats = jax.jit(featurize)(variables, images)
   np.testing.assert_allclose(feats["w"], np.broadcast_to(v, (512, n)), atol=1e-4)
   np.testing.assert_allclose(feats["y"], feats["y_i"] @ v, rtol=1e-4, atol=1e-4)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from test_catalogue import PREPARED_CONFIG, ROOT, run_cli, subprocess_env
-from xplain_jax import checkpoint, errors, workdir
+from xplain_jax import checkpoint, errors, stages, workdir
 from xplain_jax.errors import CheckpointError, WorkdirBusyError
 
 # The performer stage alone, 8 steps (64 images, batch 16, 2 epochs), a checkpoint every step.
@@ -39,8 +39,8 @@ def _config(**overrides):
 
 def test_stage_fingerprint_follows_the_fields_that_decide_each_stage():
   base = _config()
-  same = lambda stage, **kw: (workdir.stage_fingerprint(base, stage)
-                              == workdir.stage_fingerprint(_config(**kw), stage))
+  same = lambda stage, **kw: (stages.stage_fingerprint(base, stage)
+                              == stages.stage_fingerprint(_config(**kw), stage))
   # Run-only fields change no stage.
   for kw in ({"stages": "performer"}, {"num_devices": 1}, {"log_every_steps": 7},
              {"checkpoint_every_steps": 9}, {"dataset.data_dir": "/elsewhere"},
@@ -56,10 +56,10 @@ def test_stage_fingerprint_follows_the_fields_that_decide_each_stage():
     assert not same(stage, **{"performer.optimizer.learning_rate": 0.01}), stage
   assert not same("performer", seed=1)
   # Each variant has its own identity.
-  assert (workdir.stage_fingerprint(base, "explainer_prior")
-          != workdir.stage_fingerprint(base, "explainer_baseline"))
+  assert (stages.stage_fingerprint(base, "explainer_prior")
+          != stages.stage_fingerprint(base, "explainer_baseline"))
   with pytest.raises(ValueError, match="no run identity"):
-    workdir.stage_fingerprint(base, "mystery")
+    stages.stage_fingerprint(base, "mystery")
 
 
 def _state():
@@ -67,8 +67,8 @@ def _state():
 
 
 def test_checkpointer_refuses_another_run_identity(tmp_path):
-  a = workdir.stage_fingerprint(_config(), "explainer_prior")
-  b = workdir.stage_fingerprint(_config(**{"explainer.beta": 0.5}), "explainer_prior")
+  a = stages.stage_fingerprint(_config(), "explainer_prior")
+  b = stages.stage_fingerprint(_config(**{"explainer.beta": 0.5}), "explainer_prior")
   directory = str(tmp_path / "explainer_prior" / "ckpt")
   ckpt = checkpoint.Checkpointer(directory, fingerprint=a)
   ckpt.save(1, _state(), {"arch": "tiny_vgg"})
@@ -93,9 +93,9 @@ def test_recorded_identities_are_checked_without_config_json(tmp_path):
   """Markers and checkpoint metas hold the identity: deleting config.json bypasses nothing."""
   work = str(tmp_path)
   old = _config()
-  workdir.write_marker(work, "performer", workdir.stage_fingerprint(old, "performer"))
+  workdir.write_marker(work, "performer", stages.stage_fingerprint(old, "performer"))
   ckpt = checkpoint.Checkpointer(os.path.join(work, "explainer_prior", "ckpt"),
-                                 fingerprint=workdir.stage_fingerprint(old, "explainer_prior"))
+                                 fingerprint=stages.stage_fingerprint(old, "explainer_prior"))
   ckpt.save(3, _state())
   ckpt.close()
   workdir.check_recorded_identities(old, work)  # the same config passes
@@ -105,9 +105,9 @@ def test_recorded_identities_are_checked_without_config_json(tmp_path):
   with pytest.raises(CheckpointError, match="performer.optimizer.learning_rate"):
     workdir.check_recorded_identities(_config(**{"performer.optimizer.learning_rate": 1e-2}),
                                       work)
-  assert workdir.stage_done(work, "performer", workdir.stage_fingerprint(old, "performer"))
+  assert workdir.stage_done(work, "performer", stages.stage_fingerprint(old, "performer"))
   with pytest.raises(CheckpointError):
-    workdir.stage_done(work, "performer", workdir.stage_fingerprint(_config(seed=3), "performer"))
+    workdir.stage_done(work, "performer", stages.stage_fingerprint(_config(seed=3), "performer"))
 
 
 # --- one run at a time -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import pytest
 
+from xplain_jax import stages
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.study import aggregate, core, grid, runner, slurm, stats
 
@@ -100,8 +101,14 @@ def test_grid_product_names_templates_and_sharing_rule():
   for lead, followers in groups.items():
     assert len(followers) == 1
   assert not grid.performer_side("explainer.beta") and not grid.performer_side("explainer.seed")
-  for f in grid.FEATURIZER_FIELDS + ("seed", "dataset.seed", "performer.arch"):
-    assert grid.performer_side(f)
+  for f in stages.FEATURIZER_FIELDS + ("seed", "dataset.seed", "performer.arch",
+                                      stages.FEATURE_BATCH_FIELD):
+    assert grid.performer_side(f), f
+  # Fields that decide neither the performer nor its features: where the data lives, the
+  # evaluators', the stages to run.
+  for f in ("dataset.data_dir", "stages", "explainer.variants") + tuple(
+      f"{b}.num_images" for b in stages.EVAL_BLOCKS):
+    assert not grid.performer_side(f), f
 
 
 def test_grid_rejects_bad_axes():

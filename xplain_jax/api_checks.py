@@ -17,8 +17,7 @@ from typing import Mapping
 
 import numpy as np
 
-from xplain_jax import checkpoint, featurizers, models, utils
-from xplain_jax import workdir as workdir_lib
+from xplain_jax import checkpoint, featurizers, models, stages, utils
 from xplain_jax.errors import ConfigError
 
 FEATURE_KEYS = ("feat", "y", "y_i", "w")
@@ -195,8 +194,8 @@ def check_workdir(workdir: str, name: str, ident: str):
     return None
   recorded = checkpoint.read_json(path)
   if not isinstance(recorded, dict) or recorded.get("identity") != ident:
-    why = workdir_lib.difference(recorded.get("identity") if isinstance(recorded, dict) else
-                                 None, ident)
+    why = stages.difference(recorded.get("identity") if isinstance(recorded, dict) else None,
+                            ident)
     raise ConfigError(f"{folder} holds another fit (other data or settings; {why}), refused "
                       "so that it is not resumed under new settings; pass another workdir or "
                       "name, or delete that folder to start afresh.")

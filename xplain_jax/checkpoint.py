@@ -10,7 +10,7 @@ Orbax does not notice every kind of damage: a data file overwritten in place res
 garbage without an error. Each checkpoint therefore carries a fingerprint of its arrays (two
 wrap-around sums of their bits per leaf, ``fingerprint``) in its meta, checked after restoring.
 
-A ``Checkpointer`` given a run identity (``fingerprint=workdir.stage_fingerprint(config,
+A ``Checkpointer`` given a run identity (``fingerprint=stages.stage_fingerprint(config,
 stage)``) saves it in every checkpoint's meta and refuses, before reading any array, to restore
 a checkpoint written under another identity: a different config never resumes from, or reuses,
 another config's state, whatever happened to ``config.json``.
@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from xplain_jax import errors
+from xplain_jax import errors, stages
 from xplain_jax import utils
 from xplain_jax.errors import CheckpointError, DamagedFileError, NonFiniteError, StorageError
 
@@ -48,7 +48,7 @@ class Checkpointer:
     directory: where the numbered checkpoints live (created if missing).
     max_to_keep: how many recent checkpoints to keep (at least 2, so that a corrupt latest one
       leaves a previous one to fall back on).
-    fingerprint: the run identity of the stage (``workdir.stage_fingerprint``); when given it
+    fingerprint: the run identity of the stage (``stages.stage_fingerprint``); when given it
       is saved in every checkpoint's meta, and restoring a checkpoint saved under another
       identity (or none) raises ``CheckpointError``.
   """
@@ -145,13 +145,12 @@ class Checkpointer:
     its meta alone, before any array; an unreadable meta is left to the restore)."""
     if self._identity is None:
       return
-    from xplain_jax import workdir  # pylint: disable=import-outside-toplevel
     try:
       out = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
       recorded = dict(out["meta"] or {}).get(IDENTITY_KEY)
     except Exception:  # pylint: disable=broad-except
       return  # damaged meta: the restore reports it and falls back
-    workdir.check_fingerprint(recorded, self._identity, os.path.dirname(self.directory))
+    stages.check_fingerprint(recorded, self._identity, os.path.dirname(self.directory))
 
   def _move_aside(self, step: int) -> None:
     src = os.path.join(self.directory, str(step))

@@ -10,7 +10,7 @@ A featurizer maps a batch of images to the four arrays the explainer needs,
 y, y_i and w in float32, feat in the model's dtype (bfloat16 stays bfloat16), all free of
 gradients into the model. Two constructors, one per case of the method
 (docs/method.md section 3); the model reaches them only through callables, so any Flax (or plain
-JAX) model works, and the built-in performers use the same path (``train.featurize``).
+JAX) model works, and the built-in performers use the same path (``train.features``).
 
 Example (Case 2, a model with a shared feature ``h`` and a logit head)::
 
@@ -36,6 +36,10 @@ from xplain_jax import priors
 from xplain_jax.errors import ConfigError
 
 Featurizer = Callable[[jax.Array], dict]
+# The consistency targets t each case offers (``explainer.consistency_target``; computed by the
+# built-in performers' featurizer, ``train.features.make_featurizer``).
+CONSISTENCY_TARGETS = {"filter": ("deletion", "gradient_x_input"),
+                       "shared_feature": ("gradient_x_input",)}
 
 
 def filter_featurizer(features: Callable, head: Callable, *, clip_prior: bool = True,

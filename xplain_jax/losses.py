@@ -127,7 +127,7 @@ def consistency_loss(contrib: Array, target: Array,
   """How far the explainer's contributions are from the performer's own per-concept effects.
 
   ``mean_{valid b} Σ_k (c_bk − t_bk)²`` with ``c_k = α_k y_k`` and ``t_k`` the performer's
-  effect of concept k on the image (``train.featurize.effect_targets``: filter deletion or
+  effect of concept k on the image (``train.features.effect_targets``: filter deletion or
   gradient × input). Summed over concepts, so it has the units of the distillation loss
   ``(y − ŷ)²``. An addition to the paper (``explainer.consistency_weight``; 0 = the paper).
 

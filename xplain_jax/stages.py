@@ -27,7 +27,7 @@ import dataclasses
 import json
 
 from xplain_jax import utils
-from xplain_jax.errors import CheckpointError
+from xplain_jax.errors import CheckpointError, ConfigError
 
 # The config blocks of the evaluators (the evaluate stage's own fields).
 EVAL_BLOCKS = ("evals",)
@@ -69,6 +69,8 @@ class Stage:
       a finished one is restored, never retrained (a mismatch is refused). Unmarked stages
       recompute what does not carry their identity.
     reads: stages whose finished results it reads from the workdir (not from memory).
+    finished: the file whose presence says the stage finished ({name}: the stage's name; ""
+      for a stage that is recomputed, never restored).
     when: a boolean config field that declares the stage ("" = always declared).
   """
 
@@ -81,28 +83,46 @@ class Stage:
   state: tuple[str, ...]
   marked: bool = False
   reads: tuple[str, ...] = ()
+  finished: str = ""
   when: str = ""
 
 
 REGISTRY = (
     Stage("performer", "performer", (), ("performer",), _PERFORMER_ID, "performer",
-          ("{name}/ckpt",), marked=True),
+          ("{name}/ckpt",), marked=True, finished="{name}/done.json"),
     Stage("performer_ordinary", "performer", (), ("ordinary",), _PERFORMER_ID, "performer",
-          ("{name}/ckpt",), marked=True, when="parts.compare_ordinary"),
+          ("{name}/ckpt",), marked=True, finished="{name}/done.json",
+          when="parts.compare_ordinary"),
     Stage("features", "explainer", ("performer",), ("train_features",),
           _PERFORMER_ID + FEATURIZER_FIELDS + (FEATURE_BATCH_FIELD,), "explainer",
           ("features/train", "features/test")),
     Stage("explainer", "explainer", ("performer", "train_features"), ("explainer:*",),
-          _EXPLAINER_ID, "explainer", ("{name}/ckpt",), marked=True),
+          _EXPLAINER_ID, "explainer", ("{name}/ckpt",), marked=True,
+          finished="{name}/done.json"),
     Stage("evaluate", "evaluate", ("performer", "explainer:*", "ordinary"), ("metrics",),
           _EXPLAINER_ID + EVAL_BLOCKS + ("parts",), EVAL_BLOCKS[0],
-          ("evaluate/done.json", "metrics.json", "eval")),
+          ("evaluate/done.json", "metrics.json", "eval"), finished="metrics.json"),
     Stage("report", "report", (), ("report",), _EXPLAINER_ID + EVAL_BLOCKS + ("parts",),
           "evals", ("report.html", "report.md", "figures"), reads=("evaluate",)),
 )
 BY_NAME = {s.name: s for s in REGISTRY}
 # The words of config.stages, in running order.
 GROUPS = tuple(dict.fromkeys(s.group for s in REGISTRY))
+
+
+def parse_groups(text: str) -> tuple[str, ...]:
+  """The words of ``config.stages`` (comma-separated ``GROUPS``); ``ConfigError`` otherwise."""
+  names = tuple(s.strip() for s in text.split(",") if s.strip())
+  bad = [s for s in names if s not in GROUPS]
+  if bad or not names:
+    raise ConfigError(f"config.stages={text!r} names unknown stages {bad}; use a "
+                      f"comma-separated subset of {','.join(GROUPS)}.")
+  return names
+
+
+def finished_file(stage: Stage) -> str:
+  """The workdir-relative file that says ``stage`` finished ("" for a recomputed stage)."""
+  return stage.finished.format(name=stage.name)
 
 
 def variant_stage(variant: str) -> str:
@@ -194,11 +214,15 @@ def config_fields(config) -> dict:
   return {k: list(v) if isinstance(v, tuple) else v for k, v in utils.flatten(config).items()}
 
 
+def in_identity(field: str, stage: str) -> bool:
+  """Whether the dotted config ``field`` is in the identity of ``stage`` (a registry name)."""
+  return not _within(field, RUN_ONLY) and _within(field, lookup(stage).identity)
+
+
 def decides_a_result(field: str) -> bool:
   """Whether the dotted ``field`` is in some stage's identity (may not differ in a finished
   workdir); False for ``RUN_ONLY`` fields and fields no identity names."""
-  return (not _within(field, RUN_ONLY)
-          and any(_within(field, s.identity) for s in REGISTRY))
+  return any(in_identity(field, s.name) for s in REGISTRY)
 
 
 def identity_fields(config, stage: str) -> dict:

@@ -15,13 +15,12 @@ import math
 import ml_collections
 
 from xplain_jax import config_base
+from xplain_jax import stages as stages_lib
 from xplain_jax.errors import ConfigError
 
 
 _CASE_OF_DATASET = {"synthetic_attributes": "shared_feature", "celeba": "shared_feature",
                     "synthetic_parts": "filter", "pascal_part": "filter"}
-# The stage names of config.stages (the stages the pipeline runs, in order).
-STAGES = ("performer", "explainer", "evaluate", "report")
 _MAX_SEED = 2**31 - 1
 
 # Ranges, by (dotted) field; "*" matches any block (e.g. the two optimizer blocks).
@@ -126,19 +125,20 @@ def check_values(config) -> None:
   if config.performer.model.get("dropout_rate", 0.0) >= 1:
     _fail("performer.model.dropout_rate", config.performer.model.dropout_rate,
           "must be < 1 (1 drops every unit)")
+  groups = stages_lib.GROUPS
   stages = [s.strip() for s in config.stages.split(",") if s.strip()]
-  if not stages or any(s not in STAGES for s in stages):
+  if not stages or any(s not in groups for s in stages):
     _fail("stages", config.stages, f"names unknown stages "
-          f"{[s for s in stages if s not in STAGES]}; use a comma-separated subset of "
-          f"{','.join(STAGES)}")
+          f"{[s for s in stages if s not in groups]}; use a comma-separated subset of "
+          f"{','.join(groups)}")
   from xplain_jax import losses, models, priors  # pylint: disable=import-outside-toplevel
   from xplain_jax.data import DATASETS  # pylint: disable=import-outside-toplevel
   from xplain_jax.models import resnet  # pylint: disable=import-outside-toplevel
-  from xplain_jax.train import state  # pylint: disable=import-outside-toplevel
-  names = [("dtype", list(state.COMPUTE_DTYPES)), ("dataset.name", list(DATASETS)),
+  from xplain_jax import optim  # pylint: disable=import-outside-toplevel
+  names = [("dtype", list(optim.COMPUTE_DTYPES)), ("dataset.name", list(DATASETS)),
            ("performer.arch", sorted(models.PERFORMERS)),
-           ("performer.optimizer.name", list(state.OPTIMIZERS)),
-           ("explainer.optimizer.name", list(state.OPTIMIZERS)),
+           ("performer.optimizer.name", list(optim.OPTIMIZERS)),
+           ("explainer.optimizer.name", list(optim.OPTIMIZERS)),
            ("performer.optimizer.schedule", list(config_base.SCHEDULES)),
            ("explainer.optimizer.schedule", list(config_base.SCHEDULES)),
            ("explainer.prior_kind", list(losses.PRIOR_KINDS)),
@@ -153,12 +153,11 @@ def check_values(config) -> None:
   if config.explainer.depth not in models.WEIGHT_NET_DEPTHS:
     _fail("explainer.depth", config.explainer.depth,
           f"choose a ResNet depth from {list(models.WEIGHT_NET_DEPTHS)}")
-  from xplain_jax.train import explainer  # pylint: disable=import-outside-toplevel
-  variants = [v.strip() for v in config.explainer.variants.split(",") if v.strip()]
-  if not variants or any(v not in explainer.VARIANTS for v in variants) or len(
+  variants = stages_lib.variants(config)
+  if not variants or any(v not in stages_lib.VARIANTS for v in variants) or len(
       set(variants)) != len(variants):
     _fail("explainer.variants", config.explainer.variants, f"use a comma-separated subset of "
-          f"{','.join(explainer.VARIANTS)} (each once)")
+          f"{','.join(stages_lib.VARIANTS)} (each once)")
 
 
 def check_consistency(config) -> None:
@@ -174,8 +173,8 @@ def check_consistency(config) -> None:
     _fail("explainer.clip_prior", False, "the cross-entropy prior needs w >= 0: set "
           "explainer.clip_prior=True, or for signed Case 1 set explainer.positive=False and "
           "explainer.prior_kind='mse'")
-  from xplain_jax.train import featurize  # pylint: disable=import-outside-toplevel
-  targets = featurize.TARGETS[e.case]
+  from xplain_jax import featurizers  # pylint: disable=import-outside-toplevel
+  targets = featurizers.CONSISTENCY_TARGETS[e.case]
   if e.consistency_target not in targets:
     _fail("explainer.consistency_target", e.consistency_target,
           f"case {e.case!r} offers {list(targets)}")
@@ -207,7 +206,7 @@ def dry_build(config) -> None:
   import jax  # pylint: disable=import-outside-toplevel
   import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
   from xplain_jax import data, models  # pylint: disable=import-outside-toplevel
-  from xplain_jax.train import state  # pylint: disable=import-outside-toplevel
+  from xplain_jax import optim  # pylint: disable=import-outside-toplevel
   p, e, size = config.performer, config.explainer, config.dataset.image_size
   spec = data.get_spec(config)
   model = dict(p.get("model", {}))
@@ -219,7 +218,7 @@ def dry_build(config) -> None:
   if size < min_size:
     _fail("dataset.image_size", size, f"{p.arch} needs images of at least {min_size}x{min_size} "
           "pixels")
-  dtype = state.compute_dtype(config.dtype)
+  dtype = optim.compute_dtype(config.dtype)
   key = jax.ShapeDtypeStruct((2,), jnp.uint32)
   image = jax.ShapeDtypeStruct((1, size, size, 3), jnp.float32)
   try:
@@ -246,7 +245,7 @@ def dry_build(config) -> None:
                       "explainer.width.") from None
   for block, params in (("performer", variables["params"]), ("explainer", g_vars["params"])):
     try:
-      opt = state.make_optimizer(config[block].optimizer, total_steps=100)
+      opt = optim.make_optimizer(config[block].optimizer, total_steps=100)
       jax.eval_shape(opt.init, params)
     except (TypeError, ValueError) as err:
       raise ConfigError(f"config.{block}.optimizer cannot be built ({type(err).__name__}: "

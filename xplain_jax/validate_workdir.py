@@ -1,7 +1,8 @@
 """Checks of a run's workdir before any compute: a writable UTF-8 folder, and one experiment.
 
 A workdir holds one experiment: ``check_same_experiment`` refuses a config that differs from
-the recorded ``config.json`` in a field that changes results (``_RUN_ONLY_FIELDS`` may differ).
+the recorded ``config.json`` in a field that decides some stage's result; exactly the fields no
+stage's identity holds may differ (``stages.decides_a_result``).
 """
 
 from __future__ import annotations
@@ -9,7 +10,9 @@ from __future__ import annotations
 import os
 import tempfile
 
+from xplain_jax import stages, utils
 from xplain_jax.errors import ConfigError
+
 
 def check_workdir(workdir: str) -> None:
   """Raises ``ConfigError`` unless ``workdir`` exists or can be created, and is writable."""
@@ -32,28 +35,16 @@ def check_workdir(workdir: str) -> None:
                       "you can write to.") from None
 
 
-# Fields that may change between runs in the same workdir without changing its results.
-_RUN_ONLY_FIELDS = ("stages", "num_devices", "distributed", "log_every_steps",
-                    "checkpoint_every_steps", "eval.num_report_images", "parts.annotation",
-                    "parts.num_regions", "parts.region_size", "parts.threshold",
-                    "parts.top_fraction", "parts.max_images")
-
-
 def _comparable(d: dict) -> dict:
-  d = dict(d)
-  for field in _RUN_ONLY_FIELDS:
-    head, _, tail = field.partition(".")
-    if tail and isinstance(d.get(head), dict):
-      d[head] = {k: v for k, v in d[head].items() if k != tail}
-    elif not tail:
-      d.pop(head, None)
-  return d
+  """The fields of a config (as JSON) that decide some stage's result, flattened."""
+  return {k: v for k, v in utils.flatten(d).items() if stages.decides_a_result(k)}
 
 
 def check_same_experiment(config, workdir: str, *, write: bool = True) -> None:
   """Refuses a workdir of another experiment; records the config in ``workdir/config.json``.
 
-  Fields of ``_RUN_ONLY_FIELDS`` (stages, devices, logging and checkpoint intervals) may differ.
+  Fields that decide no stage's result (stages, devices, logging and checkpoint intervals,
+  where the data lives, the explainer variants, ...: ``stages.decides_a_result``) may differ.
   An existing ``config.json`` is never rewritten: a readable one must match, and one that is
   not a config this program wrote (damaged, or a file of the user's) stops the run, so it is
   neither overwritten nor trusted. The stages' own run identities (``workdir.py``) guard the
@@ -84,13 +75,10 @@ def check_same_experiment(config, workdir: str, *, write: bool = True) -> None:
     checkpoint.write_json_atomic(path, current)
 
 
-def _first_difference(a, b, prefix="") -> str:
+def _first_difference(a: dict, b: dict) -> str:
   for k in sorted(set(a) | set(b)):
     if k not in a or k not in b:
-      return f"{prefix}{k} only in {'the new' if k in b else 'the recorded'} config"
-    if isinstance(a[k], dict) and isinstance(b[k], dict):
-      if a[k] != b[k]:
-        return _first_difference(a[k], b[k], f"{prefix}{k}.")
-    elif a[k] != b[k]:
-      return f"{prefix}{k}: recorded {a[k]!r}, now {b[k]!r}"
+      return f"{k} only in {'the new' if k in b else 'the recorded'} config"
+    if a[k] != b[k]:
+      return f"{k}: recorded {a[k]!r}, now {b[k]!r}"
   return "unknown difference"

@@ -3,26 +3,19 @@
 * ``lock(workdir)``: an OS-level lock (``flock``) held for the life of the process, so a second
   run on the same workdir stops at once naming the holder; the kernel releases it when the
   process dies, so a ``kill -9`` leaves no stale lock.
-* ``stage_fingerprint(config, stage)``: the config fields that determine a stage's result, as
-  canonical JSON. Stored in every checkpoint's meta and stage marker, and compared on restore,
-  so no deleted or edited ``config.json`` can make a stage reuse another config's state.
-
+* stage markers (``write_marker``, ``stage_done``): ``<stage>/done.json`` records the run
+  identity (``stages.stage_fingerprint``) of a finished stage; ``check_recorded_identities``
+  compares every recorded identity with the config, so no deleted or edited ``config.json`` can
+  make a stage reuse another config's state.
+* ``check_stage_inputs``: a stage asked for whose inputs are neither asked for nor finished is
+  refused before anything is written (the stage graph of ``xplain_jax.stages``).
 * ``record_command`` / ``read_command``: ``command.json``, the command a run was made with and
   whether every stage it asked for has ended (what a study compares before skipping a run).
 * ``check_marked_stages_intact``: a stage marked finished whose checkpoints are gone is
   refused, never retrained silently; ``evaluate/done.json`` is the run identity of
   ``metrics.json`` and ``eval/``.
 
-Stage -> fields that decide its result (``_RESULT_FIELDS``; everything else — stages, device
-count, logging and checkpoint intervals, data and cache locations, the distributed set-up, the
-number of report images — may change between runs of one workdir):
-
-  performer, performer_*   seed, dtype, dataset.*, performer.*
-  explainer_<variant>      the performer's fields + explainer.* (but the variant list, and β
-                           for the baseline, which does not read it) +
-                           eval.batch_size (the feature-cache batches) + the variant's name
-  evaluate, report, parts  the explainer's fields + parts.* (but its report-only fields) +
-                           fidelity.* + sanity.*
+Which fields decide which stage's result is written once, in ``xplain_jax.stages``.
 """
 
 from __future__ import annotations
@@ -33,90 +26,10 @@ import os
 import socket
 import sys
 
+from xplain_jax import stages
 from xplain_jax.errors import CheckpointError, ConfigError, WorkdirBusyError
 
 LOCK_FILE = "run.lock"
-
-# Fields that never change a result (dotted; a block name drops the whole block).
-_NOT_RESULT_FIELDS = (
-    "stages", "num_devices", "distributed", "log_every_steps", "checkpoint_every_steps",
-    "dataset.data_dir", "dataset.num_threads", "dataset.cache", "explainer.variants",
-    "explainer.cache_features", "eval.num_report_images", "parts.num_regions",
-    "parts.region_size")
-# Stage kind -> the config blocks (or dotted fields) its result depends on.
-_RESULT_FIELDS = {
-    "performer": ("seed", "dtype", "dataset", "performer"),
-    "explainer": ("seed", "dtype", "dataset", "performer", "explainer", "eval.batch_size"),
-    "evaluate": ("seed", "dtype", "dataset", "performer", "explainer", "eval", "parts",
-                 "fidelity", "sanity"),
-}
-
-
-def _stage_kind(stage: str) -> str:
-  for kind in ("performer", "explainer"):
-    if stage == kind or stage.startswith(kind + "_"):
-      return kind
-  if stage in ("evaluate", "report", "parts"):
-    return "evaluate"
-  raise ValueError(f"no run identity is defined for stage {stage!r}; add it to "
-                   "workdir._RESULT_FIELDS.")
-
-
-def _flat(d: dict, prefix: str = "") -> dict:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flat(v, f"{prefix}{k}."))
-    else:
-      out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
-  return out
-
-
-def identity_fields(config, stage: str) -> dict:
-  """``{dotted field: value}`` of the config fields that determine ``stage``'s result."""
-  full = _flat(json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort")
-               else dict(config))
-  wanted = _RESULT_FIELDS[_stage_kind(stage)]
-  out = {k: v for k, v in full.items()
-         if any(k == w or k.startswith(w + ".") for w in wanted)
-         and not any(k == n or k.startswith(n + ".") for n in _NOT_RESULT_FIELDS)}
-  if _stage_kind(stage) == "explainer" and stage != "explainer":
-    out["variant"] = stage.split("_", 1)[1]
-    if out["variant"] == "baseline":  # λ ≡ 0: the baseline does not read β
-      out.pop("explainer.beta", None)
-  return out
-
-
-def stage_fingerprint(config, stage: str) -> str:
-  """The run identity of ``stage``: canonical JSON of ``identity_fields(config, stage)``."""
-  return json.dumps(identity_fields(config, stage), sort_keys=True, separators=(",", ":"))
-
-
-def difference(recorded: str, current: str) -> str:
-  """The first field in which two fingerprints differ, in words (for error messages)."""
-  try:
-    a, b = json.loads(recorded), json.loads(current)
-  except (TypeError, ValueError):
-    return "an unreadable recorded identity"
-  for k in sorted(set(a) | set(b)):
-    if k not in a or k not in b:
-      return f"field {k} only in the {'new' if k in b else 'recorded'} config"
-    if a[k] != b[k]:
-      return f"field {k}: recorded {a[k]!r}, now {b[k]!r}"
-  return "no field"
-
-
-def check_fingerprint(recorded: str | None, current: str, directory: str) -> None:
-  """Raises ``CheckpointError`` unless ``recorded`` equals ``current``.
-
-  A missing ``recorded`` (state written before identities were recorded, or by hand) counts as
-  different: nothing may be reused without proof that the same config wrote it.
-  """
-  if recorded == current:
-    return
-  why = difference(recorded, current) if recorded else "no run identity recorded"
-  raise CheckpointError(f"the checkpoints in {directory} were written by a different config "
-                        f"({why}); use another --workdir or delete {directory}.")
 
 
 # --- stage markers -----------------------------------------------------------------------------
@@ -128,7 +41,7 @@ def marker_path(workdir: str, stage: str) -> str:
 
 def write_marker(workdir: str, stage: str, fingerprint: str) -> None:
   """Marks ``stage`` finished in ``workdir``, with its run identity."""
-  from xplain_jax import checkpoint
+  from xplain_jax import checkpoint  # pylint: disable=import-outside-toplevel  (jax, orbax)
   checkpoint.write_json_atomic(marker_path(workdir, stage),
                                {"stage": stage, "fingerprint": fingerprint})
 
@@ -140,7 +53,7 @@ def stage_done(workdir: str, stage: str, fingerprint: str | None = None) -> bool
   if not os.path.exists(path):
     return False
   if fingerprint is not None:
-    check_fingerprint(_recorded(path), fingerprint, os.path.dirname(path))
+    stages.check_fingerprint(_recorded(path), fingerprint, os.path.dirname(path))
   return True
 
 
@@ -169,7 +82,7 @@ def check_recorded_identities(config, workdir: str) -> None:
     if stage == EVALUATE_MARKER and reevaluate:
       continue
     try:
-      current = stage_fingerprint(config, stage)
+      current = stages.stage_fingerprint(config, stage)
     except ValueError:
       continue  # not a stage folder (logs, data, features, eval, ...)
     files = [marker_path(workdir, stage)]
@@ -186,12 +99,7 @@ def check_recorded_identities(config, workdir: str) -> None:
         continue  # damaged: the stage's own restore reports it
       key = "fingerprint" if path.endswith("done.json") else "_identity"
       if isinstance(value, dict) and key in value:
-        check_fingerprint(value[key], current, folder)
-
-
-def is_result_field(field: str) -> bool:
-  """Whether the dotted config ``field`` can change a stage's result (see the module doc)."""
-  return not any(field == n or field.startswith(n + ".") for n in _NOT_RESULT_FIELDS)
+        stages.check_fingerprint(value[key], current, folder)
 
 
 def check_marked_stages_intact(workdir: str) -> None:
@@ -215,15 +123,10 @@ EVALUATE_MARKER = "evaluate"
 
 
 def check_stage_inputs(config, workdir: str) -> None:
-  """Raises ``ConfigError`` when a stage asked for needs an earlier one that is neither asked
-  for nor finished in ``workdir`` (checked before anything is written)."""
-  asked = {s.strip() for s in config.stages.split(",") if s.strip()}
-  variants = [v.strip() for v in config.explainer.variants.split(",") if v.strip()]
-  finished = {"performer": [marker_path(workdir, "performer")],
-              "explainer": [marker_path(workdir, f"explainer_{v}") for v in variants],
-              "evaluate": [os.path.join(workdir, "metrics.json")]}
-  needs = {"explainer": ("performer",), "evaluate": ("performer", "explainer"),
-           "report": ("evaluate",)}
+  """Raises ``ConfigError`` when a stage that will run needs a stage that is neither asked for
+  nor finished in ``workdir`` (``stages.plan`` over the registry; checked before anything is
+  written)."""
+  asked = set(stages.parse_groups(config.stages))
   if asked - {"report"}:  # the trained stages will be restored
     check_marked_stages_intact(workdir)
   if ("evaluate" not in asked and os.path.exists(os.path.join(workdir, "metrics.json"))
@@ -233,13 +136,15 @@ def check_stage_inputs(config, workdir: str) -> None:
                           "identity recording the config that made them; restore config.json, "
                           "or add 'evaluate' to config.stages to recompute them with this "
                           "config.")
-  for stage in sorted(asked):
-    for need in needs.get(stage, ()):
-      missing = [p for p in finished[need] if not os.path.exists(p)]
-      if need not in asked and missing:
-        raise ConfigError(f"config.stages={config.stages} needs the {need} stage, which has "
-                          f"not finished in {workdir} ({os.path.relpath(missing[0], workdir)} "
-                          f"is missing); add {need!r} to config.stages.")
+  for stage in stages.plan(stages.concrete(config), asked):
+    waits = [] if stage.group in asked else [stage]
+    waits += [stages.BY_NAME[r] for r in stage.reads if stages.BY_NAME[r].group not in asked]
+    for need in waits:
+      done = stages.finished_file(need)
+      if done and not os.path.exists(os.path.join(workdir, done)):
+        raise ConfigError(f"config.stages={config.stages} needs the {need.group} stage, which "
+                          f"has not finished in {workdir} ({done} is missing); add "
+                          f"{need.group!r} to config.stages.")
 
 
 # --- one run at a time -------------------------------------------------------------------------
@@ -310,7 +215,7 @@ def record_command(workdir: str, config_arg: str, overrides: dict, *, finished: 
   Written unfinished before the first stage runs and finished after the last one, so a run
   killed at any moment (the report stage included) is never taken for finished.
   """
-  from xplain_jax import checkpoint
+  from xplain_jax import checkpoint  # pylint: disable=import-outside-toplevel  (jax, orbax)
   checkpoint.write_json_atomic(os.path.join(workdir, COMMAND_FILE),
                                {"config": config_arg, "overrides": dict(overrides),
                                 "finished": bool(finished)})

@@ -14,7 +14,7 @@ import importlib.util
 import os
 from typing import Sequence
 
-from xplain_jax import utils
+from xplain_jax import stages, utils
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import ConfigError, WorkdirBusyError
 from xplain_jax.study import grid as grid_lib
@@ -103,7 +103,7 @@ def check_workdirs(runs: Sequence[grid_lib.Run], workdir: str, *, running: bool,
                              "that process, then rerun this command.")
     diffs = runner_lib.command_differences(run_dir, r, load_run_config(r.config, repo_root))
     for field, old, new in diffs or ():
-      if field == "--config" or workdir_lib.is_result_field(field):
+      if field == "--config" or stages.decides_a_result(field):
         raise ConfigError(f"run {r.name} in {workdir} was made with {field}={old}, now {new}; "
                           "use another --workdir for the new values (or delete "
                           f"{run_dir} to redo that run).")

@@ -172,7 +172,8 @@ def build(config, workdir: str, sets: Sequence[str] = (), repo_root: str = ".") 
   return dict(
       name=config.name, base=config.base, table=spec, replicates=split_list(config.replicates),
       sharing_rule=("runs with the same config file and argument whose overrides differ only "
-                    "in explainer.* fields other than " + ", ".join(grid_lib.FEATURIZER_FIELDS)),
+                    "in fields outside the identities of the stages "
+                    + ", ".join(grid_lib.SHARED_STAGES) + " (xplain_jax.stages)"),
       runs=[dict(name=r.name, point=r.point, config=r.config, overrides=r.overrides,
                  status="missing" if results[r.name] is None else "complete") for r in runs],
       sharing=agg_lib.sharing(runs, workdir), aggregate=numbers)

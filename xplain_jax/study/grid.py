@@ -7,11 +7,12 @@ the grid is the product of the axes. ``base`` may hold ``{field}`` templates fil
 point (``"configs/pascal_part.py:arch={performer.arch},category={dataset.category}"``); those
 fields then go into the config argument instead of ``--config.FIELD=VALUE`` overrides.
 
-Performer sharing rule (conservative): two runs share one trained performer exactly when their
-config file and argument are equal and their overrides differ only in fields under
-``explainer.`` that the featurizer does not read. ``FEATURIZER_FIELDS`` (feature, case, target,
-prior_method, clip_prior) decide what is cached in ``features/`` and so count as performer-side;
-every field outside ``explainer.`` (seeds, data, performer, eval, stages ...) does too.
+Performer sharing rule: two runs share one trained performer exactly when their config file
+and argument are equal and their overrides differ only in fields outside the identities of the
+``performer`` and ``features`` stages (``xplain_jax.stages``): the explainer's own fields, the
+evaluators', the stages to run, where the data lives, ... The featurizer's fields
+(``stages.FEATURIZER_FIELDS``) decide what is cached in ``features/`` and so count as
+performer-side, as do the seeds, the data and the performer's fields.
 """
 
 from __future__ import annotations
@@ -20,10 +21,8 @@ import dataclasses
 import itertools
 import re
 
-from xplain_jax import utils
+from xplain_jax import stages, utils
 
-FEATURIZER_FIELDS = ("explainer.feature", "explainer.case", "explainer.target",
-                     "explainer.prior_method", "explainer.clip_prior")
 _TEMPLATE = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 
 
@@ -109,9 +108,13 @@ def fill_template(base: str, point: dict) -> tuple[str, set[str]]:
   return _TEMPLATE.sub(lambda m: format_value(point[m.group(1)]), base), used
 
 
+# The stages a shared performer brings along: the performer and its feature cache.
+SHARED_STAGES = ("performer", "features")
+
+
 def performer_side(field: str) -> bool:
   """Whether changing ``field`` can change the trained performer or its feature cache."""
-  return not field.startswith("explainer.") or field in FEATURIZER_FIELDS
+  return any(stages.in_identity(field, s) for s in SHARED_STAGES)
 
 
 def performer_key(config: str, overrides: dict) -> str:

@@ -10,7 +10,7 @@ trains the same whatever other variants the config lists.
 Beside the paper's two variants, this project adds (``VARIANTS``; each reads its settings from
 config fields, ``variant_settings``): a least-squares start (``train.start``) and a consistency
 term that pulls the contributions α_k y_k toward the performer's own per-concept effects
-(``losses.consistency_loss``, targets ``"t"`` from ``train.featurize``).
+(``losses.consistency_loss``, targets ``"t"`` from ``train.features``).
 """
 
 from __future__ import annotations
@@ -23,8 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import explain, losses, metrics, models
-from xplain_jax import workdir as workdir_lib
+from xplain_jax import explain, losses, metrics, models, optim, stages
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import loop
 from xplain_jax.train import start as start_lib
@@ -36,7 +35,7 @@ from xplain_jax.train.variants import (  # noqa: E402,F401  pylint: disable=g-im
 
 
 def stage_name(variant: str) -> str:
-  return f"explainer_{variant}"
+  return stages.variant_stage(variant)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,7 +95,7 @@ def build_weight_net(config, num_concepts: int, *, start: str = "paper"):
   positive = e.positive and start == "paper"
   return models.get_weight_net(e.depth, num_outputs=num_concepts, positive=positive,
                                width=e.width, stem=e.get("stem", "paper"),
-                               dtype=state_lib.compute_dtype(config.dtype))
+                               dtype=optim.compute_dtype(config.dtype))
 
 
 def init_params(g, feat_shape: tuple, rng: jax.Array) -> tuple:
@@ -164,14 +163,14 @@ def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featuriz
     missing = [k for k in needed if k not in batch]
     if missing:
       hint = (" The consistency term's targets 't' come from a featurizer built with a "
-              "consistency target (train.featurize.make_featurizer(..., target=...))."
+              "consistency target (train.features.make_featurizer(..., target=...))."
               if "t" in missing else "")
       raise ConfigError(f"the explainer's batches lack {missing}; a batch needs {list(needed)} "
                         f"(data.Loader adds 'mask'; featurize_dataset gives the rest).{hint}")
     feats = featurize(perf_variables, batch["image"]) if featurize is not None else batch
     if consistency_weight > 0 and "t" not in feats:
       raise ConfigError("the consistency term needs the targets 't' in the features; build "
-                        "the featurizer with a consistency target (train.featurize."
+                        "the featurizer with a consistency target (train.features."
                         "make_featurizer(..., target=...)).")
     lam = losses.prior_weight(step // steps_per_epoch + 1, beta)
     return explainer_loss(params, batch_stats, g, feats, batch["mask"], lam,
@@ -208,7 +207,7 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
     feat_shape: ``(B,H,W,C)`` of the map g reads.
     beta: β of λ(t) = β/√t (0: the baseline).
     prior_kind: ``"cross_entropy"`` or ``"mse"``.
-    optimizer_config: an ``optimizer`` block (``state.make_optimizer``).
+    optimizer_config: an ``optimizer`` block (``optim.make_optimizer``).
     rng: this explainer's key (init from ``fold_in(rng, 0)``, steps from ``fold_in(rng, 1)``).
     stage: the stage name (checkpoints, logs).
     workdir: where checkpoints and logs go; None keeps nothing on disk.
@@ -274,7 +273,7 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
       mesh=mesh, featurize=featurize, perf_variables=perf_variables,
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
       case=e.case, meta={"variant": variant},
-      fingerprint=workdir_lib.stage_fingerprint(config, stage_name(variant)))
+      fingerprint=stages.stage_fingerprint(config, stage_name(variant)))
 
 
 def initial_sum(g, feat, y_i, rng: jax.Array) -> np.ndarray:

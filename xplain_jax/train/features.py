@@ -1,8 +1,11 @@
-"""What the frozen performer gives the explainer: feature map, y, concepts y_i and priors w.
+"""The features stage: what the frozen performer gives the explainer (feature map, y, concepts
+y_i, priors w), computed once per image into the feature cache.
 
 ``make_featurizer`` returns a pure function ``featurize(perf_variables, images) -> dict`` for
 the experiment's case; it is jitted inside the explainer step (uncached mode) or run once per
-image to fill the feature cache (``xplain_jax.train.cache``).
+image by ``featurize_split`` to fill the feature cache (format: ``data/feature_cache.py``). The
+cache records the stage's identity (``stages.stage_fingerprint(config, "features")``: the
+performer's fields and the featurizer's); a cache written under another one is recomputed.
 
 With ``target`` it also gives ``"t"`` [B,n], the performer's own per-concept effects that the
 explainer's consistency term pulls the contributions α_k y_k toward (an addition to the paper,
@@ -33,12 +36,17 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from xplain_jax import featurizers, fidelity
+from xplain_jax import featurizers, fidelity, parallel
+from xplain_jax.data import feature_cache
+from xplain_jax.data.input_pipeline import Loader
 from xplain_jax.errors import ConfigError
 
+PASSTHROUGH_KEYS = ("labels", "gt_contrib", "part_mask")
+
 # Consistency targets each case offers ("" = none).
-TARGETS = {"filter": ("deletion", "gradient_x_input"), "shared_feature": ("gradient_x_input",)}
+TARGETS = featurizers.CONSISTENCY_TARGETS
 
 
 def concept_gradient_x_input(target_fn: Callable, concepts_fn: Callable,
@@ -117,3 +125,71 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
   else:
     raise ConfigError(f"unknown explainer case {spec.case!r}; use 'shared_feature' or 'filter'.")
   return featurize
+
+
+# --- the feature cache -------------------------------------------------------------------------
+
+
+def featurize_source(featurize: Callable, perf_variables, source, *, batch_size: int, mesh,
+                     keep: tuple[str, ...] = PASSTHROUGH_KEYS, extra: Callable | None = None):
+  """Yields host dicts of featurized batches of ``source`` in order, padding rows removed.
+
+  Args:
+    featurize: ``(perf_variables, images) -> dict`` (``make_featurizer``).
+    source: random-access source with "image" (and optionally the ``keep`` keys).
+    batch_size: global batch size, divisible by the device count.
+    keep: source keys copied through to the output.
+    extra: optional ``(perf_variables, images) -> dict`` of more per-image outputs.
+  """
+  parallel.check_batch_size(batch_size, mesh, "eval batch size")
+  loader = Loader(source, batch_size, shuffle=False, drop_remainder=False,
+                  process_index=jax.process_index(), process_count=jax.process_count())
+  rep, dat = parallel.replicated(mesh), parallel.data_sharded(mesh)
+  fn = (lambda v, x: {**featurize(v, x), **extra(v, x)}) if extra else featurize
+  fn = jax.jit(fn, in_shardings=(rep, dat), out_shardings=dat)
+  for batch in loader.epoch(0):
+    images = parallel.to_global(batch["image"], mesh)
+    out = parallel.to_host(fn(perf_variables, images))
+    mask = parallel.to_host(parallel.to_global(batch["mask"], mesh))
+    out = {k: np.asarray(v)[mask] for k, v in out.items()}
+    for k in keep:
+      if k in batch:
+        out[k] = parallel.to_host(parallel.to_global(batch[k], mesh))[mask]
+    yield out
+
+
+def _gives_no_new_keys(cached: feature_cache.ShardedSource, featurize: Callable, perf_variables,
+                       source) -> bool:
+  """Whether the cache holds every key ``featurize`` gives (a cache written before the
+  explainer asked for its consistency targets ``"t"`` lacks them and is recomputed)."""
+  if not len(source):
+    return True
+  image = source.get_batch(np.arange(1))["image"]
+  shapes = jax.eval_shape(featurize, perf_variables, jax.ShapeDtypeStruct(np.shape(image),
+                                                                          np.float32))
+  return set(shapes) <= set(cached.columns)
+
+
+def featurize_split(featurize: Callable, perf_variables, source, *, directory: str,
+                    batch_size: int, mesh, shard_size: int = 1024,
+                    identity: str = "") -> feature_cache.ShardedSource:
+  """Featurizes ``source`` once into ``directory`` (or maps an existing complete cache).
+
+  Args:
+    identity: what ``featurize`` computes (in a run: ``stages.stage_fingerprint(config,
+      "features")``); a cache recorded under another identity (or none) is recomputed.
+
+  At most ``shard_size`` rows (plus one batch) are held in memory while writing.
+  """
+  cached = feature_cache.load_cache(directory, identity)
+  if (cached is not None and len(cached) == len(source)
+      and _gives_no_new_keys(cached, featurize, perf_variables, source)):
+    return cached
+  writer = feature_cache.CacheWriter(directory, shard_size=shard_size, identity=identity)
+  for out in featurize_source(featurize, perf_variables, source, batch_size=batch_size, mesh=mesh):
+    writer.add(out)
+  writer.close()
+  parallel.sync_processes("featurize_split:" + directory)  # process 0 wrote; all read
+  result = feature_cache.load_cache(directory, identity)
+  assert result is not None
+  return result

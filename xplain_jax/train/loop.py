@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from xplain_jax import checkpoint, parallel
+from xplain_jax import checkpoint, optim, parallel
 from xplain_jax.errors import ConfigError
 from xplain_jax.data.prefetch import prefetch_to_mesh
 from xplain_jax.train import state as state_lib
@@ -74,7 +74,7 @@ def train_stage(*, stage: str, workdir: str | None, mesh, loss_fn: Callable, par
     stage: the stage's name (checkpoints in ``workdir/<stage>/ckpt``, log ``logs/<stage>``).
     loss_fn: see ``make_train_step``.
     params, batch_stats: the initial variables.
-    optimizer_config: an ``optimizer`` config block (``state.make_optimizer``).
+    optimizer_config: an ``optimizer`` config block (``optim.make_optimizer``).
     loader: ``data.Loader``; ``num_epochs`` of its steps are run.
     rng: the stage's base key.
     consts: replicated constant arguments of ``loss_fn`` after ``step``.
@@ -83,13 +83,13 @@ def train_stage(*, stage: str, workdir: str | None, mesh, loss_fn: Callable, par
     The train state ``{"step", "params", "batch_stats", "opt_state"}``.
   """
   total = num_epochs * loader.steps_per_epoch
-  optimizer = state_lib.make_optimizer(optimizer_config, total_steps=total)
+  optimizer = optim.make_optimizer(optimizer_config, total_steps=total)
   state = parallel.replicate(state_lib.create_state(params, batch_stats, optimizer), mesh)
   step = jit_step(make_train_step(loss_fn, optimizer), mesh, num_consts=len(consts))
   return fit(stage=stage, workdir=workdir, state=state, step_fn=step, loader=loader, mesh=mesh,
              total_steps=total, rng=rng, checkpoint_every=checkpoint_every,
              log_every=log_every, meta=meta, consts=consts, fingerprint=fingerprint,
-             learning_rate=state_lib.learning_rate_schedule(optimizer_config, total_steps=total))
+             learning_rate=optim.learning_rate_schedule(optimizer_config, total_steps=total))
 
 
 def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loader, mesh,
@@ -112,7 +112,7 @@ def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loade
     checkpoint_every, log_every: intervals in steps (the last step is always logged and saved).
     meta: JSON-able facts saved with each checkpoint.
     consts: replicated constant arguments passed after the rng (see ``jit_step``).
-    fingerprint: the stage's run identity (``workdir.stage_fingerprint``), saved with every
+    fingerprint: the stage's run identity (``stages.stage_fingerprint``), saved with every
       checkpoint; a checkpoint with another identity is refused instead of resumed.
     learning_rate: the optimiser's schedule (step -> rate); when given, each log line also
       holds ``learning_rate``, the rate of its last step.

@@ -13,8 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xplain_jax import losses, models
-from xplain_jax import workdir as workdir_lib
+from xplain_jax import losses, models, optim, stages
 from xplain_jax.train import loop
 from xplain_jax.train import state as state_lib
 
@@ -26,7 +25,7 @@ def build_performer(config, spec):
   p = config.performer
   return models.get_performer(
       p.arch, num_outputs=len(spec.output_names), interpretable=p.interpretable,
-      dtype=state_lib.compute_dtype(config.dtype), **p.model)
+      dtype=optim.compute_dtype(config.dtype), **p.model)
 
 
 def init_variables(module, image_size: int, rng: jax.Array) -> dict:
@@ -137,5 +136,5 @@ def train_performer(config, spec, *, workdir: str, mesh, train_loader, rng,
       num_epochs=p.num_epochs, rng=jax.random.fold_in(rng, 1),
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,
       meta={"arch": p.arch},
-      fingerprint=fingerprint or workdir_lib.stage_fingerprint(config, stage))
+      fingerprint=fingerprint or stages.stage_fingerprint(config, stage))
   return module, state_lib.merge_variables(state["params"], state["batch_stats"])

@@ -1,8 +1,10 @@
-"""All stages of a run, declared once: what each needs and produces, and the runner.
+"""The runner: every stage of a run, prepared once, in the registry's order.
 
-``train_and_evaluate(config, workdir)`` is what ``launch/run.py`` calls. ``config.stages``
-names groups of ``STAGES`` (performer, explainer, evaluate, report); ``declare_stages`` lists the
-concrete stages of a config:
+``train_and_evaluate(config, workdir)`` is what ``launch/run.py`` calls. It prepares the run
+once (``prepare``: the config check, the workdir, the stages' inputs, the multi-host start, the
+mesh, the lock and the recorded identities), then runs the stages of ``config.stages``. What each
+stage needs and produces, and what decides its result, is written in ``xplain_jax.stages``
+(``REGISTRY``); ``RUNNERS`` here says only how each one runs:
 
 =====================  =========  ========================  ===========================
 stage                  group      needs                     produces
@@ -30,41 +32,30 @@ from typing import Callable
 import jax
 import numpy as np
 
-from xplain_jax import data, evaluators, parallel, validate
+from xplain_jax import data, evaluators, parallel, stages, validate
 from xplain_jax import workdir as workdir_lib
-from xplain_jax.errors import CheckpointError, ConfigError, NonFiniteError
-from xplain_jax.train import cache as cache_lib
+from xplain_jax.errors import CheckpointError, NonFiniteError
+from xplain_jax.data import feature_cache
+from xplain_jax.train import features as features_lib
 from xplain_jax.train import explainer as explainer_lib
-from xplain_jax.train import featurize as featurize_lib
 from xplain_jax.train import performer as performer_lib
 
-STAGES = validate.STAGES
 ORDINARY_STAGE = "performer_ordinary"
-
-
-def parse_stages(stages: str) -> tuple[str, ...]:
-  names = tuple(s.strip() for s in stages.split(",") if s.strip())
-  bad = [s for s in names if s not in STAGES]
-  if bad or not names:
-    raise ConfigError(f"config.stages={stages!r} names unknown stages {bad}; use a "
-                      f"comma-separated subset of {','.join(STAGES)}.")
-  return names
 
 
 @dataclasses.dataclass(frozen=True)
 class Stage:
-  """One stage: its name, the ``config.stages`` group asking for it, what it needs/produces.
+  """A stage of this run: its registry entry (``stages.Stage``, named for this run) and how it
+  runs (``run(ctx)`` returns the products as a dict, name -> value)."""
 
-  ``trained`` stages leave a ``done.json`` marker in ``workdir/<name>``; ``run(ctx)`` returns
-  the products as a dict (name -> value).
-  """
-
-  name: str
-  group: str
-  needs: tuple[str, ...]
-  produces: tuple[str, ...]
+  spec: stages.Stage
   run: Callable
-  trained: bool = False
+
+  name = property(lambda self: self.spec.name)
+  group = property(lambda self: self.spec.group)
+  needs = property(lambda self: self.spec.needs)
+  produces = property(lambda self: self.spec.produces)
+  trained = property(lambda self: self.spec.marked)
 
 
 @dataclasses.dataclass
@@ -97,7 +88,7 @@ def _performer(ctx: RunContext) -> dict:
       rng=jax.random.fold_in(ctx.rng, 1))
   perf_vars = parallel.replicate(perf_vars, ctx.mesh)
   e = ctx.config.explainer
-  featurize = featurize_lib.make_featurizer(perf, ctx.spec, prior_method=e.prior_method,
+  featurize = features_lib.make_featurizer(perf, ctx.spec, prior_method=e.prior_method,
                                             clip_prior=e.clip_prior, feature=e.feature,
                                             target=explainer_lib.consistency_target(ctx.config))
   size = ctx.config.dataset.image_size
@@ -130,16 +121,22 @@ def _ordinary(ctx: RunContext) -> dict:
       c, ctx.spec, workdir=ctx.workdir, mesh=ctx.mesh,
       train_loader=_loader(ctx.train_src, c, c.performer.batch_size),
       rng=jax.random.fold_in(ctx.rng, 1), stage=ORDINARY_STAGE,
-      fingerprint=workdir_lib.stage_fingerprint(ctx.config, ORDINARY_STAGE))}
+      fingerprint=stages.stage_fingerprint(ctx.config, ORDINARY_STAGE))}
+
+
+def _features_id(config) -> str:
+  """What the feature cache of ``config`` holds (its stage identity)."""
+  return stages.stage_fingerprint(config, "features")
 
 
 def _features(ctx: RunContext) -> dict:
   config, e = ctx.config, ctx.config.explainer
   _, perf_vars, featurize, _ = ctx.products["performer"]
   if _use_cache(config):
-    feats = cache_lib.featurize_split(featurize, perf_vars, ctx.train_src,
-                                      directory=os.path.join(ctx.workdir, "features", "train"),
-                                      batch_size=config.evals.explainer.batch_size, mesh=ctx.mesh)
+    feats = features_lib.featurize_split(featurize, perf_vars, ctx.train_src,
+                                         directory=os.path.join(ctx.workdir, "features", "train"),
+                                         batch_size=config.evals.explainer.batch_size,
+                                         mesh=ctx.mesh, identity=_features_id(config))
     return {"train_features": (_loader(feats, config, e.batch_size, seed_offset=1 + e.seed), None)}
   return {"train_features": (_loader(ctx.train_src, config, e.batch_size, seed_offset=1 + e.seed),
                              featurize)}
@@ -162,17 +159,19 @@ def _evaluate(ctx: RunContext) -> dict:
   config, spec = ctx.config, ctx.spec
   perf, perf_vars, featurize, sample = ctx.products["performer"]
   test_src = data.get_source(config, "test", workdir=ctx.workdir)
-  cached = cache_lib.featurize_split(featurize, perf_vars, test_src,
-                                     directory=os.path.join(ctx.workdir, "features", "test"),
-                                     batch_size=config.evals.explainer.batch_size, mesh=ctx.mesh)
+  cached = features_lib.featurize_split(featurize, perf_vars, test_src,
+                                        directory=os.path.join(ctx.workdir, "features", "test"),
+                                        batch_size=config.evals.explainer.batch_size,
+                                        mesh=ctx.mesh, identity=_features_id(config))
   # Every per-image array in memory but the feature maps, read batch by batch (predict_alphas).
   test = {k: v if k == "feat" else np.asarray(v) for k, v in cached.columns.items()}
-  explainers = {v: ctx.products[f"explainer:{v}"] for v in _variants(config)}
+  explainers = {v: ctx.products[f"explainer:{v}"] for v in stages.variants(config)}
   alpha, bias = evaluators.predict_alphas(explainers, test["feat"],
                                           batch_size=config.evals.explainer.batch_size)
   n = sample["y_i"].shape[-1]
   k = min(config.evals.explainer.num_report_images, len(test_src))
-  train = (cache_lib.load_cache(os.path.join(ctx.workdir, "features", "train"))
+  train = (feature_cache.load_cache(os.path.join(ctx.workdir, "features", "train"),
+                                    _features_id(config))
            if _use_cache(config) else None)   # the fidelity evaluator's least-squares peer
   ectx = evaluators.EvalContext(
       config=config, spec=spec, workdir=ctx.workdir, mesh=ctx.mesh, test=test, alpha=alpha,
@@ -193,70 +192,90 @@ def _report(ctx: RunContext) -> dict:
   return {}
 
 
-def _variants(config) -> tuple[str, ...]:
-  return tuple(v.strip() for v in config.explainer.variants.split(",") if v.strip())
-
-
-def _compares_ordinary(config) -> bool:
-  return "parts" in config and bool(config.parts.get("compare_ordinary", False))
+# How each stage of the registry runs (``explainer`` stands for every explainer_<variant>).
+RUNNERS = {"performer": _performer, ORDINARY_STAGE: _ordinary, "features": _features,
+           "explainer": _explainer, "evaluate": _evaluate, "report": _report}
 
 
 def declare_stages(config) -> tuple[Stage, ...]:
-  """The concrete stages of ``config``, in running order (see the module docstring)."""
-  variants = _variants(config)
-  out = [Stage("performer", "performer", (), ("performer",), _performer, trained=True)]
-  if _compares_ordinary(config):
-    out.append(Stage(ORDINARY_STAGE, "performer", (), ("ordinary",), _ordinary, trained=True))
-  out.append(Stage("features", "explainer", ("performer",), ("train_features",), _features))
-  out += [Stage(explainer_lib.stage_name(v), "explainer", ("performer", "train_features"),
-                (f"explainer:{v}",), _explainer(v), trained=True) for v in variants]
-  needs = ("performer",) + tuple(f"explainer:{v}" for v in variants)
-  if _compares_ordinary(config):
-    needs += ("ordinary",)
-  out.append(Stage("evaluate", "evaluate", needs, ("metrics",), _evaluate))
-  out.append(Stage("report", "report", (), ("report",), _report))
+  """The concrete stages of ``config``, in running order (``stages.concrete``)."""
+  out = []
+  for spec in stages.concrete(config):
+    kind = stages.lookup(spec.name).name
+    if kind not in RUNNERS:
+      raise NotImplementedError(f"the stage {kind!r} of xplain_jax.stages.REGISTRY has no "
+                                "runner in train/pipeline.RUNNERS.")
+    run = RUNNERS[kind]
+    out.append(Stage(spec, run(spec.name.split("_", 1)[1]) if kind == "explainer" else run))
   return tuple(out)
 
 
-def plan(stages: tuple[Stage, ...], groups) -> list[Stage]:
+def plan(declared: tuple[Stage, ...], groups) -> list[Stage]:
   """The stages to run: those of the asked ``groups`` and, transitively, what they need."""
-  needed: set[str] = set()
-  chosen = []
-  for stage in reversed(stages):
-    if stage.group in groups or needed.intersection(stage.produces):
-      chosen.append(stage)
-      needed.update(stage.needs)
-  return chosen[::-1]
+  return stages.plan(declared, groups)
 
 
-def train_and_evaluate(config, workdir: str, *, checked: bool = False) -> dict | None:
-  """Runs the stages of ``config.stages`` in ``workdir``; returns metrics when evaluated.
+def prepare(config, workdir: str):
+  """Every check before compute, once; returns ``(mesh, lock)`` (keep the lock referenced).
 
-  ``checked=True`` skips the config and workdir checks (including the few-second dry build),
-  for a caller that has just made them (``launch/run.py``).
+  Order: the config whole (nothing touched yet); the workdir's place; the stages' inputs; the
+  multi-host start (bounded) and the devices; on process 0 the lock and, compared before the
+  lock file is written and again under it, the recorded config and identities; only then
+  ``config.json`` is written.
   """
-  if not checked:
-    validate.check_config(config)
-    validate.check_workdir(workdir)
-  groups = parse_stages(config.stages)
+  validate.check_config(config)
+  validate.check_workdir(workdir)
+  workdir_lib.check_stage_inputs(config, workdir)
   evaluators.enabled(config)
-  parallel.initialize_distributed(config.distributed.coordinator_address,
-                                  config.distributed.num_processes,
-                                  config.distributed.process_id)
+  d = config.distributed
+  parallel.initialize_distributed(d.coordinator_address, d.num_processes, d.process_id,
+                                  timeout_s=d.initialization_timeout)
   mesh = parallel.make_mesh(config.num_devices)
   for block in ("performer", "explainer", "evals.explainer"):
     parallel.check_batch_size(config[block].batch_size, mesh, f"config.{block}.batch_size")
-  spec = data.get_spec(config)
-  if jax.process_index() == 0 and not checked:
-    validate.check_same_experiment(config, workdir)
-  stages = declare_stages(config)
-  todo = plan(stages, set(groups))
-  ctx = RunContext(config=config, workdir=workdir, mesh=mesh, spec=spec,
+  held = None
+  if jax.process_index() == 0:
+    for locked in (False, True):
+      held = workdir_lib.lock(workdir) if locked else None
+      validate.check_same_experiment(config, workdir, write=locked)
+      workdir_lib.check_recorded_identities(config, workdir)
+  return mesh, held
+
+
+def train_and_evaluate(config, workdir: str, *,
+                       command: tuple[str, dict] | None = None) -> dict | None:
+  """Prepares the run once, then runs the stages of ``config.stages`` in ``workdir``.
+
+  Args:
+    command: ``(config argument, {field: value text})`` of the command line (``launch/run.py``),
+      recorded in ``workdir/command.json``: unfinished before the first stage, finished after
+      the last.
+
+  Returns:
+    The metrics when the evaluate stage ran, else None.
+  """
+  mesh, held = prepare(config, workdir)
+  try:
+    if command is not None:
+      workdir_lib.record_command(workdir, *command, finished=False)
+    metrics = _run(config, workdir, mesh)
+    if command is not None:
+      workdir_lib.record_command(workdir, *command, finished=True)
+    return metrics
+  finally:
+    if held is not None:
+      held.close()  # releases the lock
+
+
+def _run(config, workdir: str, mesh) -> dict | None:
+  groups = set(stages.parse_groups(config.stages))
+  todo = plan(declare_stages(config), groups)
+  ctx = RunContext(config=config, workdir=workdir, mesh=mesh, spec=data.get_spec(config),
                    rng=jax.random.PRNGKey(config.seed), train_src=None)
   if any(s.name != "report" for s in todo):
     ctx.train_src = data.get_source(config, "train", workdir=workdir)
   for stage in todo:
-    identity = workdir_lib.stage_fingerprint(config, stage.name) if stage.trained else None
+    identity = stages.stage_fingerprint(config, stage.name) if stage.trained else None
     if (stage.trained and stage.group not in groups
         and not workdir_lib.stage_done(workdir, stage.name, identity)):
       raise CheckpointError(f"the {stage.name} stage has not finished in {workdir}; add "
@@ -266,5 +285,5 @@ def train_and_evaluate(config, workdir: str, *, checked: bool = False) -> dict |
       workdir_lib.write_marker(workdir, stage.name, identity)
     if stage.name == "evaluate":  # the run identity of metrics.json and eval/
       workdir_lib.write_marker(workdir, workdir_lib.EVALUATE_MARKER,
-                               workdir_lib.stage_fingerprint(config, "evaluate"))
+                               stages.stage_fingerprint(config, "evaluate"))
   return ctx.products.get("metrics")

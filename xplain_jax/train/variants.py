@@ -13,12 +13,12 @@ import jax
 
 from xplain_jax import utils
 from xplain_jax.errors import ConfigError
+from xplain_jax.stages import VARIANTS
 
 # baseline, prior: the paper's (β = 0 / explainer.beta), from explainer.start with
 # explainer.consistency_weight (the paper: "paper", 0). Additions: ls_start = prior from the
 # least-squares start; faithful = least-squares start + consistency weight
 # explainer.faithful_weight, without the prior.
-VARIANTS = ("baseline", "prior", "ls_start", "faithful")
 
 
 @dataclasses.dataclass(frozen=True)
