@@ -216,7 +216,7 @@ def test_concept_accuracy():
 
 def test_evaluate_fidelity_case1_faithful_explainer_beats_references():
   from xplain_jax import concepts
-  from xplain_jax.fidelity import evaluate as fidelity_eval
+  from xplain_jax.fidelity import compare
   rng = np.random.default_rng(9)
   b, n = 200, 10
   x = rng.normal(size=(b, 2, 2, n)).astype(np.float32) + 0.5
@@ -229,7 +229,7 @@ def test_evaluate_fidelity_case1_faithful_explainer_beats_references():
             "prior": np.broadcast_to(v, (b, n))}
   w = np.abs(rng.normal(size=(b, n)))  # uninformative prior weights
   counts = fidelity.deletion_counts(n, 5)
-  fid, ref, arrays = fidelity_eval.evaluate_fidelity(
+  fid, ref, arrays = compare.evaluate_fidelity(
       alphas, y_i, w, delta, key=jax.random.PRNGKey(0), sign_threshold=1e-3,
       num_resamples=200, deletion_fn=lambda o: fidelity.deletion_curve(head, x, o, counts),
       deletion_counts=counts)

@@ -1,4 +1,4 @@
-"""Scores at their edges and the peers put together (``fidelity.evaluate``), against numpy."""
+"""Scores at their edges and the peers put together (``fidelity.compare``), against numpy."""
 
 import jax
 import jax.numpy as jnp
@@ -7,7 +7,7 @@ import pytest
 
 from xplain_jax import concepts, fidelity
 from xplain_jax.errors import DataError
-from xplain_jax.fidelity import evaluate as fe
+from xplain_jax.fidelity import compare as fc
 from xplain_jax.fidelity import sanity
 
 
@@ -53,7 +53,7 @@ def test_prior_weights_reference_multiplies_w_by_the_concept_values():
   w = np.abs(np.random.default_rng(3).normal(size=y_i.shape)).astype(np.float32) + 0.1
   delta = w * y_i                                         # effects exactly w_k y_k
   alphas = {"prior": np.ones_like(y_i)}
-  _, ref, arrays = fe.evaluate_fidelity(alphas, y_i, w, delta, key=jax.random.PRNGKey(0),
+  _, ref, arrays = fc.evaluate_fidelity(alphas, y_i, w, delta, key=jax.random.PRNGKey(0),
                                         sign_threshold=0.0, num_resamples=50)
   np.testing.assert_allclose(arrays["reference/prior_weights/contrib"], w * y_i, rtol=1e-6)
   assert ref["prior_weights"]["interventional_rank_correlation"]["mean"] == pytest.approx(1.0)
@@ -70,7 +70,7 @@ def test_explanation_fidelity_case2_scores_least_squares_and_the_planted_rule():
   biases = {"baseline": 0.1, "prior": 0.2}
   cost = {"forward_passes": 5, "backward_passes": 0, "explainer_passes": 0, "renders": 5,
           "seconds_per_image": 0.01}
-  fid, ref, arrays = fe.explanation_fidelity(
+  fid, ref, arrays = fc.explanation_fidelity(
       alphas, biases, y_i, y, np.ones_like(y_i), train_y_i=train_y_i, train_y=train_y,
       key=jax.random.PRNGKey(0), sign_threshold=0.05, num_resamples=100, ig_steps=4,
       case="shared_feature", delta=delta, delta_cost=cost, gt_contrib=delta)
@@ -94,7 +94,7 @@ def test_explanation_fidelity_case2_scores_least_squares_and_the_planted_rule():
   assert fid["prior_minus_least_squares"] == expected
   assert "prior_minus_gradient_x_input" not in fid
   with pytest.raises(DataError, match="needs the measured"):
-    fe.explanation_fidelity(alphas, biases, y_i, y, y_i, train_y_i=None, train_y=None,
+    fc.explanation_fidelity(alphas, biases, y_i, y, y_i, train_y_i=None, train_y=None,
                             key=jax.random.PRNGKey(0), sign_threshold=0.05, num_resamples=10,
                             ig_steps=4, case="shared_feature")
 
@@ -108,7 +108,7 @@ def test_explanation_fidelity_case1_measures_effects_and_attributions_from_the_h
   xt = (rng.normal(size=(100, 3, 3, n)) + 0.3).astype(np.float32)
   y_i, y = np.asarray(concepts.filter_concepts(x)), np.asarray(head(x))
   alphas = {"prior": np.broadcast_to(np.asarray(v), y_i.shape)}
-  fid, ref, arrays = fe.explanation_fidelity(
+  fid, ref, arrays = fc.explanation_fidelity(
       alphas, {"prior": 0.0}, y_i, y, np.ones_like(y_i),
       train_y_i=np.asarray(concepts.filter_concepts(xt)), train_y=np.asarray(head(xt)),
       key=jax.random.PRNGKey(0), sign_threshold=0.01, num_resamples=50, ig_steps=16,
@@ -126,7 +126,7 @@ def test_explanation_fidelity_case1_measures_effects_and_attributions_from_the_h
   assert {"prior_minus_least_squares", "prior_minus_gradient_x_input"} <= set(fid)
   curve = arrays["prior/deletion_curve"]
   np.testing.assert_allclose(curve[:, 0], y, rtol=1e-5, atol=1e-5)   # padded batches trimmed
-  per_variant, reference = fe.files(arrays, alphas, y_i)
+  per_variant, reference = fc.files(arrays, alphas, y_i)
   assert set(per_variant["prior"]) == {"delta", "interventional_rank_correlation",
                                        "deletion_curve"}
   assert np.mean(per_variant["prior"]["interventional_rank_correlation"]) == pytest.approx(
@@ -138,6 +138,6 @@ def test_explanation_fidelity_case1_measures_effects_and_attributions_from_the_h
               "least_squares_contrib", "random_deletion_curve"):
     assert key in reference, key
   with pytest.raises(DataError, match="needs head_fn"):
-    fe.explanation_fidelity(alphas, {"prior": 0.0}, y_i, y, y_i, train_y_i=None, train_y=None,
+    fc.explanation_fidelity(alphas, {"prior": 0.0}, y_i, y, y_i, train_y_i=None, train_y=None,
                             key=jax.random.PRNGKey(0), sign_threshold=0.05, num_resamples=10,
                             ig_steps=4, case="filter")

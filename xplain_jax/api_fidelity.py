@@ -11,7 +11,7 @@
 
 Without any of them the metrics get a note saying what to pass. The scores, references and
 peers (least squares fitted on the ``train`` arrays when given, α = w, and for Case 1 gradient
-× input and integrated gradients) are ``fidelity.evaluate.explanation_fidelity``'s; this module
+× input and integrated gradients) are ``fidelity.compare.explanation_fidelity``'s; this module
 only finds Δ and files the results where the report reads them (the layout of the pipeline's
 fidelity evaluator).
 """
@@ -24,7 +24,7 @@ import numpy as np
 
 from xplain_jax import fidelity as fidelity_lib
 from xplain_jax.errors import ConfigError
-from xplain_jax.fidelity import evaluate as fidelity_eval
+from xplain_jax.fidelity import compare
 
 NOTE = ("no interventional effects: pass effects=[N,n], counterfactual=fn(indices, k) -> "
         "images, or (Case 1) the arrays of api.featurize_dataset or head=fn(x) -> y; "
@@ -57,7 +57,7 @@ def add_fidelity(out, alpha: dict, bias: dict, feats, *, case: str, effects=None
                  sign_threshold: float, deletion_steps: int, ig_steps: int,
                  batch_size: int = 64) -> None:
   """Adds ``metrics["fidelity"]``, ``["fidelity_reference"]`` and their arrays to ``out`` (an
-  ``EvalOutput``): the explainers, references and peers (``fidelity.evaluate.
+  ``EvalOutput``): the explainers, references and peers (``fidelity.compare.
   explanation_fidelity``; the least-squares peers are fitted on ``train``'s y_i and y)."""
   n_img, n = feats["y_i"].shape
   y_i = feats["y_i"]
@@ -80,7 +80,7 @@ def add_fidelity(out, alpha: dict, bias: dict, feats, *, case: str, effects=None
     out.metrics["fidelity"] = {"note": NOTE}
     out.meta["fidelity_note"] = NOTE
     return
-  fid, ref, arrays = fidelity_eval.explanation_fidelity(
+  fid, ref, arrays = compare.explanation_fidelity(
       alpha, bias, y_i, feats["y"], feats["w"],
       train_y_i=None if train is None else np.asarray(train["y_i"], np.float32),
       train_y=None if train is None else np.asarray(train["y"], np.float32),
@@ -88,7 +88,7 @@ def add_fidelity(out, alpha: dict, bias: dict, feats, *, case: str, effects=None
       num_resamples=int(num_resamples), ig_steps=int(ig_steps), case=case, delta=delta,
       batch_size=batch_size, **case_args)
   out.metrics["fidelity"], out.metrics["fidelity_reference"] = fid, ref
-  per_variant, reference = fidelity_eval.files(arrays, alpha, y_i)
+  per_variant, reference = compare.files(arrays, alpha, y_i)
   for v, arrs in per_variant.items():
     out.arrays[v].update(arrs)
   out.arrays["fidelity_reference"] = reference

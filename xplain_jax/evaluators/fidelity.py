@@ -10,7 +10,7 @@ effect of each concept, ``Δ_k = y(I) − y(I with concept k toggled)``:
 * Case 1 (``filter``, any dataset) by zeroing filter k's map in ``top_conv`` and running the
   performer's head, plus deletion curves.
 
-Then ``fidelity.evaluate.explanation_fidelity`` scores every variant, the references and the
+Then ``fidelity.compare.explanation_fidelity`` scores every variant, the references and the
 peers (least squares fitted on the cached training features, α = w, Case 1 gradient × input
 and integrated gradients, the planted rule where known), each with its cost.
 
@@ -35,7 +35,7 @@ import jax
 import numpy as np
 
 from xplain_jax import fidelity
-from xplain_jax.fidelity import evaluate as fidelity_eval
+from xplain_jax.fidelity import compare
 from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.errors import DataError
 from xplain_jax.evaluators import common
@@ -167,7 +167,7 @@ def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
     out.meta["fidelity_least_squares_note"] = (
         "no cached training features (explainer.cache_features=False or several processes): "
         "the least-squares peer is left out.")
-  fid, ref, arrays = fidelity_eval.explanation_fidelity(
+  fid, ref, arrays = compare.explanation_fidelity(
       alphas, ctx.bias, y_i, np.asarray(ctx.test["y"][:num], np.float32),
       np.asarray(ctx.test["w"][:num], np.float32),
       train_y_i=None if ctx.train is None else ctx.train["y_i"],
@@ -177,7 +177,7 @@ def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
       gt_contrib=gt, batch_size=bs, explainer_seconds=_explainer_seconds(ctx, num, bs),
       **case_args)
   out.metrics["fidelity"], out.metrics["fidelity_reference"] = fid, ref
-  per_variant, reference = fidelity_eval.files(arrays, alphas, y_i)
+  per_variant, reference = compare.files(arrays, alphas, y_i)
   for v, saved in per_variant.items():
     variant_arrays[v].update({k: _padded(a, n_all) for k, a in saved.items()})
   out.arrays = {**variant_arrays, "fidelity_reference": reference}

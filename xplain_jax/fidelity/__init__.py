@@ -5,7 +5,7 @@ image. This package measures what the performer actually does when concept k is 
 (``effects``: ``Δ_k = y(I) − y(I with concept k toggled)``), scores any contributions against it
 per image (``scores``), builds the peers scored the same way (``peers``: least squares, α = w,
 gradient × input, integrated gradients, chance), puts it all together from arrays and callables
-(``evaluate``) and holds the model-randomisation sanity check (``sanity``).
+(``compare``) and holds the model-randomisation sanity check (``sanity``).
 
 The package's public names are re-exported here: ``fidelity.filter_deletion_effects(...)``,
 ``fidelity.summarize(...)``, ``fidelity.least_squares_alpha(...)``.

@@ -16,7 +16,7 @@ renders (``("table", header, rows)``, ``("figure", path, caption)``, ``("note", 
 * the sanity check (model randomisation) and the performer's accuracy per concept.
 
 Expected ``metrics.json`` keys: ``fidelity.<variant>``, ``fidelity_reference.<name>`` (the
-``fidelity.evaluate`` blocks), ``sanity.randomized_performer_similarity`` and
+``fidelity.compare`` blocks), ``sanity.randomized_performer_similarity`` and
 ``performer.concept_accuracy``. Missing keys leave a note, never an error.
 """
 
