@@ -112,7 +112,7 @@ GROUPS = tuple(dict.fromkeys(s.group for s in REGISTRY))
 
 def parse_groups(text: str) -> tuple[str, ...]:
   """The words of ``config.stages`` (comma-separated ``GROUPS``); ``ConfigError`` otherwise."""
-  names = tuple(s.strip() for s in text.split(",") if s.strip())
+  names = tuple(utils.split_list(text))
   bad = [s for s in names if s not in GROUPS]
   if bad or not names:
     raise ConfigError(f"config.stages={text!r} names unknown stages {bad}; use a "
@@ -132,7 +132,7 @@ def variant_stage(variant: str) -> str:
 
 def variants(config) -> tuple[str, ...]:
   """The explainer variants ``config.explainer.variants`` names, in order."""
-  return tuple(v.strip() for v in config.explainer.variants.split(",") if v.strip())
+  return tuple(utils.split_list(config.explainer.variants))
 
 
 def lookup(stage: str) -> Stage:

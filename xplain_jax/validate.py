@@ -16,6 +16,7 @@ import ml_collections
 
 from xplain_jax import config_base
 from xplain_jax import stages as stages_lib
+from xplain_jax import utils
 from xplain_jax.errors import ConfigError
 
 
@@ -126,7 +127,7 @@ def check_values(config) -> None:
     _fail("performer.model.dropout_rate", config.performer.model.dropout_rate,
           "must be < 1 (1 drops every unit)")
   groups = stages_lib.GROUPS
-  stages = [s.strip() for s in config.stages.split(",") if s.strip()]
+  stages = utils.split_list(config.stages)
   if not stages or any(s not in groups for s in stages):
     _fail("stages", config.stages, f"names unknown stages "
           f"{[s for s in stages if s not in groups]}; use a comma-separated subset of "

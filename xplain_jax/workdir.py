@@ -26,7 +26,7 @@ import os
 import socket
 import sys
 
-from xplain_jax import stages
+from xplain_jax import stages, utils
 from xplain_jax.errors import CheckpointError, ConfigError, WorkdirBusyError
 
 LOCK_FILE = "run.lock"
@@ -76,7 +76,7 @@ def check_recorded_identities(config, workdir: str) -> None:
   """
   if not os.path.isdir(workdir):
     return
-  reevaluate = "evaluate" in [s.strip() for s in config.stages.split(",")]
+  reevaluate = "evaluate" in utils.split_list(config.stages)
   for stage in sorted(os.listdir(workdir)):
     folder = os.path.join(workdir, stage)
     if stage == EVALUATE_MARKER and reevaluate:
