@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from xplain_jax import api, featurizers, fidelity  # noqa: E402
+from xplain_jax import api, featurizers, fidelity, utils  # noqa: E402
 from xplain_jax.errors import ConfigError  # noqa: E402
 from xplain_jax.study import stats  # noqa: E402
 
@@ -287,10 +287,10 @@ def main(argv=None) -> dict:
                  help="evaluate: selection.json (default: --out's)")
   a = p.parse_args(argv)
   size = SIZES[a.size]
-  seeds = ([int(s) for s in a.seeds.split(",")] if a.seeds else
+  seeds = ([int(s) for s in utils.split_list(a.seeds)] if a.seeds else
            list(SELECTION_SEEDS if a.mode == "select" else EVALUATION_SEEDS))
   if a.mode == "select":
-    weights = {v: [float(w) for w in a.weights.split(",")] for v in TUNED}
+    weights = {v: [float(w) for w in utils.split_list(a.weights)] for v in TUNED}
   else:
     path = a.selection or os.path.join(a.out, "selection.json")
     if not os.path.exists(path):
