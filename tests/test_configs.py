@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from xplain_jax import config_base
+from xplain_jax import config_base, utils
 from xplain_jax.errors import ConfigError
 
 SNAPSHOT = os.path.join(os.path.dirname(__file__), "data", "config_snapshot.json")
@@ -45,14 +45,10 @@ def added_in(variant: str) -> dict:
   return {}
 
 
-def flatten(d, prefix=""):
-  out = {}
-  for k, v in d.items():
-    if hasattr(v, "items"):
-      out.update(flatten(v, prefix + k + "."))
-    else:
-      out[prefix + k] = [type(v).__name__, list(v) if isinstance(v, tuple) else v]
-  return out
+def flatten(d):
+  """``{dotted field: [type name, value]}``, tuples as lists (as the snapshots hold them)."""
+  return {k: [type(v).__name__, list(v) if isinstance(v, tuple) else v]
+          for k, v in utils.flatten(d).items()}
 
 
 def _snapshot():
