@@ -73,6 +73,38 @@ def test_rerun_skips_finished_stages(tiny_run):
   assert again["prior"] == pytest.approx(metrics["prior"])
 
 
+def _state(workdir: str) -> dict:
+  """Every file of the trained stages and the training feature cache, name -> bytes."""
+  out = {}
+  for folder in ("performer", "explainer_prior", "features/train", "logs"):
+    for root, _, files in os.walk(os.path.join(workdir, folder)):
+      for f in files:
+        path = os.path.join(root, f)
+        if not f.endswith(".jsonl") or "performer" in f or "explainer" in f:
+          with open(path, "rb") as fh:
+            out[os.path.relpath(path, workdir)] = fh.read()
+  return out
+
+
+@pytest.mark.slow
+def test_moving_the_data_of_a_finished_run_retrains_nothing(tiny_run, tmp_path):
+  """dataset.data_dir and explainer.variants decide no stage's result: a finished workdir
+  accepts them changed, restores every trained stage and reuses the feature cache."""
+  workdir, metrics = tiny_run
+  moved = str(tmp_path / "run")
+  shutil.copytree(workdir, moved)
+  before = _state(moved)
+  config = synthetic.get_config("tiny")
+  config.dataset.data_dir = str(tmp_path / "data_moved_here")
+  config.explainer.variants = "prior"
+  again = pipeline.train_and_evaluate(config, moved)
+  assert again["prior"] == metrics["prior"]
+  after = _state(moved)
+  assert sorted(after) == sorted(before)  # no new checkpoint, log line or cache shard
+  changed = [name for name in before if after[name] != before[name]]
+  assert not changed, changed
+
+
 @pytest.mark.slow
 def test_a_variant_alone_trains_as_in_the_default_list(tiny_run, tmp_path):
   # The explainer's key comes from the variant's name, not its place in the list.
