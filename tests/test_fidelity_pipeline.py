@@ -4,6 +4,8 @@ import json
 import os
 import re
 
+from absl import flags
+from ml_collections import config_flags
 import numpy as np
 import pytest
 
@@ -20,6 +22,17 @@ VARIANTS = ("baseline", "prior")
 REFERENCES = ("random", "shuffled_alpha", "prior_weights", "least_squares")
 PEERS_CASE1 = ("least_squares_nonnegative", "gradient_x_input", "integrated_gradients")
 NUM_SCORED = 16
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _config_from_flags(config_arg: str, *overrides: str):
+  """The config as ``launch/run.py`` parses it: a locked config file plus ``--config.*`` flags."""
+  argv = ["run.py", f"--config={os.path.join(ROOT, config_arg)}", *overrides]
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "config file", flag_values=values,
+                                  lock_config=True, sys_argv=argv)
+  values(argv)
+  return values.config
 
 
 def _read(workdir, name):
@@ -30,9 +43,14 @@ def _read(workdir, name):
 @pytest.fixture(scope="module")
 def synthetic_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("fid_synthetic"))
-  c = synthetic.get_config("tiny")
-  c.evals.fidelity.num_images, c.evals.fidelity.num_resamples = NUM_SCORED, 200
-  c.evals.sanity.enabled, c.evals.sanity.num_resamples = True, 200
+  # Set by command-line flags, so the scored-image counts checked below show that
+  # --config.evals.fidelity.num_images reaches the evaluator.
+  c = _config_from_flags("configs/synthetic.py:tiny",
+                         f"--config.evals.fidelity.num_images={NUM_SCORED}",
+                         "--config.evals.fidelity.num_resamples=200",
+                         "--config.evals.sanity.enabled=True",
+                         "--config.evals.sanity.num_resamples=200")
+  assert c.evals.fidelity.num_images == NUM_SCORED
   metrics = pipeline.train_and_evaluate(c, workdir)
   return workdir, metrics, c
 

@@ -90,12 +90,13 @@ def test_grid_product_names_templates_and_sharing_rule():
                         _axes(beta=dict(explainer=dict(beta=(0.0, 1.0))),
                               cat=dict(dataset=dict(category=("a", "b"))),
                               seed=dict(seed=(0, 1), dataset=dict(seed=(5, 6)))),
-                        fixed=dict(eval=dict(batch_size=8)))
+                        fixed=dict(evals=dict(explainer=dict(batch_size=8))))
   assert len(runs) == 8 and len({r.name for r in runs}) == 8
   r = runs[0]
   assert r.name == "beta=0.0__cat=a__seed=5"  # an axis is named by its first field (key order)
   assert r.config == "configs/x.py:cat=a" and "dataset.category" not in r.overrides
-  assert r.overrides == {"eval.batch_size": 8, "explainer.beta": 0.0, "dataset.seed": 5, "seed": 0}
+  assert r.overrides == {"evals.explainer.batch_size": 8, "explainer.beta": 0.0,
+                         "dataset.seed": 5, "seed": 0}
   groups = grid.share_groups(runs)
   assert len(groups) == 4  # β is explainer-side; category and seed are performer-side
   for lead, followers in groups.items():

@@ -99,6 +99,12 @@ REGISTRY = (
     Stage("explainer", "explainer", ("performer", "train_features"), ("explainer:*",),
           _EXPLAINER_ID, "explainer", ("{name}/ckpt",), marked=True,
           finished="{name}/done.json"),
+    # The sanity check's explainer (train/sanity.py): the prior explainer of a performer with
+    # its layers above the explained feature re-initialised, trained from its own feature cache.
+    Stage("sanity", "evaluate", ("performer",), ("sanity",),
+          _EXPLAINER_ID + ("evals.sanity.layers",), "evals.sanity",
+          ("{name}/ckpt", "{name}/features"), marked=True, finished="{name}/done.json",
+          when="evals.sanity.enabled"),
     Stage("evaluate", "evaluate", ("performer", "explainer:*", "ordinary"), ("metrics",),
           _EXPLAINER_ID + EVAL_BLOCKS + ("parts",), EVAL_BLOCKS[0],
           ("evaluate/done.json", "metrics.json", "eval"), finished="metrics.json"),

@@ -39,6 +39,7 @@ from xplain_jax.data import feature_cache
 from xplain_jax.train import features as features_lib
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import performer as performer_lib
+from xplain_jax.train import sanity as sanity_lib
 
 ORDINARY_STAGE = "performer_ordinary"
 
@@ -194,7 +195,8 @@ def _report(ctx: RunContext) -> dict:
 
 # How each stage of the registry runs (``explainer`` stands for every explainer_<variant>).
 RUNNERS = {"performer": _performer, ORDINARY_STAGE: _ordinary, "features": _features,
-           "explainer": _explainer, "evaluate": _evaluate, "report": _report}
+           "explainer": _explainer, "sanity": sanity_lib.run_stage, "evaluate": _evaluate,
+           "report": _report}
 
 
 def declare_stages(config) -> tuple[Stage, ...]:
