@@ -107,7 +107,7 @@ def test_synthetic_run_holds_every_fidelity_key(synthetic_run):
     ev = _read(workdir, f"{v}.npz")
     assert ev["delta"].shape == (num_test, n)
     assert np.all(np.isfinite(ev["delta"][:NUM_SCORED]))
-    assert np.all(np.isnan(ev["delta"][NUM_SCORED:]))  # not scored: fidelity.num_images
+    assert np.all(np.isnan(ev["delta"][NUM_SCORED:]))  # not scored: evals.fidelity.num_images
     assert ev["interventional_rank_correlation"].shape == (num_test,)
     np.testing.assert_allclose(np.mean(ev["interventional_rank_correlation"][:NUM_SCORED]),
                                metrics["fidelity"][v]["interventional_rank_correlation"]["mean"],

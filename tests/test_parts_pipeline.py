@@ -85,7 +85,7 @@ def test_tiny_parts_run_writes_every_result(tiny_run):
 def test_user_annotation_is_used(tiny_run, tmp_path):
   workdir = str(tmp_path / "run")
   shutil.copytree(tiny_run[0], workdir)  # the finished stages, reused below
-  # The recorded config.json would refuse a changed parts.annotation as "another experiment".
+  # The recorded config.json would refuse a changed evals.parts.annotation as "another experiment".
   os.remove(os.path.join(workdir, "config.json"))
   config = tiny_run[1]
   n = config.performer.model.top_channels

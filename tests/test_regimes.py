@@ -329,7 +329,7 @@ def test_study_variants(arg, n_runs, base):
     assert all(set(r.overrides) - {"explainer.variants"} == {"seed", "dataset.seed",
                                                               "dataset.rule"} for r in runs)
   if arg == "":
-    assert runs[0].overrides["sanity.enabled"] is False
+    assert runs[0].overrides["evals.sanity.enabled"] is False
   assert "fidelity" in core.required(c)
   with pytest.raises(ValueError, match="regimes.py"):
     _study("huge")
@@ -339,8 +339,8 @@ def test_study_variants(arg, n_runs, base):
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHRINK = ["dataset.num_train=64", "dataset.num_test=16", "performer.batch_size=16",
-          "explainer.batch_size=16", "eval.batch_size=16", "checkpoint_every_steps=2",
-          "fidelity.num_resamples=50", "stages=performer,explainer,evaluate"]
+          "explainer.batch_size=16", "evals.explainer.batch_size=16", "checkpoint_every_steps=2",
+          "evals.fidelity.num_resamples=50", "stages=performer,explainer,evaluate"]
 
 
 @pytest.mark.slow

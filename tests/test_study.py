@@ -29,7 +29,7 @@ T1 = math.tan(0.475 * math.pi)                      # t_{0.975} with 1 degree of
 T2 = 0.95 / math.sqrt(2 * 0.975 * 0.025)            # t_{0.975} with 2 degrees of freedom
 # The tiny β study shrunk further for the tests: 64 training images, batches of 16.
 SETS = ["dataset.num_train=64", "dataset.num_test=32", "performer.batch_size=16",
-        "explainer.batch_size=16", "eval.batch_size=16", "checkpoint_every_steps=2",
+        "explainer.batch_size=16", "evals.explainer.batch_size=16", "checkpoint_every_steps=2",
         "stages=performer,explainer,evaluate"]
 TINY = "configs/studies/beta_sweep.py:tiny"
 

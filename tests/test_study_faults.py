@@ -26,7 +26,7 @@ def get_config(arg=""):
   return c
 '''
 SETS = ["dataset.num_train=32", "dataset.num_test=16", "performer.batch_size=16",
-        "explainer.batch_size=16", "eval.batch_size=16"]
+        "explainer.batch_size=16", "evals.explainer.batch_size=16"]
 RUN = "seed=0"
 
 

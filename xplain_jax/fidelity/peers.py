@@ -125,7 +125,7 @@ def integrated_gradients(head_fn: Callable[[Array], Array], x: Array, *, steps: 
   shapes.check_rank("fidelity.integrated_gradients", "x", x, "[B, H, W, n]")
   if steps < 1:
     raise ConfigError(f"integrated gradients steps={steps}; use at least 1 "
-                      "(config field fidelity.ig_steps).")
+                      "(config field evals.fidelity.ig_steps).")
   x0 = jnp.zeros_like(x) if baseline is None else jnp.broadcast_to(baseline, x.shape)
   grad = jax.grad(lambda z: jnp.sum(head_fn(z)))
 
