@@ -59,7 +59,9 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  consistency_weight=0.0,  # baseline/prior/ls_start: weight of Σ_k (α_k y_k − t_k)²
                  # t_k: Case 1 "deletion" | "gradient_x_input"; Case 2 "gradient_x_input"
                  consistency_target="gradient_x_input",
-                 faithful_weight=1.0)  # the "faithful" variant's consistency weight
+                 # the "faithful" variant's consistency weight: the best of 0.1, 1, 10 on the
+                 # selection seeds of launch/own_model_digits.py (docs/own_model.md)
+                 faithful_weight=0.1)
 # The evaluators (xplain_jax.evaluators), one block each under ``config.evals``, as big_vision
 # has them: ``evals.<name>`` holds everything evaluator <name> reads, and its ``enabled`` field
 # whether it runs (the "explainer" evaluator always runs; it has no ``enabled``).
