@@ -19,6 +19,7 @@ killed at any moment resumes from its last checkpoint when the same command is r
 import gc
 import logging as pylogging
 import os
+import re
 import signal
 import sys
 import threading
@@ -28,8 +29,8 @@ import warnings
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
+import ml_collections  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
-from ml_collections.config_flags import config_path  # noqa: E402
 
 from xplain_jax import errors  # noqa: E402
 
@@ -41,6 +42,10 @@ flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, metrics a
 USAGE = ("usage: python launch/run.py --config=configs/FILE.py[:ARG] --workdir=DIR "
          "[--config.FIELD=VALUE ...]")
 INTERRUPTED = "interrupted; rerun the same command to resume"
+_TYPE_PARSERS = {int: flags.IntegerParser(), float: flags.FloatParser(),
+                 bool: flags.BooleanParser()}  # absl's, as ml_collections parses such fields
+_TYPE_WORDS = {int: "an integer", float: "a number", bool: "true or false"}
+_OVERRIDE = re.compile(r"-{1,2}(no)?config\.([^=]*)(=.*)?", re.DOTALL)  # --[no]config.FIELD[=V]
 
 
 def _exit(message: str, code: int) -> None:
@@ -49,98 +54,21 @@ def _exit(message: str, code: int) -> None:
   sys.exit(code)
 
 
-def _frames(e: BaseException):
-  tb = e.__traceback__
-  while tb is not None:
-    yield tb.tb_frame
-    tb = tb.tb_next
-
-
-def _config_file() -> str:
-  """The ``--config`` argument (``FILE[:ARG]``) as given on the command line."""
-  argv = sys.argv
+def _config_files(argv) -> list:
+  """The ``--config`` arguments (``FILE[:ARG]``) of a command line, in order."""
+  found = []
   for i, a in enumerate(argv):
-    if a.startswith("--config="):
-      return a.split("=", 1)[1]
-    if a == "--config" and i + 1 < len(argv):
-      return argv[i + 1]
-  return ""
+    if a == "--":
+      break
+    name, eq, value = a.lstrip("-").partition("=")
+    if a.startswith("-") and name == "config":
+      found.append(value if eq else (argv[i + 1] if i + 1 < len(argv) else ""))
+  return found
 
 
-def _unknown_override(e: BaseException) -> str | None:
-  """The first ``--config.FIELD`` override that the loaded config lacks (ml_collections's own
-  config and override list, from the frame of its flag parser that raised)."""
-  for frame in _frames(e):
-    loc = frame.f_locals
-    if frame.f_code.co_name == "_parse" and "config" in loc and "overrides" in loc:
-      for path in loc["overrides"]:
-        try:
-          config_path.get_value(path, loc["config"])
-        except (AttributeError, KeyError, IndexError, ValueError):
-          return path
-        except OSError:  # the config file itself failed to load
-          return None
-  return None
-
-
-def _config_file_error(e: BaseException, path: str) -> str | None:
-  """A one-line description of a problem in the config file itself, or None."""
-  for err in reversed(errors.exception_chain(e)):  # innermost first (ml_collections re-raises with a traceback)
-    if isinstance(err, errors.XplainError):  # get_config rejected its argument
-      return errors.one_line(err)
-    if isinstance(err, SyntaxError):
-      return (f"cannot load the config file {path}: {err.msg} at line {err.lineno}; "
-              "--config must name a Python file defining get_config(arg).")
-    if isinstance(err, AttributeError) and getattr(err, "name", None) == "get_config":
-      return (f"the config file {path} defines no get_config(); a config file defines "
-              "get_config(arg) returning a ConfigDict (see configs/).")
-  root = errors.exception_chain(e)[-1]
-  if any(f.f_code.co_name == "get_config" for f in _frames(root)):
-    return (f"the config file {path} failed in get_config: {type(root).__name__}: "
-            f"{errors.one_line(root)}")
-  return None
-
-
-def _flag_error(e: BaseException) -> tuple[str, int]:
-  """What went wrong while parsing the command line, as (message, exit status)."""
-  path = _config_file()
-  missing = _missing_config_file(path)
-  if missing:
-    return missing, 2
-  field = _unknown_override(e)
-  if field is not None:
-    return (f"unknown config field --config.{field}: the config has no field {field!r}; check "
-            "the spelling against the config file.", 2)
-  bad_flag = next((f.f_locals["flag"] for f in _frames(e) if isinstance(f.f_locals.get("flag"),
-                                                                           flags.Flag)), None)
-  if bad_flag is not None and bad_flag.name.startswith("config."):
-    cause = errors.exception_chain(e)[-1]
-    return (f"--{bad_flag.name}: {errors.one_line(cause)}; give a value of the type the field "
-            f"has in the config file ({bad_flag.flag_type()}).", 2)
-  about_file = _config_file_error(e, path.partition(":")[0] or path)
-  if about_file:
-    return about_file, 2
-  if isinstance(e, flags.UnrecognizedFlagError):
-    return f"unknown command line flag --{e.flagname}; {USAGE}", 2
-  return f"{errors.one_line(e)}; {USAGE}", 2
-
-
-def parse_flags(argv):
-  """Parses the command line; any mistake becomes one ``error:`` line and exit status 2."""
-  try:
-    rest = FLAGS(argv)
-  except KeyboardInterrupt as e:
-    _interrupted(e)
-  except Exception as e:  # pylint: disable=broad-except  (all of it is the user's command)
-    _exit(*_flag_error(e))
-  for name in ("config", "workdir"):
-    if FLAGS[name].value is None:
-      _exit(f"--{name} is required. {USAGE}", 2)
-  try:
-    FLAGS.config.keys()  # the config file could not be read (ml_collections defers the error)
-  except OSError:
-    _exit(_missing_config_file(_config_file()) or _missing_config_file(_config_file(), True), 2)
-  return rest
+def _config_file(argv=None) -> str:
+  """The ``--config`` argument of a command line (``sys.argv`` by default); "" when none."""
+  return (_config_files(sys.argv if argv is None else argv) or [""])[-1]
 
 
 def _missing_config_file(arg: str, unreadable: bool = False) -> str | None:
@@ -152,6 +80,124 @@ def _missing_config_file(arg: str, unreadable: bool = False) -> str | None:
   why = "it does not exist" if not os.path.exists(path) else "it cannot be read"
   return (f"cannot load the config file {path!r}: {why}; pass --config=configs/FILE.py[:ARG] "
           "with a file that exists.")
+
+
+def load_config(arg: str) -> ml_collections.ConfigDict:
+  """What ``--config=FILE[:ARG]`` names: FILE's ``get_config(ARG)`` (``get_config()`` without
+  ``:ARG``), as ml_collections calls it.
+
+  Raises:
+    errors.ConfigError: one line saying what is wrong with the file and what to do.
+  """
+  path, colon, config_arg = arg.partition(":")
+  if _missing_config_file(arg):
+    raise errors.ConfigError(_missing_config_file(arg))
+  try:
+    with open(path, "rb") as f:
+      source = f.read()
+  except OSError:
+    raise errors.ConfigError(_missing_config_file(arg, unreadable=True)) from None
+  namespace = {"__name__": "config_file", "__file__": path}
+  try:
+    exec(compile(source, path, "exec"), namespace)  # pylint: disable=exec-used
+  except SyntaxError as e:
+    raise errors.ConfigError(f"cannot load the config file {path}: {e.msg} at line {e.lineno}; "
+                             "--config must name a Python file defining get_config(arg).") from None
+  except Exception as e:  # pylint: disable=broad-except  (the user's file)
+    raise _file_error(e, f"the config file {path} failed to load") from None
+  if not callable(namespace.get("get_config")):
+    raise errors.ConfigError(f"the config file {path} defines no get_config(); a config file "
+                             "defines get_config(arg) returning a ConfigDict (see configs/).")
+  try:
+    config = namespace["get_config"](*([config_arg] if colon else []))
+  except Exception as e:  # pylint: disable=broad-except  (the user's file)
+    raise _file_error(e, f"the config file {path} failed in get_config") from None
+  if not isinstance(config, ml_collections.ConfigDict):
+    raise errors.ConfigError(f"get_config in the config file {path} returned a "
+                             f"{type(config).__name__}, not a ConfigDict; return one built from "
+                             "xplain_jax.config_base (see configs/).")
+  return config
+
+
+def _file_error(e: Exception, what: str) -> errors.ConfigError:
+  """A config file's own exception as one line: its message where it is one of ours (a
+  rejected ``get_config`` argument), else ``what`` and the exception."""
+  if isinstance(e, errors.XplainError):
+    return errors.ConfigError(errors.one_line(e))
+  return errors.ConfigError(f"{what}: {type(e).__name__}: {errors.one_line(e)}; fix the config "
+                            "file (the files in configs/ show the form).")
+
+
+def check_overrides(config: ml_collections.ConfigDict, argv) -> None:
+  """Checks every ``--config.FIELD[=VALUE]`` of ``argv`` against ``config`` before absl parses
+  them: the field exists, is one value (not a block of fields) and ``VALUE`` parses to the
+  field's type.
+
+  Raises:
+    errors.ConfigError: one line naming the override, what is wrong and what to do.
+  """
+  i = 0
+  while i < len(argv) and argv[i] != "--":
+    match = _OVERRIDE.fullmatch(argv[i])
+    i += 1
+    if not match:
+      continue
+    negated, field, value = match[1], match[2], match[3] and match[3][1:]
+    holder = config
+    for key in field.split("."):
+      if not isinstance(holder, ml_collections.ConfigDict) or key not in holder:
+        raise errors.ConfigError(f"unknown config field --config.{field}: the config has no field "
+                                 f"{field!r}; check the spelling against the config file.")
+      kind, holder = holder.get_type(key), holder[key]
+    if isinstance(holder, ml_collections.ConfigDict):
+      raise errors.ConfigError(f"--config.{field} is a block of fields, not one value; set its "
+                               f"fields one by one: --config.{field}.FIELD=VALUE.")
+    if kind is bool and value is None:
+      continue  # --config.FIELD / --noconfig.FIELD: true / false
+    if negated:
+      raise errors.ConfigError(f"--noconfig.{field}: only a true/false field can be negated; pass "
+                               f"--config.{field}=VALUE.")
+    if value is None:  # --config.FIELD VALUE
+      if i == len(argv) or argv[i].startswith("--"):
+        raise errors.ConfigError(f"--config.{field} has no value; pass --config.{field}=VALUE.")
+      value, i = argv[i], i + 1
+    parser = _TYPE_PARSERS.get(kind)
+    try:
+      if parser is not None:
+        parser.parse(value)
+    except ValueError:
+      raise errors.ConfigError(f"--config.{field}={value}: {value!r} is not of the field's type "
+                               f"in the config file ({kind.__name__}); give {_TYPE_WORDS[kind]}."
+                               ) from None
+
+
+def parse_flags(argv):
+  """Parses the command line; any mistake becomes one ``error:`` line and exit status 2.
+
+  The config file is loaded and the overrides checked first (``load_config``,
+  ``check_overrides``), so that their errors are worded here; absl and ml_collections then parse
+  the same command line, and their own exceptions word whatever else is wrong with it."""
+  try:
+    expanded = FLAGS.read_flags_from_files(argv, force_gnu=False)  # --flagfile=FILE
+    if len(_config_files(expanded)) > 1:
+      _exit(f"--config is given {len(_config_files(expanded))} times; give it once. {USAGE}", 2)
+    if _config_file(expanded):
+      check_overrides(load_config(_config_file(expanded)), expanded[1:])
+    elif any(_OVERRIDE.fullmatch(a) for a in expanded[1:]):
+      _exit(f"--config is required with --config.FIELD overrides. {USAGE}", 2)
+    rest = FLAGS(argv)
+  except KeyboardInterrupt as e:
+    _interrupted(e)
+  except errors.XplainError as e:
+    _exit(errors.one_line(e), 2)
+  except flags.UnrecognizedFlagError as e:
+    _exit(f"unknown command line flag --{e.flagname}; {USAGE}", 2)
+  except Exception as e:  # pylint: disable=broad-except  (all of it is the user's command)
+    _exit(f"{errors.one_line(e)}; {USAGE}", 2)
+  for name in ("config", "workdir"):
+    if FLAGS[name].value is None:
+      _exit(f"--{name} is required. {USAGE}", 2)
+  return rest
 
 
 def _quiet_unraisable(unraisable) -> None:
