@@ -1,0 +1,77 @@
+r"""Does the consistency term make the weight network fit the performer's own effects?
+
+On the own-model digits case (launch/own_model_digits.py: a small CNN's digit-3 logit, its 32
+conv filters as concepts), fits the signed ``faithful`` explainer (least-squares start, β = 0,
+consistency weight W toward the filters' deletion effects t_k) and measures, on the TRAINING
+images it was fitted to and on the test images:
+
+  - the relative consistency residual Σ_k (α_k y_k − t_k)² / Σ_k t_k² (mean over images;
+    1.0 = what all-zero contributions would give, 0 = a perfect fit),
+  - the interventional rank correlation of |α_k y_k| with |t_k| (the project's fidelity score),
+  - the relative deviation of ŷ from y.
+
+A residual near or above 1 on the training images says g cannot represent the per-image effects
+(an optimisation or capacity limit), not that it fails to generalise. Uses its own seed (200),
+apart from the selection (100-102) and evaluation (0-4) seeds of own_model_digits.py:
+
+  python launch/consistency_fit_check.py [--seed=200] [--weights=1,10,100]
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import own_model_digits as digits  # noqa: E402  pylint: disable=wrong-import-position
+
+from xplain_jax import api, fidelity, utils  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def check(data: dict, explainer, split: str, t: np.ndarray) -> dict:
+  """Residual, rank correlation and deviation of one fitted explainer on one split."""
+  f = data[split]
+  contrib = np.asarray(explainer.alpha(f["feat"])) * np.asarray(f["y_i"])
+  y_hat = contrib.sum(1) + float(explainer.bias)
+  resid = np.mean(np.sum((contrib - t) ** 2, 1)) / np.mean(np.sum(t ** 2, 1))
+  irc = np.asarray(fidelity.interventional_rank_correlation(contrib, t))
+  spread = float(np.max(f["y"]) - np.min(f["y"]))
+  return dict(residual=round(float(resid), 3), irc=round(float(np.mean(irc)), 3),
+              deviation=round(float(np.mean(np.abs(f["y"] - y_hat)) / spread), 4))
+
+
+def main(argv=None) -> dict:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--seed", type=int, default=200)
+  p.add_argument("--weights", default="1,10,100")
+  p.add_argument("--size", default="full", choices=sorted(digits.SIZES))
+  p.add_argument("--out", default="")
+  a = p.parse_args(argv)
+  size = digits.SIZES[a.size]
+  data = digits.prepare(a.seed, size, target="deletion")
+  t_test = digits.consistency_targets(data["head_fn"], data["test"]["feat"], target="deletion")
+  rows = []
+  for scale in ("auto", 1.0):
+    for w in (float(s) for s in utils.split_list(a.weights)):
+      start = time.time()
+      kw = dict(case="filter", seed=a.seed, log_every=10 ** 6, beta=0.0, start="least_squares",
+                consistency_weight=w, positive=False, prior_kind="mse", alpha_scale=scale)
+      if size["explainer_epochs"] is not None:
+        kw.update(epochs=size["explainer_epochs"], depth=size["depth"], width=size["width"])
+      e = api.fit_explainer(data["train_signed"], **kw)
+      row = dict(weight=w, alpha_scale=scale, train=check(data, e, "train", data["train"]["t"]),
+                 test=check(data, e, "test", t_test), fit_seconds=round(time.time() - start))
+      print(json.dumps(row), flush=True)
+      rows.append(row)
+  out = dict(seed=a.seed, accuracy=data["accuracy"], rows=rows)
+  if a.out:
+    text = json.dumps(out, indent=1)
+    utils.write_atomic(a.out, lambda f: f.write(text), binary=False)
+  return out
+
+
+if __name__ == "__main__":
+  main()
