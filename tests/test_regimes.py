@@ -326,8 +326,10 @@ def test_study_variants(arg, n_runs, base):
   assert len(runs) == n_runs and c.base == base
   assert {r.config for r in runs} == {base}
   if arg == "full":
-    assert all(set(r.overrides) - {"explainer.variants"} == {"seed", "dataset.seed",
-                                                              "dataset.rule"} for r in runs)
+    # The default job's sizes: only the grid's fields, the variants and their weight.
+    assert all(set(r.overrides) - {"explainer.variants", "explainer.faithful_weight"}
+               == {"seed", "dataset.seed", "dataset.rule"} for r in runs)
+  assert all(r.overrides["explainer.faithful_weight"] == 1.0 for r in runs)
   if arg == "":
     assert runs[0].overrides["evals.sanity.enabled"] is False
   assert "fidelity" in core.required(c)
