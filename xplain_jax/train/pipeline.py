@@ -4,19 +4,8 @@
 once (``prepare``: the config check, the workdir, the stages' inputs, the multi-host start, the
 mesh, the lock and the recorded identities), then runs the stages of ``config.stages``. What each
 stage needs and produces, and what decides its result, is written in ``xplain_jax.stages``
-(``REGISTRY``); ``RUNNERS`` here says only how each one runs:
-
-=====================  =========  ========================  ===========================
-stage                  group      needs                     produces
-=====================  =========  ========================  ===========================
-performer              performer  —                         performer
-performer_ordinary     performer  —                         ordinary (parts comparison)
-features               explainer  performer                 train_features
-explainer_<variant>    explainer  train_features            explainer:<variant>
-evaluate               evaluate   performer, explainers,    metrics.json, eval/*
-                                  ordinary (when declared)
-report                 report     —  (reads the workdir)    report.html, report.md
-=====================  =========  ========================  ===========================
+(``REGISTRY``, the one table of each stage's group, needs, products, identity and folders);
+``RUNNERS`` here says only how each one runs.
 
 A stage runs when its group is asked for, or when a stage that runs needs what it produces; a
 training stage whose group is not asked for must have finished before (its ``done.json``) and
