@@ -125,3 +125,38 @@ def test_checks_and_registry_import_no_training_code():
           todo.append(t)
     upward = sorted(t for t in seen if t.startswith("xplain_jax.train"))
     assert not upward, f"{low} imports training code: {upward}"
+
+
+# DESIGN's direction: the maths and the models import no training, data, evaluation, report,
+# study or API code; the report reads results and trains nothing.
+_BELOW = {"xplain_jax.concepts", "xplain_jax.priors", "xplain_jax.losses", "xplain_jax.metrics",
+          "xplain_jax.explain", "xplain_jax.shapes", "xplain_jax.errors", "xplain_jax.fidelity",
+          "xplain_jax.models"}
+_ABOVE = ("xplain_jax.train", "xplain_jax.data", "xplain_jax.evaluators", "xplain_jax.report",
+          "xplain_jax.study", "xplain_jax.api", "xplain_jax.launch")
+
+
+def _reach(graph, start: str) -> set[str]:
+  seen, todo = set(), [start]
+  while todo:
+    for t in graph.get(todo.pop(), ()):
+      if t not in seen:
+        seen.add(t)
+        todo.append(t)
+  return seen
+
+
+def test_maths_and_models_import_nothing_above_them():
+  graph = import_graph()
+  for m in graph:
+    if any(m == low or m.startswith(low + ".") for low in _BELOW):
+      upward = sorted(t for t in _reach(graph, m) if t.startswith(_ABOVE))
+      assert not upward, f"{m} imports {upward}, which sit above it"
+
+
+def test_the_report_trains_nothing():
+  graph = import_graph()
+  for m in (m for m in graph if m.startswith("xplain_jax.report")):
+    upward = sorted(t for t in _reach(graph, m) if t.startswith(("xplain_jax.train",
+                                                                   "xplain_jax.study")))
+    assert not upward, f"{m} imports {upward}: the report reads results, it trains nothing"
