@@ -53,6 +53,7 @@ def test_cnn_beats_chance_and_target_is_its_own_deletion_effect(seed_data):
   np.testing.assert_array_equal(np.maximum(d["train_signed"]["w"], 0), d["train"]["w"])
 
 
+@pytest.mark.slow  # a fit and the peers' scoring: ~17 s, kept out of the fast subset
 def test_faithful_variant_and_peers_are_scored(seed_data):
   exp = digits.fit_variant(seed_data, "faithful", seed=0, size=QUICK, weight=1.0)
   scores = digits.score(seed_data, {"faithful": exp}, size=QUICK)
