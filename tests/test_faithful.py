@@ -2,6 +2,8 @@
 targets, signed Case 1, and the variants that train them (checked against numpy and finite
 differences written here)."""
 
+import json
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -271,3 +273,88 @@ def test_api_fit_explainer_passes_the_start_and_the_consistency_term_through(tmp
   loaded = api.fit_explainer(feats, **kw)      # the finished fit, loaded from the workdir
   np.testing.assert_allclose(loaded.alpha(feats["feat"]), e.alpha(feats["feat"]), rtol=1e-6)
   assert np.min(e.alpha(feats["feat"])) > 0
+
+
+# ------------------------------------------------------------ Case 2 rendered targets
+
+
+def _tiny_case2(num_train=6):
+  config = synthetic.get_config("tiny")
+  config.dataset.num_train = num_train
+  spec = data_lib.get_spec(config)
+  perf = models.get_performer(config.performer.arch, num_outputs=len(spec.output_names),
+                              **config.performer.model)
+  size = config.dataset.image_size
+  variables = perf.init(jax.random.PRNGKey(3), np.zeros((1, size, size, 3), np.float32))
+  return config, spec, perf, variables, data_lib.get_source(config, "train")
+
+
+def test_cached_rendered_targets_equal_the_performer_on_each_counterfactual(tmp_path):
+  from xplain_jax.data import synthetic_attributes as sa  # pylint: disable=import-outside-toplevel
+  config, spec, perf, variables, src = _tiny_case2()
+  fz = features_lib.make_featurizer(perf, spec, target="rendered")
+  targets = features_lib.rendered_targets(perf, variables, spec, src, sa.CONCEPT_NAMES,
+                                          batch_size=2)
+  cache = features_lib.featurize_split(fz, variables, src, directory=str(tmp_path), batch_size=4,
+                                       mesh=parallel.make_mesh(1), source_targets=targets)
+  t = np.asarray(cache.columns["t"])
+  assert t.shape == (len(src), len(spec.concept_names))
+  # The reference, one image and one concept at a time: y(I) − y(I with the concept of y_i's
+  # column k, found by its name, toggled).
+  y = lambda im: float(perf.apply(variables, im[None], train=False)[0][0, spec.target_index])
+  for i in (0, 3, 5):
+    image = src.get_batch(np.array([i]))["image"][0]
+    for k, name in enumerate(spec.concept_names):
+      toggled = src.counterfactuals(np.array([i]), sa.CONCEPT_NAMES.index(name))[0]
+      assert t[i, k] == pytest.approx(y(image) - y(toggled), abs=1e-4), (i, name)
+  assert np.abs(t).max() > 0
+  # The other columns are the featurizer's own, and a second call maps the finished cache.
+  np.testing.assert_allclose(cache.columns["y"], fz(variables, src.get_batch(np.arange(6))["image"])
+                             ["y"], rtol=1e-5, atol=1e-5)
+  again = features_lib.featurize_split(fz, variables, src, directory=str(tmp_path), batch_size=4,
+                                       mesh=parallel.make_mesh(1), source_targets=targets)
+  np.testing.assert_array_equal(np.asarray(again.columns["t"]), t)
+
+
+def test_rendered_targets_are_refused_where_nothing_can_be_redrawn():
+  c = synthetic.get_config("tiny")
+  c.explainer.consistency_target = "rendered"
+  validate.check_config(c)
+  c.explainer.cache_features = False
+  with pytest.raises(ConfigError, match="consistency_target.*cache_features=True"):
+    validate.check_config(c)
+  from configs import celeba  # pylint: disable=import-outside-toplevel
+  b = celeba.get_config("target=male,tiny")
+  b.explainer.consistency_target = "rendered"
+  with pytest.raises(ConfigError, match="celeba cannot redraw its images"):
+    validate.check_config(b)
+  p = parts.get_config("tiny")
+  p.explainer.consistency_target = "rendered"
+  with pytest.raises(ConfigError, match="case 'filter' offers"):
+    validate.check_config(p)
+  _, spec, perf, variables, src = _tiny_case2()
+  plain = data_lib.ArraySource({"image": src.get_batch(np.arange(2))["image"]})
+  with pytest.raises(ConfigError, match="redraws its images"):
+    features_lib.rendered_targets(perf, variables, spec, plain, spec.concept_names, batch_size=2)
+  with pytest.raises(ConfigError, match="cannot toggle"):
+    features_lib.rendered_targets(perf, variables, spec, src, ("x",), batch_size=2)
+
+
+@pytest.mark.slow
+def test_a_tiny_run_trains_the_faithful_variant_on_rendered_targets(tmp_path):
+  from xplain_jax.data import feature_cache  # pylint: disable=import-outside-toplevel
+  from xplain_jax.train import pipeline  # pylint: disable=import-outside-toplevel
+  c = synthetic.get_config("tiny")
+  c.dataset.num_train, c.dataset.num_test = 64, 32
+  c.explainer.variants, c.explainer.consistency_target = "faithful", "rendered"
+  c.stages = "performer,explainer,evaluate"
+  metrics = pipeline.train_and_evaluate(c, str(tmp_path))
+  train = feature_cache.load_cache(str(tmp_path / "features" / "train"),
+                                   pipeline.stages.stage_fingerprint(c, "features"))
+  t = np.asarray(train.columns["t"])
+  assert t.shape == np.shape(train.columns["y_i"]) and np.all(np.isfinite(t))
+  assert np.abs(t).max() > 0
+  with open(tmp_path / "logs" / "explainer_faithful.jsonl") as f:
+    logged = [json.loads(line) for line in f]
+  assert any(r.get("consistency_loss", 0) > 0 for r in logged)
+  assert np.isfinite(metrics["fidelity"]["faithful"]["interventional_rank_correlation"]["mean"])

@@ -37,9 +37,13 @@ from xplain_jax.errors import ConfigError
 
 Featurizer = Callable[[jax.Array], dict]
 # The consistency targets t each case offers (``explainer.consistency_target``; computed by the
-# built-in performers' featurizer, ``train.features.make_featurizer``).
+# built-in performers' featurizer, ``train.features.make_featurizer``, or, for those in
+# ``SOURCE_TARGETS``, from the data source while the feature cache is written).
 CONSISTENCY_TARGETS = {"filter": ("deletion", "gradient_x_input"),
-                       "shared_feature": ("gradient_x_input",)}
+                       "shared_feature": ("gradient_x_input", "rendered")}
+# Targets that need the source's counterfactual renders, not only the image
+# (``train.features.rendered_targets``): written into the feature cache only.
+SOURCE_TARGETS = ("rendered",)
 
 
 def filter_featurizer(features: Callable, head: Callable, *, clip_prior: bool = True,

@@ -179,6 +179,16 @@ def check_consistency(config) -> None:
   if e.consistency_target not in targets:
     _fail("explainer.consistency_target", e.consistency_target,
           f"case {e.case!r} offers {list(targets)}")
+  if e.consistency_target in featurizers.SOURCE_TARGETS:
+    if name != "synthetic_attributes":
+      _fail("explainer.consistency_target", e.consistency_target,
+            f"dataset {name} cannot redraw its images with one concept toggled (only "
+            "synthetic_attributes can); use 'gradient_x_input'")
+    if not e.cache_features or config.distributed.num_processes > 1:
+      _fail("explainer.consistency_target", e.consistency_target,
+            "its targets are written into the feature cache by one process: set "
+            "explainer.cache_features=True and run on one host (distributed.num_processes=1), "
+            "or use 'gradient_x_input'")
   if p.interpretable and e.case != "filter":
     _fail("performer.interpretable", True, "the interpretable layer belongs to the filter case")
   stack = [f for f in _CONV_STACK_FIELDS if f in p.get("model", {})]

@@ -151,6 +151,16 @@ def get_source(config, split: str, *, workdir: str | None = None):
   return _limit(MappedSource(src, _binary_layout), num)
 
 
+def renderer_concept_names(config, concept_names) -> tuple[str, ...]:
+  """The names of the concepts ``source.counterfactuals(indices, concept)`` indexes, for the
+  sources of ``config.dataset`` that can redraw their images (``concept_names``, the y_i
+  columns' names, where the renderer toggles exactly those)."""
+  if config.dataset.name == "synthetic_attributes":
+    from xplain_jax.data import synthetic_attributes as sa
+    return tuple(sa.CONCEPT_NAMES)
+  return tuple(concept_names)
+
+
 def _binary_layout(b: Batch) -> Batch:
   out = {k: v for k, v in b.items() if k != "label"}
   out["labels"] = np.asarray(b["label"], np.float32).reshape(-1, 1)

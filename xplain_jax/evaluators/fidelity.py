@@ -29,31 +29,19 @@ the B scored images (the first B of the test split), ``delta`` [B,n], each row's
 from __future__ import annotations
 
 import time
-from typing import Callable, Sequence
+from typing import Callable
 
 import jax
 import numpy as np
 
-from xplain_jax import fidelity
+from xplain_jax import data, fidelity
 from xplain_jax.fidelity import compare
 from xplain_jax.fidelity import sanity as fidelity_sanity
-from xplain_jax.errors import DataError
 from xplain_jax.evaluators import common
 from xplain_jax.train import state as state_lib
 
 
-def renderer_columns(concept_names: Sequence[str], renderer_names: Sequence[str]) -> np.ndarray:
-  """For each column k of y_i, the renderer's index of the concept of the same name: [n] int.
-
-  Raises:
-    DataError: a concept the renderer cannot toggle.
-  """
-  renderer_names = list(renderer_names)
-  missing = [c for c in concept_names if c not in renderer_names]
-  if missing:
-    raise DataError(f"the renderer cannot toggle concepts {missing}; its concepts are "
-                    f"{renderer_names}. Skip rendering effects for this dataset.")
-  return np.asarray([renderer_names.index(c) for c in concept_names], np.int64)
+renderer_columns = fidelity.renderer_columns
 
 
 def rendering_delta(y_fn: Callable, counterfactuals: Callable, indices: np.ndarray,
@@ -66,8 +54,8 @@ def rendering_delta(y_fn: Callable, counterfactuals: Callable, indices: np.ndarr
     indices: [B] test indices; columns: [n] from ``renderer_columns``.
     y: [B] the factual scores ``y_fn(images)``.
   """
-  cf = lambda idx, k: counterfactuals(idx, int(columns[k]))
-  return fidelity.rendering_effects(y_fn, cf, indices, len(columns), y=y, batch_size=batch_size)
+  return fidelity.rendering_effects(y_fn, counterfactuals, indices, len(columns), y=y,
+                                    batch_size=batch_size, columns=columns)
 
 
 def _batched(fn: Callable, x, batch_size: int, *rest) -> np.ndarray:
@@ -148,7 +136,8 @@ def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
   elif cf is not None:
     images = ctx.test_src.get_batch(idx)["image"]
     y_fact = _batched(y_fn, images, bs).astype(np.float32)
-    columns = renderer_columns(ctx.concept_names, _renderer_names(ctx))
+    columns = renderer_columns(ctx.concept_names,
+                               data.renderer_concept_names(ctx.config, ctx.concept_names))
     start = time.perf_counter()
     delta = rendering_delta(y_fn, cf, idx, columns, y=y_fact, batch_size=bs)
     n = len(columns)
@@ -183,11 +172,3 @@ def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
   out.arrays = {**variant_arrays, "fidelity_reference": reference}
   out.meta["fidelity_num_images"] = int(num)
   return out
-
-
-def _renderer_names(ctx) -> tuple[str, ...]:
-  """The concept names of the dataset's renderer (its ``counterfactuals``' concept indices)."""
-  if ctx.config.dataset.name == "synthetic_attributes":
-    from xplain_jax.data import synthetic_attributes as sa
-    return sa.CONCEPT_NAMES
-  return tuple(ctx.concept_names)

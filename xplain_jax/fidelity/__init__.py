@@ -13,7 +13,7 @@ The package's public names are re-exported here: ``fidelity.filter_deletion_effe
 
 from xplain_jax.fidelity.effects import (deletion_area, deletion_counts, deletion_curve,
                                          filter_deletion_effects, order_by, random_order,
-                                         rendering_effects)
+                                         renderer_columns, rendering_effects)
 from xplain_jax.fidelity.scores import (gt_rank_correlation_per_image,
                                         interventional_rank_correlation, mean_interval,
                                         paired_difference_interval, sign_agreement, summarize)

@@ -20,7 +20,7 @@ References:
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -61,21 +61,38 @@ def filter_deletion_effects(head_fn: Callable[[Array], Array], x: Array, *,
   return (y[:, None] - ys.T).astype(jnp.float32)
 
 
+def renderer_columns(concept_names: Sequence[str], renderer_names: Sequence[str]) -> np.ndarray:
+  """For each column k of y_i, the renderer's index of the concept of the same name: [n] int.
+
+  Raises:
+    DataError: a concept the renderer cannot toggle.
+  """
+  renderer_names = list(renderer_names)
+  missing = [c for c in concept_names if c not in renderer_names]
+  if missing:
+    raise DataError(f"the renderer cannot toggle concepts {missing}; its concepts are "
+                    f"{renderer_names}. Skip rendering effects for this dataset.")
+  return np.asarray([renderer_names.index(c) for c in concept_names], np.int64)
+
+
 def rendering_effects(y_fn: Callable[[np.ndarray], np.ndarray],
                       counterfactuals: Callable[[np.ndarray, int], np.ndarray],
                       indices: np.ndarray, num_concepts: int, *, y: np.ndarray,
-                      batch_size: int = 256) -> np.ndarray:
+                      batch_size: int = 256,
+                      columns: Sequence[int] | None = None) -> np.ndarray:
   """Interventional effects by re-rendering: ``Δ_k = y(I) − y(render(I with k toggled))``.
 
   Args:
     y_fn: the performer's explained score, ``images [b,S,S,3] -> [b]``.
-    counterfactuals: ``(indices [b], k) -> images [b,S,S,3]``, e.g.
+    counterfactuals: ``(indices [b], concept) -> images [b,S,S,3]``, e.g.
       ``SceneSource.counterfactuals``.
     indices: [B] the images' indices in the source.
-    num_concepts: n, the concepts toggled (0..n-1).
+    num_concepts: n, the concepts toggled.
     y: [B] the performer's scores of the factual images (already computed by the caller; the
       factual images are not re-rendered here).
     batch_size: images per call of ``y_fn``.
+    columns: [n] the renderer's concept toggled for column k (``renderer_columns``); None:
+      column k toggles the renderer's concept k.
 
   Returns:
     [B,n] float32.
@@ -85,11 +102,16 @@ def rendering_effects(y_fn: Callable[[np.ndarray], np.ndarray],
   if y.shape[0] != indices.shape[0]:
     raise DataError(f"rendering_effects: y has {y.shape[0]} scores for {len(indices)} indices; "
                     "pass one score per image.")
+  columns = np.arange(num_concepts) if columns is None else np.asarray(columns).reshape(-1)
+  if len(columns) != num_concepts:
+    raise DataError(f"rendering_effects: {len(columns)} renderer columns for {num_concepts} "
+                    "concepts; pass one per concept.")
   delta = np.empty((len(indices), num_concepts), np.float32)
   for k in range(num_concepts):
     for lo in range(0, len(indices), batch_size):
       rows = slice(lo, lo + batch_size)
-      delta[rows, k] = y[rows] - np.asarray(y_fn(counterfactuals(indices[rows], k))).reshape(-1)
+      images = counterfactuals(indices[rows], int(columns[k]))
+      delta[rows, k] = y[rows] - np.asarray(y_fn(images)).reshape(-1)
   return delta
 
 

@@ -25,9 +25,12 @@ explainer's consistency term pulls the contributions α_k y_k toward (an additio
   ``y = Σ_k t_k + const`` exactly, so an explainer with α = c and a constant b reproduces y
   with these contributions.
 
-Case 2 on synthetic data could also take the rendered Δ_k (``fidelity.effects
-.rendering_effects``); it is not offered as a target: it needs the scene source's latent
-attributes rather than the image, and 2n renders plus n performer passes per training image.
+* Case 2 ``"rendered"`` (synthetic data only): ``t_k = Δ_k = y(I) − y(I re-rendered with
+  concept k toggled)``, the same effect the fidelity evaluator scores on the test images
+  (``fidelity.rendering_effects``). It needs the scene behind the image, not only the image, so
+  ``make_featurizer`` leaves it out and ``featurize_split`` adds it from the source while it
+  writes the training cache (``rendered_targets``: n renders and n performer passes per
+  training image); the test cache does not carry it.
 """
 
 from __future__ import annotations
@@ -41,12 +44,14 @@ import numpy as np
 from xplain_jax import featurizers, fidelity, parallel
 from xplain_jax.data import feature_cache
 from xplain_jax.data.input_pipeline import Loader
-from xplain_jax.errors import ConfigError
+from xplain_jax.errors import ConfigError, DataError
 
 PASSTHROUGH_KEYS = ("labels", "gt_contrib", "part_mask")
 
 # Consistency targets each case offers ("" = none).
 TARGETS = featurizers.CONSISTENCY_TARGETS
+# Of those, the targets added from the data source while the cache is written.
+SOURCE_TARGETS = featurizers.SOURCE_TARGETS
 
 
 def concept_gradient_x_input(target_fn: Callable, concepts_fn: Callable,
@@ -78,7 +83,8 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
     prior_method: Case 2 route, "jvp" or "jacrev" (``priors.shared_feature_prior``).
     clip_prior: Case 1: clip ``w_i`` at 0 (Experiment 1).
     feature: the performer intermediate fed to the weight network g (its input map).
-    target: the consistency targets to add as ``"t"`` (``TARGETS`` of the case); "" adds none.
+    target: the consistency targets to add as ``"t"`` (``TARGETS`` of the case); "" adds none,
+      nor does a target of ``featurizers.SOURCE_TARGETS`` (see ``rendered_targets``).
 
   Returns:
     ``featurize(perf_variables, images [B,S,S,3]) -> {"feat": [B,H,W,C], "y": [B],
@@ -88,6 +94,8 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
   if target and target not in TARGETS.get(spec.case, ()):
     raise ConfigError(f"explainer.consistency_target={target!r} is not offered for case "
                       f"{spec.case!r}; use one of {list(TARGETS.get(spec.case, ()))}.")
+  if target in featurizers.SOURCE_TARGETS:
+    target = ""   # added from the source by featurize_split (rendered_targets)
   t = spec.target_index
   if spec.case == "shared_feature":
 
@@ -127,6 +135,44 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
   return featurize
 
 
+def rendered_targets(perf_module, perf_variables, spec, source, renderer_names, *,
+                     batch_size: int) -> Callable[[np.ndarray, dict], dict]:
+  """Case 2 ``"rendered"`` consistency targets, from the source's counterfactual renders.
+
+  Args:
+    perf_module, perf_variables: the trained performer.
+    spec: the experiment's ``Spec`` (Case 2: its ``concept_names`` name the y_i columns).
+    source: the featurized split; it must redraw its images (``counterfactuals(indices,
+      concept)``, e.g. ``data.scenes.SceneSource``).
+    renderer_names: the names of the concepts ``counterfactuals`` indexes
+      (``data.renderer_concept_names``).
+    batch_size: images per performer call.
+
+  Returns:
+    ``targets(indices [b], out) -> {"t": [b,n] float32}`` with ``t_k = out["y"] − y(image with
+    concept k toggled)``, for ``featurize_split``'s ``source_targets``.
+
+  Raises:
+    ConfigError: the source cannot redraw its images, or a concept it cannot toggle.
+  """
+  cf = getattr(source, "counterfactuals", None)
+  if spec.case != "shared_feature" or cf is None:
+    raise ConfigError("explainer.consistency_target='rendered' needs a Case 2 dataset that "
+                      "redraws its images with one concept toggled (synthetic_attributes); "
+                      "use consistency_target='gradient_x_input'.")
+  try:
+    columns = fidelity.renderer_columns(spec.concept_names, renderer_names)
+  except DataError as e:
+    raise ConfigError(f"explainer.consistency_target='rendered': {e}") from None
+  t = spec.target_index
+  y_fn = jax.jit(lambda im: perf_module.apply(perf_variables, im, train=False)[0][:, t])
+
+  def targets(indices: np.ndarray, out: dict) -> dict:
+    return {"t": fidelity.rendering_effects(y_fn, cf, indices, len(columns), y=out["y"],
+                                            batch_size=batch_size, columns=columns)}
+  return targets
+
+
 # --- the feature cache -------------------------------------------------------------------------
 
 
@@ -159,34 +205,48 @@ def featurize_source(featurize: Callable, perf_variables, source, *, batch_size:
 
 
 def _gives_no_new_keys(cached: feature_cache.ShardedSource, featurize: Callable, perf_variables,
-                       source) -> bool:
-  """Whether the cache holds every key ``featurize`` gives (a cache written before the
-  explainer asked for its consistency targets ``"t"`` lacks them and is recomputed)."""
+                       source, also: tuple[str, ...] = ()) -> bool:
+  """Whether the cache holds every key ``featurize`` gives and the keys ``also`` (a cache
+  written before the explainer asked for its consistency targets ``"t"`` lacks them and is
+  recomputed)."""
   if not len(source):
     return True
   image = source.get_batch(np.arange(1))["image"]
   shapes = jax.eval_shape(featurize, perf_variables, jax.ShapeDtypeStruct(np.shape(image),
                                                                           np.float32))
-  return set(shapes) <= set(cached.columns)
+  return (set(shapes) | set(also)) <= set(cached.columns)
 
 
 def featurize_split(featurize: Callable, perf_variables, source, *, directory: str,
                     batch_size: int, mesh, shard_size: int = 1024,
-                    identity: str = "") -> feature_cache.ShardedSource:
+                    identity: str = "",
+                    source_targets: Callable[[np.ndarray, dict], dict] | None = None
+                    ) -> feature_cache.ShardedSource:
   """Featurizes ``source`` once into ``directory`` (or maps an existing complete cache).
 
   Args:
     identity: what ``featurize`` computes (in a run: ``stages.stage_fingerprint(config,
       "features")``); a cache recorded under another identity (or none) is recomputed.
+    source_targets: optional ``(indices [b], featurized rows) -> {"t": [b,n]}`` computed on
+      the host from the source (``rendered_targets``), added to each batch's rows.
 
   At most ``shard_size`` rows (plus one batch) are held in memory while writing.
   """
+  if source_targets is not None and jax.process_count() > 1:
+    raise ConfigError("consistency targets from the source (explainer.consistency_target="
+                      "'rendered') are written by one process; run on one host.")
   cached = feature_cache.load_cache(directory, identity)
+  also = ("t",) if source_targets is not None else ()
   if (cached is not None and len(cached) == len(source)
-      and _gives_no_new_keys(cached, featurize, perf_variables, source)):
+      and _gives_no_new_keys(cached, featurize, perf_variables, source, also)):
     return cached
   writer = feature_cache.CacheWriter(directory, shard_size=shard_size, identity=identity)
+  start = 0
   for out in featurize_source(featurize, perf_variables, source, batch_size=batch_size, mesh=mesh):
+    rows = len(out["y"])
+    if source_targets is not None:
+      out.update(source_targets(np.arange(start, start + rows), out))
+    start += rows
     writer.add(out)
   writer.close()
   parallel.sync_processes("featurize_split:" + directory)  # process 0 wrote; all read

@@ -23,7 +23,7 @@ import numpy as np
 
 from xplain_jax import data, evaluators, parallel, stages, validate
 from xplain_jax import workdir as workdir_lib
-from xplain_jax.errors import CheckpointError, NonFiniteError
+from xplain_jax.errors import CheckpointError, ConfigError, NonFiniteError
 from xplain_jax.data import feature_cache
 from xplain_jax.train import features as features_lib
 from xplain_jax.train import explainer as explainer_lib
@@ -121,12 +121,22 @@ def _features_id(config) -> str:
 
 def _features(ctx: RunContext) -> dict:
   config, e = ctx.config, ctx.config.explainer
-  _, perf_vars, featurize, _ = ctx.products["performer"]
+  perf, perf_vars, featurize, _ = ctx.products["performer"]
+  target = explainer_lib.consistency_target(config)
+  if target in features_lib.SOURCE_TARGETS and not _use_cache(config):
+    raise ConfigError(f"explainer.consistency_target={target!r} is written into the feature "
+                      "cache, which is off (explainer.cache_features=False, or several "
+                      "processes); set explainer.cache_features=True and run on one host.")
   if _use_cache(config):
+    bs = config.evals.explainer.batch_size
+    extra = (features_lib.rendered_targets(
+        perf, perf_vars, ctx.spec, ctx.train_src,
+        data.renderer_concept_names(config, ctx.spec.concept_names), batch_size=bs)
+             if target in features_lib.SOURCE_TARGETS else None)
     feats = features_lib.featurize_split(featurize, perf_vars, ctx.train_src,
                                          directory=os.path.join(ctx.workdir, "features", "train"),
-                                         batch_size=config.evals.explainer.batch_size,
-                                         mesh=ctx.mesh, identity=_features_id(config))
+                                         batch_size=bs, mesh=ctx.mesh,
+                                         identity=_features_id(config), source_targets=extra)
     return {"train_features": (_loader(feats, config, e.batch_size, seed_offset=1 + e.seed), None)}
   return {"train_features": (_loader(ctx.train_src, config, e.batch_size, seed_offset=1 + e.seed),
                              featurize)}
