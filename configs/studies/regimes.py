@@ -25,6 +25,12 @@ Arguments:
                    5 seeds; its peers are least squares (also α ≥ 0), gradient × input and
                    integrated gradients per filter, and α = w.
   ``:parts_tiny``  the same on configs/parts.py:tiny,tiny with 2 seeds (a smoke test).
+  ``:targets``     the ``faithful`` variant's consistency target, ``gradient_x_input`` against
+                   the rendered Δ_k (``explainer.consistency_target``, the table's columns) under
+                   the ``context`` rule, 5 seeds, with ``ls_start`` as the target-free reference
+                   (CPU-sized as the default); ``launch/paired_columns.py`` pairs the two
+                   targets by seed.
+  ``:targets_tiny`` the same on configs/synthetic.py:tiny with 2 seeds (a smoke test).
 
 More explainer variants (e.g. ``ls_start``): add them to ``VARIANTS``; each run then trains
 them (``explainer.variants``) and the table gives them their rows and paired differences.
@@ -42,7 +48,12 @@ VARIANTS = ("baseline", "prior", "ls_start", "faithful")
 # measured at 1.0, before explainer.faithful_weight's default was chosen (0.1, on the separate
 # seeds of launch/own_model_digits.py, docs/own_model.md); kept so the command reproduces them.
 FAITHFUL_WEIGHT = 1.0
-ARGS = ("", "tiny", "full", "parts", "parts_tiny")
+ARGS = ("", "tiny", "full", "parts", "parts_tiny", "targets", "targets_tiny")
+# The consistency targets ``:targets`` compares, and the rule it runs them under (per-image
+# weights matter under ``context``: a concept's planted contribution depends on another's).
+TARGETS = ("gradient_x_input", "rendered")
+TARGETS_RULE = "context"
+TARGETS_VARIANTS = ("ls_start", "faithful")
 
 
 def _cpu_synthetic() -> dict:
@@ -70,15 +81,24 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg not in ARGS:
     raise ValueError(f"unknown argument {arg!r} for regimes.py; use one of {list(ARGS)}.")
   parts = arg.startswith("parts")
+  targets = arg.startswith("targets")
   tiny = arg.endswith("tiny")
   seeds = (0, 1) if tiny else (0, 1, 2, 3, 4)
+  variants = TARGETS_VARIANTS if targets else VARIANTS
   c = ml_collections.ConfigDict()
-  c.name = "regimes_parts" if parts else "regimes"
+  c.name = "regimes_parts" if parts else ("regimes_targets" if targets else "regimes")
   c.axes = ml_collections.ConfigDict()
   # Axes run in the order of their names: "seed" before "task" (the rule), so a study cut
   # short still covers every regime with its first seeds.
   c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
-  if parts:
+  if targets:
+    c.base = "configs/synthetic.py" + (":tiny" if tiny else "")
+    c.fixed = ml_collections.ConfigDict({} if tiny else _cpu_synthetic())
+    c.fixed.dataset = dict(c.fixed.get("dataset", {}), rule=TARGETS_RULE)
+    c.axes.task = dict(explainer=dict(consistency_target=TARGETS))
+    c.table = blocks.regimes_table("shared_feature", variants,
+                                   columns="explainer.consistency_target")
+  elif parts:
     c.base = "configs/parts.py" + (":tiny,tiny" if tiny else "")
     c.fixed = ml_collections.ConfigDict({} if tiny else _cpu_parts())
     c.table = blocks.regimes_table("filter", VARIANTS)
@@ -87,8 +107,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     c.fixed = ml_collections.ConfigDict({} if arg in ("tiny", "full") else _cpu_synthetic())
     c.axes.task = dict(dataset=dict(rule=TINY_RULES if tiny else RULES))
     c.table = blocks.regimes_table("shared_feature", VARIANTS, columns="dataset.rule")
-  if VARIANTS != ("baseline", "prior"):  # the configs' default explainer.variants
-    c.fixed.explainer = dict(c.fixed.get("explainer", {}), variants=",".join(VARIANTS),
+  if variants != ("baseline", "prior"):  # the configs' default explainer.variants
+    c.fixed.explainer = dict(c.fixed.get("explainer", {}), variants=",".join(variants),
                              faithful_weight=FAITHFUL_WEIGHT)
   c.replicates = "seed"
   c.share = blocks.SHARE
