@@ -383,3 +383,17 @@ def test_gpu_bench_says_how_to_get_missing_wheels(tmp_path):
   fake.chmod(0o755)
   proc = _gpu_bench(["--dry_run"], tmp_path, PYTHON=str(fake))
   assert proc.returncode == 1 and "ml_collections" in proc.stderr and ".whl" in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_targets_times_every_consistency_target_of_both_cases():
+  spec = importlib.util.spec_from_file_location("bench_targets", LAUNCH / "bench_targets.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  rows = module.bench(batch=4, repeats=1)
+  assert [(r["case"], r["target"]) for r in rows] == [
+      ("shared_feature", "none"), ("shared_feature", "gradient_x_input"),
+      ("shared_feature", "rendered"), ("filter", "none"), ("filter", "deletion"),
+      ("filter", "gradient_x_input")]
+  assert all(r["ms"] > 0 for r in rows)
+  assert [r["ratio"] for r in rows if r["target"] == "none"] == [1.0, 1.0]
