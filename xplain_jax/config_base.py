@@ -57,7 +57,8 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  # keep the paper's baseline and prior unchanged.
                  start="paper",  # baseline/prior start: "paper" or "least_squares" (α_ls + g)
                  consistency_weight=0.0,  # baseline/prior/ls_start: weight of Σ_k (α_k y_k − t_k)²
-                 # t_k: Case 1 "deletion" | "gradient_x_input"; Case 2 "gradient_x_input"
+                 # t_k: Case 1 "deletion" | "gradient_x_input"; Case 2 "gradient_x_input" |
+                 # "rendered" (synthetic_attributes: the re-rendered Δ_k, docs/choices.md)
                  consistency_target="gradient_x_input",
                  # the "faithful" variant's consistency weight: the best of 0.1, 1, 10 on the
                  # selection seeds of launch/own_model_digits.py (docs/own_model.md)
