@@ -94,7 +94,7 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
   if target and target not in TARGETS.get(spec.case, ()):
     raise ConfigError(f"explainer.consistency_target={target!r} is not offered for case "
                       f"{spec.case!r}; use one of {list(TARGETS.get(spec.case, ()))}.")
-  if target in featurizers.SOURCE_TARGETS:
+  if target in SOURCE_TARGETS:
     target = ""   # added from the source by featurize_split (rendered_targets)
   t = spec.target_index
   if spec.case == "shared_feature":

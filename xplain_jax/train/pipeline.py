@@ -129,10 +129,11 @@ def _features(ctx: RunContext) -> dict:
                       "processes); set explainer.cache_features=True and run on one host.")
   if _use_cache(config):
     bs = config.evals.explainer.batch_size
-    extra = (features_lib.rendered_targets(
-        perf, perf_vars, ctx.spec, ctx.train_src,
-        data.renderer_concept_names(config, ctx.spec.concept_names), batch_size=bs)
-             if target in features_lib.SOURCE_TARGETS else None)
+    extra = None   # targets from the scene source, added while the cache is written
+    if target in features_lib.SOURCE_TARGETS:
+      names = data.renderer_concept_names(config, ctx.spec.concept_names)
+      extra = features_lib.rendered_targets(perf, perf_vars, ctx.spec, ctx.train_src, names,
+                                            batch_size=bs)
     feats = features_lib.featurize_split(featurize, perf_vars, ctx.train_src,
                                          directory=os.path.join(ctx.workdir, "features", "train"),
                                          batch_size=bs, mesh=ctx.mesh,
