@@ -59,8 +59,8 @@ def bench(batch: int = 64, repeats: int = 15) -> list[dict]:
     for target in ("",) + features_lib.TARGETS[case]:
       fz = jax.jit(features_lib.make_featurizer(perf, spec, target=target))
       if target in features_lib.SOURCE_TARGETS:
-        from xplain_jax.data import synthetic_attributes as sa  # pylint: disable=import-outside-toplevel
-        extra = features_lib.rendered_targets(perf, variables, spec, src, sa.CONCEPT_NAMES,
+        names = data.renderer_concept_names(config, spec.concept_names)
+        extra = features_lib.rendered_targets(perf, variables, spec, src, names,
                                               batch_size=batch)
         idx = np.arange(batch)
         fn = lambda fz=fz, extra=extra, idx=idx: extra(idx, jax.device_get(fz(variables, images)))

@@ -23,6 +23,7 @@ import sys
 
 from xplain_jax import utils
 from xplain_jax.errors import DataError
+from xplain_jax.study import render as render_lib
 from xplain_jax.study import runner as runner_lib
 from xplain_jax.study import stats
 
@@ -60,7 +61,7 @@ def compare(workdir: str, field: str, a: str, b: str, metrics: list[str]) -> dic
   values = {}
   for name in {n for p in matched for n in p}:
     m = runner_lib.read_metrics(os.path.join(workdir, name))
-    values[name] = None if m is None else utils.flatten(m)
+    values[name] = None if m is None else stats.numeric_leaves(m)
   done = [(x, y) for x, y in matched if values[x] is not None and values[y] is not None]
   if not done:
     raise DataError(f"no finished pair of runs with {field}={a} and {field}={b} in {workdir}.")
@@ -72,22 +73,10 @@ def compare(workdir: str, field: str, a: str, b: str, metrics: list[str]) -> dic
 
 
 def render(result: dict, a: str, b: str) -> str:
-  """The markdown table of ``compare``'s result."""
+  """The markdown table of ``compare``'s result (cells as the study's paired rows)."""
   lines = [f"| metric | {a} − {b} (paired) |", "|---|---|"]
-  for metric, s in result.items():
-    if metric == "pairs":
-      continue
-    if not s["n"]:
-      lines.append(f"| {metric} | – (n=0) |")
-      continue
-    if s["half_width"] is None:
-      lines.append(f"| {metric} | {s['mean']:+.3f} (n={s['n']}, no interval) |")
-      continue
-    p = "" if s["p_value"] is None else f", p={s['p_value']:.2g}"
-    cell = f"{s['mean']:+.3f} ± {s['half_width']:.3f}{p} (n={s['n']})"
-    if s["ci_low"] <= 0 <= s["ci_high"]:
-      cell += ", no measurable difference"
-    lines.append(f"| {metric} | {cell} |")
+  lines += [f"| {metric} | {render_lib.cell_text(s, signed=True)} |"
+            for metric, s in result.items() if metric != "pairs"]
   return "\n".join(lines)
 
 

@@ -15,7 +15,7 @@ from xplain_jax import data
 from xplain_jax.data import synthetic_attributes as sa
 from xplain_jax.errors import DataError
 from xplain_jax import evaluators
-from xplain_jax.evaluators import fidelity as fidelity_evaluator
+from xplain_jax import fidelity
 from xplain_jax.train import pipeline
 
 VARIANTS = ("baseline", "prior")
@@ -225,9 +225,10 @@ def test_renderer_concept_k_is_column_k_of_y_i():
   idx = np.arange(3)
   v = np.random.default_rng(0).normal(size=len(sa.CONCEPT_NAMES)).astype(np.float32)
   y_fn = _planted_oracle(src, c.dataset.seed, idx, v)
-  columns = fidelity_evaluator.renderer_columns(spec.concept_names, sa.CONCEPT_NAMES)
-  delta = fidelity_evaluator.rendering_delta(
-      y_fn, src.counterfactuals, idx, columns, y=y_fn(src.get_batch(idx)["image"]), batch_size=2)
+  columns = fidelity.renderer_columns(spec.concept_names, sa.CONCEPT_NAMES)
+  delta = fidelity.rendering_effects(
+      y_fn, src.counterfactuals, idx, len(columns), y=y_fn(src.get_batch(idx)["image"]),
+      batch_size=2, columns=columns)
   # Column j of y_i is performer output concept_indices[j]; its true presence a_j comes from the
   # labels. Toggling it changes y = Σ v_j a_j by v_j (2 a_j − 1).
   presence = src.get_batch(idx)["labels"][:, list(spec.concept_indices)]
@@ -236,10 +237,10 @@ def test_renderer_concept_k_is_column_k_of_y_i():
 
 
 def test_renderer_columns_follow_names():
-  np.testing.assert_array_equal(fidelity_evaluator.renderer_columns(["b", "a"], ["a", "b", "c"]),
+  np.testing.assert_array_equal(fidelity.renderer_columns(["b", "a"], ["a", "b", "c"]),
                                 [1, 0])
   with pytest.raises(DataError, match="cannot toggle concepts \\['z'\\]"):
-    fidelity_evaluator.renderer_columns(["a", "z"], ["a", "b"])
+    fidelity.renderer_columns(["a", "z"], ["a", "b"])
 
 
 def test_enabled_evaluators_follow_the_enabled_flags():

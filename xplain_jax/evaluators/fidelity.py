@@ -5,7 +5,7 @@ effect of each concept, ``Δ_k = y(I) − y(I with concept k toggled)``:
 
 * Case 2 (``shared_feature``) by re-rendering the image with concept k toggled
   (``source.counterfactuals``; column k of y_i is the renderer's concept named
-  ``concept_names[k]``, see ``renderer_columns``); a dataset without counterfactuals (CelebA)
+  ``concept_names[k]``, see ``fidelity.renderer_columns``); a dataset without counterfactuals (CelebA)
   gets a note instead of the effects;
 * Case 1 (``filter``, any dataset) by zeroing filter k's map in ``top_conv`` and running the
   performer's head, plus deletion curves.
@@ -39,23 +39,6 @@ from xplain_jax.fidelity import compare
 from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.evaluators import common
 from xplain_jax.train import state as state_lib
-
-
-renderer_columns = fidelity.renderer_columns
-
-
-def rendering_delta(y_fn: Callable, counterfactuals: Callable, indices: np.ndarray,
-                    columns: np.ndarray, *, y: np.ndarray, batch_size: int) -> np.ndarray:
-  """Case 2 effects ``Δ`` [B,n]: column k re-renders with the renderer's concept ``columns[k]``.
-
-  Args:
-    y_fn: ``images [b,S,S,3] -> [b]`` the performer's explained score.
-    counterfactuals: ``(indices, concept) -> images``.
-    indices: [B] test indices; columns: [n] from ``renderer_columns``.
-    y: [B] the factual scores ``y_fn(images)``.
-  """
-  return fidelity.rendering_effects(y_fn, counterfactuals, indices, len(columns), y=y,
-                                    batch_size=batch_size, columns=columns)
 
 
 def _batched(fn: Callable, x, batch_size: int, *rest) -> np.ndarray:
@@ -136,10 +119,11 @@ def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
   elif cf is not None:
     images = ctx.test_src.get_batch(idx)["image"]
     y_fact = _batched(y_fn, images, bs).astype(np.float32)
-    columns = renderer_columns(ctx.concept_names,
-                               data.renderer_concept_names(ctx.config, ctx.concept_names))
+    columns = fidelity.renderer_columns(
+        ctx.concept_names, data.renderer_concept_names(ctx.config, ctx.concept_names))
     start = time.perf_counter()
-    delta = rendering_delta(y_fn, cf, idx, columns, y=y_fact, batch_size=bs)
+    delta = fidelity.rendering_effects(y_fn, cf, idx, len(columns), y=y_fact, batch_size=bs,
+                                       columns=columns)
     n = len(columns)
     case_args = dict(delta=delta, delta_cost={
         "forward_passes": n, "backward_passes": 0, "explainer_passes": 0, "renders": n,
