@@ -29,7 +29,7 @@ Arguments:
                    the rendered Δ_k (``explainer.consistency_target``, the table's columns) under
                    the ``context`` rule, 5 seeds, with ``ls_start`` as the target-free reference
                    (CPU-sized as the default); ``launch/paired_columns.py`` pairs the two
-                   targets by seed.
+                   targets by seed. ``--set=dataset.rule=linear`` runs it under the linear rule.
   ``:targets_tiny`` the same on configs/synthetic.py:tiny with 2 seeds (a smoke test).
 
 More explainer variants (e.g. ``ls_start``): add them to ``VARIANTS``; each run then trains
