@@ -17,7 +17,9 @@ returns the same figures as a dict.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
+import math
 import os
 import sys
 
@@ -29,14 +31,41 @@ from xplain_jax.study import stats
 
 
 def read_study(workdir: str) -> list[dict]:
-  """The runs of the study in ``workdir`` (``study.json``'s ``runs``: name, point)."""
+  """The runs of the study in ``workdir`` (``study.json``'s ``runs``: a list of objects, each
+  with a ``name`` and a ``point`` of axis values).
+
+  Raises:
+    DataError: the file is missing, not JSON, or not shaped as ``launch/study.py`` writes it.
+  """
   path = os.path.join(workdir, "study.json")
   try:
     with open(path, encoding="utf-8") as f:
-      return json.load(f)["runs"]
-  except (OSError, ValueError, KeyError) as e:
-    raise DataError(f"{path} cannot be read ({e}); run launch/study.py on this workdir first "
-                    "(--aggregate-only writes it from the finished runs).") from None
+      runs = json.load(f)["runs"]
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    raise DataError(f"{path} cannot be read ({type(e).__name__}: {e}); run launch/study.py on "
+                    "this workdir first (--aggregate-only writes it from the finished "
+                    "runs).") from None
+  shaped = isinstance(runs, list) and all(
+      isinstance(r, dict) and isinstance(r.get("name"), str) and isinstance(r.get("point"), dict)
+      for r in runs)
+  if not shaped:
+    raise DataError(f"{path} is not a study launch/study.py wrote: 'runs' must be a list of "
+                    "objects with a 'name' and a 'point'; rewrite it with launch/study.py "
+                    "--aggregate-only on this workdir.")
+  return runs
+
+
+def _is(value, text: str) -> bool:
+  """Whether the axis value ``value`` (a JSON value of study.json) is the command line's
+  ``text``: the same text, or the same number (``--a=1`` names 1.0)."""
+  if str(value) == text:
+    return True
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return False
+  try:
+    return float(text) == float(value)
+  except ValueError:
+    return False
 
 
 def pairs(runs: list[dict], field: str, a: str, b: str) -> list[tuple[str, str]]:
@@ -44,11 +73,15 @@ def pairs(runs: list[dict], field: str, a: str, b: str) -> list[tuple[str, str]]
   def key(point):
     return json.dumps({k: v for k, v in point.items() if k != field}, sort_keys=True)
 
+  if a == b:
+    raise DataError(f"--a and --b are both {a!r}; pass two different values of {field} (each "
+                    "run would be paired with itself).")
   side = {a: {}, b: {}}
   for r in runs:
-    value = str(r["point"].get(field))
-    if value in side:
-      side[value][key(r["point"])] = r["name"]
+    value = r["point"].get(field)
+    for text in (a, b):
+      if value is not None and _is(value, text):
+        side[text][key(r["point"])] = r["name"]
   if not any(r["point"].get(field) is not None for r in runs):
     raise DataError(f"no run of the study varies {field!r}; its axes set "
                     f"{sorted({k for r in runs for k in r['point']})}.")
@@ -56,7 +89,16 @@ def pairs(runs: list[dict], field: str, a: str, b: str) -> list[tuple[str, str]]
 
 
 def compare(workdir: str, field: str, a: str, b: str, metrics: list[str]) -> dict:
-  """``{metric: stats.paired(A, B)}`` over the finished pairs of runs (+ ``pairs``)."""
+  """``{metric: stats.paired(A, B)}`` over the finished pairs of runs (+ ``pairs``); each
+  metric's ``missing`` lists the pairs left out because one side lacks a finite value.
+
+  Raises:
+    DataError: no metric named, a metric no finished run holds (a misspelling: the message
+      names the closest paths), ``a`` equal to ``b``, or no finished pair.
+  """
+  if not metrics:
+    raise DataError("--metrics names no metric; pass comma-separated metrics.json paths, e.g. "
+                    "prior.entropy.")
   matched = pairs(read_study(workdir), field, a, b)
   values = {}
   for name in {n for p in matched for n in p}:
@@ -65,11 +107,25 @@ def compare(workdir: str, field: str, a: str, b: str, metrics: list[str]) -> dic
   done = [(x, y) for x, y in matched if values[x] is not None and values[y] is not None]
   if not done:
     raise DataError(f"no finished pair of runs with {field}={a} and {field}={b} in {workdir}.")
+  known = sorted({k for x, y in done for k in (*values[x], *values[y])})
+  for metric in metrics:
+    if metric not in known:
+      close = difflib.get_close_matches(metric, known, n=3, cutoff=0.6)
+      raise DataError(f"metric {metric!r} is in no finished run's metrics.json; "
+                      + (f"did you mean {', '.join(close)}?" if close else
+                         "pass dotted paths of numbers in metrics.json, e.g. prior.entropy."))
   out = {"pairs": [list(p) for p in done]}
   for metric in metrics:
-    out[metric] = stats.paired([values[x].get(metric) for x, _ in done],
-                               [values[y].get(metric) for _, y in done])
+    xs = [values[x].get(metric) for x, _ in done]
+    ys = [values[y].get(metric) for _, y in done]
+    out[metric] = stats.paired(xs, ys)
+    out[metric]["missing"] = [list(p) for p, u, v in zip(done, xs, ys)
+                              if not (_finite(u) and _finite(v))]
   return out
+
+
+def _finite(v) -> bool:
+  return v is not None and math.isfinite(v)
 
 
 def render(result: dict, a: str, b: str) -> str:

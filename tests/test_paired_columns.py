@@ -68,3 +68,96 @@ def test_unreadable_or_unpaired_studies_are_refused_in_one_line(tmp_path, capsys
     paired_columns.compare(workdir, FIELD, "rendered", "gradient_x_input", ["m"])
   with pytest.raises(DataError, match="no run of the study varies 'dataset.rule'"):
     paired_columns.compare(workdir, "dataset.rule", "a", "b", ["m"])
+
+
+def test_a_numeric_axis_pairs_every_finished_run_including_the_last(tmp_path):
+  """Mutations: ``pairs`` drops the last matched pair, or stops reading the axis values as the
+  command line names them (here numbers: ``--a=1`` is the study's 1.0). Every pair finished."""
+  runs = []
+  for seed in range(3):
+    for value, m in ((1.0, 0.8 + 0.01 * seed), (0.25, 0.6 + 0.01 * seed)):
+      name = f"seed={seed}__beta={value}"
+      runs.append({"name": name, "point": {"seed": seed, "explainer.beta": value}})
+      os.makedirs(tmp_path / name)
+      with open(tmp_path / name / "metrics.json", "w") as f:
+        json.dump({"m": m}, f)
+  with open(tmp_path / "study.json", "w") as f:
+    json.dump({"runs": runs}, f)
+  out = paired_columns.compare(str(tmp_path), "explainer.beta", "1", "0.25", ["m"])
+  assert out["pairs"] == [[f"seed={s}__beta=1.0", f"seed={s}__beta=0.25"] for s in range(3)]
+  s = out["m"]
+  assert s["n"] == 3 and s["mean"] == pytest.approx(0.2) and s["missing"] == []
+
+
+def test_nan_pairs_are_left_out_and_counted(tmp_path):
+  """Mutation: ``stats.paired`` keeps a pair whose second value is NaN (the mean and p-value
+  become NaN). The pair is dropped, the count of pairs used says so, and the table names it."""
+  table = {(s, "rendered"): 0.5 + 0.1 * s for s in range(4)}
+  table.update({(s, "gradient_x_input"): 0.4 + 0.05 * s for s in range(4)})
+  table[(3, "gradient_x_input")] = float("nan")
+  out = paired_columns.compare(_study(tmp_path, table), FIELD, "rendered", "gradient_x_input",
+                               ["fidelity.faithful.irc.mean"])
+  s = out["fidelity.faithful.irc.mean"]
+  assert s["n"] == 3 and np.isfinite(s["mean"]) and np.isfinite(s["p_value"])
+  assert s["missing"] == [["seed=3__task=rendered", "seed=3__task=gradient_x_input"]]
+  assert "(n=3)" in paired_columns.render(out, "rendered", "gradient_x_input")
+  assert "[1 missing]" in paired_columns.render(out, "rendered", "gradient_x_input")
+
+
+def test_paired_drops_nan_on_either_side_and_gives_no_p_value_for_equal_differences():
+  """Mutations: ``stats.paired`` keeps NaN pairs; its p-value guard for zero spread goes
+  (equal differences then give p = 0.0 or NaN instead of none)."""
+  from xplain_jax.study import stats
+  s = stats.paired([1.0, 2.0, float("nan"), 4.0, 5.0], [0.5, 1.5, 3.0, float("nan"), 4.0])
+  assert s["n"] == 3 and s["mean"] == pytest.approx((0.5 + 0.5 + 1.0) / 3)
+  assert s["p_value"] is not None and np.isfinite(s["p_value"])
+  equal = stats.paired([1.0, 2.0, 3.0], [0.5, 1.5, 2.5])
+  assert equal["n"] == 3 and equal["mean"] == pytest.approx(0.5) and equal["p_value"] is None
+  assert stats.paired([1.0], [0.0])["p_value"] is None
+
+
+@pytest.mark.parametrize("metrics, words", [
+    ("fidelity.faithful.irc.meen", ["'fidelity.faithful.irc.meen'", "did you mean",
+                                    "fidelity.faithful.irc.mean"]),
+    ("", ["names no metric"]),
+    ("zzz", ["'zzz'", "in no finished run"]),
+])
+def test_a_misspelt_or_empty_metric_is_refused_in_one_line(tmp_path, capsys, metrics, words):
+  workdir = _study(tmp_path, {(0, "rendered"): 0.1, (0, "gradient_x_input"): 0.2})
+  with pytest.raises(SystemExit) as e:
+    paired_columns.main([f"--workdir={workdir}", f"--field={FIELD}", "--a=rendered",
+                         "--b=gradient_x_input", f"--metrics={metrics}"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and "\n" not in err
+  for w in words:
+    assert w in err, (w, err)
+
+
+def test_a_equal_to_b_is_refused(tmp_path, capsys):
+  workdir = _study(tmp_path, {(0, "rendered"): 0.1, (0, "gradient_x_input"): 0.2})
+  with pytest.raises(SystemExit) as e:
+    paired_columns.main([f"--workdir={workdir}", f"--field={FIELD}", "--a=rendered",
+                         "--b=rendered", "--metrics=m"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert "--a and --b are both 'rendered'" in err and "\n" not in err
+
+
+@pytest.mark.parametrize("study", [
+    {"runs": {"a": {"name": "a", "point": {}}}},
+    {"runs": [{"name": "a"}]},
+    {"runs": [{"point": {"x": 1}}]},
+    {"runs": ["a"]},
+    [1, 2],
+    {"runs": [{"name": "a", "point": [1]}]},
+])
+def test_an_oddly_shaped_study_json_is_refused_in_one_line(tmp_path, capsys, study):
+  with open(tmp_path / "study.json", "w") as f:
+    json.dump(study, f)
+  with pytest.raises(SystemExit) as e:
+    paired_columns.main([f"--workdir={tmp_path}", f"--field={FIELD}", "--a=x", "--b=y",
+                         "--metrics=m"])
+  assert e.value.code == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("error: ") and "\n" not in err and "study.json" in err
