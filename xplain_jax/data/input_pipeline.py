@@ -122,6 +122,7 @@ class Loader:
     if self.drop_remainder and n < self.batch_size:
       raise DataError(f"the dataset has {n} records, fewer than one batch of "
                        f"{self.batch_size}; lower the batch size or use more data.")
+    object.__setattr__(self, "_epoch_order", None)  # (epoch, order) of the last epoch read
 
   @property
   def steps_per_epoch(self) -> int:
@@ -131,10 +132,19 @@ class Loader:
     return -(-n // self.batch_size)
 
   def _order(self, epoch: int) -> np.ndarray:
+    """Epoch ``epoch``'s record order [N] int64, drawn once per epoch and kept until the next
+    (one tuple swapped whole, so a prefetching thread reads either the old or the new one)."""
+    cached = self._epoch_order
+    if cached is not None and cached[0] == epoch:
+      return cached[1]
     n = len(self.source)
     if not self.shuffle:
-      return np.arange(n)
-    return np.random.default_rng([self.seed, epoch]).permutation(n)
+      order = np.arange(n)
+    else:
+      order = np.random.default_rng([self.seed, epoch]).permutation(n)
+    order.setflags(write=False)  # shared by every batch of the epoch
+    object.__setattr__(self, "_epoch_order", (epoch, order))
+    return order
 
   def indices(self, step: int) -> tuple[np.ndarray, np.ndarray]:
     """Record indices and validity mask of this process's part of global batch ``step``."""
@@ -147,7 +157,7 @@ class Loader:
       glob = np.concatenate([glob, np.resize(order, self.batch_size - len(glob))])
     per = self.batch_size // self.process_count
     sl = slice(self.process_index * per, (self.process_index + 1) * per)
-    return glob[sl], valid[sl]
+    return np.array(glob[sl]), valid[sl]  # a copy: the epoch's order stays intact
 
   def batch(self, step: int) -> Batch:
     """This process's part of global batch ``step``, plus ``"mask"`` [B/P] bool."""
