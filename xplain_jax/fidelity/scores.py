@@ -21,6 +21,9 @@ from xplain_jax import metrics, shapes
 from xplain_jax.errors import DataError
 
 Array = jax.Array
+# Indices drawn at once by the bootstrap: 2**21 of them (int64) and their values (float64)
+# take 32 MiB, whatever the number of images B.
+_RESAMPLE_BLOCK = 2 ** 21
 
 
 def _per_image_spearman(a: Array, b: Array) -> Array:
@@ -83,7 +86,7 @@ def mean_interval(values: np.ndarray, *, num_resamples: int, level: float = 0.95
 
   Args:
     values: [B] per-image values (NaNs are an error: fix them upstream).
-    num_resamples: bootstrap resamples.
+    num_resamples: bootstrap resamples (drawn in blocks: memory stays bounded as B grows).
     level: coverage of the interval.
     seed: resampling seed.
 
@@ -96,7 +99,12 @@ def mean_interval(values: np.ndarray, *, num_resamples: int, level: float = 0.95
                     f"{int(np.sum(~np.isfinite(values)))} not finite; pass finite per-image "
                     "values for at least one image.")
   rng = np.random.default_rng(seed)
-  means = values[rng.integers(0, values.size, size=(num_resamples, values.size))].mean(axis=1)
+  # Resamples drawn a block of rows at a time: one generator drawing row after row gives the
+  # stream a single [num_resamples, B] draw would, so the means (and the interval) are the same.
+  rows = max(1, _RESAMPLE_BLOCK // values.size)
+  means = np.concatenate([
+      values[rng.integers(0, values.size, size=(min(rows, num_resamples - start), values.size))
+             ].mean(axis=1) for start in range(0, num_resamples, rows)])
   tail = (1.0 - level) / 2 * 100
   low, high = np.percentile(means, [tail, 100 - tail])
   return {"mean": float(values.mean()), "low": float(low), "high": float(high),
