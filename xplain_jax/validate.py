@@ -17,6 +17,7 @@ import ml_collections
 from xplain_jax import config_base
 from xplain_jax import stages as stages_lib
 from xplain_jax import utils
+from xplain_jax import validate_evals
 from xplain_jax.errors import ConfigError
 
 
@@ -73,6 +74,7 @@ def check_config(config) -> None:
   try:
     check_fields(config)
     check_values(config)
+    validate_evals.check_evals(config)
     check_consistency(config)
     dry_build(config)
   except ConfigError:
