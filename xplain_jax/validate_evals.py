@@ -25,6 +25,8 @@ _AT_LEAST = {
     ("sanity", "num_resamples"): (1, "bootstrap resamples of the similarity's interval"),
 }
 _SEEDS = (("fidelity", "seed"), ("sanity", "seed"))
+# The explainer variant the sanity check retrains and compares with (``train/sanity.py``).
+SANITY_VARIANT = "prior"
 
 
 def _fail(field: str, value, what: str) -> None:
@@ -50,10 +52,8 @@ def check_evals(config) -> None:
     if block in evals and not 0 <= evals[block][field] <= _MAX_SEED:
       _fail(f"{block}.{field}", evals[block][field], f"must lie in [0, {_MAX_SEED}]")
   if "sanity" in evals and evals.sanity.enabled:
-    # The explainer variant the sanity check retrains and compares with.
-    from xplain_jax.train.sanity import VARIANT  # pylint: disable=import-outside-toplevel
-    if VARIANT not in stages_lib.variants(config):
-      raise ConfigError(f"config.evals.sanity.enabled=True needs the {VARIANT!r} explainer it "
-                        f"retrains, but config.explainer.variants="
-                        f"{config.explainer.variants!r}; add {VARIANT} to explainer.variants "
-                        "or set evals.sanity.enabled=False.")
+    if SANITY_VARIANT not in stages_lib.variants(config):
+      raise ConfigError(f"config.evals.sanity.enabled=True needs the {SANITY_VARIANT!r} "
+                        "explainer it retrains, but config.explainer.variants="
+                        f"{config.explainer.variants!r}; add {SANITY_VARIANT} to "
+                        "explainer.variants or set evals.sanity.enabled=False.")

@@ -27,7 +27,7 @@ import os
 import jax
 import numpy as np
 
-from xplain_jax import data, parallel, stages, utils
+from xplain_jax import data, parallel, stages, utils, validate_evals
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import ConfigError
 from xplain_jax.fidelity import sanity as fidelity_sanity
@@ -35,7 +35,7 @@ from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import features as features_lib
 
 STAGE = "sanity"
-VARIANT = "prior"  # the explainer variant the check retrains
+VARIANT = validate_evals.SANITY_VARIANT  # the explainer variant the check retrains
 
 
 @dataclasses.dataclass(frozen=True)
