@@ -220,6 +220,8 @@ def main(argv):
   for signum in (signal.SIGINT, signal.SIGTERM):
     signal.signal(signum, on_signal)
   try:
+    from xplain_jax import compile_cache  # pylint: disable=import-outside-toplevel
+    compile_cache.enable()  # before the first jit: a rerun or resume reads its compiles back
     from xplain_jax.train import pipeline  # pylint: disable=import-outside-toplevel
     pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                 command=(_config_file(), overrides(sys.argv)))

@@ -133,8 +133,10 @@ def main(argv):
 def _main(argv, children):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; pass study settings as --config.FIELD=VALUE.")
-  from xplain_jax import utils
+  from xplain_jax import compile_cache, utils
   from xplain_jax.study import core
+  # Every run of the study (each a launch/run.py process) reads and adds to the same cache.
+  os.environ[compile_cache.ENV_VAR] = compile_cache.enable() or compile_cache.OFF
   config, workdir = FLAGS.config, FLAGS.workdir
   _check_workdir(workdir)
   if FLAGS["seed-run"].value:
