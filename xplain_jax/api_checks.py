@@ -10,8 +10,10 @@ one fit per name, and nothing the user trained is ever deleted by the API.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import numbers
 import os
 from typing import Mapping
 
@@ -137,13 +139,52 @@ def check_alpha_scale(alpha_scale):
   return value
 
 
-def check_settings(feats, *, prior_kind, positive, beta, batch_size, epochs, case) -> None:
+def _integer(name: str, value, least: int) -> None:
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+    raise ConfigError(f"{name}={value!r} ({type(value).__name__}); pass an integer >= {least}.")
+
+
+def _number(name: str, value, *, positive: bool) -> None:
+  ok = isinstance(value, numbers.Real) and not isinstance(value, bool)
+  ok = ok and np.isfinite(value) and (value > 0 if positive else value >= 0)
+  if not ok:
+    raise ConfigError(f"{name}={value!r} ({type(value).__name__}); pass a finite number "
+                      f"{'> 0' if positive else '>= 0'}.")
+
+
+def check_training(*, batch_size, epochs, learning_rate=1e-3, grad_clip=0.0, weight_decay=0.0,
+                   seed=0, log_every=1, optimizer="adam", schedule="constant") -> None:
+  """The training settings of ``api.fit_explainer`` have their types and ranges.
+
+  Raises:
+    ConfigError: e.g. ``epochs="1"``, ``learning_rate="fast"``, ``batch_size=16.5``.
+  """
+  from xplain_jax import config_base, optim  # pylint: disable=import-outside-toplevel
+  _integer("batch_size", batch_size, 1)
+  _integer("epochs", epochs, 1)
+  _integer("log_every", log_every, 1)
+  _integer("seed", seed, 0)
+  _number("learning_rate", learning_rate, positive=True)
+  _number("grad_clip", grad_clip, positive=False)
+  _number("weight_decay", weight_decay, positive=False)
+  for name, value, allowed in (("optimizer", optimizer, list(optim.OPTIMIZERS)),
+                               ("schedule", schedule, list(config_base.SCHEDULES))):
+    if value not in allowed:
+      raise ConfigError(f"{name}={value!r}; use one of {allowed}.")
+
+
+def check_settings(feats, *, prior_kind, positive, beta, batch_size, epochs, case,
+                   **training) -> None:
+  """The settings of ``api.fit_explainer``: the prior's form and the training settings
+  (``check_training``, which also takes ``training``'s keywords)."""
+  check_training(batch_size=batch_size, epochs=epochs, **training)
+  if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+    raise ConfigError(f"beta={beta!r} ({type(beta).__name__}); use a finite β >= 0 (0 trains "
+                      "the baseline).")
   if prior_kind not in ("cross_entropy", "mse"):
     raise ConfigError(f"prior_kind={prior_kind!r}; use 'cross_entropy' or 'mse'.")
   if not np.isfinite(beta) or beta < 0:
     raise ConfigError(f"beta={beta}; use a finite β >= 0 (0 trains the baseline).")
-  if batch_size < 1 or epochs < 1:
-    raise ConfigError(f"batch_size={batch_size}, epochs={epochs}; both must be >= 1.")
   if prior_kind == "cross_entropy":
     if not positive:
       raise ConfigError("prior_kind='cross_entropy' needs positive α (softplus); pass "
@@ -204,9 +245,46 @@ def check_workdir(workdir: str, name: str, ident: str):
   return None
 
 
+@contextlib.contextmanager
+def _folder_lock(folder: str):
+  """Holds an exclusive lock on the folder itself (no file is added to it) while the block
+  runs; other processes taking it wait. Not POSIX: no lock."""
+  try:
+    import fcntl  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    yield
+    return
+  fd = os.open(folder, os.O_RDONLY)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    yield
+  finally:
+    os.close(fd)   # releases the lock
+
+
 def record_identity(workdir: str, name: str, ident: str, net: dict) -> None:
-  checkpoint.write_json_atomic(os.path.join(workdir, name, IDENTITY_FILE),
-                               {"identity": ident, "net": net})
+  """Records the fit's run identity in ``workdir/name`` before training.
+
+  The check and the record are one step under a lock on the folder: of two fits started at
+  the same instant with different identities (``check_workdir`` found the folder free for
+  both), the second to record is refused instead of training into the first one's checkpoints.
+
+  Raises:
+    ConfigError: another fit recorded a different identity there since ``check_workdir``.
+  """
+  folder = os.path.join(workdir, name)
+  os.makedirs(folder, exist_ok=True)
+  path = os.path.join(folder, IDENTITY_FILE)
+  with _folder_lock(folder):
+    if os.path.exists(path):
+      recorded = checkpoint.read_json(path)
+      current = recorded.get("identity") if isinstance(recorded, dict) else None
+      if current != ident:
+        why = stages.difference(current, ident)
+        raise ConfigError(f"{folder} was taken by another fit started at the same time (other "
+                          f"data or settings; {why}); one workdir/name holds one fit: pass "
+                          "another workdir or name to run both.")
+    checkpoint.write_json_atomic(path, {"identity": ident, "net": net})
 
 
 def save_explainer(workdir: str, name: str, explainer) -> None:
