@@ -389,6 +389,11 @@ CASES = [
          fix="Find the NaN in the inputs or logs; the previous file is kept."),
     dict(id="damaged_feature_cache", problem="damaged feature-cache shard", kind="api",
          exit=None, words=[], fix="Nothing: a damaged cache is recomputed."),
+    dict(id="feature_cache_changed_in_place", problem="a feature-cache shard changed in place "
+         "(same size, other bytes)", kind="elsewhere", exit=0,
+         tested_in="tests/test_feature_cache_checksum.py::test_the_split_is_recomputed_as_it_was",
+         words=[], fix="Nothing: the shard's checksum differs, a warning names it, and the cache "
+                       "is recomputed."),
     dict(id="damaged_result_npz", raises="DamagedFileError (exit 1 in a run)",
          problem="a truncated result .npz", kind="api", exit=None,
          words=["metrics_arrays.npz", "damaged", "delete it", "evaluate stage"],

@@ -5,16 +5,20 @@ variant asks for them) can be far larger than the host's memory at full size (Ce
 162,770 x 14x14x512 bfloat16, 33 GB). ``CacheWriter`` writes it shard by shard
 (``shard-00000.npz, ...``, uncompressed, ``shard_size`` rows each; bfloat16, which ``.npy``
 cannot name, stored as its uint16 bits) and then a ``done.json`` marker (written last,
-atomically) naming the format, the shapes' row count, the dtypes and the *identity* of what was
-cached (``stages.stage_fingerprint(config, "features")`` in a run: the performer's and the
-featurizer's fields). ``load_cache`` maps every array of every shard (``np.memmap`` at the
+atomically) naming the format, the shapes' row count, the dtypes, a SHA-256 checksum of each
+shard file and the *identity* of what was cached (``stages.stage_fingerprint(config,
+"features")`` in a run: the performer's and the featurizer's fields). ``load_cache`` maps every array of every shard (``np.memmap`` at the
 member's offset in the uncompressed zip) and never concatenates them: a batch reads only its
 own rows, so a cache larger than the memory trains from disk. A cache without its marker, with a
-damaged shard, or written under another identity is not returned (the caller recomputes it).
+damaged shard or a shard whose bytes changed since it was written (its checksum is verified on
+every load; a warning names it), or written under another identity is not returned (the caller
+recomputes it).
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import struct
 import zipfile
@@ -25,7 +29,7 @@ import numpy as np
 
 from xplain_jax import checkpoint
 
-FORMAT = "npz-stored-memmap-1"
+FORMAT = "npz-stored-memmap-2"   # -2: with per-shard checksums
 MARKER = "done.json"
 
 
@@ -125,6 +129,27 @@ class ShardedSource:
     return {k: v[indices] for k, v in self.columns.items()}
 
 
+def checksum(path: str, *, chunk: int = 1 << 22) -> str:
+  """SHA-256 of a file's bytes (hex), read in chunks of ``chunk`` bytes."""
+  h = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(chunk), b""):
+      h.update(block)
+  return h.hexdigest()
+
+
+def _changed_shard(directory: str, info: dict) -> str | None:
+  """The first shard of the cache whose checksum is not the marker's, or None."""
+  sums = info["checksums"]
+  if len(sums) != info["num_shards"]:
+    return MARKER
+  for i, want in enumerate(sums):
+    name = f"shard-{i:05d}.npz"
+    if checksum(os.path.join(directory, name)) != want:
+      return name
+  return None
+
+
 def read_marker(directory: str) -> dict | None:
   """The cache's ``done.json`` as a dict, or None when absent or unreadable."""
   try:
@@ -143,6 +168,11 @@ def load_cache(directory: str, identity: str | None = None) -> ShardedSource | N
   if identity is not None and info.get("identity") != identity:
     return None  # another performer or featurizer config: recompute, never reuse
   try:
+    changed = _changed_shard(directory, info)
+    if changed is not None:
+      logging.warning("feature cache %s: %s changed since it was written (its checksum differs); "
+                      "the cache is recomputed.", directory, changed)
+      return None
     shards = [map_npz(os.path.join(directory, f"shard-{i:05d}.npz"))
               for i in range(info["num_shards"])]
     dtypes = info["dtypes"]
@@ -170,6 +200,7 @@ class CacheWriter:
     self._buf: list[dict] = []
     self._shards = self._rows = self._count = 0
     self._dtypes: dict[str, str] = {}
+    self._checksums: list[str] = []
     marker = os.path.join(directory, MARKER)
     if jax.process_index() == 0 and os.path.exists(marker):  # process 0 writes
       os.remove(marker)
@@ -190,8 +221,10 @@ class CacheWriter:
   def _flush(self) -> None:
     arrays = {k: _encode(np.concatenate([np.asarray(b[k]) for b in self._buf]))
               for k in self._buf[0]}
-    checkpoint.save_npz_atomic(os.path.join(self.directory, f"shard-{self._shards:05d}.npz"),
-                               **arrays)
+    path = os.path.join(self.directory, f"shard-{self._shards:05d}.npz")
+    checkpoint.save_npz_atomic(path, **arrays)
+    if jax.process_index() == 0:  # the process that wrote it
+      self._checksums.append(checksum(path))
     self._shards, self._buf, self._rows = self._shards + 1, [], 0
 
   def close(self) -> None:
@@ -201,7 +234,7 @@ class CacheWriter:
     checkpoint.write_json_atomic(os.path.join(self.directory, MARKER),
                                  {"format": FORMAT, "num_shards": self._shards,
                                   "num_examples": self._count, "dtypes": self._dtypes,
-                                  "identity": self.identity})
+                                  "checksums": self._checksums, "identity": self.identity})
 
 
 def write_cache(directory: str, arrays: dict[str, np.ndarray], *, shard_size: int = 1024,
