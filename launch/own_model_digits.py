@@ -34,7 +34,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from xplain_jax import api, featurizers, fidelity, utils  # noqa: E402
+from xplain_jax import api, featurizers, utils  # noqa: E402
 from xplain_jax.errors import ConfigError  # noqa: E402
 from xplain_jax.study import stats  # noqa: E402
 
@@ -51,11 +51,15 @@ TARGET_DIGIT = 3
 TEST_FRACTION = 0.2
 SELECTION_SEEDS, EVALUATION_SEEDS = (100, 101, 102), (0, 1, 2, 3, 4)
 WEIGHTS = (0.1, 1.0, 10.0)
-TUNED = ("faithful", "faithful_signed")   # variants whose consistency weight is selected
-VARIANTS = ("baseline", "prior", "ls_start", "faithful", "faithful_signed")
+# The consistency weight is selected for "faithful"; its relatives use the weight chosen for it
+# (a rule fixed before any result). "faithful_coords": the same with two coordinate channels on
+# g's input (this CNN's head flattens its 8×8 map, so a filter's effect depends on where it
+# fires); "faithful_signed": signed α and w with the MSE prior.
+TUNED = ("faithful",)
+VARIANTS = ("baseline", "prior", "ls_start", "faithful", "faithful_coords", "faithful_signed")
 PEERS = ("least_squares", "least_squares_nonnegative", "prior_weights", "gradient_x_input",
          "integrated_gradients", "random")
-CONSISTENCY_TARGETS = ("deletion", "gradient_x_input")
+CONSISTENCY_TARGETS = ("deletion", "gradient_x_input", "shapley")
 DIFF_AGAINST = ("least_squares", "gradient_x_input")
 
 
@@ -131,19 +135,6 @@ def accuracy(net, variables, images, digits) -> float:
   return float(np.mean(pred == digits))
 
 
-def consistency_targets(head_fn, x, *, target: str, batch_size: int = 256) -> np.ndarray:
-  """The model's own per-filter effects t [N,n] on maps x [N,H,W,n] (the faithful variants'
-  consistency targets): ``"deletion"`` Δ_k (``fidelity.filter_deletion_effects``) or
-  ``"gradient_x_input"`` (``fidelity.gradient_x_input``)."""
-  if target not in CONSISTENCY_TARGETS:
-    raise ConfigError(f"consistency target {target!r}; use one of {list(CONSISTENCY_TARGETS)}.")
-  effects = (fidelity.filter_deletion_effects if target == "deletion"
-             else fidelity.gradient_x_input)
-  fn = jax.jit(lambda xb: effects(head_fn, xb))
-  return np.concatenate([np.asarray(fn(x[i:i + batch_size]), np.float32)
-                         for i in range(0, len(x), batch_size)])
-
-
 def prepare(seed: int, size: dict, *, target: str) -> dict:
   """One seed's performer and featurized arrays (train with ``"t"``, test).
 
@@ -155,10 +146,14 @@ def prepare(seed: int, size: dict, *, target: str) -> dict:
   net, v = train_cnn(tr_im, tr_d, seed=seed, size=size)
   features = lambda im: net.apply(v, im, method=DigitsCNN.features)
   head_fn = lambda x: net.apply(v, x, method=DigitsCNN.head)[:, TARGET_DIGIT]
+  if target not in CONSISTENCY_TARGETS:
+    raise ConfigError(f"consistency target {target!r}; use one of {list(CONSISTENCY_TARGETS)}.")
   fz = featurizers.filter_featurizer(features, head_fn)
   fz_signed = featurizers.filter_featurizer(features, head_fn, clip_prior=False)
-  train, test = api.featurize_dataset(fz, tr_im), api.featurize_dataset(fz, te_im)
-  train["t"] = consistency_targets(head_fn, train["feat"], target=target)
+  # the training images also carry the model's own effects t and y(∅) (the faithful variants')
+  fz_train = featurizers.filter_featurizer(features, head_fn, target=target)
+  train, test = api.featurize_dataset(fz_train, tr_im), api.featurize_dataset(fz, te_im)
+  train.featurizer = fz
   train_signed = api.Features(train, w=api.featurize_dataset(fz_signed, tr_im)["w"])
   return dict(net=net, variables=v, accuracy=accuracy(net, v, te_im, te_d), head_fn=head_fn,
               train=train, train_signed=train_signed, test=test,
@@ -171,13 +166,14 @@ def fit_variant(data: dict, variant: str, *, seed: int, size: dict, weight: floa
                 log_every=10 ** 6)
   if size["explainer_epochs"] is not None:
     common["epochs"] = size["explainer_epochs"]
+  faithful = dict(variant="faithful", consistency_weight=weight)
   settings = {
-      "baseline": dict(beta=0.0),
-      "prior": dict(),
-      "ls_start": dict(start="least_squares"),
-      "faithful": dict(beta=0.0, start="least_squares", consistency_weight=weight),
-      "faithful_signed": dict(beta=0.0, start="least_squares", consistency_weight=weight,
-                              positive=False, prior_kind="mse"),
+      "baseline": dict(variant="baseline"),
+      "prior": dict(variant="prior"),
+      "ls_start": dict(variant="ls_start"),
+      "faithful": faithful,
+      "faithful_coords": dict(faithful, coords=True),
+      "faithful_signed": dict(faithful, positive=False, prior_kind="mse"),
   }[variant]
   feats = data["train_signed"] if variant == "faithful_signed" else data["train"]
   return api.fit_explainer(feats, **common, **settings)
@@ -205,7 +201,8 @@ def run_seed(seed: int, size: dict, *, mode: str, weights: dict, target: str) ->
         f"({time.time() - start:.0f} s)", flush=True)
   explainers, seconds = {}, {}
   jobs = ([(f"{v}@{w:g}", v, w) for v in TUNED for w in weights[v]] if mode == "select" else
-          [(v, v, weights.get(v, 0.0)) for v in VARIANTS])
+          [(v, v, weights["faithful"] if v.startswith("faithful") else 0.0)
+           for v in VARIANTS])
   for key, variant, w in jobs:
     t0 = time.time()
     explainers[key] = fit_variant(data, variant, seed=seed, size=size, weight=w)

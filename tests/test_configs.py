@@ -26,6 +26,8 @@ ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": [
          "explainer.start": ["str", "paper"], "explainer.consistency_weight": ["float", 0.0],
          "explainer.consistency_target": ["str", "gradient_x_input"],
          "explainer.faithful_weight": ["float", 0.1],
+         "explainer.scaled_bias": ["bool", False], "explainer.coord_channels": ["bool", False],
+         "explainer.shapley_permutations": ["int", 64],
          "performer.init_from": ["str", ""], "performer.init_convs_only": ["bool", False],
          "performer.filter_loss_schedule": ["str", "epoch"]}
 # Fields moved since the snapshot: old dotted name -> new (the evaluators' blocks in config.evals).

@@ -109,8 +109,9 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
                   schedule: str = "constant", grad_clip: float = 0.0,
                   weight_decay: float = 0.0, alpha_scale: float | str = "auto",
                   seed: int = 0, workdir: str | None = None, name: str = "explainer",
-                  log_every: int = 100, start: str = "paper",
-                  consistency_weight: float = 0.0) -> Explainer:
+                  log_every: int = 100, variant: str | None = None,
+                  start: str | None = None, consistency_weight: float | None = None,
+                  scaled_bias: bool | None = None, coords: bool = False) -> Explainer:
   """Fits ``ŷ = Σ α_i y_i + b`` to featurized arrays by distillation with the prior loss.
 
   Args:
@@ -136,34 +137,52 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
       a different fit there is refused (pass another workdir or name). None: nothing on disk.
     name: the stage name used for logs and checkpoints.
     log_every: steps between console log lines.
-    start: ``"paper"`` (g's own start) or ``"least_squares"``: α = α_ls + g(feat) with g's
-      last layer at 0 and b from b_ls, the least-squares fit of y on (y_i, 1) (α ≥ 0 with
-      positive α; ``train.start``). An addition to the paper.
+    variant: one of the pipeline's explainer variants (``stages.VARIANTS``: ``"baseline"``,
+      ``"prior"``, ``"ls_start"``, ``"faithful"``), taking that variant's settings (β, start,
+      consistency weight, scaled bias) as the pipeline does with its default config; the
+      arguments below, when given, override them. None: the ``"prior"`` variant.
+    start: ``"paper"`` (g's own start), ``"least_squares"`` (α = α_ls + g(feat) with g's
+      last layer at 0 and b from b_ls, the ridge-regularised fit of y on (y_i, 1), α ≥ 0 with
+      positive α) or ``"target"`` (each concept's own fit of ``features["t"]``, b at
+      ``features["y0"]`` when given, else the intercept); ``train.start``. Additions to the
+      paper.
     consistency_weight: weight of the consistency term Σ_k (α_k y_k − t_k)², pulling the
-      contributions toward the model's own effects ``features["t"]`` [N,n] (e.g. Case-1
-      deletion effects ``fidelity.filter_deletion_effects``); 0 (the paper) needs no ``"t"``.
-      An addition to the paper.
+      contributions toward the model's own effects ``features["t"]`` [N,n] (e.g. a Case-1
+      featurizer built with ``target="deletion"``); 0 (the paper) needs no ``"t"``. An addition
+      to the paper.
+    scaled_bias: b = b₀ + std(y)·b_raw, so b moves at y's scale (``train.start.bias_variables``);
+      False: the paper's plain scalar.
+    coords: append two coordinate channels to g's input (``models.WeightNet.coords``).
 
   Returns:
     An ``Explainer`` with ``alpha``, ``predict``, ``contributions`` and ``explain``.
   """
-  if start not in start_lib.STARTS:
-    raise ConfigError(f"start={start!r}; use one of {list(start_lib.STARTS)}.")
-  if not np.isfinite(consistency_weight) or consistency_weight < 0:
-    raise ConfigError(f"consistency_weight={consistency_weight}; use a finite weight >= 0 "
-                      "(0: the paper's loss).")
-  if consistency_weight > 0 and (not isinstance(features, Mapping) or "t" not in features
-                                 or np.shape(features["t"]) != np.shape(features["y_i"])
-                                 or not np.all(np.isfinite(np.asarray(features["t"], float)))):
-    raise ConfigError("consistency_weight > 0 needs finite features['t'] [N,n], the model's "
-                      "own per-concept effects (e.g. fidelity.filter_deletion_effects), beside "
-                      "y_i.")
   if case not in CASES:
     raise ConfigError(f"case={case!r}; use 'filter' (Case 1) or 'shared_feature' (Case 2).")
   default_kind, default_positive, default_beta = CASES[case]
+  chosen = variant_settings(variant or "prior", beta=default_beta if beta is None else beta)
+  beta = chosen.beta
+  start = chosen.start if start is None else start
+  consistency_weight = (chosen.consistency_weight if consistency_weight is None
+                        else consistency_weight)
+  scaled_bias = chosen.scaled_bias if scaled_bias is None else bool(scaled_bias)
+  if start not in start_lib.STARTS:
+    raise ConfigError(f"start={start!r}; use one of {list(start_lib.STARTS)}.")
+  if not isinstance(consistency_weight, (int, float)) or not np.isfinite(
+      consistency_weight) or consistency_weight < 0:
+    raise ConfigError(f"consistency_weight={consistency_weight}; use a finite weight >= 0 "
+                      "(0: the paper's loss).")
+  wants_t = consistency_weight > 0 or start == "target"
+  if wants_t and (not isinstance(features, Mapping) or "t" not in features
+                  or np.shape(features["t"]) != np.shape(features["y_i"])
+                  or not np.all(np.isfinite(np.asarray(features["t"], float)))):
+    why = f"variant={variant!r}" if variant else (
+        "start='target'" if start == "target" else "consistency_weight > 0")
+    raise ConfigError(f"{why} needs finite features['t'] [N,n], the model's own per-concept "
+                      "effects, beside y_i: featurize with a consistency target (e.g. "
+                      "featurizers.filter_featurizer(..., target='deletion')).")
   prior_kind = default_kind if prior_kind is None else prior_kind
   positive = default_positive if positive is None else bool(positive)
-  beta = default_beta if beta is None else float(beta)
   alpha_scale = checks.check_alpha_scale(alpha_scale)
   feats = checks.check_features(features)
   n_images = len(feats["y"])
@@ -171,7 +190,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
                         batch_size=batch_size, epochs=epochs, case=case)
   auto_depth, auto_width = default_weight_net(feats["feat"].shape)
   net = dict(depth=int(depth or auto_depth), width=int(width or auto_width), stem=stem,
-             positive=positive and start == "paper", num_outputs=int(feats["y_i"].shape[1]))
+             positive=positive and start == "paper", num_outputs=int(feats["y_i"].shape[1]),
+             **({"coords": True} if coords else {}))
   ident = None
   if workdir is not None:
     settings = dict(net, case=case, beta=beta, prior_kind=prior_kind, epochs=epochs,
@@ -180,14 +200,16 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
                     alpha_scale=alpha_scale, seed=seed,
                     **({"start": start} if start != "paper" else {}),
                     **({"consistency_weight": float(consistency_weight)}
-                       if consistency_weight else {}))
+                       if consistency_weight else {}),
+                    **({"scaled_bias": True} if scaled_bias else {}))
     ident = checks.identity(feats, settings)
     done = checks.check_workdir(workdir, name, ident)
     if done is not None:
       return done
     checks.record_identity(workdir, name, ident, net)
   g = models.get_weight_net(net["depth"], num_outputs=net["num_outputs"],
-                            positive=net["positive"], width=net["width"], stem=stem)
+                            positive=net["positive"], width=net["width"], stem=stem,
+                            coords=bool(coords))
   rng = jax.random.PRNGKey(seed)
   idx = np.arange(min(256, n_images))  # Σ α⁰_i y_i on a sample
   initial = explainer_lib.initial_sum(g, feats["feat"][idx], feats["y_i"][idx],
@@ -195,12 +217,16 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
   if alpha_scale == "auto":
     alpha_scale = explainer_lib.auto_alpha_scale(initial, feats["y"])
   init_bias = float(np.mean(feats["y"]) - np.mean(initial) * float(alpha_scale))
-  begin = None
-  if start == "least_squares":  # α = α_ls + g, g's last layer at 0
-    alpha_ls, init_bias = start_lib.least_squares_fit(feats["y_i"], feats["y"],
-                                                      positive=positive)
-    begin = start_lib.start_variables(alpha_ls, positive=positive)
+  begin = bias = None
+  if start != "paper":  # α = α₀ + g, g's last layer at 0
+    t = np.asarray(features["t"], np.float32) if start == "target" else None
+    y0 = features.get("y0") if start == "target" and hasattr(features, "get") else None
+    alpha0, init_bias = start_lib.begin(start, feats["y_i"], feats["y"], positive=positive,
+                                        t=t, empty_score=None if y0 is None else np.asarray(y0))
+    begin = start_lib.start_variables(alpha0, positive=positive)
     alpha_scale = 1.0 if positive else alpha_scale
+  if scaled_bias:
+    bias = start_lib.bias_variables(init_bias, feats["y"])
   keys = FEATURE_KEYS + (("t",) if consistency_weight > 0 else ())
   if consistency_weight > 0:
     feats["t"] = np.asarray(features["t"], np.float32)
@@ -216,10 +242,23 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
       num_epochs=epochs, optimizer_config=opt, rng=rng, stage=name, workdir=workdir,
       mesh=parallel.make_mesh(1), alpha_scale=float(alpha_scale), checkpoint_every=10 ** 9,
       log_every=log_every, case=case, init_bias=init_bias, fingerprint=ident,
-      consistency_weight=float(consistency_weight), start=begin)
+      consistency_weight=float(consistency_weight), start=begin, bias=bias)
   if workdir is not None:
     checks.save_explainer(workdir, name, explainer)
   return explainer
+
+
+def variant_settings(variant: str, *, beta: float):
+  """The settings of a pipeline variant (``stages.VARIANTS``) for the API: the variant's
+  table resolved on the pipeline's default explainer block with β = ``beta``."""
+  from xplain_jax import config_base, stages  # pylint: disable=import-outside-toplevel
+  from xplain_jax.train import variants  # pylint: disable=import-outside-toplevel
+  if variant not in stages.VARIANTS:
+    raise ConfigError(f"variant={variant!r}; use one of {list(stages.VARIANTS)}.")
+  if not isinstance(beta, (int, float)) or isinstance(beta, bool):
+    raise ConfigError(f"beta={beta!r}; pass a number >= 0.")
+  block = ml_collections.ConfigDict({"explainer": dict(config_base.EXPLAINER, beta=float(beta))})
+  return variants.variant_settings(block, variant)
 
 
 def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndarray], *,

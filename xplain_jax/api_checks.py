@@ -307,6 +307,7 @@ def load_explainer(folder: str, recorded: dict):
     variables = flax.serialization.msgpack_restore(f.read())
   net = recorded["net"]
   g = models.get_weight_net(net["depth"], num_outputs=net["num_outputs"],
-                            positive=net["positive"], width=net["width"], stem=net["stem"])
+                            positive=net["positive"], width=net["width"], stem=net["stem"],
+                            coords=bool(net.get("coords", False)))
   return explainer_lib.Explainer(g, variables, alpha_scale=float(recorded["alpha_scale"]),
                                  case=recorded["case"])

@@ -55,11 +55,20 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  auto_scale=False,
                  # Additions to the paper (train.start, losses.consistency_loss); the defaults
                  # keep the paper's baseline and prior unchanged.
-                 start="paper",  # baseline/prior start: "paper" or "least_squares" (α_ls + g)
+                 # baseline/prior start: "paper", "least_squares" (ridge fit α_ls + g) or
+                 # "target" (each concept's own fit of its consistency target; train.start)
+                 start="paper",
+                 # baseline/prior: b = b0 + std(y)·b_raw, so b moves at y's scale (ls_start and
+                 # faithful always); False: b is the plain trained scalar (the paper)
+                 scaled_bias=False,
+                 # two coordinate channels (x, y in [-1, 1]) appended to g's input, so α can
+                 # depend on where a concept fires (models.WeightNet.coords); False: the paper
+                 coord_channels=False,
                  consistency_weight=0.0,  # baseline/prior/ls_start: weight of Σ_k (α_k y_k − t_k)²
                  # t_k: Case 1 "deletion" | "gradient_x_input"; Case 2 "gradient_x_input" |
                  # "rendered" (synthetic_attributes: the re-rendered Δ_k, docs/choices.md)
                  consistency_target="gradient_x_input",
+                 shapley_permutations=64,  # sampled orders of the Case-1 "shapley" target
                  # the "faithful" variant's consistency weight: the best of 0.1, 1, 10 on the
                  # selection seeds of launch/own_model_digits.py (docs/own_model.md)
                  faithful_weight=0.1)

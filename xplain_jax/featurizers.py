@@ -32,22 +32,43 @@ import jax.numpy as jnp
 import numpy as np
 
 from xplain_jax import concepts as concepts_lib
-from xplain_jax import priors
+from xplain_jax import fidelity, priors
 from xplain_jax.errors import ConfigError
 
 Featurizer = Callable[[jax.Array], dict]
 # The consistency targets t each case offers (``explainer.consistency_target``; computed by the
 # built-in performers' featurizer, ``train.features.make_featurizer``, or, for those in
 # ``SOURCE_TARGETS``, from the data source while the feature cache is written).
-CONSISTENCY_TARGETS = {"filter": ("deletion", "gradient_x_input"),
+CONSISTENCY_TARGETS = {"filter": ("deletion", "gradient_x_input", "shapley"),
                        "shared_feature": ("gradient_x_input", "rendered")}
 # Targets that need the source's counterfactual renders, not only the image
 # (``train.features.rendered_targets``): written into the feature cache only.
 SOURCE_TARGETS = ("rendered",)
 
 
+def filter_targets(head: Callable, x, target: str, *, shapley_permutations: int = 64) -> dict:
+  """The consistency targets of a Case-1 map x [B,H,W,n]: ``{"t": [B,n], "y0": [B]}``, the
+  performer's own per-filter effects and y(∅), its score on the zeroed map (where the
+  ``"target"`` start puts b). ``target``: ``"deletion"`` (Δ_k, n + 1 head passes),
+  ``"gradient_x_input"`` (one backward pass) or ``"shapley"`` (sampled Shapley values,
+  ``shapley_permutations · (n + 1)`` passes); ``fidelity`` has each."""
+  if target not in CONSISTENCY_TARGETS["filter"]:
+    raise ConfigError(f"consistency target {target!r}; Case 1 offers "
+                      f"{list(CONSISTENCY_TARGETS['filter'])}.")
+  x = jax.lax.stop_gradient(jnp.asarray(x, jnp.float32))
+  if target == "deletion":
+    t = fidelity.filter_deletion_effects(head, x)
+  elif target == "shapley":
+    t = fidelity.filter_shapley_effects(head, x, num_permutations=shapley_permutations)
+  else:
+    t = fidelity.gradient_x_input(head, x)
+  y0 = _scalar_score(head(jnp.zeros_like(x)), "head(x)", x.shape[0])
+  return {"t": jax.lax.stop_gradient(t), "y0": jax.lax.stop_gradient(y0)}
+
+
 def filter_featurizer(features: Callable, head: Callable, *, clip_prior: bool = True,
-                      weight_net_input: Callable | None = None) -> Featurizer:
+                      weight_net_input: Callable | None = None, target: str = "",
+                      shapley_permutations: int = 64) -> Featurizer:
   """Case 1: concepts are the filters of a feature map x that the head reads.
 
   Args:
@@ -55,6 +76,9 @@ def filter_featurizer(features: Callable, head: Callable, *, clip_prior: bool = 
     head: ``x [B,H,W,n] -> y [B]``, the part of the model above x, down to the score explained.
     clip_prior: clip ``w_i`` at 0 (the paper's Experiment 1; needed by the cross-entropy prior).
     weight_net_input: ``images -> [B,H',W',C]``, the map g reads; default x itself.
+    target: "" or a consistency target (``filter_targets``): adds ``"t"`` and ``"y0"``, which
+      the ``faithful`` variant trains on.
+    shapley_permutations: the ``"shapley"`` target's sampled orders.
 
   Returns:
     ``featurize(images) -> {"feat", "y", "y_i", "w"}``: y_i = Σ_hw x, w = Σ_hw ∂y/∂x (plus
@@ -75,6 +99,8 @@ def filter_featurizer(features: Callable, head: Callable, *, clip_prior: bool = 
     out = _outputs(feat, y, concepts_lib.filter_concepts(x), w)
     if weight_net_input is not None:  # the filter map itself, for filter deletion and patches
       out["x"] = jax.lax.stop_gradient(x)
+    if target:
+      out.update(filter_targets(head, x, target, shapley_permutations=shapley_permutations))
     return out
 
   featurize.case, featurize.head, featurize.filter_map = "filter", head, features

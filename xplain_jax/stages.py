@@ -18,7 +18,8 @@ reads it:
 
 Identities are dotted prefixes (``"dataset"`` is the whole block) minus ``RUN_ONLY`` fields;
 an ``explainer_<variant>`` stage adds its variant's name, and a variant that does not read a
-field drops it (``VARIANT_IGNORES``: the baseline, λ ≡ 0, does not read β).
+field drops it (``VARIANT_IGNORES``, from the ``VARIANTS`` table: the baseline and the
+faithful variant, λ ≡ 0, do not read β).
 """
 
 from __future__ import annotations
@@ -40,16 +41,58 @@ RUN_ONLY = ("stages", "num_devices", "distributed", "log_every_steps", "checkpoi
             "dataset.data_dir", "dataset.num_threads", "dataset.cache", "explainer.variants",
             "explainer.cache_features", "evals.explainer.num_report_images",
             "evals.parts.num_regions", "evals.parts.region_size")
-# The explainer variants one run can train side by side (``train/variants.py``).
-VARIANTS = ("baseline", "prior", "ls_start", "faithful")
-# Fields a variant does not read (kept out of its identity).
-VARIANT_IGNORES = {"baseline": ("explainer.beta",)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """What one explainer variant trains with: each setting is a constant or the dotted name of
+  the config field it reads (a ``str`` starting with ``"explainer."``).
+
+  Attributes:
+    beta: β of λ(t) = β/√t (0: no prior loss).
+    start: where α and b start (``train.start.STARTS``).
+    consistency_weight: weight of the consistency term (0: none).
+    scaled_bias: b moves in units of y's spread (``train.start.bias_variables``).
+  """
+
+  beta: float | str
+  start: str
+  consistency_weight: float | str
+  scaled_bias: bool | str
+
+  def reads(self) -> tuple[str, ...]:
+    """The config fields this variant's settings come from."""
+    return tuple(v for v in dataclasses.astuple(self) if is_field(v))
+
+
+def is_field(value) -> bool:
+  """Whether a ``Variant`` setting names a config field (else it is a constant)."""
+  return isinstance(value, str) and value.startswith("explainer.")
+
+
+# The explainer variants one run can train side by side, and what each reads: the one table the
+# trainer (``train/variants.py``), the identities below, validation and the API read.
+# baseline/prior are the paper's (β = 0 / explainer.beta); ls_start and faithful are this
+# project's additions (docs/choices.md): ls_start = prior from the ridge least-squares start;
+# faithful = the consistency term from each concept's own fit of its target, no prior.
+VARIANTS = {
+    "baseline": Variant(0.0, "explainer.start", "explainer.consistency_weight",
+                        "explainer.scaled_bias"),
+    "prior": Variant("explainer.beta", "explainer.start", "explainer.consistency_weight",
+                     "explainer.scaled_bias"),
+    "ls_start": Variant("explainer.beta", "least_squares", "explainer.consistency_weight", True),
+    "faithful": Variant(0.0, "target", "explainer.faithful_weight", True),
+}
+# Fields some variant reads; a variant's identity holds only those of them it reads.
+VARIANT_FIELDS = tuple(sorted({f for v in VARIANTS.values() for f in v.reads()}))
+VARIANT_IGNORES = {name: tuple(f for f in VARIANT_FIELDS if f not in v.reads())
+                   for name, v in VARIANTS.items()}
 
 _PERFORMER_ID = ("seed", "dtype", "dataset", "performer")
 # The explainer fields the featurizer reads: what the feature cache holds depends on them.
 FEATURIZER_FIELDS = ("explainer.case", "explainer.target", "explainer.feature",
                      "explainer.prior_method", "explainer.clip_prior",
-                     "explainer.consistency_target")
+                     "explainer.consistency_target", "explainer.shapley_permutations")
 _EXPLAINER_ID = _PERFORMER_ID + ("explainer", FEATURE_BATCH_FIELD)
 
 

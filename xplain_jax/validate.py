@@ -28,7 +28,8 @@ _MAX_SEED = 2**31 - 1
 # Ranges, by (dotted) field; "*" matches any block (e.g. the two optimizer blocks).
 _POSITIVE = ("checkpoint_every_steps", "log_every_steps", "performer.batch_size",
              "performer.num_epochs", "explainer.batch_size", "explainer.num_epochs",
-             "explainer.width", "evals.explainer.batch_size", "dataset.image_size",
+             "explainer.width", "explainer.shapley_permutations", "evals.explainer.batch_size",
+             "dataset.image_size",
              "distributed.initialization_timeout", "*.optimizer.learning_rate")
 _NON_NEGATIVE = ("num_devices", "dataset.num_train", "dataset.num_test",
                  "evals.explainer.num_report_images", "evals.explainer.top_k",
@@ -149,7 +150,7 @@ def check_values(config) -> None:
            ("explainer.feature", ["top_conv", "top_conv_relu"]),
            ("explainer.case", ["shared_feature", "filter"]),
            ("explainer.stem", sorted(resnet.STEMS)),
-           ("explainer.start", ["paper", "least_squares"])]
+           ("explainer.start", ["paper", "least_squares", "target"])]
   for field, allowed in names:
     if _get(config, field) not in allowed:
       _fail(field, _get(config, field), f"choose one of {allowed}")

@@ -12,7 +12,8 @@ The package's public names are re-exported here: ``fidelity.filter_deletion_effe
 """
 
 from xplain_jax.fidelity.effects import (deletion_area, deletion_counts, deletion_curve,
-                                         filter_deletion_effects, order_by, random_order,
+                                         filter_deletion_effects, filter_shapley_effects,
+                                         order_by, random_order,
                                          renderer_columns, rendering_effects)
 from xplain_jax.fidelity.scores import (gt_rank_correlation_per_image,
                                         interventional_rank_correlation, mean_interval,

@@ -12,7 +12,10 @@ removes ResNet's first max-pool and last average pool:
 - there is no final average pool: the last stage's map is flattened (after an
   optional 1x1 conv `head_channels` that reduces its channels) into a Dense to
   `num_outputs`, so g keeps the spatial layout of the map;
-- with `positive=True` the output goes through softplus (alpha > 0).
+- with `positive=True` the output goes through softplus (alpha > 0);
+- with `coords=True` (an addition to the paper, CoordConv) two channels holding each cell's
+  column and row in [-1, 1] are appended to the input map, so g, which otherwise sees the
+  map's content through convolutions, can make alpha depend on where a concept fires.
 """
 
 import functools
@@ -85,6 +88,7 @@ class WeightNet(nn.Module):
       the flatten, to keep the final Dense small.
     dtype: computation dtype; parameters are float32, alpha is float32.
     bn_momentum, bn_epsilon: BatchNorm constants.
+    coords: append two coordinate channels to the input (``coordinate_channels``).
   """
   stage_sizes: Sequence[int]
   block_cls: ModuleDef
@@ -96,6 +100,7 @@ class WeightNet(nn.Module):
   dtype: Any = jnp.float32
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
+  coords: bool = False
 
   @nn.compact
   def __call__(self, x, train: bool = False):
@@ -122,6 +127,8 @@ class WeightNet(nn.Module):
       raise ValueError(f"WeightNet stem={self.stem!r} is not known; use one of {list(STEMS)}.")
     kernel, stride = STEMS[self.stem]
     x = jnp.asarray(x, self.dtype)
+    if self.coords:
+      x = jnp.concatenate([x, coordinate_channels(x.shape, self.dtype)], axis=-1)
     x = nn.relu(norm(name="bn_init")(conv(self.width, (kernel, kernel), (stride, stride),
                                           name="conv_init")(x)))
     for i, block_size in enumerate(self.stage_sizes):
@@ -139,6 +146,20 @@ class WeightNet(nn.Module):
     if self.positive:
       y = nn.softplus(y)
     return y, {"features": features}
+
+
+def coordinate_channels(shape, dtype=jnp.float32):
+  """[B,H,W,2]: each cell's column and row, linearly from -1 to 1 (0 for a side of 1).
+
+  Example:
+    >>> coordinate_channels((1, 1, 3, 8))[0, 0, :, 0].tolist()
+    [-1.0, 0.0, 1.0]
+  """
+  b, h, w = shape[0], shape[1], shape[2]
+  cols = jnp.linspace(-1.0, 1.0, w) if w > 1 else jnp.zeros((1,))
+  rows = jnp.linspace(-1.0, 1.0, h) if h > 1 else jnp.zeros((1,))
+  grid = jnp.stack(jnp.meshgrid(cols, rows, indexing="xy"), axis=-1)     # [H,W,2]
+  return jnp.broadcast_to(grid, (b, h, w, 2)).astype(dtype)
 
 
 # Stage sizes and block type per depth, as in flax's examples/imagenet; 10 is a
@@ -165,7 +186,7 @@ def get_weight_net(depth, *, num_outputs, positive, width=64,
     width: base filters (64 in the standard ResNets).
     dtype: computation dtype.
     **kwargs: other WeightNet fields (stem, head_channels, bn_momentum,
-      bn_epsilon).
+      bn_epsilon, coords).
 
   Returns:
     an unbound WeightNet; `apply(variables, x, train=False)` gives

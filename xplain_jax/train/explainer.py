@@ -48,7 +48,7 @@ class Explainer:
     alpha_scale: constant factor on g's output, chosen at fit time so that Σ α_i y_i starts
       at y's scale (1.0: none); contributions α_i y_i keep their meaning.
     case: ``"filter"`` (Case 1) or ``"shared_feature"`` (Case 2); names absent concepts.
-  A least-squares start (``train.start``) lives in ``variables["batch_stats"]``.
+  A fitted start and a scaled bias (``train.start``) live in ``variables["batch_stats"]``.
   """
 
   g: Any
@@ -58,7 +58,10 @@ class Explainer:
 
   @property
   def bias(self) -> float:
-    return float(jax.device_get(self.variables["params"]["b"]))
+    """b: the trained scalar, or ``offset + scale · b_raw`` with a scaled bias
+    (``start.compose_bias``)."""
+    return float(jax.device_get(start_lib.compose_bias(self.variables["params"]["b"],
+                                                       self.variables["batch_stats"])))
 
   def alpha(self, feat, *, batch_size: int = 256) -> np.ndarray:
     """α [N,n] for feature maps [N,H,W,C], in eval mode, batch by batch (numpy out)."""
@@ -95,6 +98,7 @@ def build_weight_net(config, num_concepts: int, *, start: str = "paper"):
   positive = e.positive and start == "paper"
   return models.get_weight_net(e.depth, num_outputs=num_concepts, positive=positive,
                                width=e.width, stem=e.get("stem", "paper"),
+                               coords=bool(e.get("coord_channels", False)),
                                dtype=optim.compute_dtype(config.dtype))
 
 
@@ -125,7 +129,8 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
   variables = state_lib.merge_variables(params["g"], batch_stats)
   (raw, _), updates = g.apply(variables, feats["feat"], train=True, mutable=["batch_stats"])
   alpha = start_lib.compose_alpha(raw, batch_stats, alpha_scale=alpha_scale)
-  y_hat = explain.explainer_output(alpha, feats["y_i"], params["b"])
+  y_hat = explain.explainer_output(alpha, feats["y_i"],
+                                   start_lib.compose_bias(params["b"], batch_stats))
   distill = losses.distillation_loss(feats["y"], y_hat, mask=mask)
   prior = losses.prior_loss(alpha, feats["w"], kind=prior_kind, mask=mask)
   consistency = (losses.consistency_loss(alpha * feats["y_i"], feats["t"], mask=mask)
@@ -196,7 +201,7 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
                    checkpoint_every: int = 1000, log_every: int = 50, case: str = "shared_feature",
                    meta: dict | None = None, init_bias: float = 0.0,
                    fingerprint: str | None = None, consistency_weight: float = 0.0,
-                   start: dict | None = None) -> Explainer:
+                   start: dict | None = None, bias: dict | None = None) -> Explainer:
   """Trains (resumes, or restores) g and b with the one trainer; the pipeline and
   ``xplain_jax.api.fit_explainer`` both call this.
 
@@ -216,14 +221,19 @@ def fit_weight_net(g, *, loader, feat_shape: tuple, beta: float, prior_kind: str
     fingerprint: the stage's run identity, checked against its checkpoints (``loop.fit``).
     consistency_weight: weight of the consistency term (0: the paper); the loader's features
       (or ``featurize``) must give the targets ``"t"``.
-    start: the least-squares start (``start.start_variables``): g's last layer starts at 0
-      and α at α_ls (None: the paper's start).
+    start: a fitted start (``start.start_variables``): g's last layer starts at 0 and α at
+      the fitted α (None: the paper's start).
+    bias: a scaled bias (``start.bias_variables``): b = offset + scale·b_raw, b_raw from 0
+      (``init_bias`` is then unused); None: b is the trained scalar, from ``init_bias``.
   """
   params, batch_stats = init_params(g, feat_shape, jax.random.fold_in(rng, 0))
-  params["b"] = jnp.asarray(init_bias, jnp.float32)
+  params["b"] = jnp.asarray(0.0 if bias is not None else init_bias, jnp.float32)
   if start is not None:
     params["g"] = start_lib.zero_head(params["g"])
-    batch_stats = dict(batch_stats, **{k: jnp.asarray(v, jnp.float32) for k, v in start.items()})
+  for extra in (start, bias):
+    if extra is not None:
+      batch_stats = dict(batch_stats,
+                         **{k: jnp.asarray(v, jnp.float32) for k, v in extra.items()})
   loss_fn = make_loss(g, beta=beta, steps_per_epoch=loader.steps_per_epoch,
                       prior_kind=prior_kind, featurize=featurize, alpha_scale=alpha_scale,
                       consistency_weight=consistency_weight)
@@ -249,25 +259,31 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
   With ``explainer.auto_scale`` α = c·g(feat) and b starts at y's mean, c chosen on the first
   256 training records so that Σ α_i y_i starts with y's spread (``configured_start``;
   recomputed, to the same value, when a finished explainer is restored). A variant with the
-  least-squares start begins at the global fit (``train.start``): α = α_ls + c·g(feat) (c as
-  above; c = 1 inside the softplus for positive α), b from b_ls.
+  fitted start (``train.start.begin``: the ridge least-squares fit, or each concept's own fit
+  of its consistency target) begins there: α = α₀ + c·g(feat) (c as above; c = 1 inside the
+  softplus for positive α), b from b₀. A variant with a scaled bias moves b in units of y's
+  spread (``train.start.bias_variables``).
   """
   e = config.explainer
   settings = variant_settings(config, variant)
   g = build_weight_net(config, num_concepts, start=settings.start)
   alpha_scale, init_bias = configured_start(config, g, loader, rng, featurize=featurize,
                                             perf_variables=perf_variables)
-  start = None
-  if settings.start == "least_squares":
-    y_i, y = start_lib.training_concepts(loader.source, featurize=featurize,
-                                         perf_variables=perf_variables,
-                                         batch_size=config.evals.explainer.batch_size)
-    alpha_ls, init_bias = start_lib.least_squares_fit(y_i, y, positive=e.positive)
-    start = start_lib.start_variables(alpha_ls, positive=e.positive)
-    alpha_scale = 1.0 if e.positive else alpha_scale
+  start = bias = None
+  if settings.start != "paper" or settings.scaled_bias:
+    y_i, y, t, y0 = start_lib.training_concepts(
+        loader.source, featurize=featurize, perf_variables=perf_variables,
+        batch_size=config.evals.explainer.batch_size, keys=("y_i", "y", "t", "y0"))
+    if settings.start != "paper":
+      alpha0, init_bias = start_lib.begin(settings.start, y_i, y, positive=e.positive, t=t,
+                                          empty_score=y0)
+      start = start_lib.start_variables(alpha0, positive=e.positive)
+      alpha_scale = 1.0 if e.positive else alpha_scale
+    if settings.scaled_bias:
+      bias = start_lib.bias_variables(init_bias, y)
   return fit_weight_net(
       g, loader=loader, feat_shape=feat_shape, alpha_scale=alpha_scale, init_bias=init_bias,
-      consistency_weight=settings.consistency_weight, start=start,
+      consistency_weight=settings.consistency_weight, start=start, bias=bias,
       beta=settings.beta, prior_kind=e.prior_kind, num_epochs=e.num_epochs,
       optimizer_config=e.optimizer, rng=rng, stage=stage_name(variant), workdir=workdir,
       mesh=mesh, featurize=featurize, perf_variables=perf_variables,

@@ -15,6 +15,8 @@ explainer's consistency term pulls the contributions α_k y_k toward (an additio
   (``fidelity.filter_deletion_effects``);
 * Case 1 ``"gradient_x_input"``: ``t_k = Σ_hw x_k ∂y/∂x_k``, one backward pass
   (``fidelity.gradient_x_input``); equals Δ_k for a head linear in x;
+* Case 1 ``"shapley"``: sampled Shapley values of the filters, M·(n + 1) passes
+  (``fidelity.filter_shapley_effects``, M = ``explainer.shapley_permutations``);
 * Case 2 ``"gradient_x_input"``: gradient × input in the concepts' coordinates. With
   ``J = ∂y_i/∂h`` [n,D] and ``∇y = ∂y/∂h`` [D] at the shared feature h, ``c`` is the
   minimum-norm least-squares solution of ``Σ_k c_k ∂y_k/∂h ≈ ∂y/∂h`` (``c = pinv(Jᵀ) ∇y``:
@@ -74,7 +76,7 @@ def concept_gradient_x_input(target_fn: Callable, concepts_fn: Callable,
 
 def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
                     clip_prior: bool = False, feature: str = "top_conv",
-                    target: str = "") -> Callable:
+                    target: str = "", shapley_permutations: int = 64) -> Callable:
   """The featurizer of ``spec.case``.
 
   Args:
@@ -83,8 +85,10 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
     prior_method: Case 2 route, "jvp" or "jacrev" (``priors.shared_feature_prior``).
     clip_prior: Case 1: clip ``w_i`` at 0 (Experiment 1).
     feature: the performer intermediate fed to the weight network g (its input map).
-    target: the consistency targets to add as ``"t"`` (``TARGETS`` of the case); "" adds none,
-      nor does a target of ``featurizers.SOURCE_TARGETS`` (see ``rendered_targets``).
+    target: the consistency targets to add as ``"t"`` (``TARGETS`` of the case; Case 1 also
+      adds ``"y0"``, y on the zeroed map, ``featurizers.filter_targets``); "" adds none, nor
+      does a target of ``featurizers.SOURCE_TARGETS`` (see ``rendered_targets``).
+    shapley_permutations: sampled orders of the Case-1 ``"shapley"`` target.
 
   Returns:
     ``featurize(perf_variables, images [B,S,S,3]) -> {"feat": [B,H,W,C], "y": [B],
@@ -120,15 +124,10 @@ def make_featurizer(perf_module, spec, *, prior_method: str = "jvp",
       _, inter = perf_module.apply(variables, images, train=False)
       head = lambda x: jnp.asarray(
           perf_module.apply(variables, x, method=perf_module.head)[0][:, t], jnp.float32)
-      out = featurizers.filter_featurizer(
+      return featurizers.filter_featurizer(
           lambda _: inter["top_conv"], head, clip_prior=clip_prior,
-          weight_net_input=lambda _: inter[feature])(images)
-      if target:
-        x = jnp.asarray(inter["top_conv"], jnp.float32)
-        out["t"] = (fidelity.filter_deletion_effects(head, x) if target == "deletion"
-                    else fidelity.gradient_x_input(head, x))
-        out["t"] = jax.lax.stop_gradient(out["t"])
-      return out
+          weight_net_input=lambda _: inter[feature], target=target,
+          shapley_permutations=shapley_permutations)(images)
 
   else:
     raise ConfigError(f"unknown explainer case {spec.case!r}; use 'shared_feature' or 'filter'.")

@@ -80,7 +80,8 @@ def _performer(ctx: RunContext) -> dict:
   e = ctx.config.explainer
   featurize = features_lib.make_featurizer(perf, ctx.spec, prior_method=e.prior_method,
                                             clip_prior=e.clip_prior, feature=e.feature,
-                                            target=explainer_lib.consistency_target(ctx.config))
+                                            target=explainer_lib.consistency_target(ctx.config),
+                                            shapley_permutations=e.shapley_permutations)
   size = ctx.config.dataset.image_size
   sample = jax.eval_shape(featurize, perf_vars,
                           jax.ShapeDtypeStruct((1, size, size, 3), np.float32))

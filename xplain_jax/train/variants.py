@@ -1,7 +1,8 @@
 """The explainer variants one run trains side by side, and what each trains with.
 
 ``baseline`` and ``prior`` are the paper's; ``ls_start`` and ``faithful`` are this project's
-additions (docs/choices.md). Every setting comes from ``config.explainer``.
+additions (docs/choices.md). The table of what each reads is ``stages.VARIANTS``; this module
+resolves it on a config.
 """
 
 from __future__ import annotations
@@ -13,21 +14,17 @@ import jax
 
 from xplain_jax import utils
 from xplain_jax.errors import ConfigError
-from xplain_jax.stages import VARIANTS
-
-# baseline, prior: the paper's (β = 0 / explainer.beta), from explainer.start with
-# explainer.consistency_weight (the paper: "paper", 0). Additions: ls_start = prior from the
-# least-squares start; faithful = least-squares start + consistency weight
-# explainer.faithful_weight, without the prior.
+from xplain_jax.stages import VARIANTS, is_field
 
 
 @dataclasses.dataclass(frozen=True)
 class VariantSettings:
-  """What one explainer variant trains with."""
+  """What one explainer variant trains with (``stages.VARIANTS`` resolved on a config)."""
 
   beta: float
   start: str
   consistency_weight: float
+  scaled_bias: bool
 
 
 def variant_key(rng: jax.Array, variant: str) -> jax.Array:
@@ -39,13 +36,19 @@ def variant_settings(config, variant: str) -> VariantSettings:
   """The settings of a variant, from the config's fields (see ``VARIANTS``)."""
   if variant not in VARIANTS:
     raise ConfigError(f"unknown explainer variant {variant!r}; choose from {list(VARIANTS)}.")
-  e = config.explainer
-  beta, weight = float(e.beta), float(e.consistency_weight)
-  return {"baseline": VariantSettings(0.0, e.start, weight),
-          "prior": VariantSettings(beta, e.start, weight),
-          "ls_start": VariantSettings(beta, "least_squares", weight),
-          "faithful": VariantSettings(0.0, "least_squares", float(e.faithful_weight)),
-          }[variant]
+
+  def value(setting):
+    if not is_field(setting):
+      return setting
+    node = config
+    for part in setting.split("."):
+      node = node[part]
+    return node
+
+  v = VARIANTS[variant]
+  return VariantSettings(beta=float(value(v.beta)), start=str(value(v.start)),
+                         consistency_weight=float(value(v.consistency_weight)),
+                         scaled_bias=bool(value(v.scaled_bias)))
 
 
 def variant_beta(config, variant: str) -> float:
@@ -53,10 +56,15 @@ def variant_beta(config, variant: str) -> float:
   return variant_settings(config, variant).beta
 
 
+def needs_targets(settings: VariantSettings) -> bool:
+  """Whether a variant trains on the consistency targets ``"t"`` (its term or its start)."""
+  return settings.consistency_weight > 0 or settings.start == "target"
+
+
 def consistency_target(config) -> str:
   """The consistency target the run's featurizer must add (``"t"``), "" when no variant of
-  ``explainer.variants`` has a consistency term."""
+  ``explainer.variants`` has a consistency term or the target start."""
   variants = utils.split_list(config.explainer.variants)
-  if any(variant_settings(config, v).consistency_weight > 0 for v in variants):
+  if any(needs_targets(variant_settings(config, v)) for v in variants):
     return config.explainer.consistency_target
   return ""
