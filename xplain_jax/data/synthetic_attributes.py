@@ -175,44 +175,64 @@ def render_scene(scene: dict, attrs: np.ndarray, image_size: int) -> np.ndarray:
   Returns:
     [S,S,3] float32 in [0,1].
   """
+  return render_scene_variants(scene, np.asarray(attrs, bool)[None], image_size)[0]
+
+
+def render_scene_variants(scene: dict, attrs: np.ndarray, image_size: int) -> np.ndarray:
+  """Draws one scene under K attribute vectors at once (e.g. each with one concept toggled).
+
+  Every pixel goes through the same float32 operations, in the same order, as a separate
+  drawing of each vector would, so variant ``j`` equals ``render_scene(scene, attrs[j])`` bit for
+  bit; a step is applied to the variants that have its attribute, in one array operation.
+
+  Args:
+    scene: ``draw_scene``'s dict.
+    attrs: [K,n] bool concept attributes, one row per variant.
+    image_size: S.
+
+  Returns:
+    [K,S,S,3] float32 in [0,1].
+  """
   s = image_size
-  g = dict(zip(CONCEPT_NAMES, np.asarray(attrs, bool)))
-  img = np.empty((s, s, 3), np.float32)
-  img[:] = (0.62 if g["bright_background"] else 0.22) + scene["jitter"]
-  if g["warm_tint"]:
-    img += np.asarray((0.12, 0.05, -0.1), np.float32)
+  attrs = np.asarray(attrs, bool)
+  g = {name: attrs[:, j] for j, name in enumerate(CONCEPT_NAMES)}
+  img = np.empty((len(attrs), s, s, 3), np.float32)
+  img[:] = (np.where(g["bright_background"], 0.62, 0.22)[:, None] + scene["jitter"])[:, None, None]
+  # [K,S,S,1]: where variant k draws attribute ``name``'s ``pixels`` ([S,S], all by default).
+  # Where a variant lacks the attribute the step adds 0, multiplies by 1 or keeps the pixel,
+  # which leaves every float32 value as it was.
+  on = lambda name, pixels=True: (g[name][:, None, None] & pixels)[..., None]
   pattern = lambda name: attribute_pattern(scene, name, s)
-  if g["horizontal_stripes"]:
-    img[pattern("horizontal_stripes")] += 0.18
-  if g["vertical_stripes"]:
-    img[pattern("vertical_stripes")] -= 0.12
-  if g["dark_corner"]:
+  img += np.where(on("warm_tint"), np.asarray((0.12, 0.05, -0.1), np.float32), np.float32(0))
+  img += np.where(on("horizontal_stripes", pattern("horizontal_stripes")), np.float32(0.18),
+                  np.float32(0))
+  img -= np.where(on("vertical_stripes", pattern("vertical_stripes")), np.float32(0.12),
+                  np.float32(0))
+  if g["dark_corner"].any():
     yy, xx = _grids(s)
     cy, cx = scene["corner"]
     dist = np.sqrt((yy - cy)**2 + (xx - cx)**2) / s
-    img *= np.clip(0.35 + dist * 1.3, 0.35, 1.0)[..., None]
-  if g["speckles"]:
-    dots = scene["dots"]
-    img[dots] = 1.0 - img[dots]
-  if g["diagonal_line"]:
-    img[pattern("diagonal_line")] = (0.05, 0.05, 0.05)
-  if g["border"]:
-    img[pattern("border")] = (0.95, 0.95, 0.95)
+    img *= np.where(on("dark_corner"), np.clip(0.35 + dist * 1.3, 0.35, 1.0)[..., None], 1.0)
+  img = np.where(on("speckles", scene["dots"]), 1.0 - img, img)
+  img = np.where(on("diagonal_line", pattern("diagonal_line")), np.float32(0.05), img)
+  img = np.where(on("border", pattern("border")), np.float32(0.95), img)
   objects = [(COLOURS[c], sh) for c in COLOURS for sh in SHAPES]
   n_obj = len(objects)
   colour, shape = scene["clutter"]
   objects.append((CLUTTER_COLOURS[colour], SHAPES[shape]))
-  show = list(np.asarray(attrs[:n_obj], bool)) + [True] * MAX_CLUTTER
-  for k, ((col, shape), on) in enumerate(zip(objects, show)):
-    if not on:
+  show = np.concatenate([attrs[:, :n_obj], np.ones((len(attrs), MAX_CLUTTER), bool)], axis=1)
+  for k, (col, shape) in enumerate(objects):
+    if not show[:, k].any():
       continue
     y0, x0, size = object_box(scene, k, s)
     m = shape_mask(shape, size)
     if scene["flip"][k]:
       m = m[::-1]  # vertical flip: triangles point either way
-    img[y0:y0 + size, x0:x0 + size][m] = np.clip(np.asarray(col) * scene["bright"][k], 0, 1)
+    box = img[:, y0:y0 + size, x0:x0 + size]  # a view: assigning through it draws
+    box[:] = np.where((show[:, k][:, None, None] & m)[..., None],
+                      np.clip(np.asarray(col) * scene["bright"][k], 0, 1).astype(np.float32), box)
   img += scene["noise"]
-  return np.clip(img, 0.0, 1.0)
+  return np.clip(img, 0.0, 1.0, out=img)
 
 
 def _image_rng(seed: int, index: int) -> np.random.Generator:
@@ -243,16 +263,42 @@ def render_toggled(seed: int, indices, concept: int, *, image_size: int = 64,
   Returns:
     [b,S,S,3] float32 in [-1,1], as ``make_dataset``'s ``"image"``.
   """
-  if not 0 <= concept < len(CONCEPT_NAMES):
-    raise DataError(f"concept {concept} is out of range; use 0..{len(CONCEPT_NAMES) - 1} "
+  return render_toggles(seed, indices, [concept], image_size=image_size, noise=noise, rule=rule,
+                        temperature=temperature)[:, 0]
+
+
+def render_toggles(seed: int, indices, concepts, *, image_size: int = 64, noise: float = 0.06,
+                   rule: str = "linear", temperature: float = 2.0) -> np.ndarray:
+  """Many counterfactual images in one call: each image with each of ``concepts`` toggled.
+
+  Each image's scene is drawn once for all its toggles, and its toggles are drawn together
+  (``render_scene_variants``); image ``i`` with concept ``concepts[j]`` toggled equals
+  ``render_toggled(seed, [i], concepts[j])`` bit for bit.
+
+  Args:
+    seed, image_size, noise, rule, temperature: as given to ``make_dataset``.
+    indices: [b] int image indices.
+    concepts: [K] indices into ``CONCEPT_NAMES``.
+
+  Returns:
+    [b,K,S,S,3] float32 in [-1,1], as ``make_dataset``'s ``"image"``.
+  """
+  concepts = np.asarray(concepts, np.int64).reshape(-1)
+  bad = concepts[(concepts < 0) | (concepts >= len(CONCEPT_NAMES))]
+  if bad.size:
+    raise DataError(f"concept {int(bad[0])} is out of range; use 0..{len(CONCEPT_NAMES) - 1} "
                      "(an index into CONCEPT_NAMES).")
-  out = np.empty((len(indices), image_size, image_size, 3), np.float32)
-  for row, i in enumerate(np.asarray(indices).reshape(-1)):
+  indices = np.asarray(indices).reshape(-1)
+  out = np.empty((len(indices), len(concepts), image_size, image_size, 3), np.float32)
+  toggles = np.arange(len(concepts))
+  for row, i in enumerate(indices):
     sc = scene(seed, int(i), image_size=image_size, noise=noise, rule=rule,
                temperature=temperature)
-    attrs = sc["attrs"].copy()
-    attrs[concept] = ~attrs[concept]
-    out[row] = render_scene(sc, attrs, image_size) * 2.0 - 1.0
+    attrs = np.repeat(sc["attrs"][None], len(concepts), axis=0)
+    attrs[toggles, concepts] = ~attrs[toggles, concepts]
+    variants = render_scene_variants(sc, attrs, image_size)
+    np.multiply(variants, 2.0, out=out[row])
+    out[row] -= 1.0
   return out
 
 
