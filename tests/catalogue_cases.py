@@ -343,6 +343,21 @@ CASES = [
                    "test_full_disk_while_writing_report_figures_is_one_line",
          words=["cannot write", ".png", "disk is full"],
          fix="Free space and rerun the same command."),
+    dict(id="report_figures_a_file", problem="a file named figures where the report's "
+         "figures folder goes", kind="elsewhere", exit=1,
+         tested_in="tests/test_report_storage.py::test_figures_a_file_is_one_line",
+         words=["cannot write", "figures", "a file stands where a folder"],
+         fix="Move that file away and rerun the same command."),
+    dict(id="report_html_a_folder", problem="a folder named report.html in the workdir",
+         kind="elsewhere", exit=1,
+         tested_in="tests/test_report_storage.py::test_report_html_a_folder_is_one_line",
+         words=["cannot write", "report.html", "a folder of that name is in the way"],
+         fix="Move that folder away and rerun the same command."),
+    dict(id="report_figures_unwritable", problem="a figures folder without write permission",
+         kind="elsewhere", exit=1,
+         tested_in="tests/test_report_storage.py::test_an_unwritable_figures_folder_is_one_line",
+         words=["cannot write", ".png", "writable"],
+         fix="Make the folder writable (chmod u+w) and rerun the same command."),
     dict(id="interrupt_during_checkpoint_save", problem="Ctrl-C or SIGTERM during a run (a "
          "checkpoint save under way)", kind="elsewhere", exit=(130, 143),
          tested_in="tests/test_reliability.py::"

@@ -53,14 +53,31 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Any], None], *,
     os.replace(tmp, path)
     tmp = None
   except OSError as e:
-    why = ("the disk is full" if e.errno in (errno.ENOSPC, errno.EDQUOT)
-           else e.strerror or type(e).__name__)
-    raise StorageError(f"cannot write {path}: {why}; free space (or fix the permissions) and "
-                       "rerun the same command to resume.") from None
+    raise write_error(e, path) from None
   finally:
     if tmp is not None:
       with contextlib.suppress(OSError):
         os.remove(tmp)
+
+
+def write_error(e: OSError, path: str) -> StorageError:
+  """A one-line ``StorageError`` for an ``OSError`` met while writing ``path``: what stood in
+  the way (a full disk, no permission, a folder where the file goes, a file where a folder
+  goes) and what to do."""
+  if e.errno in (errno.ENOSPC, errno.EDQUOT):
+    why, fix = "the disk is full", "free space"
+  elif e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+    why, fix = (f"{e.strerror or 'permission denied'}",
+                f"make {os.path.dirname(os.path.abspath(path))} writable")
+  elif e.errno == errno.EISDIR:
+    why, fix = "a folder of that name is in the way", "move that folder away"
+  elif e.errno in (errno.EEXIST, errno.ENOTDIR):
+    why, fix = ("a file stands where a folder of its path belongs",
+                f"move the file {e.filename or 'named'} away")
+  else:
+    why, fix = e.strerror or type(e).__name__, "fix the cause"
+  return StorageError(f"cannot write {path}: {why}; {fix} and rerun the same command to "
+                      "resume.")
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -17,6 +17,8 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from xplain_jax import utils  # pylint: disable=g-import-not-at-top
+
 
 # Keys of the training logs drawn by `plot_training_curves`, in panel order.
 LOG_KEYS = ("loss", "distill_loss", "prior_loss", "lambda", "learning_rate",
@@ -25,10 +27,18 @@ _POS, _NEG = "#2a9d8f", "#e76f51"
 
 
 def save_figure(fig, path, dpi):
-  """Writes ``fig`` to ``path`` (folders made as needed), closes it and returns the path."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=dpi, bbox_inches="tight")
-  plt.close(fig)
+  """Writes ``fig`` to ``path`` as PNG (atomically, folders made as needed), closes it and
+  returns the path.
+
+  Raises:
+    StorageError: the file cannot be written (one line: a full disk, no permission, a file
+      where the folder goes, a folder where the file goes).
+  """
+  try:
+    utils.write_atomic(path, lambda f: fig.savefig(f, format="png", dpi=dpi,
+                                                   bbox_inches="tight"))
+  finally:
+    plt.close(fig)
   return path
 
 

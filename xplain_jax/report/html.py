@@ -15,6 +15,7 @@ import os
 
 import numpy as np
 
+from xplain_jax import utils
 from xplain_jax.report import fidelity_section
 from xplain_jax.report import figures
 from xplain_jax.report import io
@@ -211,7 +212,7 @@ def build_sections(workdir, *, num_images=6, dpi=100, digits=4):
   meta, data, eval_notes = io.load_eval(workdir)
   images, image_notes = io.load_images(workdir)
   eval_notes += image_notes
-  os.makedirs(os.path.join(workdir, "figures"), exist_ok=True)
+  _make_folder(os.path.join(workdir, "figures"))
   fig = lambda name: os.path.join(workdir, "figures", name)
   ctx = {"meta": meta, "data": data, "images": images, "fig": fig, "dpi": dpi}
   sections = [("Run", _summary_blocks(metrics, meta, data, digits)
@@ -273,6 +274,7 @@ def write_report(workdir, *, num_images=6, dpi=100, digits=4):
 
   Raises:
     FileNotFoundError: metrics.json is missing (run the evaluate stage).
+    StorageError: a file or folder of the report cannot be written (one line).
   """
   sections = build_sections(workdir, num_images=num_images, dpi=dpi,
                             digits=digits)
@@ -281,8 +283,16 @@ def write_report(workdir, *, num_images=6, dpi=100, digits=4):
   target = meta.get("target_name") if isinstance(meta, dict) else None
   title = "Explanation report" + (f": {target}" if target else "")
   path = os.path.join(workdir, "report.html")
-  with open(path, "w", encoding="utf-8") as f:
-    f.write(render_html(sections, title))
-  with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
-    f.write(render_markdown(sections, title))
+  html, markdown = render_html(sections, title), render_markdown(sections, title)
+  utils.write_atomic(path, lambda f: f.write(html), binary=False)
+  utils.write_atomic(os.path.join(workdir, "report.md"), lambda f: f.write(markdown),
+                     binary=False)
   return path
+
+
+def _make_folder(path: str) -> None:
+  """``os.makedirs(path)``; a file in the way or no permission is a one-line StorageError."""
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise utils.write_error(e, path) from None
