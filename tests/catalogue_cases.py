@@ -358,6 +358,13 @@ CASES = [
          tested_in="tests/test_report_storage.py::test_an_unwritable_figures_folder_is_one_line",
          words=["cannot write", ".png", "writable"],
          fix="Make the folder writable (chmod u+w) and rerun the same command."),
+    dict(id="log_folder_unwritable", problem="a stage's log (TensorBoard) folder that cannot "
+         "be written (no permission, or a file in its place)", kind="elsewhere", exit=1,
+         tested_in="tests/test_log_folders.py::"
+                   "test_a_run_with_an_unwritable_variant_log_folder_stops_before_the_performer",
+         words=["cannot write", "logs/explainer_prior"],
+         fix="Make the folder named writable (or move the file away) and rerun the same "
+             "command; the run stopped before training."),
     dict(id="interrupt_during_checkpoint_save", problem="Ctrl-C or SIGTERM during a run (a "
          "checkpoint save under way)", kind="elsewhere", exit=(130, 143),
          tested_in="tests/test_reliability.py::"

@@ -24,6 +24,7 @@ import math
 import os
 import shutil
 import sys
+import tempfile
 import time
 
 import jax
@@ -99,8 +100,11 @@ class JsonlWriter:
                        binary=False)
 
   def write_scalars(self, step: int, scalars: dict) -> None:
-    with open(self.path, "a", encoding="utf-8") as f:
-      f.write(json.dumps({"step": int(step), **scalars}) + "\n")
+    try:
+      with open(self.path, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"step": int(step), **scalars}) + "\n")
+    except OSError as e:
+      raise utils.write_error(e, self.path) from None
 
   def flush(self) -> None:
     pass
@@ -135,9 +139,12 @@ class TensorBoardWriter:
         self._writer.add_scalar(name, float(value), global_step=int(step))
 
   def write_scalars(self, step: int, scalars: dict) -> None:
-    if self._writer is None:
-      self._open()
-    self._add(step, scalars)
+    try:
+      if self._writer is None:
+        self._open()
+      self._add(step, scalars)
+    except OSError as e:
+      raise utils.write_error(e, os.path.join(self._logdir, "")) from None
 
   def flush(self) -> None:
     if self._writer is not None:
@@ -192,12 +199,42 @@ class MultiWriter:
       w.close()
 
 
+def _probe(folder: str) -> None:
+  """Makes ``folder`` and writes and removes a file in it; ``StorageError`` (one line) when
+  either fails."""
+  try:
+    os.makedirs(folder, exist_ok=True)
+    fd, path = tempfile.mkstemp(dir=folder, prefix=".probe-")
+    os.close(fd)
+    os.remove(path)
+  except OSError as e:
+    raise utils.write_error(e, os.path.join(folder, "")) from None
+
+
+def check_log_folders(workdir: str, stages) -> None:
+  """Raises ``StorageError`` unless the log folders of every one of ``stages`` can be written
+  (``logs/`` for the JSON lines, ``logs/<stage>/`` for TensorBoard): checked before any stage
+  runs, so that a folder without write permission stops the run at once, not at the first
+  logged step of a stage that comes after hours of training. Only process 0 writes logs."""
+  if jax.process_index() != 0:
+    return
+  logs = os.path.join(workdir, "logs")
+  _probe(logs)
+  for stage in stages:
+    _probe(os.path.join(logs, stage))
+
+
 def make_writer(workdir: str | None, stage: str, total_steps: int, *, start_step: int = 0) -> MultiWriter:
-  """The writers of one stage (none but the finiteness check on processes other than 0)."""
+  """The writers of one stage (none but the finiteness check on processes other than 0).
+
+  Raises:
+    StorageError: the stage's log folders cannot be written (checked before training).
+  """
   writers = []
   if jax.process_index() == 0:
     writers = [ConsoleWriter(stage, total_steps, start_step)]
     if workdir is not None:
+      check_log_folders(workdir, [stage])
       logs = os.path.join(workdir, "logs")
       jsonl = JsonlWriter(os.path.join(logs, f"{stage}.jsonl"), start_step)
       writers[:0] = [jsonl, TensorBoardWriter(os.path.join(logs, stage), jsonl.records)]

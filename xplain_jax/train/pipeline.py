@@ -26,6 +26,7 @@ from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import CheckpointError, ConfigError, NonFiniteError
 from xplain_jax.data import feature_cache
 from xplain_jax.train import features as features_lib
+from xplain_jax.train import logger
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import performer as performer_lib
 from xplain_jax.train import sanity as sanity_lib
@@ -273,6 +274,7 @@ def train_and_evaluate(config, workdir: str, *,
 def _run(config, workdir: str, mesh) -> dict | None:
   groups = set(stages.parse_groups(config.stages))
   todo = plan(declare_stages(config), groups)
+  logger.check_log_folders(workdir, [s.name for s in todo if s.trained])  # before any training
   ctx = RunContext(config=config, workdir=workdir, mesh=mesh, spec=data.get_spec(config),
                    rng=jax.random.PRNGKey(config.seed), train_src=None)
   if any(s.name != "report" for s in todo):
