@@ -441,6 +441,13 @@ CASES = [
          "wrong type", kind="elsewhere", exit=2,
          tested_in="tests/test_study_faults.py::test_study_command_line_is_checked_before_any_run",
          words=["has no field", "check the spelling"], fix="Check the field's spelling."),
+    dict(id="study_set_refused_by_runs", problem="a --set value every run of the study would "
+         "refuse (--set=dataset.rule=bogus), running or with --emit=slurm", kind="elsewhere",
+         exit=2,
+         tested_in="tests/test_study_sets.py::"
+                   "test_a_set_every_run_would_refuse_is_one_line_before_any_run",
+         words=["would be refused", "dataset.rule", "no run was started"],
+         fix="Fix the value named; nothing was run or written."),
     dict(id="study_cannot_finish", problem="study runs that cannot finish the table "
          "(stages without evaluate, a variant missing)", kind="elsewhere", exit=2,
          tested_in="tests/test_study_faults.py::test_study_command_line_is_checked_before_any_run",

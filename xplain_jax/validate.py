@@ -64,20 +64,25 @@ def _matches(field: str, pattern: str) -> bool:
                               and field.count(".") == tail.count(".") + 1)
 
 
-def check_config(config) -> None:
+def check_config(config, *, build: bool = True) -> None:
   """Raises ``ConfigError`` on the first problem found in ``config`` (nothing is computed).
 
   Checks, in order: every field of the base (``config_base``) present with its type; ranges
   and finiteness of every number; names from the allowed sets; consistency between fields;
-  finally the real factories are dry-built (``jax.eval_shape``: performer, weight network,
-  optimisers), so a value they cannot take fails now, not after a stage has run.
+  finally (``build``) the real factories are dry-built (``jax.eval_shape``: performer, weight
+  network, optimisers), so a value they cannot take fails now, not after a stage has run;
+  without ``build`` only the dataset's names (target, rule) are looked up.
   """
   try:
     check_fields(config)
     check_values(config)
     validate_evals.check_evals(config)
     check_consistency(config)
-    dry_build(config)
+    if build:
+      dry_build(config)
+    else:  # the dataset's own names (target, rule), without building anything
+      from xplain_jax import data  # pylint: disable=import-outside-toplevel
+      data.get_spec(config)
   except ConfigError:
     raise
   except ValueError as e:  # a registry's own check (target names, data generator limits, ...)

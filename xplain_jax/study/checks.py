@@ -3,6 +3,9 @@
 * ``check_fields``: every field a run overrides (``fixed``, the axes, ``--set``) exists in the
   run's config file with a value of its type; the runs ask for the ``evaluate`` stage and for
   every explainer variant the study's table reads (else no run could finish).
+* ``check_run_configs``: each run's config, its overrides applied, passes the run's own config
+  check (``validate.check_config`` without the dry build): a value every run would refuse
+  (``--set=dataset.rule=bogus``) is refused once, before any run or SLURM array is made;
 * ``check_workdirs``: no run's sub-workdir is still held by a run process (left running by a
   study that was killed), and none holds a run made with other values of a field that decides
   results (a changed ``--set``): such a run is neither skipped nor overwritten.
@@ -10,11 +13,13 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
+import json
 import os
 from typing import Sequence
 
-from xplain_jax import stages, utils
+from xplain_jax import stages, utils, validate
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import ConfigError, WorkdirBusyError
 from xplain_jax.study import grid as grid_lib
@@ -86,6 +91,43 @@ def check_fields(runs: Sequence[grid_lib.Run], *, sets: dict, variants: Sequence
       raise ConfigError(f"explainer.variants={have} lacks {', '.join(lacking)}, which the "
                         "study's table reads, so no run can finish it; include every variant "
                         f"({','.join(variants)}).")
+
+
+def _parsed(value, current):
+  """An override as the type of the field's ``current`` value (``--set`` gives text)."""
+  if not isinstance(value, str) or isinstance(current, str):
+    return value
+  if isinstance(current, bool):
+    return value.strip().lower() in ("true", "1", "t", "yes")
+  if isinstance(current, int):
+    return int(value)
+  if isinstance(current, float):
+    return float(value)
+  return value
+
+
+def check_run_configs(runs: Sequence[grid_lib.Run], *, repo_root: str) -> None:
+  """Raises ``ConfigError`` (naming the run and the field) for the first run whose config, its
+  overrides applied, the run itself would refuse; each distinct config is checked once.
+  Call after ``check_fields`` (every override exists and fits its field's type)."""
+  bases, seen = {}, set()
+  for r in runs:
+    key = json.dumps([r.config, sorted(r.overrides.items())], default=str)
+    if key in seen:
+      continue
+    seen.add(key)
+    if r.config not in bases:
+      bases[r.config] = load_run_config(r.config, repo_root)
+    config = copy.deepcopy(bases[r.config])
+    for field, value in r.overrides.items():
+      *head, last = field.split(".")
+      node = runner_lib.get_field(config, ".".join(head)) if head else config
+      node[last] = _parsed(value, node[last])
+    try:
+      validate.check_config(config, build=False)
+    except ConfigError as e:
+      raise ConfigError(f"run {r.name} of the study would be refused: {e} Fix the --set or the "
+                        "study config; no run was started.") from None
 
 
 def check_workdirs(runs: Sequence[grid_lib.Run], workdir: str, *, running: bool,

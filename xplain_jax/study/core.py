@@ -100,6 +100,7 @@ def check(config, workdir: str, *, sets: Sequence[str] = (), repo_root: str = ".
   runs = runs_of(config, sets)
   checks_lib.check_fields(runs, sets=parse_sets(sets), variants=split_list(config.table.variants),
                           repo_root=repo_root)
+  checks_lib.check_run_configs(runs, repo_root=repo_root)
   checks_lib.check_workdirs(runs, workdir, running=running, repo_root=repo_root)
   return runs
 
