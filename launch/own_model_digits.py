@@ -52,11 +52,12 @@ TEST_FRACTION = 0.2
 SELECTION_SEEDS, EVALUATION_SEEDS = (100, 101, 102), (0, 1, 2, 3, 4)
 WEIGHTS = (0.1, 1.0, 10.0)
 # The consistency weight is selected for "faithful"; its relatives use the weight chosen for it
-# (a rule fixed before any result). "faithful_coords": the same with two coordinate channels on
-# g's input (this CNN's head flattens its 8×8 map, so a filter's effect depends on where it
-# fires); "faithful_signed": signed α and w with the MSE prior.
+# (a rule fixed before any result). "faithful" has signed α (stages.VARIANTS);
+# "faithful_positive": the same with the paper's positive Case-1 α; "faithful_coords": with two
+# coordinate channels on g's input (this CNN's head flattens its 8×8 map, so a filter's effect
+# depends on where it fires).
 TUNED = ("faithful",)
-VARIANTS = ("baseline", "prior", "ls_start", "faithful", "faithful_coords", "faithful_signed")
+VARIANTS = ("baseline", "prior", "ls_start", "faithful", "faithful_positive", "faithful_coords")
 PEERS = ("least_squares", "least_squares_nonnegative", "prior_weights", "gradient_x_input",
          "integrated_gradients", "random")
 CONSISTENCY_TARGETS = ("deletion", "gradient_x_input", "shapley")
@@ -172,10 +173,11 @@ def fit_variant(data: dict, variant: str, *, seed: int, size: dict, weight: floa
       "prior": dict(variant="prior"),
       "ls_start": dict(variant="ls_start"),
       "faithful": faithful,
+      "faithful_positive": dict(faithful, positive=True, prior_kind="cross_entropy"),
       "faithful_coords": dict(faithful, coords=True),
-      "faithful_signed": dict(faithful, positive=False, prior_kind="mse"),
   }[variant]
-  feats = data["train_signed"] if variant == "faithful_signed" else data["train"]
+  signed = variant in ("faithful", "faithful_coords")
+  feats = data["train_signed"] if signed else data["train"]
   return api.fit_explainer(feats, **common, **settings)
 
 
@@ -192,7 +194,8 @@ def score(data: dict, explainers: dict, *, size: dict) -> dict:
               "deviation": r.get("relative_deviation", {}).get("mean")} for k, r in rows.items()}
 
 
-def run_seed(seed: int, size: dict, *, mode: str, weights: dict, target: str) -> dict:
+def run_seed(seed: int, size: dict, *, mode: str, weights: dict, target: str,
+             variants=VARIANTS) -> dict:
   """One seed: ``mode="select"`` fits ``TUNED`` at every weight of ``weights[variant]``;
   ``"evaluate"`` fits every variant of ``VARIANTS`` (tuned ones at ``weights[variant]``)."""
   start = time.time()
@@ -202,7 +205,7 @@ def run_seed(seed: int, size: dict, *, mode: str, weights: dict, target: str) ->
   explainers, seconds = {}, {}
   jobs = ([(f"{v}@{w:g}", v, w) for v in TUNED for w in weights[v]] if mode == "select" else
           [(v, v, weights["faithful"] if v.startswith("faithful") else 0.0)
-           for v in VARIANTS])
+           for v in variants])
   for key, variant, w in jobs:
     t0 = time.time()
     explainers[key] = fit_variant(data, variant, seed=seed, size=size, weight=w)
@@ -282,12 +285,23 @@ def main(argv=None) -> dict:
                  help="select: the consistency weights swept")
   p.add_argument("--selection", default="",
                  help="evaluate: selection.json (default: --out's)")
+  p.add_argument("--weight", type=float, default=None,
+                 help="evaluate: the faithful variants' weight, instead of a selection.json")
+  p.add_argument("--variants", default=",".join(VARIANTS),
+                 help="evaluate: the variants fitted (a comma-separated subset)")
   a = p.parse_args(argv)
   size = SIZES[a.size]
+  variants = tuple(utils.split_list(a.variants))
+  unknown = sorted(set(variants) - set(VARIANTS))
+  if unknown or not variants:
+    raise ConfigError(f"--variants={a.variants!r}: unknown {unknown}; use a subset of "
+                      f"{list(VARIANTS)}.")
   seeds = ([int(s) for s in utils.split_list(a.seeds)] if a.seeds else
            list(SELECTION_SEEDS if a.mode == "select" else EVALUATION_SEEDS))
   if a.mode == "select":
     weights = {v: [float(w) for w in utils.split_list(a.weights)] for v in TUNED}
+  elif a.weight is not None:
+    weights = {v: float(a.weight) for v in TUNED}
   else:
     path = a.selection or os.path.join(a.out, "selection.json")
     if not os.path.exists(path):
@@ -302,7 +316,8 @@ def main(argv=None) -> dict:
       with open(path) as f:
         per_seed.append(json.load(f))
       continue
-    per_seed.append(run_seed(s, size, mode=a.mode, weights=weights, target=a.target))
+    per_seed.append(run_seed(s, size, mode=a.mode, weights=weights, target=a.target,
+                             variants=variants))
     with open(path, "w") as f:
       json.dump(per_seed[-1], f, indent=1)
   result = dict(mode=a.mode, seeds=seeds, size=a.size, sizes=size, target=a.target,

@@ -25,7 +25,7 @@ ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": [
          "dataset.rule": ["str", "linear"],
          "explainer.start": ["str", "paper"], "explainer.consistency_weight": ["float", 0.0],
          "explainer.consistency_target": ["str", "gradient_x_input"],
-         "explainer.faithful_weight": ["float", 0.1],
+         "explainer.faithful_weight": ["float", 1.0],
          "explainer.scaled_bias": ["bool", False], "explainer.coord_channels": ["bool", False],
          "explainer.shapley_permutations": ["int", 64],
          "performer.init_from": ["str", ""], "performer.init_convs_only": ["bool", False],

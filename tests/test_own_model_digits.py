@@ -68,14 +68,16 @@ def test_faithful_variant_and_peers_are_scored(seed_data):
 def test_selection_rule_prefers_best_mean_then_smaller_weight():
   weights = {v: [0.1, 1.0, 10.0] for v in digits.TUNED}
   irc = {("faithful", 0.1): [0.2, 0.4], ("faithful", 1.0): [0.5, 0.3],
-         ("faithful", 10.0): [0.1, 0.1], ("faithful_signed", 0.1): [0.1, 0.2],
-         ("faithful_signed", 1.0): [0.3, 0.3], ("faithful_signed", 10.0): [0.4, 0.2]}
+         ("faithful", 10.0): [0.1, 0.1]}
   per_seed = [{"scores": {f"{v}@{w:g}": {"irc": vals[i]} for (v, w), vals in irc.items()}}
               for i in range(2)]
   out = digits.select(per_seed, weights)
-  # faithful: 0.3, 0.4, 0.1 -> 1; faithful_signed: 0.15, 0.3, 0.3 -> tie, the smaller: 1
-  assert out["chosen"] == {"faithful": 1.0, "faithful_signed": 1.0}
+  # faithful: 0.3, 0.4, 0.1 -> 1
+  assert out["chosen"] == {"faithful": 1.0}
   assert out["irc"]["faithful"]["1"]["mean"] == pytest.approx(0.4)
+  tie = [{"scores": {"faithful@0.1": {"irc": 0.3}, "faithful@1": {"irc": 0.3},
+                     "faithful@10": {"irc": 0.1}}}]
+  assert digits.select(tie, weights)["chosen"] == {"faithful": 0.1}   # a tie: the smaller
 
 
 def test_summary_pairs_seeds():
@@ -99,7 +101,7 @@ def test_summary_pairs_seeds():
 def test_every_variant_on_one_quick_seed(tmp_path):
   result = digits.main(["--mode=select", f"--out={tmp_path}", "--size=quick", "--seeds=100",
                         "--weights=1"])
-  assert result["selection"]["chosen"] == {"faithful": 1.0, "faithful_signed": 1.0}
+  assert result["selection"]["chosen"] == {"faithful": 1.0}
   result = digits.main(["--mode=evaluate", f"--out={tmp_path}", "--size=quick", "--seeds=0"])
   scores = result["per_seed"][0]["scores"]
   assert set(scores) == {*digits.VARIANTS, *digits.PEERS}

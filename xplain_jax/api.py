@@ -38,6 +38,7 @@ from xplain_jax import api_checks as checks
 from xplain_jax import data as data_lib
 from xplain_jax import metrics as metrics_lib
 from xplain_jax import models, parallel
+from xplain_jax import stages as stages_lib
 from xplain_jax.errors import ConfigError
 from xplain_jax import evaluators
 from xplain_jax.evaluators import explainer as evaluate_lib
@@ -139,8 +140,9 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
     log_every: steps between console log lines.
     variant: one of the pipeline's explainer variants (``stages.VARIANTS``: ``"baseline"``,
       ``"prior"``, ``"ls_start"``, ``"faithful"``), taking that variant's settings (β, start,
-      consistency weight, scaled bias) as the pipeline does with its default config; the
-      arguments below, when given, override them. None: the ``"prior"`` variant.
+      consistency weight, scaled bias; ``faithful`` also its signed α and MSE prior form) as
+      the pipeline does with its default config; the arguments below, when given, override
+      them. None: the ``"prior"`` variant.
     start: ``"paper"`` (g's own start), ``"least_squares"`` (α = α_ls + g(feat) with g's
       last layer at 0 and b from b_ls, the ridge-regularised fit of y on (y_i, 1), α ≥ 0 with
       positive α) or ``"target"`` (each concept's own fit of ``features["t"]``, b at
@@ -181,6 +183,11 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
     raise ConfigError(f"{why} needs finite features['t'] [N,n], the model's own per-concept "
                       "effects, beside y_i: featurize with a consistency target (e.g. "
                       "featurizers.filter_featurizer(..., target='deletion')).")
+  if variant is not None:   # the variant's own sign and prior form where it sets them
+    default_kind = chosen.prior_kind if not stages_lib.is_field(
+        stages_lib.VARIANTS[variant].prior_kind) else default_kind
+    default_positive = chosen.positive if not stages_lib.is_field(
+        stages_lib.VARIANTS[variant].positive) else default_positive
   prior_kind = default_kind if prior_kind is None else prior_kind
   positive = default_positive if positive is None else bool(positive)
   alpha_scale = checks.check_alpha_scale(alpha_scale)

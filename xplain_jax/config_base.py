@@ -69,9 +69,9 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  # "rendered" (synthetic_attributes: the re-rendered Δ_k, docs/choices.md)
                  consistency_target="gradient_x_input",
                  shapley_permutations=64,  # sampled orders of the Case-1 "shapley" target
-                 # the "faithful" variant's consistency weight: the best of 0.1, 1, 10 on the
-                 # selection seeds of launch/own_model_digits.py (docs/own_model.md)
-                 faithful_weight=0.1)
+                 # the "faithful" variant's consistency weight: 1, the weight of the diagnosis
+                 # on the digits case's selection seed 100 (docs/own_model.md), not a sweep
+                 faithful_weight=1.0)
 # The evaluators (xplain_jax.evaluators), one block each under ``config.evals``, as big_vision
 # has them: ``evals.<name>`` holds everything evaluator <name> reads, and its ``enabled`` field
 # whether it runs (the "explainer" evaluator always runs; it has no ``enabled``).

@@ -53,12 +53,16 @@ class Variant:
     start: where α and b start (``train.start.STARTS``).
     consistency_weight: weight of the consistency term (0: none).
     scaled_bias: b moves in units of y's spread (``train.start.bias_variables``).
+    positive: α > 0 (softplus; the paper's Case 1) or signed.
+    prior_kind: the prior loss's form (``losses.PRIOR_KINDS``).
   """
 
   beta: float | str
   start: str
   consistency_weight: float | str
   scaled_bias: bool | str
+  positive: bool | str = "explainer.positive"
+  prior_kind: str = "explainer.prior_kind"
 
   def reads(self) -> tuple[str, ...]:
     """The config fields this variant's settings come from."""
@@ -74,14 +78,16 @@ def is_field(value) -> bool:
 # trainer (``train/variants.py``), the identities below, validation and the API read.
 # baseline/prior are the paper's (β = 0 / explainer.beta); ls_start and faithful are this
 # project's additions (docs/choices.md): ls_start = prior from the ridge least-squares start;
-# faithful = the consistency term from each concept's own fit of its target, no prior.
+# faithful = the consistency term from each concept's own fit of its target, no prior, signed α
+# (a concept's own effect can be negative, e.g. a filter that inhibits the class; its MSE prior
+# term is only logged, at λ ≡ 0).
 VARIANTS = {
     "baseline": Variant(0.0, "explainer.start", "explainer.consistency_weight",
                         "explainer.scaled_bias"),
     "prior": Variant("explainer.beta", "explainer.start", "explainer.consistency_weight",
                      "explainer.scaled_bias"),
     "ls_start": Variant("explainer.beta", "least_squares", "explainer.consistency_weight", True),
-    "faithful": Variant(0.0, "target", "explainer.faithful_weight", True),
+    "faithful": Variant(0.0, "target", "explainer.faithful_weight", True, False, "mse"),
 }
 # Fields some variant reads; a variant's identity holds only those of them it reads.
 VARIANT_FIELDS = tuple(sorted({f for v in VARIANTS.values() for f in v.reads()}))

@@ -44,9 +44,8 @@ RULES = ("linear", "context", "redundant", "shortcut")
 TINY_RULES = ("linear", "context")
 # Explainer variants trained and tabulated in every run.
 VARIANTS = ("baseline", "prior", "ls_start", "faithful")
-# The faithful variant's consistency weight in this study: its figures (docs/studies.md) were
-# measured at 1.0, before explainer.faithful_weight's default was chosen (0.1, on the separate
-# seeds of launch/own_model_digits.py, docs/own_model.md); kept so the command reproduces them.
+# The faithful variant's consistency weight in this study (explainer.faithful_weight's default
+# too); pinned here so the study's command keeps its figures' setting if the default moves.
 FAITHFUL_WEIGHT = 1.0
 ARGS = ("", "tiny", "full", "parts", "parts_tiny", "targets", "targets_tiny")
 # The consistency targets ``:targets`` compares, and the rule it runs them under (per-image

@@ -91,11 +91,13 @@ class Explainer:
                            negate_absent=self.case == "shared_feature", absent=absent)
 
 
-def build_weight_net(config, num_concepts: int, *, start: str = "paper"):
-  """g of the config; with the least-squares start and positive α, g has no softplus of its
-  own (the explainer applies it after the offset, ``start.compose_alpha``)."""
+def build_weight_net(config, num_concepts: int, *, start: str = "paper",
+                     positive: bool | None = None):
+  """g of the config (``positive``: the variant's sign constraint, default
+  ``explainer.positive``); with a fitted start and positive α, g has no softplus of its own
+  (the explainer applies it after the offset, ``start.compose_alpha``)."""
   e = config.explainer
-  positive = e.positive and start == "paper"
+  positive = (e.positive if positive is None else positive) and start == "paper"
   return models.get_weight_net(e.depth, num_outputs=num_concepts, positive=positive,
                                width=e.width, stem=e.get("stem", "paper"),
                                coords=bool(e.get("coord_channels", False)),
@@ -266,7 +268,7 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
   """
   e = config.explainer
   settings = variant_settings(config, variant)
-  g = build_weight_net(config, num_concepts, start=settings.start)
+  g = build_weight_net(config, num_concepts, start=settings.start, positive=settings.positive)
   alpha_scale, init_bias = configured_start(config, g, loader, rng, featurize=featurize,
                                             perf_variables=perf_variables)
   start = bias = None
@@ -275,16 +277,16 @@ def train_explainer(config, variant: str, *, workdir: str, mesh, loader, feat_sh
         loader.source, featurize=featurize, perf_variables=perf_variables,
         batch_size=config.evals.explainer.batch_size, keys=("y_i", "y", "t", "y0"))
     if settings.start != "paper":
-      alpha0, init_bias = start_lib.begin(settings.start, y_i, y, positive=e.positive, t=t,
-                                          empty_score=y0)
-      start = start_lib.start_variables(alpha0, positive=e.positive)
-      alpha_scale = 1.0 if e.positive else alpha_scale
+      alpha0, init_bias = start_lib.begin(settings.start, y_i, y, positive=settings.positive,
+                                          t=t, empty_score=y0)
+      start = start_lib.start_variables(alpha0, positive=settings.positive)
+      alpha_scale = 1.0 if settings.positive else alpha_scale
     if settings.scaled_bias:
       bias = start_lib.bias_variables(init_bias, y)
   return fit_weight_net(
       g, loader=loader, feat_shape=feat_shape, alpha_scale=alpha_scale, init_bias=init_bias,
       consistency_weight=settings.consistency_weight, start=start, bias=bias,
-      beta=settings.beta, prior_kind=e.prior_kind, num_epochs=e.num_epochs,
+      beta=settings.beta, prior_kind=settings.prior_kind, num_epochs=e.num_epochs,
       optimizer_config=e.optimizer, rng=rng, stage=stage_name(variant), workdir=workdir,
       mesh=mesh, featurize=featurize, perf_variables=perf_variables,
       checkpoint_every=config.checkpoint_every_steps, log_every=config.log_every_steps,

@@ -25,6 +25,8 @@ class VariantSettings:
   start: str
   consistency_weight: float
   scaled_bias: bool
+  positive: bool
+  prior_kind: str
 
 
 def variant_key(rng: jax.Array, variant: str) -> jax.Array:
@@ -48,7 +50,8 @@ def variant_settings(config, variant: str) -> VariantSettings:
   v = VARIANTS[variant]
   return VariantSettings(beta=float(value(v.beta)), start=str(value(v.start)),
                          consistency_weight=float(value(v.consistency_weight)),
-                         scaled_bias=bool(value(v.scaled_bias)))
+                         scaled_bias=bool(value(v.scaled_bias)),
+                         positive=bool(value(v.positive)), prior_kind=str(value(v.prior_kind)))
 
 
 def variant_beta(config, variant: str) -> float:
