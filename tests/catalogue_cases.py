@@ -371,6 +371,13 @@ CASES = [
                    "test_ctrl_c_says_how_to_resume_and_resume_is_bit_identical",
          words=["interrupted", "rerun the same command to resume"],
          fix="Rerun the same command; it resumes bit for bit from the last checkpoint."),
+    dict(id="sigterm_during_training", problem="SIGTERM while a stage trains (a preempted or "
+         "cancelled job)", kind="elsewhere", exit=143,
+         tested_in="tests/test_preemption.py::"
+                   "test_sigterm_on_a_run_saves_and_the_rerun_ends_as_an_uninterrupted_one",
+         words=["interrupted", "rerun the same command to resume"],
+         fix="Rerun the same command: a checkpoint was saved after the step under way, so at "
+             "most one step is redone."),
     dict(id="performer_trained_to_inf",
          problem="a performer whose parameters stay finite but whose outputs overflow",
          kind="cli", argv=["{prepared_config}", "--workdir={workdir}",

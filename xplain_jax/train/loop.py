@@ -22,6 +22,7 @@ import optax
 from xplain_jax import checkpoint, optim, parallel
 from xplain_jax.errors import ConfigError
 from xplain_jax.data.prefetch import prefetch_to_mesh
+from xplain_jax.train import preemption
 from xplain_jax.train import state as state_lib
 from xplain_jax.train.logger import (NonFiniteError, first_non_finite, make_writer,
                                      non_finite_message)
@@ -130,12 +131,14 @@ def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loade
   writer = make_writer(workdir, stage, total_steps, start_step=start)
   pending: list[dict] = []
   batches = prefetch_to_mesh(loader, mesh, start_step=start, num_steps=total_steps - start)
-  with contextlib.closing(batches):  # a failing step stops the prefetch threads at once
+  # A failing step stops the prefetch threads at once; SIGTERM saves after the step under way.
+  with contextlib.closing(batches), preemption.Preemption() as preempted:
     for step, batch in batches:
       state, metrics = step_fn(state, batch, rng, *consts)
       pending.append(metrics)
       done = step + 1
-      save_now = done == total_steps or done % checkpoint_every == 0
+      stopping = preempted.reached(done)
+      save_now = done == total_steps or done % checkpoint_every == 0 or stopping
       if save_now or done % log_every == 0:
         host = jax.device_get(pending)
         pending = []
@@ -149,6 +152,10 @@ def fit(*, stage: str, workdir: str | None, state: Any, step_fn: Callable, loade
       if save_now:
         _raise_if_non_finite(stage, done, _first_non_finite_leaf(state), ckpt)
         ckpt.save(done, state, meta)
+      if stopping:
+        writer.close()
+        ckpt.close()
+        preemption.stop()
   writer.close()
   ckpt.close()
   return state
