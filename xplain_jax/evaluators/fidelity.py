@@ -11,7 +11,7 @@ effect of each concept, ``Δ_k = y(I) − y(I with concept k toggled)``:
   performer's head, plus deletion curves.
 
 Then ``fidelity.compare.explanation_fidelity`` scores every variant, the references and the
-peers (least squares fitted on the cached training features, α = w, Case 1 gradient × input
+peers (least squares fitted on the training features, α = w, Case 1 gradient × input
 and integrated gradients, the planted rule where known), each with its cost.
 
 Metrics: ``fidelity`` (per variant, ``prior_minus_baseline``, ``<variant>_minus_<peer>``),
@@ -138,8 +138,7 @@ def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
     return out
   if ctx.train is None:
     out.meta["fidelity_least_squares_note"] = (
-        "no cached training features (explainer.cache_features=False or several processes): "
-        "the least-squares peer is left out.")
+        "no training features (EvalContext.train): the least-squares peer is left out.")
   fid, ref, arrays = compare.explanation_fidelity(
       alphas, ctx.bias, y_i, np.asarray(ctx.test["y"][:num], np.float32),
       np.asarray(ctx.test["w"][:num], np.float32),

@@ -24,7 +24,6 @@ import numpy as np
 from xplain_jax import data, evaluators, parallel, stages, validate
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.errors import CheckpointError, ConfigError, NonFiniteError
-from xplain_jax.data import feature_cache
 from xplain_jax.train import features as features_lib
 from xplain_jax.train import logger
 from xplain_jax.train import explainer as explainer_lib
@@ -173,18 +172,33 @@ def _evaluate(ctx: RunContext) -> dict:
                                           batch_size=config.evals.explainer.batch_size)
   n = sample["y_i"].shape[-1]
   k = min(config.evals.explainer.num_report_images, len(test_src))
-  train = (feature_cache.load_cache(os.path.join(ctx.workdir, "features", "train"),
-                                    _features_id(config))
-           if _use_cache(config) else None)   # the fidelity evaluator's least-squares peer
+  train = _train_concepts(ctx, featurize, perf_vars)   # the least-squares peer's rows
   ectx = evaluators.EvalContext(
       config=config, spec=spec, workdir=ctx.workdir, mesh=ctx.mesh, test=test, alpha=alpha,
       bias=bias, explainers=explainers,
       concept_names=tuple(spec.concept_names or (f"filter_{i}" for i in range(n))),
       images=test_src.get_batch(np.arange(k))["image"], perf=perf, perf_vars=perf_vars,
       featurize=featurize, test_src=test_src, ordinary=ctx.products.get("ordinary"),
-      train=None if train is None else train.columns)
+      train=train)
   out = evaluators.run_evaluators(evaluators.enabled(config), ectx)
   return {"metrics": evaluators.write_outputs(ctx.workdir, out)}
+
+
+def _train_concepts(ctx: RunContext, featurize, perf_vars) -> dict:
+  """The training split's ``y_i`` [M,n] and ``y`` [M] for the least-squares peer: the feature
+  cache's columns when it is on, else featurized here (one pass, only these two kept), so the
+  evaluate stage's results do not depend on ``explainer.cache_features`` (a run-only field).
+  A cache found damaged or changed is written again."""
+  config = ctx.config
+  bs = config.evals.explainer.batch_size
+  if _use_cache(config):
+    return features_lib.featurize_split(
+        featurize, perf_vars, ctx.train_src, batch_size=bs, mesh=ctx.mesh,
+        directory=os.path.join(ctx.workdir, "features", "train"),
+        identity=_features_id(config)).columns
+  parts = [{k: out[k] for k in ("y_i", "y")} for out in features_lib.featurize_source(
+      featurize, perf_vars, ctx.train_src, batch_size=bs, mesh=ctx.mesh, keep=())]
+  return {k: np.concatenate([p[k] for p in parts]) for k in ("y_i", "y")}
 
 
 def _report(ctx: RunContext) -> dict:
