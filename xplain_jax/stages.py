@@ -170,8 +170,9 @@ def parse_groups(text: str) -> tuple[str, ...]:
   names = tuple(utils.split_list(text))
   bad = [s for s in names if s not in GROUPS]
   if bad or not names:
-    raise ConfigError(f"config.stages={text!r} names unknown stages {bad}; use a "
-                      f"comma-separated subset of {','.join(GROUPS)}.")
+    what = f"names unknown stages {bad}" if bad else "names no stage"
+    raise ConfigError(f"config.stages={text!r} {what}; use a comma-separated subset of "
+                      f"{','.join(GROUPS)}.")
   return names
 
 

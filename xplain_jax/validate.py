@@ -16,7 +16,6 @@ import ml_collections
 
 from xplain_jax import config_base
 from xplain_jax import stages as stages_lib
-from xplain_jax import utils
 from xplain_jax import validate_evals
 from xplain_jax.errors import ConfigError
 
@@ -134,12 +133,7 @@ def check_values(config) -> None:
   if config.performer.model.get("dropout_rate", 0.0) >= 1:
     _fail("performer.model.dropout_rate", config.performer.model.dropout_rate,
           "must be < 1 (1 drops every unit)")
-  groups = stages_lib.GROUPS
-  stages = utils.split_list(config.stages)
-  if not stages or any(s not in groups for s in stages):
-    _fail("stages", config.stages, f"names unknown stages "
-          f"{[s for s in stages if s not in groups]}; use a comma-separated subset of "
-          f"{','.join(groups)}")
+  stages_lib.parse_groups(config.stages)
   from xplain_jax import losses, models, priors  # pylint: disable=import-outside-toplevel
   from xplain_jax.data import DATASETS  # pylint: disable=import-outside-toplevel
   from xplain_jax.models import resnet  # pylint: disable=import-outside-toplevel
