@@ -49,7 +49,9 @@ def test_training_settings_of_a_wrong_type_or_range_get_one_line(setting, words)
     assert w in msg, (w, msg)
 
 
-@pytest.mark.parametrize("setting", [dict(epochs="1"), dict(batch_size=16.5), dict(epochs=0)])
+@pytest.mark.parametrize("setting", [dict(epochs="1"), dict(batch_size=16.5), dict(epochs=0),
+                                     dict(learning_rate="fast"), dict(beta="x"),
+                                     dict(schedule="cosin"), dict(seed=-1)])
 def test_fit_explainer_refuses_them_before_any_work(setting, tmp_path):
   args = dict(FAST, **setting)
   with pytest.raises(ConfigError):

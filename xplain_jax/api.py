@@ -162,8 +162,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
   if case not in CASES:
     raise ConfigError(f"case={case!r}; use 'filter' (Case 1) or 'shared_feature' (Case 2).")
   default_kind, default_positive, default_beta = CASES[case]
-  chosen = variant_settings(variant or "prior", beta=default_beta if beta is None else beta)
-  beta = chosen.beta
+  chosen = variant_settings(variant or "prior", beta=default_beta)
+  beta = chosen.beta if beta is None else beta    # checked by check_settings below
   start = chosen.start if start is None else start
   consistency_weight = (chosen.consistency_weight if consistency_weight is None
                         else consistency_weight)
@@ -194,7 +194,11 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
   feats = checks.check_features(features)
   n_images = len(feats["y"])
   checks.check_settings(feats, prior_kind=prior_kind, positive=positive, beta=beta,
-                        batch_size=batch_size, epochs=epochs, case=case)
+                        batch_size=batch_size, epochs=epochs, case=case,
+                        learning_rate=learning_rate, grad_clip=grad_clip,
+                        weight_decay=weight_decay, seed=seed, log_every=log_every,
+                        optimizer=optimizer, schedule=schedule)
+  beta = float(beta)
   auto_depth, auto_width = default_weight_net(feats["feat"].shape)
   net = dict(depth=int(depth or auto_depth), width=int(width or auto_width), stem=stem,
              positive=positive and start == "paper", num_outputs=int(feats["y_i"].shape[1]),
@@ -262,8 +266,6 @@ def variant_settings(variant: str, *, beta: float):
   from xplain_jax.train import variants  # pylint: disable=import-outside-toplevel
   if variant not in stages.VARIANTS:
     raise ConfigError(f"variant={variant!r}; use one of {list(stages.VARIANTS)}.")
-  if not isinstance(beta, (int, float)) or isinstance(beta, bool):
-    raise ConfigError(f"beta={beta!r}; pass a number >= 0.")
   block = ml_collections.ConfigDict({"explainer": dict(config_base.EXPLAINER, beta=float(beta))})
   return variants.variant_settings(block, variant)
 
