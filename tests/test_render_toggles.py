@@ -99,3 +99,51 @@ def test_a_concept_out_of_range_is_refused():
     sa.render_toggles(0, [0], [0, len(sa.CONCEPT_NAMES)])
   with pytest.raises(DataError, match="out of range"):
     sa.render_toggled(0, [0], -1)
+
+
+def test_the_source_renders_many_toggles_as_its_counterfactuals():
+  source = sa.load("test", num_examples=7, image_size=S)
+  idx, concepts = np.array([6, 0, 2]), np.array([4, 0, 19])
+  many = source.toggles(idx, concepts)
+  for j, k in enumerate(concepts):
+    assert many[:, j].tobytes() == source.counterfactuals(idx, int(k)).tobytes()
+  with pytest.raises(DataError, match="out of range"):
+    source.toggles(idx, [20])
+  with pytest.raises(DataError, match="must lie in"):
+    source.toggles([7], [0])
+
+
+@pytest.mark.parametrize("max_bytes", [1, 3 * 5 * S * S * 3 * 4, 2 ** 28])  # groups of 1, 5, all
+def test_rendering_effects_from_prepared_toggles_are_unchanged(monkeypatch, max_bytes):
+  from xplain_jax import fidelity  # pylint: disable=import-outside-toplevel
+  from xplain_jax.data import scenes  # pylint: disable=import-outside-toplevel
+  source = sa.load("train", num_examples=9, image_size=S)
+  indices, columns = np.array([8, 1, 4]), np.array([2, 19, 0, 7, 11, 3])
+  y_fn = lambda images: np.asarray(images).reshape(len(images), -1).mean(axis=1) ** 2
+  y = y_fn(source.get_batch(indices)["image"])
+  expected = fidelity.rendering_effects(y_fn, source.counterfactuals, indices, len(columns),
+                                        y=y, batch_size=2, columns=columns)
+  calls = []
+  real = scenes.SceneSource.toggles
+  monkeypatch.setattr(scenes.SceneSource, "toggles",
+                      lambda self, i, c: calls.append(len(c)) or real(self, i, c))
+  prepared = scenes.toggled_once(source, indices, columns, max_bytes=max_bytes)
+  got = fidelity.rendering_effects(y_fn, prepared, indices, len(columns), y=y, batch_size=2,
+                                   columns=columns)
+  assert got.tobytes() == expected.tobytes()
+  assert sum(calls) == len(columns)  # every concept's images rendered once
+  with pytest.raises(DataError, match="not among"):
+    prepared(np.array([0]), 2)
+
+
+def test_a_wrapped_source_passes_its_toggles_on():
+  from xplain_jax import data  # pylint: disable=import-outside-toplevel
+  from xplain_jax.data import scenes  # pylint: disable=import-outside-toplevel
+  source = sa.load("test", num_examples=5, image_size=S)
+  wrapped = data.MappedSource(source, lambda batch: batch)
+  many = wrapped.toggles([3, 1], [5, 2])
+  assert many.tobytes() == source.toggles([3, 1], [5, 2]).tobytes()
+  no_toggles = type("Plain", (), {"counterfactuals": source.counterfactuals,
+                                  "get_batch": source.get_batch})()
+  prepared = scenes.toggled_once(no_toggles, [3, 1], [5, 2])
+  assert prepared(np.array([1]), 2).tobytes() == source.counterfactuals([1], 2).tobytes()

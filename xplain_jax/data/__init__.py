@@ -40,6 +40,12 @@ class MappedSource:
     return getattr(self.source, "counterfactuals", None)
 
   @property
+  def toggles(self) -> Callable | None:
+    """The wrapped source's ``toggles(indices, concepts) -> images [b,K,S,S,3]`` (many
+    counterfactuals in one call), or None when it has none."""
+    return getattr(self.source, "toggles", None)
+
+  @property
   def num_concepts(self) -> int:
     """How many concepts ``counterfactuals`` can toggle (0 without counterfactuals)."""
     return int(getattr(self.source, "num_concepts", 0))

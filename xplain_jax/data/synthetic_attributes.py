@@ -181,9 +181,11 @@ def render_scene(scene: dict, attrs: np.ndarray, image_size: int) -> np.ndarray:
 def render_scene_variants(scene: dict, attrs: np.ndarray, image_size: int) -> np.ndarray:
   """Draws one scene under K attribute vectors at once (e.g. each with one concept toggled).
 
-  Every pixel goes through the same float32 operations, in the same order, as a separate
-  drawing of each vector would, so variant ``j`` equals ``render_scene(scene, attrs[j])`` bit for
-  bit; a step is applied to the variants that have its attribute, in one array operation.
+  The global attributes' drawing (the background before objects) is made once per distinct
+  set of global attributes; a variant that differs from an earlier one with the same global
+  attributes only in its objects is that image with the differing objects' boxes drawn again.
+  Every step acts on each pixel alone, so redrawing a box computes the same float32 values as
+  drawing the whole image: variant ``j`` equals a separate drawing of ``attrs[j]`` bit for bit.
 
   Args:
     scene: ``draw_scene``'s dict.
@@ -193,46 +195,77 @@ def render_scene_variants(scene: dict, attrs: np.ndarray, image_size: int) -> np
   Returns:
     [K,S,S,3] float32 in [0,1].
   """
-  s = image_size
+  s, n_obj = image_size, len(COLOURS) * len(SHAPES)
   attrs = np.asarray(attrs, bool)
-  g = {name: attrs[:, j] for j, name in enumerate(CONCEPT_NAMES)}
-  img = np.empty((len(attrs), s, s, 3), np.float32)
-  img[:] = (np.where(g["bright_background"], 0.62, 0.22)[:, None] + scene["jitter"])[:, None, None]
-  # [K,S,S,1]: where variant k draws attribute ``name``'s ``pixels`` ([S,S], all by default).
-  # Where a variant lacks the attribute the step adds 0, multiplies by 1 or keeps the pixel,
-  # which leaves every float32 value as it was.
-  on = lambda name, pixels=True: (g[name][:, None, None] & pixels)[..., None]
+  show = np.concatenate([attrs[:, :n_obj], np.ones((len(attrs), MAX_CLUTTER), bool)], axis=1)
+  out = np.empty((len(attrs), s, s, 3), np.float32)
+  backgrounds, drawn = {}, {}  # global attributes -> background; -> (show, image) drawn whole
+  for j, row in enumerate(attrs):
+    key = tuple(row[n_obj:])
+    if key not in backgrounds:
+      backgrounds[key] = _background(scene, dict(zip(CONCEPT_NAMES, row)), s)
+    background = backgrounds[key]
+    if key not in drawn:
+      out[j] = _finish(scene, show[j], background, (0, 0, s, s), s)
+      drawn[key] = (show[j], out[j])
+      continue
+    first_show, first = drawn[key]
+    out[j] = first
+    for k in np.flatnonzero(show[j] != first_show):
+      y0, x0, size = object_box(scene, k, s)
+      window = (y0, x0, y0 + size, x0 + size)
+      out[j, y0:y0 + size, x0:x0 + size] = _finish(scene, show[j], background, window, s)
+  return out
+
+
+def _background(scene: dict, g: dict, s: int) -> np.ndarray:
+  """The global attributes ``g`` (name -> bool) drawn, before any object: [S,S,3] float32."""
+  img = np.empty((s, s, 3), np.float32)
+  img[:] = (0.62 if g["bright_background"] else 0.22) + scene["jitter"]
+  if g["warm_tint"]:
+    img += np.asarray((0.12, 0.05, -0.1), np.float32)
   pattern = lambda name: attribute_pattern(scene, name, s)
-  img += np.where(on("warm_tint"), np.asarray((0.12, 0.05, -0.1), np.float32), np.float32(0))
-  img += np.where(on("horizontal_stripes", pattern("horizontal_stripes")), np.float32(0.18),
-                  np.float32(0))
-  img -= np.where(on("vertical_stripes", pattern("vertical_stripes")), np.float32(0.12),
-                  np.float32(0))
-  if g["dark_corner"].any():
+  if g["horizontal_stripes"]:
+    img[pattern("horizontal_stripes")] += 0.18
+  if g["vertical_stripes"]:
+    img[pattern("vertical_stripes")] -= 0.12
+  if g["dark_corner"]:
     yy, xx = _grids(s)
     cy, cx = scene["corner"]
     dist = np.sqrt((yy - cy)**2 + (xx - cx)**2) / s
-    img *= np.where(on("dark_corner"), np.clip(0.35 + dist * 1.3, 0.35, 1.0)[..., None], 1.0)
-  img = np.where(on("speckles", scene["dots"]), 1.0 - img, img)
-  img = np.where(on("diagonal_line", pattern("diagonal_line")), np.float32(0.05), img)
-  img = np.where(on("border", pattern("border")), np.float32(0.95), img)
+    img *= np.clip(0.35 + dist * 1.3, 0.35, 1.0)[..., None]
+  if g["speckles"]:
+    dots = scene["dots"]
+    img[dots] = 1.0 - img[dots]
+  if g["diagonal_line"]:
+    img[pattern("diagonal_line")] = (0.05, 0.05, 0.05)
+  if g["border"]:
+    img[pattern("border")] = (0.95, 0.95, 0.95)
+  return img
+
+
+def _finish(scene: dict, show: np.ndarray, background: np.ndarray, window: tuple, s: int):
+  """The pixels of ``window`` (top, left, bottom, right) of the finished image: the background,
+  the shown objects (``show`` [O+1] bool: objects then clutter) in order, noise, clipping."""
+  wy0, wx0, wy1, wx1 = window
+  img = background[wy0:wy1, wx0:wx1].copy()
   objects = [(COLOURS[c], sh) for c in COLOURS for sh in SHAPES]
-  n_obj = len(objects)
   colour, shape = scene["clutter"]
   objects.append((CLUTTER_COLOURS[colour], SHAPES[shape]))
-  show = np.concatenate([attrs[:, :n_obj], np.ones((len(attrs), MAX_CLUTTER), bool)], axis=1)
-  for k, (col, shape) in enumerate(objects):
-    if not show[:, k].any():
-      continue
+  for k in np.flatnonzero(show):
     y0, x0, size = object_box(scene, k, s)
+    top, left, bottom, right = max(y0, wy0), max(x0, wx0), min(y0 + size, wy1), min(x0 + size, wx1)
+    if top >= bottom or left >= right:
+      continue  # the object lies outside the window
+    col, shape = objects[k]
     m = shape_mask(shape, size)
     if scene["flip"][k]:
       m = m[::-1]  # vertical flip: triangles point either way
-    box = img[:, y0:y0 + size, x0:x0 + size]  # a view: assigning through it draws
-    box[:] = np.where((show[:, k][:, None, None] & m)[..., None],
-                      np.clip(np.asarray(col) * scene["bright"][k], 0, 1).astype(np.float32), box)
-  img += scene["noise"]
-  return np.clip(img, 0.0, 1.0, out=img)
+    m = m[top - y0:bottom - y0, left - x0:right - x0]
+    img[top - wy0:bottom - wy0, left - wx0:right - wx0][m] = np.clip(
+        np.asarray(col) * scene["bright"][k], 0, 1)
+  img += scene["noise"][wy0:wy1, wx0:wx1]
+  return np.clip(img, 0.0, 1.0)
 
 
 def _image_rng(seed: int, index: int) -> np.random.Generator:
@@ -366,22 +399,29 @@ def load(split: str, *, num_examples: int, image_size: int = 64, seed: int = 0,
   split_seed = seed + _SPLIT_SEED_OFFSET[split]
   args = dict(num_images=num_examples, image_size=image_size, seed=split_seed, rule=rule)
   render = functools.partial(_render_toggled_indices, split_seed, image_size, rule)
+  scene_source = functools.partial(
+      SceneSource, render_fn=render, num_concepts=len(CONCEPT_NAMES),
+      render_many_fn=functools.partial(_render_toggles_indices, split_seed, image_size, rule))
   if cache_dir is None:
-    return SceneSource(make_dataset(**args), render, len(CONCEPT_NAMES))
+    return scene_source(make_dataset(**args))
   os.makedirs(cache_dir, exist_ok=True)
   name = f"synthetic_attributes_v2_{rule}_{split}_{num_examples}_{image_size}_{seed}.npz"
   path = os.path.join(cache_dir, name)
   if os.path.exists(path):
     try:
       with np.load(path) as f:
-        return SceneSource({k: f[k] for k in f.files}, render, len(CONCEPT_NAMES))
+        return scene_source({k: f[k] for k in f.files})
     except Exception:  # a damaged cache is regenerated, never trusted
       pass
   arrays = make_dataset(**args)
   # Every process writes its own temporary file (all of them read the cache back).
   utils.write_atomic(path, lambda f: np.savez(f, **arrays))
-  return SceneSource(arrays, render, len(CONCEPT_NAMES))
+  return scene_source(arrays)
 
 
 def _render_toggled_indices(seed, image_size, rule, indices, concept):
   return render_toggled(seed, indices, concept, image_size=image_size, rule=rule)
+
+
+def _render_toggles_indices(seed, image_size, rule, indices, concepts):
+  return render_toggles(seed, indices, concepts, image_size=image_size, rule=rule)
