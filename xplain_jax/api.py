@@ -112,7 +112,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
                   seed: int = 0, workdir: str | None = None, name: str = "explainer",
                   log_every: int = 100, variant: str | None = None,
                   start: str | None = None, consistency_weight: float | None = None,
-                  scaled_bias: bool | None = None, coords: bool = False) -> Explainer:
+                  scaled_bias: bool | None = None, coords: bool = False,
+                  ridge: bool = True) -> Explainer:
   """Fits ``ŷ = Σ α_i y_i + b`` to featurized arrays by distillation with the prior loss.
 
   Args:
@@ -155,6 +156,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
     scaled_bias: b = b₀ + std(y)·b_raw, so b moves at y's scale (``train.start.bias_variables``);
       False: the paper's plain scalar.
     coords: append two coordinate channels to g's input (``models.WeightNet.coords``).
+    ridge: the ``"least_squares"`` start is ridge-regularised (False: the plain fit, which can
+      start at large cancelling contributions; docs/own_model.md).
 
   Returns:
     An ``Explainer`` with ``alpha``, ``predict``, ``contributions`` and ``explain``.
@@ -212,7 +215,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
                     **({"start": start} if start != "paper" else {}),
                     **({"consistency_weight": float(consistency_weight)}
                        if consistency_weight else {}),
-                    **({"scaled_bias": True} if scaled_bias else {}))
+                    **({"scaled_bias": True} if scaled_bias else {}),
+                    **({"ridge": False} if not ridge and start == "least_squares" else {}))
     ident = checks.identity(feats, settings)
     done = checks.check_workdir(workdir, name, ident)
     if done is not None:
@@ -233,7 +237,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
     t = np.asarray(features["t"], np.float32) if start == "target" else None
     y0 = features.get("y0") if start == "target" and hasattr(features, "get") else None
     alpha0, init_bias = start_lib.begin(start, feats["y_i"], feats["y"], positive=positive,
-                                        t=t, empty_score=None if y0 is None else np.asarray(y0))
+                                        t=t, empty_score=None if y0 is None else np.asarray(y0),
+                                        ridge=bool(ridge))
     begin = start_lib.start_variables(alpha0, positive=positive)
     alpha_scale = 1.0 if positive else alpha_scale
   if scaled_bias:

@@ -196,16 +196,19 @@ def target_fit(y_i: np.ndarray, t: np.ndarray) -> np.ndarray:
 
 
 def begin(kind: str, y_i: np.ndarray, y: np.ndarray, *, positive: bool, t=None,
-          empty_score=None) -> tuple[np.ndarray, float]:
+          empty_score=None, ridge: bool = True) -> tuple[np.ndarray, float]:
   """``(alpha0 [n] float32, b0)``: where a start of ``kind`` puts α and b.
 
-  ``"least_squares"``: the ridge fit (``ridge_fit``) and its intercept; ``"target"``: each
+  ``"least_squares"``: the ridge fit (``ridge_fit``) and its intercept (``ridge=False``: the
+  plain least-squares fit, ``least_squares_fit``, as before the ridge); ``"target"``: each
   concept's own fit of the targets ``t`` [N,n] (``target_fit``; with ``positive`` negative
   values go to the floor of ``start_variables``) and b at ``empty_score``, the performer's
   score with every concept removed (Case 1: y(∅), the head on a zeroed map), or, when that is
   not known, the intercept ``mean(y − Σ_k α_k y_k)``.
   """
   if kind == "least_squares":
+    if not ridge:
+      return least_squares_fit(y_i, y, positive=positive)
     alpha, b, _ = ridge_fit(y_i, y, positive=positive)
     return alpha, b
   if kind != "target":
