@@ -195,3 +195,14 @@ def test_the_api_takes_a_variant_by_its_pipeline_name():
   assert api.variant_settings("prior", beta=10.0).beta == 10.0
   with pytest.raises(ConfigError, match="variant='bogus'"):
     api.variant_settings("bogus", beta=1.0)
+
+
+def test_a_study_shares_an_explainer_across_exactly_the_fields_its_variant_ignores():
+  """The β sweep's shared baseline: its free fields come from the variant table, not a list of
+  the study's own (mutation: faithful reading β -> the pair's common fields lose β)."""
+  from xplain_jax.study import core  # pylint: disable=import-outside-toplevel
+  assert "explainer.beta" in core.free_fields(["explainer_baseline"])
+  assert "explainer.beta" in core.free_fields(["explainer_baseline", "explainer_faithful"])
+  assert core.free_fields(["explainer_prior"]) == ["explainer.faithful_weight"]
+  with pytest.raises(ValueError, match="explainer_<variant>"):
+    core.free_fields(["performer"])

@@ -34,7 +34,6 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   c.replicates = "seed"
   c.share = blocks.SHARE
   c.share_explainers = "explainer_baseline"
-  c.explainer_free_fields = "explainer.beta"
   c.require = ""
   c.table = blocks.table(columns="explainer.beta")
   c.slurm = blocks.slurm()

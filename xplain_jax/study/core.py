@@ -9,8 +9,9 @@ A study config (``configs/studies/*.py``) has the fields:
   axes        axis name -> nested dict of zipped value tuples (the grid is their product)
   replicates  comma-separated axis names that are repeats (seeds): pooled, never plotted
   share       folders a run may take from the run that trained the same performer ("" = none)
-  share_explainers, explainer_free_fields   optional: folders (``explainer_baseline``) also
-              taken from that run when the two differ only in these fields (``explainer.beta``)
+  share_explainers   optional: explainer folders (``explainer_baseline``) also taken from that
+              run when the two differ only in fields none of these variants reads (the
+              variant table, ``stages.VARIANT_IGNORES``: β for the baseline)
   require     comma-separated top-level keys a finished metrics.json must hold besides variants
   table       columns, rows (grid fields or ""), variants, variant_metrics, metrics (dotted
               metrics.json paths), paired ("prior-baseline"), metric_pairs ("A:B", any two
@@ -24,7 +25,7 @@ import json
 import os
 from typing import Sequence
 
-from xplain_jax import utils
+from xplain_jax import stages, utils
 from xplain_jax.study import aggregate as agg_lib
 from xplain_jax.study import checks as checks_lib
 from xplain_jax.study import grid as grid_lib
@@ -75,9 +76,23 @@ def sweeps_of(config, runs) -> list[tuple[str, str]]:
   return out
 
 
+def free_fields(folders) -> list[str]:
+  """The fields in which two runs may differ and still share every explainer folder of
+  ``folders`` (``explainer_<variant>``): those none of the variants reads (``stages``)."""
+  common = None
+  for folder in folders:
+    variant = folder.split("_", 1)[1] if folder.startswith("explainer_") else ""
+    if variant not in stages.VARIANTS:
+      raise ValueError(f"share_explainers names {folder!r}; use explainer_<variant> folders "
+                       f"of {list(stages.VARIANTS)}.")
+    ignored = set(stages.VARIANT_IGNORES[variant])
+    common = ignored if common is None else common & ignored
+  return sorted(common or ())
+
+
 def _also_share(config) -> tuple[list[str], list[str]]:
-  return (split_list(config.get("share_explainers", "")),
-          split_list(config.get("explainer_free_fields", "")))
+  folders = split_list(config.get("share_explainers", ""))
+  return folders, free_fields(folders)
 
 
 def leaders_of(config, runs) -> dict[str, str]:
