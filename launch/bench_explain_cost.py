@@ -70,7 +70,7 @@ def main(argv=None) -> dict:
   base = out["faithful explainer (one pass of g)"]
   print(f"batch {a.batch}, map {x.shape[1:]}, {jax.devices()[0].platform}")
   for name, ms in out.items():
-    print(f"{name}: {ms:.3f} ms/image ({ms / base:.1f}× g's pass)")
+    print(f"{name}: {ms:.3f} ms/image ({ms / base:.2f}× g's pass)")
   return out
 
 
