@@ -31,14 +31,15 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import own_model_digits as digits  # noqa: E402  pylint: disable=wrong-import-position
 
+import jax  # noqa: E402  pylint: disable=wrong-import-position
 import jax.numpy as jnp  # noqa: E402  pylint: disable=wrong-import-position
-from xplain_jax import api, featurizers, fidelity, utils  # noqa: E402  pylint: disable=wrong-import-position
+from xplain_jax import api, featurizers, fidelity, utils
+from xplain_jax.train import start as start_lib  # noqa: E402  pylint: disable=wrong-import-position  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def train_mode_alpha(explainer, feat: np.ndarray, batch_size: int = 64) -> np.ndarray:
   """α [N,n] with g's BatchNorm in training mode (each batch's own statistics, as the optimiser
   sees it), batch by batch of ``batch_size`` rows (the API's batch)."""
-  from xplain_jax.train import start as start_lib  # pylint: disable=import-outside-toplevel
   from xplain_jax.train import state as state_lib  # pylint: disable=import-outside-toplevel
   v = explainer.variables
   merged = state_lib.merge_variables(v["params"]["g"], v["batch_stats"])
@@ -69,18 +70,46 @@ def check(data: dict, explainer, split: str, t: np.ndarray) -> dict:
               deviation=round(float(np.mean(np.abs(f["y"] - y_hat)) / spread), 4))
 
 
+def additivity(data: dict, permutations: int) -> dict:
+  """Do the training images' deletion effects add up, and are they the filters' Shapley
+  values? ``sum_gap``: mean |Σ_k Δ_k − (y − y(∅))| over y's range; ``shapley_gap``:
+  Σ(φ − Δ)² / ΣΔ² with φ sampled Shapley values (``permutations`` orders); ``shapley_rank``:
+  the mean per-image rank correlation of |φ| with |Δ| (the fidelity score)."""
+  tr = data["train"]
+  t, y, y0 = (np.asarray(tr[k], np.float64) for k in ("t", "y", "y0"))
+  gap = np.mean(np.abs(t.sum(1) - (y - y0))) / float(np.ptp(y))
+  fn = jax.jit(lambda x: fidelity.filter_shapley_effects(data["head_fn"], x,
+                                                         num_permutations=permutations))
+  phi = np.concatenate([np.asarray(fn(jnp.asarray(tr["feat"][i:i + 256])), np.float64)
+                        for i in range(0, len(y), 256)])
+  rank = np.asarray(fidelity.interventional_rank_correlation(phi, t))
+  return dict(sum_gap=round(float(gap), 5),
+              sum_pearson=round(float(np.corrcoef(t.sum(1), y - y0)[0, 1]), 5),
+              shapley_gap=round(float(np.sum((phi - t) ** 2) / np.sum(t ** 2)), 5),
+              shapley_rank=round(float(np.mean(rank)), 4), permutations=permutations)
+
+
 def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--seed", type=int, default=200)
   p.add_argument("--weights", default="1,10")
   p.add_argument("--size", default="full", choices=sorted(digits.SIZES))
   p.add_argument("--out", default="")
+  p.add_argument("--permutations", type=int, default=64,
+                 help="sampled orders of the Shapley values compared with Δ")
   a = p.parse_args(argv)
   size = digits.SIZES[a.size]
   data = digits.prepare(a.seed, size, target="deletion")
   t_test = np.asarray(featurizers.filter_targets(
       data["head_fn"], jnp.asarray(data["test"]["feat"]), "deletion")["t"])
   starts = {"target": dict(), "least_squares_plain": dict()}
+  sums = additivity(data, a.permutations)
+  print(json.dumps(sums), flush=True)
+  tr = data["train_signed"]
+  first_b = {"target": start_lib.begin("target", tr["y_i"], tr["y"], positive=False, t=tr["t"],
+                                       empty_score=tr["y0"])[1],
+             "least_squares_plain": start_lib.least_squares_fit(tr["y_i"], tr["y"],
+                                                                positive=False)[1]}
   rows = []
   for label, setting in starts.items():
     for w in (float(s) for s in utils.split_list(a.weights)):
@@ -93,10 +122,12 @@ def main(argv=None) -> dict:
         kw.update(epochs=size["explainer_epochs"], depth=size["depth"], width=size["width"])
       e = api.fit_explainer(data["train_signed"], **kw)
       row = dict(weight=w, start=label, train=check(data, e, "train", data["train"]["t"]),
-                 test=check(data, e, "test", t_test), fit_seconds=round(time.time() - start))
+                 test=check(data, e, "test", t_test), fit_seconds=round(time.time() - start),
+                 bias_start=round(float(first_b[label]), 3), bias_end=round(e.bias, 3),
+                 y_range=round(float(np.ptp(tr["y"])), 2))
       print(json.dumps(row), flush=True)
       rows.append(row)
-  out = dict(seed=a.seed, accuracy=data["accuracy"], rows=rows)
+  out = dict(seed=a.seed, accuracy=data["accuracy"], additivity=sums, rows=rows)
   if a.out:
     text = json.dumps(out, indent=1)
     utils.write_atomic(a.out, lambda f: f.write(text), binary=False)
