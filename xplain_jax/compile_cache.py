@@ -16,13 +16,13 @@ Where it lives, first match wins:
 Clearing it is deleting the folder (``python -m xplain_jax.compile_cache --clear``); entries are
 keyed by the program, the JAX/jaxlib version, the backend and XLA flags, so a stale entry is never
 used, only kept. JAX keeps a program only when it took at least ``MIN_COMPILE_SECONDS`` to compile:
-CPU compiles are short (a tiny performer's step ~0.5 s), so the threshold is far below JAX's
-default of 1 s, yet above the few milliseconds of an eager op, which would only fill the folder.
+CPU compiles of this project's small programs mostly take well under JAX's default of 1 s, so the
+threshold is far below it, yet above the few milliseconds of an eager op, which would only fill
+the folder.
 
 Example:
   >>> from xplain_jax import compile_cache
-  >>> compile_cache.enable()  # before the first jit
-  '/home/me/.cache/xplain_jax/jax_compilation_cache'
+  >>> folder = compile_cache.enable()  # before the first jit; None when switched off
 """
 
 from __future__ import annotations
