@@ -37,7 +37,7 @@ import numpy as np
 from xplain_jax import api_checks as checks
 from xplain_jax import data as data_lib
 from xplain_jax import metrics as metrics_lib
-from xplain_jax import models, parallel
+from xplain_jax import compile_cache, models, parallel
 from xplain_jax import stages as stages_lib
 from xplain_jax.errors import ConfigError
 from xplain_jax import evaluators
@@ -77,6 +77,7 @@ def featurize_dataset(featurize: Callable, images, *, batch_size: int = 64) -> F
     ``Features``: host numpy arrays ``{"feat": [N,H,W,C], "y": [N], "y_i": [N,n], "w": [N,n]}``
     (plus the featurizer's extra keys, e.g. ``"x"``).
   """
+  compile_cache.enable()
   if images is None or len(images) == 0:
     raise ConfigError("featurize_dataset got no images; pass an array [N,S,S,3] with N > 0.")
   if int(batch_size) < 1:
@@ -162,6 +163,7 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
   Returns:
     An ``Explainer`` with ``alpha``, ``predict``, ``contributions`` and ``explain``.
   """
+  compile_cache.enable()
   if case not in CASES:
     raise ConfigError(f"case={case!r}; use 'filter' (Case 1) or 'shared_feature' (Case 2).")
   default_kind, default_positive, default_beta = CASES[case]

@@ -35,6 +35,7 @@ import jax
 import numpy as np
 
 from xplain_jax import data, fidelity
+from xplain_jax.data import scenes
 from xplain_jax.fidelity import compare
 from xplain_jax.fidelity import sanity as fidelity_sanity
 from xplain_jax.evaluators import common
@@ -122,7 +123,8 @@ def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
     columns = fidelity.renderer_columns(
         ctx.concept_names, data.renderer_concept_names(ctx.config, ctx.concept_names))
     start = time.perf_counter()
-    delta = fidelity.rendering_effects(y_fn, cf, idx, len(columns), y=y_fact, batch_size=bs,
+    delta = fidelity.rendering_effects(y_fn, scenes.toggled_once(ctx.test_src, idx, columns),
+                                       idx, len(columns), y=y_fact, batch_size=bs,
                                        columns=columns)
     n = len(columns)
     case_args = dict(delta=delta, delta_cost={

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from xplain_jax import featurizers, fidelity, parallel
-from xplain_jax.data import feature_cache
+from xplain_jax.data import feature_cache, scenes
 from xplain_jax.data.input_pipeline import Loader
 from xplain_jax.errors import ConfigError, DataError
 
@@ -167,7 +167,9 @@ def rendered_targets(perf_module, perf_variables, spec, source, renderer_names, 
   y_fn = jax.jit(lambda im: perf_module.apply(perf_variables, im, train=False)[0][:, t])
 
   def targets(indices: np.ndarray, out: dict) -> dict:
-    return {"t": fidelity.rendering_effects(y_fn, cf, indices, len(columns), y=out["y"],
+    # each image's scene drawn once for all its toggles (data.scenes.toggled_once)
+    toggled = scenes.toggled_once(source, indices, columns)
+    return {"t": fidelity.rendering_effects(y_fn, toggled, indices, len(columns), y=out["y"],
                                             batch_size=batch_size, columns=columns)}
   return targets
 
