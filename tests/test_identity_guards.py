@@ -8,20 +8,13 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from xplain_jax import stages, validate
+from xplain_jax import stages, utils, validate
 from xplain_jax.data import feature_cache
 from xplain_jax.errors import ConfigError
 
 
 def _config(**fields):
-  config = synthetic.get_config("tiny")
-  for dotted, value in fields.items():
-    node = config
-    *head, last = dotted.split(".")
-    for part in head:
-      node = node[part]
-    node[last] = value
-  return config
+  return utils.set_fields(synthetic.get_config("tiny"), fields)
 
 
 def _cache(tmp_path, config):

@@ -7,7 +7,7 @@ import os
 import pytest
 
 from configs import celeba, parts, pascal_part, synthetic
-from xplain_jax import stages, validate_workdir
+from xplain_jax import stages, utils, validate_workdir
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import pipeline
 
@@ -100,10 +100,4 @@ def test_the_stage_graph_comes_from_the_registry():
 
 
 def _set(config, **fields):
-  for dotted, value in fields.items():
-    node = config
-    *head, last = dotted.split(".")
-    for part in head:
-      node = node[part]
-    node[last] = value
-  return config
+  return utils.set_fields(config, fields)

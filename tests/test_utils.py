@@ -48,3 +48,11 @@ def test_flatten_dicts_and_config_dicts_alike():
     ("performer", ["performer"]), (3, ["3"])])
 def test_split_list(text, words):
   assert utils.split_list(text) == words
+
+
+def test_dotted_fields_are_read_and_set_in_place():
+  c = ml_collections.ConfigDict({"a": {"b": 1, "c": {"d": "x"}}, "top": 2})
+  assert utils.set_fields(c, {"a.c.d": "y", "top": 3}) is c
+  assert (utils.get_field(c, "a.c.d"), c.top, utils.get_field(c, "a.b")) == ("y", 3, 1)
+  with pytest.raises(KeyError):
+    utils.get_field(c, "a.missing")

@@ -5,19 +5,12 @@ silently empty report) after training."""
 import pytest
 
 from configs import synthetic
-from xplain_jax import validate, validate_evals
+from xplain_jax import utils, validate, validate_evals
 from xplain_jax.errors import ConfigError
 
 
 def _config(**fields):
-  config = synthetic.get_config("tiny")
-  for dotted, value in fields.items():
-    node = config
-    *head, last = dotted.split(".")
-    for part in head:
-      node = node[part]
-    node[last] = value
-  return config
+  return utils.set_fields(synthetic.get_config("tiny"), fields)
 
 
 @pytest.mark.parametrize("field, value, words", [

@@ -111,3 +111,24 @@ def split_list(text: Any) -> list[str]:
     the words, stripped of surrounding blanks, empty ones dropped, in order.
   """
   return [word.strip() for word in str(text).split(",") if word.strip()]
+
+
+def get_field(config: Any, dotted: str) -> Any:
+  """The value of the dotted field ``"block.field"`` of a ConfigDict (or nested dict).
+
+  Raises:
+    KeyError: a part of the path does not exist.
+  """
+  node = config
+  for part in dotted.split("."):
+    node = node[part]
+  return node
+
+
+def set_fields(config: Any, fields: dict[str, Any]) -> Any:
+  """Sets each dotted field of ``fields`` (``{"explainer.beta": 1.0}``) in ``config``, in
+  place, and returns ``config``."""
+  for dotted, value in fields.items():
+    head, _, last = dotted.rpartition(".")
+    (get_field(config, head) if head else config)[last] = value
+  return config

@@ -14,7 +14,7 @@ import math
 
 import ml_collections
 
-from xplain_jax import config_base
+from xplain_jax import config_base, utils
 from xplain_jax import stages as stages_lib
 from xplain_jax import validate_evals
 from xplain_jax.errors import ConfigError
@@ -128,8 +128,8 @@ def check_values(config) -> None:
     if any(_matches(field, p) for p in _UNIT_INTERVAL) and not 0 <= value <= 1:
       _fail(field, value, "must lie in [0, 1]")
   for field in ("seed", "dataset.seed", "explainer.seed"):
-    if not 0 <= _get(config, field) <= _MAX_SEED:
-      _fail(field, _get(config, field), f"must lie in [0, {_MAX_SEED}]")
+    if not 0 <= utils.get_field(config, field) <= _MAX_SEED:
+      _fail(field, utils.get_field(config, field), f"must lie in [0, {_MAX_SEED}]")
   if config.performer.model.get("dropout_rate", 0.0) >= 1:
     _fail("performer.model.dropout_rate", config.performer.model.dropout_rate,
           "must be < 1 (1 drops every unit)")
@@ -151,8 +151,8 @@ def check_values(config) -> None:
            ("explainer.stem", sorted(resnet.STEMS)),
            ("explainer.start", ["paper", "least_squares", "target"])]
   for field, allowed in names:
-    if _get(config, field) not in allowed:
-      _fail(field, _get(config, field), f"choose one of {allowed}")
+    if utils.get_field(config, field) not in allowed:
+      _fail(field, utils.get_field(config, field), f"choose one of {allowed}")
   if config.explainer.depth not in models.WEIGHT_NET_DEPTHS:
     _fail("explainer.depth", config.explainer.depth,
           f"choose a ResNet depth from {list(models.WEIGHT_NET_DEPTHS)}")
@@ -203,8 +203,8 @@ def check_consistency(config) -> None:
     _check_synthetic_generator(config)
     for field, batch in (("dataset.num_train", max(p.batch_size, e.batch_size)),
                          ("dataset.num_test", 1)):
-      if _get(config, field) < batch:
-        _fail(field, _get(config, field), f"the synthetic data needs at least {batch} images "
+      if utils.get_field(config, field) < batch:
+        _fail(field, utils.get_field(config, field), f"the synthetic data needs at least {batch} images "
               "here (one batch); raise it")
   if name == "pascal_part":
     from xplain_jax.data import pascal_part  # pylint: disable=import-outside-toplevel
@@ -263,13 +263,6 @@ def dry_build(config) -> None:
     except (TypeError, ValueError) as err:
       raise ConfigError(f"config.{block}.optimizer cannot be built ({type(err).__name__}: "
                         f"{' '.join(str(err).split())[:200]}).") from None
-
-
-def _get(config, dotted: str):
-  node = config
-  for part in dotted.split("."):
-    node = node[part]
-  return node
 
 
 def _check_synthetic_generator(config) -> None:

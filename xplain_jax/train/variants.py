@@ -40,12 +40,7 @@ def variant_settings(config, variant: str) -> VariantSettings:
     raise ConfigError(f"unknown explainer variant {variant!r}; choose from {list(VARIANTS)}.")
 
   def value(setting):
-    if not is_field(setting):
-      return setting
-    node = config
-    for part in setting.split("."):
-      node = node[part]
-    return node
+    return utils.get_field(config, setting) if is_field(setting) else setting
 
   v = VARIANTS[variant]
   return VariantSettings(beta=float(value(v.beta)), start=str(value(v.start)),
