@@ -1,22 +1,30 @@
-"""The explainer's least-squares start: α(I) = α_ls + g(I), g's output starting at 0.
+"""The explainer's fitted starts and its scaled bias: α(I) = α₀ + g(I), g's output starting at 0.
 
-An addition to the paper (``explainer.start = "least_squares"``; the paper's start is
-``"paper"``). α_ls and b_ls are the least-squares fit of y on (y_i, 1) over the training
-features (``fidelity.peers.least_squares_alpha``; with positive α, the non-negative solution),
-so the explainer starts exactly at that global linear fit and its training-set deviation at
-step 0 equals the fit's:
+Additions to the paper (``explainer.start``; the paper's start is ``"paper"``), chosen per
+variant by the variant table (``stages.VARIANTS``). Two fitted starts (``begin``):
 
-* signed α (Case 2, signed Case 1): ``α = α_ls + s·g(feat)``;
-* positive α (Case 1, softplus): ``α = softplus(softplus⁻¹(α_ls) + g(feat))``, g built without
-  its own softplus. A filter the non-negative fit sets to 0 starts at
-  ``α = max(α_ls)·ε_float32`` (softplus⁻¹ of 0 is −∞); the multiplicative form makes such a
-  filter slow to revive.
+* ``"least_squares"``: (α₀, b₀) the ridge-regularised least-squares fit of y on (y_i, 1) over
+  the training features (``ridge_fit``: standardised columns, the strength chosen on held-out
+  training rows; with positive α the non-negative solution). The plain fit
+  (``least_squares_fit``, ``ridge=False``) can start at large cancelling contributions when
+  concepts are correlated (docs/own_model.md);
+* ``"target"``: α₀ each concept's own least-squares fit of its consistency target t_k
+  (``target_fit``) and b₀ the performer's score with every concept removed, y(∅), where the
+  featurizer gives it (``"y0"``), else the intercept of that fit.
 
-g's last layer (``head``) starts at zero, b at b_ls. The offset is kept in the explainer's
-non-trained variables, ``batch_stats["linear_start"]`` (α_ls, signed) or
-``batch_stats["linear_start_softplus"]`` (softplus⁻¹(α_ls), positive), so it is saved in every
-checkpoint and restored with it, and the variables alone say how α is formed; the weight
-network itself never reads it.
+How α is formed from g's output (``compose_alpha``):
+
+* signed α (Case 2, signed Case 1): ``α = α₀ + s·g(feat)``;
+* positive α (Case 1, softplus): ``α = softplus(softplus⁻¹(α₀) + g(feat))``, g built without
+  its own softplus. A concept the fit sets to 0 starts at ``α = max(α₀)·ε_float32``
+  (softplus⁻¹ of 0 is −∞); the multiplicative form makes such a concept slow to revive.
+
+g's last layer (``head``) starts at zero. A scaled bias (``bias_variables``) is
+``b = b₀ + std(y)·b_raw`` with b_raw trained from 0, so b moves at y's scale
+(``compose_bias``). The offsets are kept in the explainer's non-trained variables
+(``batch_stats["linear_start"]``, ``["linear_start_softplus"]``, ``["bias_offset"]``,
+``["bias_scale"]``), so they are saved in every checkpoint and restored with it, and the
+variables alone say how α and b are formed; the weight network itself never reads them.
 """
 
 from __future__ import annotations
