@@ -22,7 +22,7 @@ import numpy as np
 from xplain_jax import checkpoint, featurizers, models, stages, utils
 from xplain_jax.errors import ConfigError
 
-FEATURE_KEYS = ("feat", "y", "y_i", "w")
+FEATURE_KEYS = featurizers.FEATURE_KEYS
 IDENTITY_FILE, EXPLAINER_FILE = "identity.json", "explainer.msgpack"
 
 

@@ -36,6 +36,8 @@ from xplain_jax import fidelity, priors
 from xplain_jax.errors import ConfigError
 
 Featurizer = Callable[[jax.Array], dict]
+# What every featurizer gives (module docstring); the consistency targets add "t" (and "y0").
+FEATURE_KEYS = ("feat", "y", "y_i", "w")
 # The consistency targets t each case offers (``explainer.consistency_target``; computed by the
 # built-in performers' featurizer, ``train.features.make_featurizer``, or, for those in
 # ``SOURCE_TARGETS``, from the data source while the feature cache is written).

@@ -30,6 +30,8 @@ import json
 from xplain_jax import utils
 from xplain_jax.errors import CheckpointError, ConfigError
 
+# The evaluate stage's result file, in the workdir (read by the report, the studies, the checks).
+METRICS_FILE = "metrics.json"
 # The config blocks of the evaluators (the evaluate stage's own fields).
 EVAL_BLOCKS = ("evals",)
 # The evaluate-block field whose batches also fill the feature cache (featurize batch size).
@@ -156,7 +158,7 @@ REGISTRY = (
           when="evals.sanity.enabled"),
     Stage("evaluate", "evaluate", ("performer", "explainer:*", "ordinary"), ("metrics",),
           _EXPLAINER_ID + EVAL_BLOCKS + ("parts",), EVAL_BLOCKS[0],
-          ("evaluate/done.json", "metrics.json", "eval"), finished="metrics.json"),
+          ("evaluate/done.json", METRICS_FILE, "eval"), finished=METRICS_FILE),
     Stage("report", "report", (), ("report",), _EXPLAINER_ID + EVAL_BLOCKS + ("parts",),
           "evals", ("report.html", "report.md", "figures"), reads=("evaluate",)),
 )

@@ -129,7 +129,7 @@ def check_stage_inputs(config, workdir: str) -> None:
   asked = set(stages.parse_groups(config.stages))
   if asked - {"report"}:  # the trained stages will be restored
     check_marked_stages_intact(workdir)
-  if ("evaluate" not in asked and os.path.exists(os.path.join(workdir, "metrics.json"))
+  if ("evaluate" not in asked and os.path.exists(os.path.join(workdir, stages.METRICS_FILE))
       and not os.path.exists(os.path.join(workdir, "config.json"))
       and not os.path.exists(marker_path(workdir, EVALUATE_MARKER))):
     raise CheckpointError(f"{workdir} holds results (metrics.json) but no config.json or run "

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xplain_jax import checkpoint
+from xplain_jax import checkpoint, stages
 
 
 @dataclasses.dataclass
@@ -112,5 +112,5 @@ def write_outputs(workdir: str, out: EvalOutput) -> dict:
   for stem, arrays in out.arrays.items():
     checkpoint.save_npz_atomic(os.path.join(eval_dir, f"{stem}.npz"), **arrays)
   checkpoint.write_json_atomic(os.path.join(eval_dir, "meta.json"), out.meta)
-  checkpoint.write_json_atomic(os.path.join(workdir, "metrics.json"), out.metrics)
+  checkpoint.write_json_atomic(os.path.join(workdir, stages.METRICS_FILE), out.metrics)
   return out.metrics

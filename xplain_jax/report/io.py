@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from xplain_jax import checkpoint
+from xplain_jax import checkpoint, stages
 from xplain_jax.errors import CheckpointError, DamagedFileError
 
 # Training stages drawn first, in this order.
@@ -35,7 +35,7 @@ def load_metrics(workdir):
     CheckpointError: the file does not exist (the evaluate stage has not
       run), is not valid JSON or not a JSON object.
   """
-  path = os.path.join(workdir, "metrics.json")
+  path = os.path.join(workdir, stages.METRICS_FILE)
   if not os.path.isfile(path):
     raise CheckpointError(
         f"{path} not found; run the evaluate stage first (it writes "

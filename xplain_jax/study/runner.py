@@ -32,6 +32,7 @@ import threading
 import time
 from typing import Callable, Sequence
 
+from xplain_jax import stages
 from xplain_jax import workdir as workdir_lib
 from xplain_jax.study import grid as grid_lib
 
@@ -43,7 +44,7 @@ RESEND_S = 5.0  # seconds between repeats of a forwarded stop signal
 def read_metrics(run_dir: str) -> dict | None:
   """The run's ``metrics.json`` as a dict, or None when absent or unreadable."""
   try:
-    with open(os.path.join(run_dir, "metrics.json")) as f:
+    with open(os.path.join(run_dir, stages.METRICS_FILE)) as f:
       out = json.load(f)
   except (OSError, ValueError):
     return None

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import explain, losses, metrics, models, optim, stages
+from xplain_jax import explain, featurizers, losses, metrics, models, optim, stages
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import loop
 from xplain_jax.train import start as start_lib
@@ -149,7 +149,7 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
   return loss, (updates.get("batch_stats", batch_stats), m)
 
 
-FEATURE_KEYS = ("feat", "y", "y_i", "w")
+FEATURE_KEYS = featurizers.FEATURE_KEYS
 
 
 def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featurize=None,
