@@ -206,3 +206,53 @@ def test_a_study_shares_an_explainer_across_exactly_the_fields_its_variant_ignor
   assert core.free_fields(["explainer_prior"]) == ["explainer.faithful_weight"]
   with pytest.raises(ValueError, match="explainer_<variant>"):
     core.free_fields(["performer"])
+
+
+def test_compose_alpha_scales_gs_output_under_every_start():
+  """Mutation: compose_alpha ignoring alpha_scale -> fails (was caught only by slow tests)."""
+  raw = jnp.asarray([[0.5, -1.0]], jnp.float32)
+  offset = np.array([1.0, 2.0], np.float32)
+  np.testing.assert_allclose(start_lib.compose_alpha(raw, {}, alpha_scale=3.0), 3.0 * raw)
+  np.testing.assert_allclose(
+      start_lib.compose_alpha(raw, {start_lib.START_KEY: offset}, alpha_scale=3.0),
+      offset + 3.0 * raw)
+  soft = start_lib.start_variables(offset, positive=True)
+  np.testing.assert_allclose(start_lib.compose_alpha(raw, soft, alpha_scale=3.0),
+                             jax.nn.softplus(start_lib.inverse_softplus(offset) + 3.0 * raw),
+                             rtol=1e-5)
+
+
+def test_a_concept_the_positive_fit_sets_to_zero_starts_at_the_floor():
+  """Mutation: the floor removed (softplus⁻¹(0) = −inf) -> fails."""
+  alpha0 = np.array([0.0, 4.0, 0.0], np.float32)
+  stats = start_lib.start_variables(alpha0, positive=True)
+  assert np.all(np.isfinite(stats[start_lib.SOFTPLUS_START_KEY]))
+  alpha = np.asarray(start_lib.compose_alpha(jnp.zeros((1, 3)), stats))[0]
+  floor = 4.0 * np.finfo(np.float32).eps
+  np.testing.assert_allclose(alpha, [floor, 4.0, floor], rtol=1e-3)
+
+
+class _Images:
+  """A source of 5 images (no cached columns): training_concepts must featurize every one."""
+
+  def __init__(self):
+    self.images = np.arange(5 * 2 * 2 * 1, dtype=np.float32).reshape(5, 2, 2, 1)
+
+  def __len__(self):
+    return len(self.images)
+
+  def get_batch(self, idx):
+    return {"image": self.images[idx]}
+
+
+def test_training_concepts_featurizes_every_image_of_a_source_without_columns():
+  """Mutation: the last partial batch dropped -> 4 rows instead of 5 -> fails."""
+  featurize = lambda v, im: {"y_i": im.reshape(len(im), -1) * v, "y": im.sum((1, 2, 3)),
+                             "t": -im.reshape(len(im), -1)}
+  src = _Images()
+  y_i, y, t, y0 = start_lib.training_concepts(src, featurize=featurize, perf_variables=2.0,
+                                              batch_size=2, keys=("y_i", "y", "t", "y0"))
+  np.testing.assert_allclose(y_i, 2.0 * src.images.reshape(5, -1))
+  np.testing.assert_allclose(y, src.images.sum((1, 2, 3)))
+  np.testing.assert_allclose(t, -src.images.reshape(5, -1))
+  assert y0 is None
