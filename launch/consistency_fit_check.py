@@ -17,7 +17,7 @@ A residual near or above 1 on the training images says g cannot represent the pe
 (an optimisation or capacity limit), not that it fails to generalise. Uses its own seed (200),
 apart from the selection (100-102) and evaluation (0-4) seeds of own_model_digits.py:
 
-  python launch/consistency_fit_check.py [--seed=200] [--weights=1,10]
+  python launch/consistency_fit_check.py [--seed=200] [--weights=1,10]   (--weights= : no fits)
 """
 
 import argparse
@@ -89,6 +89,21 @@ def additivity(data: dict, permutations: int) -> dict:
               shapley_rank=round(float(np.mean(rank)), 4), permutations=permutations)
 
 
+def start_residuals(data: dict) -> dict:
+  """The relative consistency residual on the training images at each start, before any
+  training (``plain``: the unregularised least-squares fit; ``ridge``: ``ls_start``'s;
+  ``target``: ``faithful``'s), and the ridge strength chosen."""
+  tr = data["train_signed"]
+  t = np.asarray(tr["t"], np.float64)
+  resid = lambda a: float(np.mean(np.sum((a * tr["y_i"] - t) ** 2, 1)) / np.mean(np.sum(t ** 2, 1)))
+  plain = start_lib.least_squares_fit(tr["y_i"], tr["y"], positive=False)[0]
+  ridge, _, strength = start_lib.ridge_fit(tr["y_i"], tr["y"], positive=False)
+  target = start_lib.begin("target", tr["y_i"], tr["y"], positive=False, t=tr["t"],
+                           empty_score=tr["y0"])[0]
+  return dict(plain=round(resid(plain), 3), ridge=round(resid(ridge), 3),
+              ridge_strength=strength, target=round(resid(target), 3))
+
+
 def main(argv=None) -> dict:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   p.add_argument("--seed", type=int, default=200)
@@ -105,6 +120,8 @@ def main(argv=None) -> dict:
   starts = {"target": dict(), "least_squares_plain": dict()}
   sums = additivity(data, a.permutations)
   print(json.dumps(sums), flush=True)
+  at_start = start_residuals(data)
+  print(json.dumps({"residual_at_start": at_start}), flush=True)
   tr = data["train_signed"]
   first_b = {"target": start_lib.begin("target", tr["y_i"], tr["y"], positive=False, t=tr["t"],
                                        empty_score=tr["y0"])[1],
@@ -127,7 +144,8 @@ def main(argv=None) -> dict:
                  y_range=round(float(np.ptp(tr["y"])), 2))
       print(json.dumps(row), flush=True)
       rows.append(row)
-  out = dict(seed=a.seed, accuracy=data["accuracy"], additivity=sums, rows=rows)
+  out = dict(seed=a.seed, accuracy=data["accuracy"], additivity=sums,
+             residual_at_start=at_start, rows=rows)
   if a.out:
     text = json.dumps(out, indent=1)
     utils.write_atomic(a.out, lambda f: f.write(text), binary=False)

@@ -23,4 +23,6 @@ def test_target_start_beats_the_plain_least_squares_start():
   target, plain = rows["target"]["train"], rows["least_squares_plain"]["train"]
   assert target["residual"] < 1.0 < 100 * target["residual"] < plain["residual"]
   assert out["additivity"]["sum_pearson"] > 0.95
+  starts = out["residual_at_start"]
+  assert starts["target"] < starts["ridge"] <= starts["plain"]
   assert 0 <= out["additivity"]["shapley_gap"] < 0.5

@@ -28,7 +28,8 @@ def _collinear(seed=0, n_rows=400):
 
 def test_the_ridge_start_never_starts_at_cancelling_contributions():
   """Plain least squares splits y_0's effect into two huge opposite coefficients; the ridge
-  start keeps every contribution's spread within twice y's (mutation: grid of 0 -> fails)."""
+  start keeps every contribution's spread within y's (mutation: the spread bound or the grid's
+  strong values dropped -> fails)."""
   y_i, y = _collinear()
   plain, _ = start_lib.least_squares_fit(y_i, y, positive=False)
   spread = np.std(y_i, axis=0) * np.abs(plain)
@@ -36,7 +37,7 @@ def test_the_ridge_start_never_starts_at_cancelling_contributions():
   alpha, b, strength = start_lib.ridge_fit(y_i, y, positive=False)
   assert strength in start_lib.RIDGE_GRID
   contrib = np.std(y_i, axis=0) * np.abs(alpha)
-  assert contrib.max() <= 2 * np.std(y)
+  assert contrib.max() <= 1.05 * np.std(y)      # no contribution spreads beyond y
   # the pair shares y_0's coefficient and the fit still explains y
   np.testing.assert_allclose(alpha[0] + alpha[1], 3.0, rtol=0.05)
   resid = y - (y_i @ alpha + b)

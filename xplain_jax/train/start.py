@@ -42,7 +42,7 @@ BIAS_OFFSET_KEY, BIAS_SCALE_KEY = "bias_offset", "bias_scale"   # b = offset + s
 # (y_i, 1); "target": each concept's own fit of its consistency target t_k (needs "t").
 STARTS = ("paper", "least_squares", "target")
 # Ridge strengths tried by ``ridge_fit``, relative to the standardised columns' scale (N).
-RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
+RIDGE_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
 # Every HOLDOUT_EVERY-th training row is held out to choose the ridge strength.
 HOLDOUT_EVERY = 5
 
@@ -161,11 +161,14 @@ def ridge_fit(y_i: np.ndarray, y: np.ndarray, *, positive: bool,
   """``(alpha [n] float32, b, strength)``: the ridge-regularised global fit of y on (y_i, 1).
 
   Columns are standardised (a constant column gets α = 0) and the penalty ``λ‖β‖²`` acts on
-  the standardised coefficients, so no concept's contribution α_k·y_k can grow large by
-  cancelling another's: the plain least-squares fit of y on correlated concepts can start at
-  contributions orders of magnitude above y (docs/own_model.md). λ = ``strength``·N is the
-  grid value with the least squared error on every ``HOLDOUT_EVERY``-th training row, the fit
-  made on the others; the returned fit is refitted on every row with that λ.
+  the standardised coefficients. The plain least-squares fit of y on correlated concepts can
+  start at contributions orders of magnitude above y that cancel each other (docs/own_model.md),
+  and it may also predict held-out rows best, so the held-out error alone does not rule them
+  out: a strength is admitted only if no concept's contribution α_k·y_k spreads more than y
+  itself (std(α_k y_k) ≤ std(y), which a contribution can only exceed by cancelling others).
+  λ = ``strength``·N is the admitted grid value with the least squared error on every
+  ``HOLDOUT_EVERY``-th training row, the fit made on the others (the strongest grid value if
+  none is admitted); the returned fit is refitted on every row with that λ.
 
   Args:
     y_i: [N,n] training concept values.
@@ -176,11 +179,13 @@ def ridge_fit(y_i: np.ndarray, y: np.ndarray, *, positive: bool,
   y_i, y = np.asarray(y_i, np.float64), np.asarray(y, np.float64)
   rows = np.arange(len(y))
   held = rows % HOLDOUT_EVERY == HOLDOUT_EVERY - 1
-  best, strength = np.inf, float(grid[0])
+  best, strength = np.inf, float(max(grid))
   if held.sum() >= 1 and (~held).sum() >= 2:
     xs, yc, mx, my, sc = _standardised(y_i[~held], y[~held])
-    for g in grid:
+    for g in sorted(grid):
       beta = _ridge_solve(xs, yc, float(g) * len(yc), positive)
+      if np.max(np.abs(beta), initial=0.0) > np.std(yc):   # some contribution spreads beyond y
+        continue
       pred = ((y_i[held] - mx) / sc) @ beta + my
       err = float(np.mean(np.square(pred - y[held])))
       if err < best:
