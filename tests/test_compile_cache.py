@@ -12,8 +12,8 @@ from xplain_jax import compile_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# A child process: enables the cache as every entry point does, compiles a gradient step (longer
-# than the cache's minimum compile time) and reports what it found and left in the folder.
+# A child process: enables the cache as every entry point does (keeping every compile), compiles
+# a gradient step and reports what it found and left in the folder.
 CHILD = r"""
 import json, sys
 import jax, jax.numpy as jnp
@@ -23,6 +23,9 @@ hits = []
 jax.monitoring.register_event_listener(
     lambda event, **kw: hits.append(event) if event.endswith("/cache_hits") else None)
 path = compile_cache.enable()
+# every compile kept, however short: under load a small op's compile can cross the minimum time
+# in one process and not the other, which would make the entry counts differ by chance
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 
 def loss(w, x):
   for k in range(6):
