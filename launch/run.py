@@ -207,6 +207,16 @@ def _quiet_unraisable(unraisable) -> None:
   logging.debug("ignored in %r: %r", unraisable.object, unraisable.exc_value)
 
 
+def _handled_signals(config) -> tuple:
+  """Ctrl-C always; SIGTERM only in a one-process run: with several processes it is left to
+  JAX's preemption notifier, whose sync point makes every process save at the same step
+  (``train.preemption``)."""
+  distributed = config.get("distributed", {}) if config is not None else {}
+  if int(distributed.get("num_processes", 0) or 0) > 1:
+    return (signal.SIGINT,)
+  return (signal.SIGINT, signal.SIGTERM)
+
+
 def main(argv):
   logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO
   sys.unraisablehook = _quiet_unraisable
@@ -217,7 +227,7 @@ def main(argv):
   if len(argv) > 1:
     _exit(f"unexpected arguments {argv[1:]}; pass settings as --config.FIELD=VALUE.", 2)
   on_signal = _OnSignal()
-  for signum in (signal.SIGINT, signal.SIGTERM):
+  for signum in _handled_signals(FLAGS.config):
     signal.signal(signum, on_signal)
   try:
     from xplain_jax import compile_cache  # pylint: disable=import-outside-toplevel
