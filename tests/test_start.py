@@ -257,3 +257,14 @@ def test_training_concepts_featurizes_every_image_of_a_source_without_columns():
   np.testing.assert_allclose(y, src.images.sum((1, 2, 3)))
   np.testing.assert_allclose(t, -src.images.reshape(5, -1))
   assert y0 is None
+
+
+def test_the_api_identity_holds_the_score_of_the_zeroed_map():
+  """y0 moves the target start's b, so two fits that differ only in it are different fits."""
+  from xplain_jax import api_checks  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(8)
+  feats = {"feat": rng.normal(size=(4, 2, 2, 1)), "y": rng.normal(size=4),
+           "y_i": rng.normal(size=(4, 3)), "w": rng.normal(size=(4, 3)),
+           "t": rng.normal(size=(4, 3)), "y0": np.zeros(4)}
+  other = dict(feats, y0=np.ones(4))
+  assert api_checks.data_hash(feats) != api_checks.data_hash(other)

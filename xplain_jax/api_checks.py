@@ -205,9 +205,9 @@ def check_settings(feats, *, prior_kind, positive, beta, batch_size, epochs, cas
 
 def data_hash(feats: Mapping[str, np.ndarray]) -> str:
   """SHA-256 of the training arrays (keys, shapes and bytes of feat, y, y_i, w and, when
-  present, the consistency targets t)."""
+  present, the consistency targets t and y(∅), y0, where the target start puts b)."""
   h = hashlib.sha256()
-  for k in FEATURE_KEYS + (("t",) if "t" in feats else ()):
+  for k in FEATURE_KEYS + tuple(k for k in ("t", "y0") if k in feats):
     a = np.ascontiguousarray(feats[k], np.float32)
     h.update(f"{k}{a.shape}".encode())
     h.update(a.tobytes())
