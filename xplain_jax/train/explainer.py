@@ -7,27 +7,30 @@ performer's feature map) predicts α; b is a learned scalar. The stage supplies 
 (``loop.train_stage``); a variant's key is derived from its name (``variant_key``), so a variant
 trains the same whatever other variants the config lists.
 
-Beside the paper's two variants, this project adds (``VARIANTS``; each reads its settings from
-config fields, ``variant_settings``): a least-squares start (``train.start``) and a consistency
-term that pulls the contributions α_k y_k toward the performer's own per-concept effects
-(``losses.consistency_loss``, targets ``"t"`` from ``train.features``).
+Beside the paper's two variants, this project adds (``stages.VARIANTS``, the table of what each
+variant reads; ``variant_settings`` resolves it): fitted starts and a scaled bias
+(``train.start``) and a consistency term that pulls the contributions α_k y_k toward the
+performer's own per-concept effects (``losses.consistency_loss``, targets ``"t"`` from
+``train.features``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import explain, featurizers, losses, metrics, models, optim, stages
+from xplain_jax import explain, featurizers, losses, metrics, stages
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import loop
 from xplain_jax.train import start as start_lib
 from xplain_jax.train import state as state_lib
+# g's construction, initial variables and its α in eval mode live in train/weight_net.py.
+from xplain_jax.train.weight_net import (  # noqa: F401  pylint: disable=g-import-not-at-top
+    alpha_batch, build_weight_net, init_params, predict_alpha)
 
 # The variants and their settings live in train/variants.py; re-exported here for callers.
 from xplain_jax.train.variants import (  # noqa: E402,F401  pylint: disable=g-import-not-at-top
@@ -89,27 +92,6 @@ class Explainer:
                            names=None if names is None else list(names), top_k=top_k,
                            y=None if y is None else np.asarray(y, np.float32),
                            negate_absent=self.case == "shared_feature", absent=absent)
-
-
-def build_weight_net(config, num_concepts: int, *, start: str = "paper",
-                     positive: bool | None = None):
-  """g of the config (``positive``: the variant's sign constraint, default
-  ``explainer.positive``); with a fitted start and positive α, g has no softplus of its own
-  (the explainer applies it after the offset, ``start.compose_alpha``)."""
-  e = config.explainer
-  positive = (e.positive if positive is None else positive) and start == "paper"
-  return models.get_weight_net(e.depth, num_outputs=num_concepts, positive=positive,
-                               width=e.width, stem=e.get("stem", "paper"),
-                               coords=bool(e.get("coord_channels", False)),
-                               dtype=optim.compute_dtype(config.dtype))
-
-
-def init_params(g, feat_shape: tuple, rng: jax.Array) -> tuple:
-  """``(params, batch_stats)``: params ``{"g": ..., "b": scalar}``."""
-  dummy = jnp.zeros((1,) + tuple(feat_shape[1:]), jnp.float32)
-  variables = jax.jit(lambda r: g.init(r, dummy, train=False))(rng)
-  params, batch_stats = state_lib.split_variables(variables)
-  return {"g": params, "b": jnp.zeros((), jnp.float32)}, batch_stats
 
 
 def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
@@ -334,23 +316,3 @@ def configured_start(config, g, loader, rng: jax.Array, *, featurize=None,
   if featurize is not None:
     batch = jax.device_get(jax.jit(featurize)(perf_variables, np.asarray(batch["image"])))
   return auto_start(g, {k: np.asarray(batch[k]) for k in ("feat", "y_i", "y")}, rng)
-
-
-@functools.partial(jax.jit, static_argnames=("g", "alpha_scale"))
-def alpha_batch(variables, x, *, g, alpha_scale: float = 1.0):
-  """α [B,n] float32 of g in eval mode on a batch ``x`` [B,H,W,C], jitted once per (g,
-  alpha_scale, shapes): g (a linen module, hashed by its fields) and alpha_scale are static,
-  so repeated calls reuse one compiled function (``alpha_batch._cache_size()`` counts them)."""
-  raw = g.apply(state_lib.merge_variables(variables["params"]["g"], variables["batch_stats"]), x,
-                train=False)[0]
-  return start_lib.compose_alpha(raw, variables["batch_stats"], alpha_scale=alpha_scale)
-
-
-def predict_alpha(g, variables, feat, *, batch_size: int = 256, alpha_scale: float = 1.0):
-  """α [N,n] for a feature map [N,H,W,C] in eval mode (host numpy in, numpy out), batch by
-  batch with ``alpha_batch`` (compiled once per batch shape, not per call); a least-squares
-  start in ``variables["batch_stats"]`` is applied (``start.compose_alpha``)."""
-  out = [np.asarray(alpha_batch(variables, np.asarray(feat[i:i + batch_size]), g=g,
-                                alpha_scale=float(alpha_scale)), np.float32)
-         for i in range(0, len(feat), batch_size)]
-  return np.concatenate(out)
