@@ -44,10 +44,13 @@ from xplain_jax import evaluators
 from xplain_jax.evaluators import explainer as evaluate_lib
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import start as start_lib
+from xplain_jax.train import variants as variants_lib
 
 Explainer = explainer_lib.Explainer
 CASES = {"filter": ("cross_entropy", True, 10.0), "shared_feature": ("mse", False, 0.2)}
 FEATURE_KEYS = explainer_lib.FEATURE_KEYS
+# A pipeline variant's settings for the API (the variant table on the default explainer block).
+variant_settings = variants_lib.default_settings
 # evaluate's fidelity settings (the pipeline's config.evals.fidelity defaults).
 FIDELITY_DEFAULTS = dict(fidelity=True, effects=None, counterfactual=None, head=None, train=None,
                          num_resamples=1000, sign_threshold=0.05, deletion_steps=16,
@@ -264,17 +267,6 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
   if workdir is not None:
     checks.save_explainer(workdir, name, explainer)
   return explainer
-
-
-def variant_settings(variant: str, *, beta: float):
-  """The settings of a pipeline variant (``stages.VARIANTS``) for the API: the variant's
-  table resolved on the pipeline's default explainer block with β = ``beta``."""
-  from xplain_jax import config_base, stages  # pylint: disable=import-outside-toplevel
-  from xplain_jax.train import variants  # pylint: disable=import-outside-toplevel
-  if variant not in stages.VARIANTS:
-    raise ConfigError(f"variant={variant!r}; use one of {list(stages.VARIANTS)}.")
-  block = ml_collections.ConfigDict({"explainer": dict(config_base.EXPLAINER, beta=float(beta))})
-  return variants.variant_settings(block, variant)
 
 
 def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndarray], *,

@@ -12,7 +12,9 @@ import zlib
 
 import jax
 
-from xplain_jax import utils
+import ml_collections
+
+from xplain_jax import config_base, utils
 from xplain_jax.errors import ConfigError
 from xplain_jax.stages import VARIANTS, is_field
 
@@ -47,6 +49,15 @@ def variant_settings(config, variant: str) -> VariantSettings:
                          consistency_weight=float(value(v.consistency_weight)),
                          scaled_bias=bool(value(v.scaled_bias)),
                          positive=bool(value(v.positive)), prior_kind=str(value(v.prior_kind)))
+
+
+def default_settings(variant: str, *, beta: float) -> VariantSettings:
+  """The settings of a variant on the default explainer block (``config_base.EXPLAINER``)
+  with β = ``beta``: what ``api.fit_explainer(variant=...)`` starts from."""
+  if variant not in VARIANTS:
+    raise ConfigError(f"variant={variant!r}; use one of {list(VARIANTS)}.")
+  block = ml_collections.ConfigDict({"explainer": dict(config_base.EXPLAINER, beta=float(beta))})
+  return variant_settings(block, variant)
 
 
 def variant_beta(config, variant: str) -> float:
