@@ -2,22 +2,16 @@
 closer to the filters' effects than the earlier plain least-squares start, and the deletion
 effects add up to y − y(∅)."""
 
-import importlib.util
-import os
-
 import pytest
 
-pytest.importorskip("sklearn")
+import launch_scripts
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch",
-                     "consistency_fit_check.py")
+pytest.importorskip("sklearn")
 
 
 @pytest.mark.slow
 def test_target_start_beats_the_plain_least_squares_start():
-  spec = importlib.util.spec_from_file_location("consistency_fit_check", _PATH)
-  check = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(check)
+  check = launch_scripts.load("consistency_fit_check")
   out = check.main(["--size=quick", "--weights=1", "--permutations=2"])
   rows = {r["start"]: r for r in out["rows"]}
   target, plain = rows["target"]["train"], rows["least_squares_plain"]["train"]
