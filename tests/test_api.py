@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xplain_jax import api, featurizers
+from xplain_jax import api, featurizers, models
 from xplain_jax.report import patches, scoring
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import explainer as explainer_lib
@@ -72,7 +72,7 @@ def test_varying_prior_does_not_warn():
 
 @pytest.mark.slow
 def test_missing_batch_key_is_named():
-  g = explainer_lib.models.get_weight_net(10, num_outputs=4, positive=False, width=8)
+  g = models.get_weight_net(10, num_outputs=4, positive=False, width=8)
   loss_fn = explainer_lib.make_loss(g, beta=0.1, steps_per_epoch=1, prior_kind="mse")
   params, stats = explainer_lib.init_params(g, (1, 4, 4, 3), jax.random.PRNGKey(0))
   batch = {k: jnp.asarray(v) for k, v in _features().items()}  # no "mask"
