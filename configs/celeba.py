@@ -24,7 +24,7 @@ Shrunk for a CPU smoke run (a small VGG at 64 px, 64 training and 32 test images
 
 import ml_collections
 
-from xplain_jax import config_base as base
+from xplain_jax.spec import config_base as base
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

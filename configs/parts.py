@@ -34,7 +34,7 @@ Use your own filter annotation with ``--config.evals.parts.annotation=FILE.json`
 
 import ml_collections
 
-from xplain_jax import config_base as base
+from xplain_jax.spec import config_base as base
 
 ARCHS = ("tiny", "alexnet", "vgg_m", "vgg_s", "vgg16")
 NUM_FILTERS = base.NUM_FILTERS

@@ -28,7 +28,7 @@ Shrunk (64 px, a few images) for a smoke run on prepared data: append ``,tiny`` 
 
 import ml_collections
 
-from xplain_jax import config_base as base
+from xplain_jax.spec import config_base as base
 
 ARCHS = ("alexnet", "vgg_m", "vgg_s", "vgg16")
 NUM_FILTERS = {a: base.NUM_FILTERS[a] for a in ARCHS}

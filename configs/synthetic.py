@@ -24,7 +24,7 @@ Override any field, e.g. ``--config.explainer.beta=0.5 --config.explainer.target
 
 import ml_collections
 
-from xplain_jax import config_base as base
+from xplain_jax.spec import config_base as base
 
 
 def get_config(arg: str = "") -> ml_collections.ConfigDict:

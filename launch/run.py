@@ -4,7 +4,7 @@ r"""The one entry point: every stage a config asks for, in a workdir that makes 
       [--config.explainer.beta=0.5] [--config.stages=evaluate,report]
 
 This file parses the flags and calls the pipeline, which prepares the run once
-(``train.pipeline.prepare``): before anything is computed or written, the config is checked whole
+(``run.pipeline.prepare``): before anything is computed or written, the config is checked whole
 (types by the locked ConfigDict, ranges, names, consistency, a dry build of the real networks),
 the workdir is locked (one run at a time) and compared with the run it holds. Mistakes the user
 can fix (``xplain_jax.errors.XplainError``) end the run with one line on stderr, ``error: ...``,
@@ -115,7 +115,7 @@ def load_config(arg: str) -> ml_collections.ConfigDict:
   if not isinstance(config, ml_collections.ConfigDict):
     raise errors.ConfigError(f"get_config in the config file {path} returned a "
                              f"{type(config).__name__}, not a ConfigDict; return one built from "
-                             "xplain_jax.config_base (see configs/).")
+                             "xplain_jax.spec.config_base (see configs/).")
   return config
 
 
@@ -203,7 +203,7 @@ def parse_flags(argv):
 def _quiet_unraisable(unraisable) -> None:
   """Drops "Exception ignored in <coroutine>" reports (with their tracebacks) that Python
   prints when orbax's abandoned read tasks of an unreadable checkpoint are collected; the
-  checkpoint's problem itself is reported by ``xplain_jax.checkpoint``."""
+  checkpoint's problem itself is reported by ``xplain_jax.infra.checkpoint``."""
   logging.debug("ignored in %r: %r", unraisable.object, unraisable.exc_value)
 
 
@@ -230,9 +230,9 @@ def main(argv):
   for signum in _handled_signals(FLAGS.config):
     signal.signal(signum, on_signal)
   try:
-    from xplain_jax import compile_cache  # pylint: disable=import-outside-toplevel
+    from xplain_jax.infra import compile_cache  # pylint: disable=import-outside-toplevel
     compile_cache.enable()  # before the first jit: a rerun or resume reads its compiles back
-    from xplain_jax.train import pipeline  # pylint: disable=import-outside-toplevel
+    from xplain_jax.run import pipeline  # pylint: disable=import-outside-toplevel
     pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,
                                 command=(_config_file(), overrides(sys.argv)))
   except KeyboardInterrupt as e:

@@ -133,15 +133,16 @@ def main(argv):
 def _main(argv, children):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; pass study settings as --config.FIELD=VALUE.")
-  from xplain_jax import compile_cache, utils
-  from xplain_jax.study import core
+  from xplain_jax.infra import compile_cache
+  from xplain_jax import utils
+  from xplain_jax.study import commands
   # Every run of the study (each a launch/run.py process) reads and adds to the same cache.
   os.environ[compile_cache.ENV_VAR] = compile_cache.enable() or compile_cache.OFF
   config, workdir = FLAGS.config, FLAGS.workdir
   _check_workdir(workdir)
   if FLAGS["seed-run"].value:
     try:
-      seeded = core.seed_one(config, workdir, FLAGS["seed-run"].value, FLAGS.set,
+      seeded = commands.seed_one(config, workdir, FLAGS["seed-run"].value, FLAGS.set,
                              REPO_ROOT)
     except ValueError as e:  # the command line's (--seed-run, --set)
       _fail(str(e))
@@ -149,11 +150,11 @@ def _main(argv, children):
     return
   running = not (FLAGS.emit or FLAGS["aggregate-only"].value)
   try:
-    runs = core.check(config, workdir, sets=FLAGS.set, repo_root=REPO_ROOT, running=running)
+    runs = commands.check(config, workdir, sets=FLAGS.set, repo_root=REPO_ROOT, running=running)
   except ValueError as e:  # the study config's or --set's (ConfigError is one too)
     _fail(str(e))
   if FLAGS.emit == "slurm":
-    for path in core.emit_slurm(config, workdir, study_args=study_args(sys.argv),
+    for path in commands.emit_slurm(config, workdir, study_args=study_args(sys.argv),
                                 sets=FLAGS.set):
       print(f"wrote {path}")
     print(f"{len(runs)} grid points; submit from the repository root with "
@@ -164,12 +165,12 @@ def _main(argv, children):
     devices = FLAGS.devices
     if devices is None:
       devices = utils.split_list(os.environ.get("CUDA_VISIBLE_DEVICES", ""))
-    status = core.run(config, workdir, jobs=FLAGS.jobs, devices=devices, repo_root=REPO_ROOT,
+    status = commands.run(config, workdir, jobs=FLAGS.jobs, devices=devices, repo_root=REPO_ROOT,
                       sets=FLAGS.set, children=children)
     if children.stopped is not None:
       return  # main says so; the next run of this command aggregates
     failed = [n for n, s in status.items() if s.startswith("failed")]
-  study = core.write_outputs(config, workdir, FLAGS.set, REPO_ROOT)
+  study = commands.write_outputs(config, workdir, FLAGS.set, REPO_ROOT)
   missing = study["aggregate"]["missing"]
   failed = [n for n in failed if n in missing]  # one count: a run is finished or it is not
   print(f"study written to {os.path.join(workdir, 'study.md')} ({len(runs) - len(missing)}/"

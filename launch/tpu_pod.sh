@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A Cloud TPU pod slice: the same launch/run.py on every TPU VM worker at once, through
 # `gcloud compute tpus tpu-vm ssh --worker=all`. With --config.distributed.coordinator_address=auto,
-# xplain_jax.parallel.initialize_distributed calls jax.distributed.initialize(), which finds the
+# xplain_jax.infra.parallel.initialize_distributed calls jax.distributed.initialize(), which finds the
 # coordinator, the worker count and this worker's id from the TPU metadata. The mesh spans every
 # chip of the slice; batch sizes must be multiples of the total chip count.
 #

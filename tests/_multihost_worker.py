@@ -52,7 +52,7 @@ def small_config(stages: str, *, num_train: int = 128, num_test: int = 32, batch
 def main(workdir: str, stages: str) -> None:
   import jax
   from xplain_jax import data
-  from xplain_jax.train import pipeline
+  from xplain_jax.run import pipeline
 
   config = small_config(stages)
   pipeline.train_and_evaluate(config, workdir)

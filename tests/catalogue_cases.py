@@ -197,7 +197,7 @@ CASES = [
     dict(id="config_without_get_config", problem="config file without get_config", kind="cli",
          config_file="BETA = 0.5\n", argv=["--config={config_file}", "--workdir={workdir}"],
          exit=2, words=["defines no get_config"],
-         fix="Define get_config(arg) returning a ConfigDict built from xplain_jax.config_base."),
+         fix="Define get_config(arg) returning a ConfigDict built from xplain_jax.spec.config_base."),
     # --- command line (exit 2) ---
     dict(id="unknown_config_field", problem="misspelt --config.FIELD", kind="cli",
          argv=[TINY, "--workdir={workdir}", "--config.explainer.betta=0.5"], exit=2,

@@ -11,7 +11,7 @@ import os
 import shutil
 import tempfile
 
-from xplain_jax import compile_cache
+from xplain_jax.infra import compile_cache
 
 _MADE = "_xplain_jax_session_cache"
 

@@ -1,14 +1,21 @@
-"""Loads a script of launch/ as a module, for the tests of the benchmarks and measurements."""
+"""Loads a script of launch/, launch/bench/ or examples/ as a module, for the tests of the
+benchmarks and measurements."""
 
 import importlib.util
 import os
 
-LAUNCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FOLDERS = ("launch", os.path.join("launch", "bench"), "examples")
 
 
 def load(name: str):
-  """The module of ``launch/<name>.py``, executed once per call."""
-  spec = importlib.util.spec_from_file_location(name, os.path.join(LAUNCH, f"{name}.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  """The module of ``<folder>/<name>.py`` (the first of ``FOLDERS`` holding it), executed once
+  per call."""
+  for folder in FOLDERS:
+    path = os.path.join(ROOT, folder, f"{name}.py")
+    if os.path.exists(path):
+      spec = importlib.util.spec_from_file_location(name, path)
+      module = importlib.util.module_from_spec(spec)
+      spec.loader.exec_module(module)
+      return module
+  raise FileNotFoundError(f"no {name}.py in {', '.join(FOLDERS)}")

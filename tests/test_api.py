@@ -13,8 +13,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xplain_jax import api, featurizers, models
-from xplain_jax.report import patches, scoring
+from xplain_jax import api, models
+from xplain_jax.train import featurizers
+from xplain_jax.evaluators import patches
+from xplain_jax.report import scoring
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import loop

@@ -1,11 +1,12 @@
-"""The own-model API's guards (xplain_jax/api_checks.py): settings of a wrong type get one
+"""The own-model API's guards (xplain_jax/api/guards.py): settings of a wrong type get one
 ``ConfigError`` line, and two fits started at once into one workdir/name cannot both train
 there."""
 
 import numpy as np
 import pytest
 
-from xplain_jax import api, api_checks
+from xplain_jax import api
+from xplain_jax.api import guards as api_checks
 from xplain_jax.errors import ConfigError
 
 FAST = dict(depth=10, width=8, epochs=1, batch_size=16, log_every=10 ** 6)

@@ -1,5 +1,5 @@
-"""launch/bench.py on tiny models (no timing assertions), its report and profile pieces, and the
-launch scripts' wiring (launch/gpu_bench.sh included, as a dry run)."""
+"""launch/bench/bench.py on tiny models (no timing assertions), its report and profile pieces, and the
+launch scripts' wiring (launch/bench/gpu_bench.sh included, as a dry run)."""
 
 import importlib.util
 import json
@@ -12,7 +12,13 @@ import sys
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-LAUNCH = ROOT / "launch"
+LAUNCH = ROOT / "launch" / "bench"
+ENTRY = ROOT / "launch"
+
+
+def _script(name):
+  """launch/NAME (an entry point) or launch/bench/NAME (a benchmark)."""
+  return ENTRY / name if (ENTRY / name).exists() else LAUNCH / name
 SCRIPTS = ("gpu_host.sh", "slurm.sbatch", "tpu_pod.sh", "gpu_bench.sh")
 
 
@@ -128,7 +134,7 @@ def test_bad_arguments(bench):
 
 @pytest.mark.parametrize("name", SCRIPTS)
 def test_scripts_parse(name):
-  proc = subprocess.run(["bash", "-n", str(LAUNCH / name)], capture_output=True, text=True)
+  proc = subprocess.run(["bash", "-n", str(_script(name))], capture_output=True, text=True)
   assert proc.returncode == 0, proc.stderr
 
 
@@ -143,7 +149,7 @@ def _fake_bin(tmp_path, name):
 
 def _run(script, args, tmp_path, **env):
   full = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}", **env}
-  proc = subprocess.run(["bash", str(LAUNCH / script)] + args, capture_output=True, text=True,
+  proc = subprocess.run(["bash", str(_script(script))] + args, capture_output=True, text=True,
                         env=full, cwd=str(ROOT), timeout=30)
   assert proc.returncode == 0, proc.stderr
   return [l[4:] for l in proc.stdout.splitlines() if l.startswith("ARG:")], proc.stdout
@@ -153,7 +159,7 @@ def test_gpu_host_passes_overrides(tmp_path):
   python = _fake_bin(tmp_path, "fakepython")
   args, _ = _run("gpu_host.sh", ["configs/celeba.py:target=male", "runs/x",
                                  "--config.explainer.beta=0.5"], tmp_path, PYTHON=str(python))
-  assert args == [str(LAUNCH / "run.py"), "--config=configs/celeba.py:target=male",
+  assert args == [str(ENTRY / "run.py"), "--config=configs/celeba.py:target=male",
                   "--workdir=runs/x", "--config.explainer.beta=0.5"]
 
 
@@ -344,7 +350,7 @@ def test_profile_writes_a_trace_on_cpu(bench, tmp_path):
   assert s["hlo"]["opcodes"]
 
 
-# ---- launch/gpu_bench.sh as a dry run -------------------------------------------------------
+# ---- launch/bench/gpu_bench.sh as a dry run -------------------------------------------------------
 
 def _gpu_bench(args, tmp_path, **env):
   full = {**os.environ, "PYTHON": sys.executable, **env}
@@ -356,16 +362,16 @@ def test_gpu_bench_dry_run_commands(tmp_path):
   proc = _gpu_bench(["--dry_run"], tmp_path)
   assert proc.returncode == 0, proc.stderr
   cmds = [shlex.split(l[2:]) for l in proc.stdout.splitlines() if l.startswith("+ ")]
-  step = next(c for c in cmds if "launch/bench.py" in c and "--input" not in c)
+  step = next(c for c in cmds if "launch/bench/bench.py" in c and "--input" not in c)
   assert {"--case=filter,shared_feature", "--precision=bfloat16,float32", "--cache=0,1",
           "--batch_size=256", f"--json={tmp_path}/rows_b256.json"} <= set(step)
   assert any(a.startswith("--profile=") for a in step)
   assert any("--input" in c for c in cmds)
   report = cmds[-1]
-  assert report[1] == "launch/bench_report.py" and f"--output={tmp_path}/table.md" in report
+  assert report[1] == "launch/bench/bench_report.py" and f"--output={tmp_path}/table.md" in report
   quick = _gpu_bench(["--dry_run", "--quick", "--small"], tmp_path)
   qcmds = [shlex.split(l[2:]) for l in quick.stdout.splitlines() if l.startswith("+ ")]
-  qstep = next(c for c in qcmds if "launch/bench.py" in c and "--input" not in c)
+  qstep = next(c for c in qcmds if "launch/bench/bench.py" in c and "--input" not in c)
   assert "--precision=bfloat16" in qstep and "--small" in qstep and "--steps=5" in qstep
   assert "largest batch" not in quick.stdout
 

@@ -1,4 +1,4 @@
-"""launch/bench_cpu_vs_torch.py at its smallest size prints a ratio line per step (no timing
+"""launch/bench/bench_cpu_vs_torch.py at its smallest size prints a ratio line per step (no timing
 assertions: speed figures live in the benchmark and docs/scaling.md)."""
 
 import os
@@ -19,7 +19,7 @@ def test_prints_a_ratio_per_step():
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
   proc = subprocess.run(
-      [sys.executable, str(ROOT / "launch" / "bench_cpu_vs_torch.py"),
+      [sys.executable, str(ROOT / "launch" / "bench" / "bench_cpu_vs_torch.py"),
        "--config=configs/synthetic.py:tiny", "--quick", "--repeats=1", "--steps=1",
        "--warmup=0"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]

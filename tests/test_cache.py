@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from xplain_jax import data, parallel
+from xplain_jax import data
+from xplain_jax.infra import parallel
 from xplain_jax.data import feature_cache
 from xplain_jax.train import features as features_lib
 from xplain_jax.train import explainer as explainer_lib

@@ -142,7 +142,7 @@ def run_case(case: dict, root: str, prepared: str | None) -> dict:
   watched = [paths["workdir"], paths["file"], paths["prepared"], paths["empty"]]
   lock = None
   if case.get("hold_lock"):
-    from xplain_jax import workdir as workdir_lib
+    from xplain_jax.run import workdir as workdir_lib
     lock = workdir_lib.lock(paths["workdir"])
   before = {p: file_hashes(p) for p in watched if os.path.exists(p)}
   try:
@@ -252,12 +252,12 @@ def _images_nan(tmp_path):
 
 
 def _concepts_shape_mismatch(tmp_path):
-  from xplain_jax import explain
+  from xplain_jax.core import explain
   explain.explainer_output(np.zeros((4, 3), np.float32), np.zeros((4, 5), np.float32), 0.0)
 
 
 def _nan_metric_not_written(tmp_path):
-  from xplain_jax import checkpoint
+  from xplain_jax.infra import checkpoint
   path = os.path.join(tmp_path, "metrics.json")
   checkpoint.write_json_atomic(path, {"prior": {"entropy": 1.0}})
   try:
@@ -268,7 +268,8 @@ def _nan_metric_not_written(tmp_path):
 
 def _damaged_feature_cache(tmp_path):
   import jax.numpy as jnp
-  from xplain_jax import data, parallel
+  from xplain_jax import data
+  from xplain_jax.infra import parallel
   from xplain_jax.data import feature_cache
   from xplain_jax.train import features
   rng = np.random.default_rng(0)
@@ -288,7 +289,7 @@ def _damaged_feature_cache(tmp_path):
 
 
 def _damaged_result_npz(tmp_path):
-  from xplain_jax import checkpoint
+  from xplain_jax.infra import checkpoint
   path = os.path.join(tmp_path, "metrics_arrays.npz")
   checkpoint.save_npz_atomic(path, alpha=np.ones((4, 3), np.float32))
   with open(path, "r+b") as f:
@@ -297,7 +298,8 @@ def _damaged_result_npz(tmp_path):
 
 
 def _disk_full_result_file(tmp_path):
-  from xplain_jax import checkpoint, utils
+  from xplain_jax.infra import checkpoint
+  from xplain_jax import utils
   path = os.path.join(tmp_path, "metrics.json")
   checkpoint.write_json_atomic(path, {"ok": 1})
 
@@ -332,7 +334,7 @@ def _damaged_eval_npz(tmp_path):
 
 def _disk_full_checkpoint(tmp_path):
   import jax.numpy as jnp
-  from xplain_jax import checkpoint
+  from xplain_jax.infra import checkpoint
   ckpt = checkpoint.Checkpointer(str(tmp_path / "ckpt"))
   ckpt.save(1, {"w": jnp.ones(3)})
 

@@ -20,7 +20,7 @@ from configs import celeba as celeba_config
 from xplain_jax import data, models
 from xplain_jax.data import celeba
 from xplain_jax.report import figures, tables
-from xplain_jax.train import pipeline
+from xplain_jax.run import pipeline
 from xplain_jax.train import performer as performer_lib
 
 TARGET = "Attractive"

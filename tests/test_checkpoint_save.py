@@ -8,7 +8,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from xplain_jax import checkpoint, data, errors, parallel
+from xplain_jax.infra import checkpoint, parallel
+from xplain_jax import data, errors
 from xplain_jax.train import loop
 
 

@@ -8,7 +8,7 @@ import sys
 import jax
 import pytest
 
-from xplain_jax import compile_cache
+from xplain_jax.infra import compile_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CHILD = r"""
 import json, sys
 import jax, jax.numpy as jnp
-from xplain_jax import compile_cache
+from xplain_jax.infra import compile_cache
 
 hits = []
 jax.monitoring.register_event_listener(

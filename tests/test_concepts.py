@@ -1,4 +1,4 @@
-"""Tests for xplain_jax.concepts."""
+"""Tests for xplain_jax.core.concepts."""
 
 import doctest
 import functools
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import concepts
+from xplain_jax.core import concepts
 
 
 def test_filter_concepts_sums_over_positions():

@@ -7,7 +7,8 @@ import os
 
 import pytest
 
-from xplain_jax import config_base, utils
+from xplain_jax.spec import config_base
+from xplain_jax import utils
 from xplain_jax.errors import ConfigError
 
 SNAPSHOT = os.path.join(os.path.dirname(__file__), "data", "config_snapshot.json")

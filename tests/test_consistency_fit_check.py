@@ -1,4 +1,4 @@
-"""launch/consistency_fit_check.py at its quick size: the faithful variant's target start ends far
+"""examples/consistency_fit_check.py at its quick size: the faithful variant's target start ends far
 closer to the filters' effects than the earlier plain least-squares start, and the deletion
 effects add up to y − y(∅)."""
 

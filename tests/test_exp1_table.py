@@ -1,4 +1,4 @@
-"""launch/exp1_parts_seeds.py's table and layout flags, on fabricated run folders (no training)."""
+"""examples/exp1_parts_seeds.py's table and layout flags, on fabricated run folders (no training)."""
 
 import importlib.util
 import json
@@ -12,7 +12,7 @@ T95_2 = 12.706  # two-sided 95 % t quantile, 1 degree of freedom
 
 
 def _load():
-  spec = importlib.util.spec_from_file_location("exp1", ROOT / "launch" / "exp1_parts_seeds.py")
+  spec = importlib.util.spec_from_file_location("exp1", ROOT / "examples" / "exp1_parts_seeds.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module

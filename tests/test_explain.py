@@ -1,4 +1,4 @@
-"""Tests for xplain_jax.explain."""
+"""Tests for xplain_jax.core.explain."""
 
 import doctest
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import explain
+from xplain_jax.core import explain
 
 ALPHA = np.array([[0.5, -1.0, 2.0, 0.0],
                   [1.0, 1.0, 1.0, 1.0]], np.float32)

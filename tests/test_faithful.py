@@ -12,7 +12,10 @@ import numpy as np
 import pytest
 
 from configs import parts, synthetic
-from xplain_jax import data as data_lib, losses, parallel, validate
+from xplain_jax import data as data_lib
+from xplain_jax.core import losses
+from xplain_jax.infra import parallel
+from xplain_jax.run import validate
 from xplain_jax import models
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import explainer as explainer_lib
@@ -345,7 +348,7 @@ def test_rendered_targets_are_refused_where_nothing_can_be_redrawn():
 @pytest.mark.slow
 def test_a_tiny_run_trains_the_faithful_variant_on_rendered_targets(tmp_path):
   from xplain_jax.data import feature_cache  # pylint: disable=import-outside-toplevel
-  from xplain_jax.train import pipeline  # pylint: disable=import-outside-toplevel
+  from xplain_jax.run import pipeline  # pylint: disable=import-outside-toplevel
   c = synthetic.get_config("tiny")
   c.dataset.num_train, c.dataset.num_test = 64, 32
   c.explainer.variants, c.explainer.consistency_target = "faithful", "rendered"

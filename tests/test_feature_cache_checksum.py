@@ -6,7 +6,8 @@ import logging
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import data, parallel
+from xplain_jax import data
+from xplain_jax.infra import parallel
 from xplain_jax.data import feature_cache
 from xplain_jax.train import features
 
@@ -37,7 +38,7 @@ def test_a_shard_changed_in_place_is_refused_with_a_warning(tmp_path, caplog):
 
 
 def test_a_marker_without_checksums_is_not_trusted(tmp_path):
-  from xplain_jax import checkpoint
+  from xplain_jax.infra import checkpoint
   feature_cache.write_cache(str(tmp_path), {"y": np.arange(3, dtype=np.float32)})
   marker = checkpoint.read_json(str(tmp_path / "done.json"))
   marker.pop("checksums")

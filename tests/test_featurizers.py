@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import featurizers
+from xplain_jax.train import featurizers
 from xplain_jax.errors import ConfigError
 
 

@@ -215,7 +215,7 @@ def test_concept_accuracy():
 
 
 def test_evaluate_fidelity_case1_faithful_explainer_beats_references():
-  from xplain_jax import concepts
+  from xplain_jax.core import concepts
   from xplain_jax.fidelity import compare
   rng = np.random.default_rng(9)
   b, n = 200, 10

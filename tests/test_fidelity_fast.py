@@ -12,7 +12,10 @@ import ml_collections
 import numpy as np
 import pytest
 
-from xplain_jax import api, api_fidelity, featurizers, fidelity, losses
+from xplain_jax import api, fidelity
+from xplain_jax.api import fidelity as api_fidelity
+from xplain_jax.train import featurizers
+from xplain_jax.core import losses
 from xplain_jax.data import synthetic_attributes as sa
 from xplain_jax.errors import ConfigError, DataError
 from xplain_jax.evaluators import common

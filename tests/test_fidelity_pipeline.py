@@ -16,7 +16,7 @@ from xplain_jax.data import synthetic_attributes as sa
 from xplain_jax.errors import DataError
 from xplain_jax import evaluators
 from xplain_jax import fidelity
-from xplain_jax.train import pipeline
+from xplain_jax.run import pipeline
 
 VARIANTS = ("baseline", "prior")
 REFERENCES = ("random", "shuffled_alpha", "prior_weights", "least_squares")

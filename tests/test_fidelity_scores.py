@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import concepts, fidelity
+from xplain_jax.core import concepts
+from xplain_jax import fidelity
 from xplain_jax.errors import DataError
 from xplain_jax.fidelity import compare as fc
 from xplain_jax.fidelity import sanity

@@ -1,4 +1,4 @@
-"""FLOP counting from jaxprs (xplain_jax.flops) against hand-worked counts and XLA's own count."""
+"""FLOP counting from jaxprs (xplain_jax.models.flops) against hand-worked counts and XLA's own count."""
 
 import flax.linen as nn
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import flops
+from xplain_jax.models import flops
 
 KEY = jax.random.PRNGKey(0)
 

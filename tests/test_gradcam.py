@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax.gradcam import grad_cam, normalize_maps
+from xplain_jax.core.gradcam import grad_cam, normalize_maps
 
 
 def _linear_head(v, bias=0.0):

@@ -2,13 +2,15 @@
 that wrote it, ``config.stages`` names at least one stage, and a run-only field does not hide the
 fields whose names it begins.
 
-Each test names in its docstring the single mutation of ``xplain_jax/stages.py`` it catches."""
+Each test names in its docstring the single mutation of ``xplain_jax/spec/stages.py`` it catches."""
 
 import numpy as np
 import pytest
 
 from configs import synthetic
-from xplain_jax import stages, utils, validate
+from xplain_jax.spec import stages
+from xplain_jax import utils
+from xplain_jax.run import validate
 from xplain_jax.data import feature_cache
 from xplain_jax.errors import ConfigError
 

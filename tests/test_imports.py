@@ -1,6 +1,7 @@
-"""Dependencies point one way: the package's import graph (read with ``ast``, nothing executed)
-has no cycle, counting imports at the top of a module and inside its functions alike; and the
-config check, the stage registry and the workdir checks import no training module."""
+"""Dependencies point one way: the package's import graph (read with ``ast``, nothing executed),
+counting imports at the top of a module and inside its functions alike, has no cycle and never
+runs up the layers of ``LAYERS``; the package root holds no loose module and launch/ only the
+entry points."""
 
 from __future__ import annotations
 
@@ -96,10 +97,10 @@ def test_the_graph_reader_sees_every_kind_of_import():
   graph = import_graph()
   # top level, function level (validate imports optim inside check_values), from-imports of
   # modules and of names inside modules
-  assert "xplain_jax.stages" in graph["xplain_jax.workdir"]
-  assert "xplain_jax.optim" in graph["xplain_jax.validate"]
+  assert "xplain_jax.spec.stages" in graph["xplain_jax.run.workdir"]
+  assert "xplain_jax.train.optim" in graph["xplain_jax.run.validate"]
   assert "xplain_jax.data.feature_cache" in graph["xplain_jax.train.features"]
-  assert "xplain_jax.errors" in graph["xplain_jax.stages"]
+  assert "xplain_jax.errors" in graph["xplain_jax.spec.stages"]
   # a cycle is found when there is one
   assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
   assert find_cycle({"a": {"b"}, "b": set()}) is None
@@ -110,53 +111,78 @@ def test_no_import_circle_in_the_package():
   assert cycle is None, "import circle: " + " -> ".join(cycle)
 
 
-def test_checks_and_registry_import_no_training_code():
-  """The pipeline (train/) calls the config check, the registry and the workdir checks, so they
-  sit below it: none of them may import train/, directly or through another module."""
-  graph = import_graph()
-  for low in ("xplain_jax.validate", "xplain_jax.validate_workdir", "xplain_jax.stages",
-              "xplain_jax.workdir", "xplain_jax.checkpoint", "xplain_jax.optim"):
-    seen, todo = set(), [low]
-    while todo:
-      m = todo.pop()
-      for t in graph.get(m, ()):
-        if t not in seen:
-          seen.add(t)
-          todo.append(t)
-    upward = sorted(t for t in seen if t.startswith("xplain_jax.train"))
-    assert not upward, f"{low} imports training code: {upward}"
+# The layers, lowest first (docs/contributing.md draws them). A module may import its own layer
+# and those below it, never one above. ``spec`` (the config's fields and the stage and variant
+# registry) is data every layer reads, so it sits just above the leaves; checkpoints, devices and
+# the compilation cache (``infra``) know nothing of the method.
+LAYERS = (
+    ("xplain_jax", "xplain_jax.errors", "xplain_jax.utils"),
+    ("xplain_jax.spec",),
+    ("xplain_jax.infra",),
+    ("xplain_jax.core",),
+    ("xplain_jax.models", "xplain_jax.data", "xplain_jax.fidelity"),
+    ("xplain_jax.train",),
+    ("xplain_jax.evaluators",),
+    ("xplain_jax.report",),
+    ("xplain_jax.run",),
+    ("xplain_jax.study", "xplain_jax.api"),
+)
+# What the package root may hold besides its folders.
+ROOT_MODULES = {"__init__.py", "errors.py", "utils.py"}
+# launch/ holds the entry points only (benchmarks in launch/bench/, research scripts in
+# examples/).
+ENTRY_POINTS = {"run.py", "study.py", "slurm.sbatch", "tpu_pod.sh", "gpu_host.sh", "bench"}
 
 
-# DESIGN's direction: the maths and the models import no training, data, evaluation, report,
-# study or API code; the report reads results and trains nothing.
-_BELOW = {"xplain_jax.concepts", "xplain_jax.priors", "xplain_jax.losses", "xplain_jax.metrics",
-          "xplain_jax.explain", "xplain_jax.shapes", "xplain_jax.errors", "xplain_jax.fidelity",
-          "xplain_jax.models"}
-_ABOVE = ("xplain_jax.train", "xplain_jax.data", "xplain_jax.evaluators", "xplain_jax.report",
-          "xplain_jax.study", "xplain_jax.api", "xplain_jax.launch")
+def layer(module: str) -> int:
+  """The index in ``LAYERS`` of the layer holding ``module`` (its longest matching prefix)."""
+  best, found = -1, None
+  for i, names in enumerate(LAYERS):
+    for p in names:
+      if (module == p or module.startswith(p + ".")) and len(p) > best:
+        best, found = len(p), i
+  assert found is not None, f"{module} is in no layer of tests/test_imports.py's LAYERS"
+  return found
 
 
-def _reach(graph, start: str) -> set[str]:
-  seen, todo = set(), [start]
-  while todo:
-    for t in graph.get(todo.pop(), ()):
-      if t not in seen:
-        seen.add(t)
-        todo.append(t)
-  return seen
+def upward_imports(graph) -> list[str]:
+  """Every ``a -> b`` of ``graph`` where b's layer is above a's."""
+  return sorted(f"{m} -> {t}" for m, ts in graph.items() for t in ts if layer(t) > layer(m))
 
 
-def test_maths_and_models_import_nothing_above_them():
-  graph = import_graph()
-  for m in graph:
-    if any(m == low or m.startswith(low + ".") for low in _BELOW):
-      upward = sorted(t for t in _reach(graph, m) if t.startswith(_ABOVE))
-      assert not upward, f"{m} imports {upward}, which sit above it"
+def test_every_import_points_down_the_layers():
+  assert not upward_imports(import_graph())
 
 
-def test_the_report_trains_nothing():
+def test_the_layer_check_fails_on_an_upward_import():
+  assert upward_imports({"xplain_jax.core.priors": {"xplain_jax.train.loop"}}) == [
+      "xplain_jax.core.priors -> xplain_jax.train.loop"]
+  assert upward_imports({"xplain_jax.infra.checkpoint": {"xplain_jax.run.workdir"}})
+  assert not upward_imports({"xplain_jax.run.pipeline": {"xplain_jax.train.loop"}})
+
+
+def test_the_report_reads_results_and_computes_nothing():
+  """The report draws what the evaluators wrote: it imports no trainer, evaluator or spine."""
   graph = import_graph()
   for m in (m for m in graph if m.startswith("xplain_jax.report")):
-    upward = sorted(t for t in _reach(graph, m) if t.startswith(("xplain_jax.train",
-                                                                   "xplain_jax.study")))
-    assert not upward, f"{m} imports {upward}: the report reads results, it trains nothing"
+    above = sorted(t for t in graph[m]
+                   if layer(t) >= layer("xplain_jax.train") and not t.startswith("xplain_jax.report"))
+    assert not above, f"{m} imports {above}: the report reads results, it computes nothing"
+
+
+def test_the_package_root_holds_no_loose_module():
+  found = {f for f in os.listdir(os.path.join(ROOT, PACKAGE)) if f.endswith(".py")}
+  assert found <= ROOT_MODULES, (
+      f"modules at the package root: {sorted(found - ROOT_MODULES)}; give each a layer's folder")
+
+
+def test_launch_holds_only_entry_points():
+  found = {f for f in os.listdir(os.path.join(ROOT, "launch")) if not f.startswith((".", "_"))}
+  assert found <= ENTRY_POINTS, (
+      f"launch/ holds {sorted(found - ENTRY_POINTS)}: benchmarks go in launch/bench/, research "
+      "scripts in examples/")
+
+
+def test_every_package_module_has_a_layer():
+  for m in import_graph():
+    layer(m)

@@ -1,4 +1,4 @@
-"""launch/bench.py --input (bench_input.py) on tiny settings: the fake CelebA files, every source's
+"""launch/bench/bench.py --input (bench_input.py) on tiny settings: the fake CelebA files, every source's
 row, and the cores-needed arithmetic. No timing assertions: rates are only checked to be positive
 and consistent with each other."""
 
@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 @pytest.fixture(scope="module")
 def bench():
-  spec = importlib.util.spec_from_file_location("bench", ROOT / "launch" / "bench.py")
+  spec = importlib.util.spec_from_file_location("bench", ROOT / "launch" / "bench" / "bench.py")
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)  # puts launch/ on sys.path
   return module

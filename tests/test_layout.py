@@ -25,22 +25,25 @@ ABBREVIATIONS = {"eval": "evaluate"}
 # Root of a name -> the modules that may share it, and why.
 ALLOWED = {
     frozenset({"explain"}): (
-        {"xplain_jax/explain.py", "xplain_jax/train/explainer.py",
+        {"xplain_jax/core/explain.py", "xplain_jax/train/explainer.py",
          "xplain_jax/evaluators/explainer.py"},
         "the explainer's functions; train/ trains it; evaluators/ evaluates it"),
     frozenset({"perform"}): (
         {"xplain_jax/models/performers.py", "xplain_jax/train/performer.py"},
         "models/ defines the performers; train/ trains one"),
     frozenset({"parts"}): (
-        {"xplain_jax/parts.py", "xplain_jax/evaluators/parts.py"},
+        {"xplain_jax/core/parts.py", "xplain_jax/evaluators/parts.py"},
         "the part analysis; evaluators/ runs it on a workdir"),
     frozenset({"fidelity"}): (
-        {"xplain_jax/fidelity", "xplain_jax/evaluators/fidelity.py"},
-        "the fidelity package; evaluators/ runs it on a workdir"),
+        {"xplain_jax/fidelity", "xplain_jax/evaluators/fidelity.py", "xplain_jax/api/fidelity.py"},
+        "the fidelity package; evaluators/ runs it on a workdir; api/ on a user's arrays"),
+    frozenset({"patches"}): (
+        {"xplain_jax/evaluators/patches.py", "xplain_jax/report/patches.py"},
+        "evaluators/ finds the top-activating patches; report/ draws them"),
     frozenset({"sanity"}): (
-        {"xplain_jax/fidelity/sanity.py", "xplain_jax/train/sanity.py",
+        {"xplain_jax/fidelity/sanity.py", "xplain_jax/run/sanity.py",
          "xplain_jax/evaluators/sanity.py"},
-        "the sanity check's functions; train/ trains its explainer; evaluators/ scores it"),
+        "the sanity check's functions; run/ runs its stage; evaluators/ scores it"),
     frozenset({"rend"}): (
         {"xplain_jax/report/render.py", "xplain_jax/study/render.py"},
         "the report and the study each render their own results"),
@@ -48,9 +51,9 @@ ALLOWED = {
 
 # The collisions the project once had; each must stay caught by the rule and gone.
 NAMED = [
-    ("xplain_jax/data/pipeline.py", "xplain_jax/train/pipeline.py"),
+    ("xplain_jax/data/pipeline.py", "xplain_jax/run/pipeline.py"),
     ("xplain_jax/train/evaluate.py", "xplain_jax/train/evaluators.py"),
-    ("xplain_jax/train/featurize.py", "xplain_jax/featurizers.py"),
+    ("xplain_jax/train/featurize.py", "xplain_jax/train/featurizers.py"),
     ("xplain_jax/fidelity_eval.py", "xplain_jax/train/fidelity_evaluator.py"),
     ("xplain_jax/fidelity/evaluate.py", "xplain_jax/evaluators/fidelity.py"),
 ]

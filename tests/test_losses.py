@@ -1,4 +1,4 @@
-"""Tests for xplain_jax.losses."""
+"""Tests for xplain_jax.core.losses."""
 
 import doctest
 
@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import losses
+from xplain_jax.core import losses
 
 
 # Jitted once per (shape, kind): much faster on CPU than op-by-op dispatch.

@@ -1,4 +1,4 @@
-"""Tests for xplain_jax.metrics on hand-worked cases and reference routines."""
+"""Tests for xplain_jax.core.metrics on hand-worked cases and reference routines."""
 
 import doctest
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from xplain_jax import metrics
+from xplain_jax.core import metrics
 
 _threshold_accuracy = jax.jit(metrics.threshold_accuracy)
 

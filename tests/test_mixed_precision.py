@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from configs import celeba as celeba_config
-from xplain_jax import data, optim, parallel
+from xplain_jax import data
+from xplain_jax.train import optim
+from xplain_jax.infra import parallel
 from xplain_jax.train import features as features_lib
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import performer as performer_lib

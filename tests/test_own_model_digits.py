@@ -1,4 +1,4 @@
-"""launch/own_model_digits.py: the own-model case on scikit-learn's digits, at its quick size."""
+"""examples/own_model_digits.py: the own-model case on scikit-learn's digits, at its quick size."""
 
 import importlib.util
 import os
@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("sklearn")
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch",
+_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
                      "own_model_digits.py")
 _spec = importlib.util.spec_from_file_location("own_model_digits", _PATH)
 digits = importlib.util.module_from_spec(_spec)

@@ -66,7 +66,7 @@ def _flat(prefix: str, tree) -> dict:
 def _run_steps(step_fn, state0, batches, rng, mesh, consts=()):
   """``N_STEPS`` jitted steps on ``mesh``; returns (host state, host metrics, sharding facts)."""
   import jax
-  from xplain_jax import parallel
+  from xplain_jax.infra import parallel
   from xplain_jax.train import loop
   jitted = loop.jit_step(step_fn, mesh, num_consts=len(consts))
   state = parallel.replicate(state0, mesh)
@@ -101,7 +101,7 @@ def _fake_batches(config, spec) -> list[dict]:
 def _performer_runs(config, module, perf_vars, batches, rng, meshes, out, facts) -> None:
   """Performer steps (dropout on) on every mesh."""
   import jax
-  from xplain_jax import optim
+  from xplain_jax.train import optim
   from xplain_jax.train import performer
   from xplain_jax.train import state as state_lib
   params, batch_stats = state_lib.split_variables(perf_vars)
@@ -121,7 +121,7 @@ def _dropout_runs(module, perf_vars, images, rng, meshes, out) -> None:
   """Dropout masks (a bare ``nn.Dropout``) and train-mode performer logits on every mesh."""
   import flax.linen as nn
   import jax
-  from xplain_jax import parallel
+  from xplain_jax.infra import parallel
   drop = nn.Dropout(DROPOUT_RATE)
   ones = np.ones((len(images), 64), np.float32)
   for name, mesh in meshes.items():
@@ -142,7 +142,7 @@ def _explainer_runs(config, spec, module, perf_vars, batches, rng, meshes, out, 
   reordered; arrays under ``{prefix}_{mode}/{mesh}``."""
   import jax
   import jax.numpy as jnp
-  from xplain_jax import optim
+  from xplain_jax.train import optim
   from xplain_jax.train import explainer, features as features_lib
   from xplain_jax.train import state as state_lib
   e, size = config.explainer, config.dataset.image_size
@@ -187,7 +187,8 @@ def _child(out_path: str) -> None:
   sys.path.insert(0, ROOT)
   import jax
   from configs import synthetic
-  from xplain_jax import data, parallel
+  from xplain_jax import data
+  from xplain_jax.infra import parallel
   from xplain_jax.train import performer
 
   assert jax.device_count() == NUM_DEVICES, jax.devices()

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import parts
+from xplain_jax.core import parts
 
 
 def _masks(n=4, size=8):

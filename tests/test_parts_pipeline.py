@@ -10,12 +10,13 @@ import pytest
 
 from configs import parts as parts_config
 from configs import pascal_part as pascal_config
-from xplain_jax import data, parts
-from xplain_jax import workdir as workdir_lib
+from xplain_jax import data
+from xplain_jax.core import parts
+from xplain_jax.run import workdir as workdir_lib
 from xplain_jax.data import pascal_part as pp
 from xplain_jax.errors import DataError
 from xplain_jax.evaluators import parts as parts_eval
-from xplain_jax.train import pipeline
+from xplain_jax.run import pipeline
 from xplain_jax.train import performer as performer_lib
 
 

@@ -11,11 +11,12 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from xplain_jax import data, parallel
+from xplain_jax import data
+from xplain_jax.infra import parallel
 from xplain_jax.data import synthetic_attributes
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import features as features_lib
-from xplain_jax.train import pipeline
+from xplain_jax.run import pipeline
 
 
 @pytest.fixture(scope="module")

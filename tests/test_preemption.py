@@ -13,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import data, parallel
+from xplain_jax import data
+from xplain_jax.infra import parallel
 from xplain_jax.train import loop
 
 from test_catalogue import PREPARED_CONFIG, ROOT, subprocess_env

@@ -17,7 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import data, parallel
+from xplain_jax import data
+from xplain_jax.infra import parallel
 from xplain_jax.data import prefetch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,7 +181,8 @@ def test_bad_arguments():
 
 _EIGHT_DEVICES = r"""
 import numpy as np, jax
-from xplain_jax import data, parallel
+from xplain_jax import data
+from xplain_jax.infra import parallel
 from xplain_jax.data import prefetch
 assert jax.device_count() == 8, jax.devices()
 rng = np.random.default_rng(0)

@@ -1,4 +1,4 @@
-"""Tests for xplain_jax.priors against heads with known Jacobians."""
+"""Tests for xplain_jax.core.priors against heads with known Jacobians."""
 
 import doctest
 import functools
@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from xplain_jax import priors
+from xplain_jax.core import priors
 
 
 def _rng(seed):

@@ -18,7 +18,7 @@ from xplain_jax import data
 from xplain_jax.data import synthetic_attributes as sa
 from xplain_jax.data import synthetic_rules as rules
 from xplain_jax.errors import ConfigError, DataError
-from xplain_jax.study import aggregate, core, render
+from xplain_jax.study import aggregate, commands, render
 
 S, SEED = 32, 21
 NAMES = list(sa.CONCEPT_NAMES)
@@ -248,8 +248,8 @@ def _metrics(b, p, ls, *, planted=None, dev=0.05, others=()):
 
 
 def _build(c, root):
-  runs, spec = core.runs_of(c), core.table_spec(c)
-  results = aggregate.collect(runs, str(root), core.required(c))
+  runs, spec = commands.runs_of(c), commands.table_spec(c)
+  results = aggregate.collect(runs, str(root), commands.required(c))
   numbers = aggregate.aggregate(
       runs, results, columns=spec["columns"], rows=spec["rows"], variants=spec["variants"],
       variant_metrics=spec["variant_metrics"], metrics=spec["metrics"], paired=spec["paired"],
@@ -265,8 +265,8 @@ def test_regimes_table_on_fabricated_runs(tmp_path):
   fake = {  # (rule, seed) -> (baseline, prior, least squares or None: the peer absent, planted)
       ("linear", 0): (0.50, 0.60, 0.20, 0.7), ("linear", 1): (0.52, 0.47, 0.21, 0.7),
       ("context", 0): (0.30, 0.35, 0.10, None), ("context", 1): (0.31, 0.36, None, None)}
-  others = [v for v in core.table_spec(c)["variants"] if v not in ("baseline", "prior")]
-  for run in core.runs_of(c):
+  others = [v for v in commands.table_spec(c)["variants"] if v not in ("baseline", "prior")]
+  for run in commands.runs_of(c):
     b, p, ls, planted = fake[(run.point["dataset.rule"], run.point["seed"])]
     (tmp_path / run.name).mkdir()
     (tmp_path / run.name / "metrics.json").write_text(
@@ -322,7 +322,7 @@ def test_regimes_table_for_the_parts_case_pairs_gradient_x_input():
     ("parts_tiny", 2, "configs/parts.py:tiny,tiny")])
 def test_study_variants(arg, n_runs, base):
   c = _study(arg)
-  runs = core.runs_of(c)
+  runs = commands.runs_of(c)
   assert len(runs) == n_runs and c.base == base
   assert {r.config for r in runs} == {base}
   if arg == "full":
@@ -332,7 +332,7 @@ def test_study_variants(arg, n_runs, base):
   assert all(r.overrides["explainer.faithful_weight"] == 1.0 for r in runs)
   if arg == "":
     assert runs[0].overrides["evals.sanity.enabled"] is False
-  assert "fidelity" in core.required(c)
+  assert "fidelity" in commands.required(c)
   with pytest.raises(ValueError, match="regimes.py"):
     _study("huge")
 
@@ -376,8 +376,8 @@ def test_more_explainer_variants_get_trained_and_tabulated(monkeypatch):
   module = importlib.import_module("configs.studies.regimes")
   monkeypatch.setattr(module, "VARIANTS", ("baseline", "prior", "ls_start"))
   c = module.get_config("")
-  run = core.runs_of(c)[0]
+  run = commands.runs_of(c)[0]
   assert run.overrides["explainer.variants"] == "baseline,prior,ls_start"
   assert run.overrides["explainer.width"] == 8  # the CPU-sized fields stay
   assert f"fidelity.ls_start.{IRC}.mean" in c.table.metrics.split(",")
-  assert "ls_start" in core.required(c)
+  assert "ls_start" in commands.required(c)

@@ -13,7 +13,10 @@ import numpy as np
 import pytest
 
 from test_catalogue import PREPARED_CONFIG, ROOT, run_cli, subprocess_env
-from xplain_jax import checkpoint, errors, stages, workdir
+from xplain_jax.infra import checkpoint
+from xplain_jax import errors
+from xplain_jax.spec import stages
+from xplain_jax.run import workdir
 from xplain_jax.errors import CheckpointError, WorkdirBusyError
 
 # The performer stage alone, 8 steps (64 images, batch 16, 2 epochs), a checkpoint every step.

@@ -147,7 +147,7 @@ def test_report_cells_hold_no_object_or_list(tmp_path):
 
 @pytest.mark.slow
 def test_tiny_run_report_cells_hold_no_object_or_list(tmp_path):
-  from xplain_jax.train import pipeline  # pylint: disable=g-import-not-at-top
+  from xplain_jax.run import pipeline  # pylint: disable=g-import-not-at-top
   config = synthetic.get_config("tiny")
   config.evals.sanity.enabled = True  # every metric family of the default run
   metrics = pipeline.train_and_evaluate(config, str(tmp_path))

@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from xplain_jax import data, parallel
+from xplain_jax import data
+from xplain_jax.infra import parallel
 from xplain_jax.train import features as features_lib
 from xplain_jax.evaluators import explainer as evaluate_lib
 from xplain_jax.train import explainer as explainer_lib

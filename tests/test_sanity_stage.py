@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from xplain_jax import checkpoint, data, parallel
+from xplain_jax.infra import checkpoint, parallel
+from xplain_jax import data
 from xplain_jax.train import performer as performer_lib
-from xplain_jax.train import sanity as sanity_stage
+from xplain_jax.run import sanity as sanity_stage
 
 
 class Killed(Exception):

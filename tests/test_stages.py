@@ -1,4 +1,4 @@
-"""The stage registry (xplain_jax/stages.py) is the one place each fact about a stage is written:
+"""The stage registry (xplain_jax/spec/stages.py) is the one place each fact about a stage is written:
 the pipeline runs only registered stages, every config field is either in some stage's identity
 or run-only, and the config check of a finished workdir follows the identities."""
 
@@ -7,9 +7,11 @@ import os
 import pytest
 
 from configs import celeba, parts, pascal_part, synthetic
-from xplain_jax import stages, utils, validate_workdir
+from xplain_jax.spec import stages
+from xplain_jax import utils
+from xplain_jax.run import validate_workdir
 from xplain_jax.errors import ConfigError
-from xplain_jax.train import pipeline
+from xplain_jax.run import pipeline
 
 CONFIGS = [(synthetic, "tiny"), (synthetic, ""), (parts, "tiny"), (celeba, "tiny"),
            (pascal_part, "tiny")]

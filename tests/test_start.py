@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from configs import parts
-from xplain_jax import api, featurizers, fidelity, stages
+from xplain_jax import api, fidelity
+from xplain_jax.train import featurizers
+from xplain_jax.spec import stages
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import start as start_lib
 from xplain_jax.train import variants as variants_lib
@@ -201,12 +203,12 @@ def test_the_api_takes_a_variant_by_its_pipeline_name():
 def test_a_study_shares_an_explainer_across_exactly_the_fields_its_variant_ignores():
   """The β sweep's shared baseline: its free fields come from the variant table, not a list of
   the study's own (mutation: faithful reading β -> the pair's common fields lose β)."""
-  from xplain_jax.study import core  # pylint: disable=import-outside-toplevel
-  assert "explainer.beta" in core.free_fields(["explainer_baseline"])
-  assert "explainer.beta" in core.free_fields(["explainer_baseline", "explainer_faithful"])
-  assert core.free_fields(["explainer_prior"]) == ["explainer.faithful_weight"]
+  from xplain_jax.study import commands  # pylint: disable=import-outside-toplevel
+  assert "explainer.beta" in commands.free_fields(["explainer_baseline"])
+  assert "explainer.beta" in commands.free_fields(["explainer_baseline", "explainer_faithful"])
+  assert commands.free_fields(["explainer_prior"]) == ["explainer.faithful_weight"]
   with pytest.raises(ValueError, match="explainer_<variant>"):
-    core.free_fields(["performer"])
+    commands.free_fields(["performer"])
 
 
 def test_compose_alpha_scales_gs_output_under_every_start():
@@ -261,7 +263,7 @@ def test_training_concepts_featurizes_every_image_of_a_source_without_columns():
 
 def test_the_api_identity_holds_the_score_of_the_zeroed_map():
   """y0 moves the target start's b, so two fits that differ only in it are different fits."""
-  from xplain_jax import api_checks  # pylint: disable=import-outside-toplevel
+  from xplain_jax.api import guards as api_checks  # pylint: disable=import-outside-toplevel
   rng = np.random.default_rng(8)
   feats = {"feat": rng.normal(size=(4, 2, 2, 1)), "y": rng.normal(size=4),
            "y_i": rng.normal(size=(4, 3)), "w": rng.normal(size=(4, 3)),

@@ -20,9 +20,9 @@ import ml_collections
 import numpy as np
 import pytest
 
-from xplain_jax import stages
-from xplain_jax import workdir as workdir_lib
-from xplain_jax.study import aggregate, core, grid, runner, slurm, stats
+from xplain_jax.spec import stages
+from xplain_jax.run import workdir as workdir_lib
+from xplain_jax.study import aggregate, commands, grid, runner, slurm, stats
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T1 = math.tan(0.475 * math.pi)                      # t_{0.975} with 1 degree of freedom
@@ -190,7 +190,7 @@ def _fake_study() -> ml_collections.ConfigDict:
 
 def test_aggregation_matches_hand_computation(tmp_path):
   c = _fake_study()
-  runs = {r.name: r for r in core.runs_of(c)}
+  runs = {r.name: r for r in commands.runs_of(c)}
   rng = np.random.default_rng(0)
   planted = {}
   for beta in (0.0, 1.0):
@@ -208,7 +208,7 @@ def test_aggregation_matches_hand_computation(tmp_path):
           "fidelity": {"prior": {"interventional_rank_correlation": 0.1 * seed}}}))
       _record(d, runs[name])
   (tmp_path / "beta=1.0__seed=2").mkdir()  # cut off: no metrics.json
-  study = core.write_outputs(c, str(tmp_path))
+  study = commands.write_outputs(c, str(tmp_path))
   agg = study["aggregate"]
   assert agg["columns"] == ["0.0", "1.0", "all"] and agg["missing"] == ["beta=1.0__seed=2"]
   cell = {(x["metric"], x["column"]): x for x in agg["cells"]}
@@ -262,7 +262,7 @@ def test_emitted_slurm_array_and_dependent_aggregation(tmp_path):
   assert re.search(r"^#SBATCH --array=0-1$", array, re.M)
   tasks = _tasks(array)
   assert [int(k) for k, _ in tasks] == [0, 1]
-  for (k, cmd), r in zip(tasks, core.runs_of(core_config(spec))):
+  for (k, cmd), r in zip(tasks, commands.runs_of(core_config(spec))):
     assert cmd.count("launch/run.py") == 1 and f"--workdir={tmp_path}/s/{r.name}" in cmd
     assert "--config.stages=performer,explainer,evaluate" in cmd and "--seed-run" not in cmd
   assert not (tmp_path / "s" / "study_followers.sbatch").exists()  # no run shares a performer
@@ -276,7 +276,7 @@ def test_emitted_slurm_array_and_dependent_aggregation(tmp_path):
 
 def test_emitted_slurm_runs_followers_after_their_performers(tmp_path):
   _emit(tmp_path, TINY)
-  runs = core.runs_of(core_config(TINY))
+  runs = commands.runs_of(core_config(TINY))
   groups = grid.share_groups(runs)
   followers = [f for fs in groups.values() for f in fs]
   first = _tasks((tmp_path / "s" / "study_array.sbatch").read_text())
@@ -296,7 +296,7 @@ def test_emitted_slurm_runs_followers_after_their_performers(tmp_path):
 
 
 def test_seed_run_copies_a_finished_leader_only(tmp_path):
-  runs = core.runs_of(core_config(TINY))
+  runs = commands.runs_of(core_config(TINY))
   lead, followers = next(iter(grid.share_groups(runs).items()))
   cmd = [sys.executable, "launch/study.py", f"--config={TINY}", f"--workdir={tmp_path}",
          f"--seed-run={followers[0]}"]
@@ -353,7 +353,7 @@ def _performer_trained(run_dir, stage="performer") -> bool:
 def killed_and_resumed(tmp_path_factory):
   """The tiny study, SIGKILLed (with its runs) once its first run finished, then rerun."""
   w = str(tmp_path_factory.mktemp("study_a"))
-  runs = core.runs_of(core_config(TINY), SETS)
+  runs = commands.runs_of(core_config(TINY), SETS)
   first = os.path.join(w, runs[0].name, "metrics.json")
   proc = subprocess.Popen(_study_cmd(w), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL,
                           stderr=subprocess.STDOUT, start_new_session=True)

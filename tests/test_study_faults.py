@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from xplain_jax import workdir as workdir_lib
+from xplain_jax.run import workdir as workdir_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ONE_RUN = '''
@@ -162,10 +162,10 @@ def test_full_disk_while_writing_the_study_is_one_line(study):
   w = study["workdir"]
   before = _read(os.path.join(w, "study.json"))
   code = ("import errno, runpy, sys\n"
-          "from xplain_jax.study import core\n"
+          "from xplain_jax.study import commands\n"
           "def full(path, text):\n"
           "  raise OSError(errno.ENOSPC, 'No space left on device', path)\n"
-          "core._write = full\n"
+          "commands._write = full\n"
           f"sys.argv = {['study.py'] + _cmd(study['config'], w, '--aggregate-only')[2:]!r}\n"
           f"runpy.run_path({os.path.join(ROOT, 'launch', 'study.py')!r}, run_name='__main__')\n")
   out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True,

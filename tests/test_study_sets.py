@@ -9,7 +9,7 @@ import pytest
 
 from configs.studies import regimes
 from xplain_jax.errors import ConfigError
-from xplain_jax.study import core
+from xplain_jax.study import commands
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -23,7 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_a_set_every_run_would_refuse_is_one_line_before_any_run(tmp_path, sets, words):
   config = regimes.get_config("targets_tiny")
   with pytest.raises(ConfigError) as e:
-    core.check(config, str(tmp_path / "study"), sets=sets, repo_root=ROOT, running=False)
+    commands.check(config, str(tmp_path / "study"), sets=sets, repo_root=ROOT, running=False)
   msg = str(e.value)
   assert "\n" not in msg and msg.startswith("run ") and "no run was started" in msg, msg
   for w in words:
@@ -33,4 +33,4 @@ def test_a_set_every_run_would_refuse_is_one_line_before_any_run(tmp_path, sets,
 
 def test_the_shipped_study_grids_pass():
   for arg in ("tiny", "targets_tiny", "parts_tiny"):
-    core.check(regimes.get_config(arg), "/nonexistent/study", repo_root=ROOT, running=False)
+    commands.check(regimes.get_config(arg), "/nonexistent/study", repo_root=ROOT, running=False)

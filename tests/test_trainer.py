@@ -17,7 +17,8 @@ import optax
 import pytest
 
 from configs import synthetic
-from xplain_jax import data as data_lib, parallel
+from xplain_jax import data as data_lib
+from xplain_jax.infra import parallel
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import loop
 from xplain_jax.train import performer as performer_lib

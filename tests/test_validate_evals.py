@@ -5,7 +5,8 @@ silently empty report) after training."""
 import pytest
 
 from configs import synthetic
-from xplain_jax import utils, validate, validate_evals
+from xplain_jax import utils
+from xplain_jax.run import validate, validate_evals
 from xplain_jax.errors import ConfigError
 
 

@@ -27,7 +27,7 @@ import jax
 import ml_dtypes
 import numpy as np
 
-from xplain_jax import checkpoint
+from xplain_jax.infra import checkpoint
 
 FORMAT = "npz-stored-memmap-2"   # -2: with per-shard checksums
 MARKER = "done.json"

@@ -20,7 +20,7 @@ import collections
 import concurrent.futures
 from typing import Iterator
 
-from xplain_jax import parallel
+from xplain_jax.infra import parallel
 
 THREAD_NAME_PREFIX = "xplain-prefetch"
 _DONE = object()

@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from xplain_jax import checkpoint, stages
+from xplain_jax.infra import checkpoint
+from xplain_jax.spec import stages
 
 
 @dataclasses.dataclass
@@ -40,6 +41,8 @@ class EvalContext:
     ordinary: ``(module, variables)`` of the ordinary comparison performer, or None.
     train: the featurized train split's columns (memory-mapped ``features/train`` cache, read
       by row batches: ``y`` [M], ``y_i`` [M,n], ...), or None when it is not cached.
+    sanity: the sanity stage's product (``run.sanity.SanityResult``: ``explainer``, ``test``,
+      ``layers``, ``variant``), or None when the stage is off.
   """
 
   config: Any
@@ -58,6 +61,7 @@ class EvalContext:
   test_src: Any = None
   ordinary: tuple | None = None
   train: dict | None = None
+  sanity: Any = None
 
   @property
   def batch_size(self) -> int:

@@ -23,7 +23,7 @@ import platform
 import jax
 import numpy as np
 
-from xplain_jax import explain, metrics
+from xplain_jax.core import explain, metrics
 from xplain_jax.evaluators import common
 
 

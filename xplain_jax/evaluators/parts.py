@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import gradcam, parts
+from xplain_jax.core import gradcam, parts
 from xplain_jax.errors import ConfigError, DataError
 from xplain_jax.evaluators import common
 from xplain_jax.evaluators import explainer as explainer_eval

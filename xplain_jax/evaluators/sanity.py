@@ -1,11 +1,11 @@
 """The "sanity" evaluator: model randomisation (Adebayo et al. 2018) on the run's performer.
 
-The stage ``sanity`` (``train.sanity.run_sanity``) re-initialises the performer's layers above
+The stage ``sanity`` (``run.sanity.run_sanity``) re-initialises the performer's layers above
 the explained feature (``config.evals.sanity.layers``, comma-separated; "" = those above
 ``fc6`` for Case 2, above ``top_conv`` for Case 1), featurizes the splits with that performer
 into memory-mapped caches and trains the prior explainer on it with the run's settings and key
 (checkpointed in ``workdir/sanity``, so it resumes after a kill and is restored when finished).
-This evaluator compares that explainer's contributions on the test split with those of the
+This evaluator reads that stage's product (``EvalContext.sanity``) and compares that explainer's contributions on the test split with those of the
 run's prior explainer, image by image.
 
 Metrics: ``sanity.randomized_performer_similarity`` (mean per-image Spearman of |contributions|
@@ -22,15 +22,17 @@ import numpy as np
 from xplain_jax import fidelity
 from xplain_jax.evaluators import common
 from xplain_jax.fidelity import sanity as fidelity_sanity
-from xplain_jax.train import sanity as sanity_stage
+from xplain_jax.errors import ConfigError
 
 
 def evaluate(ctx: common.EvalContext, cfg) -> common.EvalOutput:
   """The metrics and arrays described in the module docstring; ``cfg`` is
   ``config.evals.sanity``."""
-  variant = sanity_stage.VARIANT
-  result = sanity_stage.run_sanity(ctx.config, ctx.spec, workdir=ctx.workdir, mesh=ctx.mesh,
-                                   perf=ctx.perf, perf_vars=ctx.perf_vars, test_src=ctx.test_src)
+  result = ctx.sanity
+  if result is None:
+    raise ConfigError("the sanity evaluator needs the sanity stage's explainer; run it with "
+                      "config.evals.sanity.enabled=True and 'evaluate' in config.stages.")
+  variant = result.variant
   test = result.test
   alpha = result.explainer.alpha(test["feat"], batch_size=ctx.batch_size)
   contrib = (alpha * np.asarray(test["y_i"])).astype(np.float32)

@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import shapes
+from xplain_jax.core import shapes
 from xplain_jax.errors import ConfigError, DataError
 
 Array = jax.Array

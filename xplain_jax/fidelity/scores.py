@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import metrics, shapes
+from xplain_jax.core import metrics, shapes
 from xplain_jax.errors import DataError
 
 Array = jax.Array

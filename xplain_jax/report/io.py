@@ -9,7 +9,8 @@ import os
 
 import numpy as np
 
-from xplain_jax import checkpoint, stages
+from xplain_jax.infra import checkpoint
+from xplain_jax.spec import stages
 from xplain_jax.errors import CheckpointError, DamagedFileError
 
 # Training stages drawn first, in this order.

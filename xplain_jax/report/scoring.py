@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from xplain_jax import explain
+from xplain_jax.core import explain
 
 TITLE = "Accuracy and where the threshold τ was chosen"
 

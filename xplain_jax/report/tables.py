@@ -12,7 +12,7 @@ import math
 
 import numpy as np
 
-from xplain_jax import explain
+from xplain_jax.core import explain
 
 # Known metrics, in the order of the paper's tables.
 METRIC_ORDER = ("entropy", "accuracy", "relative_deviation",

@@ -19,8 +19,10 @@ import json
 import os
 from typing import Sequence
 
-from xplain_jax import stages, utils, validate
-from xplain_jax import workdir as workdir_lib
+from xplain_jax.spec import stages
+from xplain_jax import utils
+from xplain_jax.run import validate
+from xplain_jax.run import workdir as workdir_lib
 from xplain_jax.errors import ConfigError, WorkdirBusyError
 from xplain_jax.study import grid as grid_lib
 from xplain_jax.study import runner as runner_lib

@@ -9,7 +9,7 @@ fields then go into the config argument instead of ``--config.FIELD=VALUE`` over
 
 Performer sharing rule: two runs share one trained performer exactly when their config file
 and argument are equal and their overrides differ only in fields outside the identities of the
-``performer`` and ``features`` stages (``xplain_jax.stages``): the explainer's own fields, the
+``performer`` and ``features`` stages (``xplain_jax.spec.stages``): the explainer's own fields, the
 evaluators', the stages to run, where the data lives, ... The featurizer's fields
 (``stages.FEATURIZER_FIELDS``) decide what is cached in ``features/`` and so count as
 performer-side, as do the seeds, the data and the performer's fields.
@@ -21,7 +21,8 @@ import dataclasses
 import itertools
 import re
 
-from xplain_jax import stages, utils
+from xplain_jax.spec import stages
+from xplain_jax import utils
 
 _TEMPLATE = re.compile(r"\{([A-Za-z0-9_.]+)\}")
 

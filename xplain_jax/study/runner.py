@@ -32,8 +32,8 @@ import threading
 import time
 from typing import Callable, Sequence
 
-from xplain_jax import stages
-from xplain_jax import workdir as workdir_lib
+from xplain_jax.spec import stages
+from xplain_jax.run import workdir as workdir_lib
 from xplain_jax.study import grid as grid_lib
 
 SHARED_FROM = "shared_from.json"

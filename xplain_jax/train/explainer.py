@@ -23,7 +23,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import explain, featurizers, losses, metrics, stages
+from xplain_jax.core import explain, losses, metrics
+from xplain_jax.train import featurizers
+from xplain_jax.spec import stages
 from xplain_jax.errors import ConfigError
 from xplain_jax.train import loop
 from xplain_jax.train import start as start_lib

@@ -43,7 +43,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import featurizers, fidelity, parallel
+from xplain_jax.train import featurizers
+from xplain_jax import fidelity
+from xplain_jax.infra import parallel
 from xplain_jax.data import feature_cache, scenes
 from xplain_jax.data.input_pipeline import Loader
 from xplain_jax.errors import ConfigError, DataError

@@ -19,7 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from xplain_jax import checkpoint, optim, parallel
+from xplain_jax.infra import checkpoint, parallel
+from xplain_jax.train import optim
 from xplain_jax.errors import ConfigError
 from xplain_jax.data.prefetch import prefetch_to_mesh
 from xplain_jax.train import preemption

@@ -13,7 +13,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from xplain_jax import losses, models, optim, stages
+from xplain_jax.core import losses
+from xplain_jax import models
+from xplain_jax.train import optim
+from xplain_jax.spec import stages
 from xplain_jax.train import loop
 from xplain_jax.train import state as state_lib
 

@@ -1,4 +1,4 @@
-"""Train state as a plain pytree and jitted-step plumbing (optimisers: ``xplain_jax.optim``)."""
+"""Train state as a plain pytree and jitted-step plumbing (optimisers: ``xplain_jax.train.optim``)."""
 
 from __future__ import annotations
 

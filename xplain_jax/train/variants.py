@@ -14,9 +14,10 @@ import jax
 
 import ml_collections
 
-from xplain_jax import config_base, utils
+from xplain_jax.spec import config_base
+from xplain_jax import utils
 from xplain_jax.errors import ConfigError
-from xplain_jax.stages import VARIANTS, is_field
+from xplain_jax.spec.stages import VARIANTS, is_field
 
 
 @dataclasses.dataclass(frozen=True)

@@ -14,7 +14,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from xplain_jax import models, optim
+from xplain_jax import models
+from xplain_jax.train import optim
 from xplain_jax.train import start as start_lib
 from xplain_jax.train import state as state_lib
 

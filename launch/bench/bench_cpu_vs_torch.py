@@ -1,0 +1,354 @@
+r"""This project's training steps against a torch eager implementation of the same maths, on CPU.
+
+Three steps are timed side by side in one process, in this project's code (the real builders,
+jitted as the trainer jits them) and in plain torch eager (same layers, shapes, batch, float32,
+Adam):
+
+- ``performer``: the performer's training step of ``--config`` (the main job's by default):
+  forward, logistic loss, backward, Adam;
+- ``explainer_case2``: the explainer's step on cached feature maps of the same config (Case 2:
+  the ResNet weight network g on the performer's "top_conv" map, distillation + MSE prior loss);
+- ``explainer_digits``: the explainer's step of the own-model digits case (Case 1: maps
+  [64,8,8,32], ResNet-10 of width 32, softplus α, cross-entropy prior; ``DIGITS``).
+
+Each repeat times ``--steps`` steps back to back in each framework, interleaved so that a change
+of load hits both; min and median over ``--repeats`` are printed with their ratio (this project's
+ms per step ÷ torch's: below 1 is faster). torch gets as many threads as XLA:CPU uses.
+
+  python launch/bench/bench_cpu_vs_torch.py [--config=configs/synthetic.py[:tiny]] [--repeats=10]
+  python launch/bench/bench_cpu_vs_torch.py --config=configs/synthetic.py:tiny --quick   # seconds
+
+Results: docs/scaling.md ("CPU against torch eager").
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+import types
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# torch's OpenMP threads wait passively (read when torch loads): libgomp's default spinning, on a
+# CPU shared with other jobs, measured ~100 ms per parallel op instead of ~1 ms here.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import bench_step  # noqa: E402
+import run  # noqa: E402
+from xplain_jax.spec import config_base  # noqa: E402
+from xplain_jax import data, models
+from xplain_jax.models import flops
+from xplain_jax.train import optim
+from xplain_jax.infra import parallel
+from xplain_jax.models import resnet  # noqa: E402
+from xplain_jax.train import explainer, loop  # noqa: E402
+from xplain_jax.train import features as features_lib  # noqa: E402
+from xplain_jax.train import performer as performer_lib  # noqa: E402
+from xplain_jax.train import state as state_lib  # noqa: E402
+
+# The own-model digits case (examples/own_model_digits.py through api.fit_explainer's defaults):
+# map [B,8,8,32], ResNet-10 of width 32, batch 64, Adam 1e-3, Case 1 (β = 10).
+DIGITS = dict(map_shape=(8, 8, 32), depth=10, width=32, batch=64, learning_rate=1e-3, beta=10.0)
+DEFAULTS = dict(repeats=10, steps=5, warmup=3)
+QUICK = dict(repeats=3, steps=2, warmup=1)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+  p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+  p.add_argument("--config", default="configs/synthetic.py", help="FILE[:ARG], the main job's")
+  p.add_argument("--repeats", type=int, help=f"timed repeats, min and median kept ({DEFAULTS})")
+  p.add_argument("--steps", type=int, help="steps per repeat (their mean is one time)")
+  p.add_argument("--warmup", type=int, help="untimed steps after compiling")
+  p.add_argument("--torch_threads", type=int, default=0,
+                 help="torch's intra-op threads (0: as many as XLA:CPU uses)")
+  p.add_argument("--quick", action="store_true", help=f"a smoke run, unset flags from {QUICK}")
+  args = p.parse_args(argv)
+  for name, value in (QUICK if args.quick else DEFAULTS).items():
+    if getattr(args, name) is None:
+      setattr(args, name, value)
+  return args
+
+
+class TorchPerformer(torch.nn.Module):
+  """The performer of ``module.layers()`` (conv/ReLU/max-pool stack, fc6-fc8) in NCHW."""
+
+  def __init__(self, module, num_outputs: int, image_size: int):
+    super().__init__()
+    self.specs, self.flax = module.layers(), module
+    if any(s.lrn for s in self.specs) or module.interpretable or module.added_layer:
+      raise ValueError("the torch performer has no LRN, mask or added layer; pick a plain VGG.")
+    chans = [3] + [s.features for s in self.specs]
+    self.convs = torch.nn.ModuleList(
+        torch.nn.Conv2d(chans[i], s.features, s.kernel, s.stride, s.padding)
+        for i, s in enumerate(self.specs))
+    with torch.no_grad():
+      flat = self.trunk(torch.zeros(1, 3, image_size, image_size)).shape[1]
+    self.fc6 = torch.nn.Linear(flat, module.fc_features)
+    self.fc7 = torch.nn.Linear(module.fc_features, module.fc_features)
+    self.fc8 = torch.nn.Linear(module.fc_features, num_outputs)
+
+  def trunk(self, x):
+    for s, conv in zip(self.specs, self.convs):
+      x = F.relu(conv(x))
+      if s.pool_window:
+        x = F.max_pool2d(x, s.pool_window, s.pool_stride, ceil_mode=s.pool_ceil)
+    if self.flax.global_max_pool:
+      x = torch.amax(x, dim=(2, 3), keepdim=True)
+    elif self.flax.pooled:
+      x = F.adaptive_avg_pool2d(x, self.flax.pooled)
+    return x.flatten(1)
+
+  def forward(self, x):
+    drop = lambda h: F.dropout(F.relu(h), self.flax.dropout_rate, self.training)
+    return self.fc8(drop(self.fc7(drop(self.fc6(self.trunk(x))))))
+
+
+class TorchBlock(torch.nn.Module):
+  """``resnet.ResNetBlock``: two 3x3 convs (no bias) + BN, projected shortcut on a change."""
+
+  def __init__(self, cin: int, cout: int, stride: int, momentum: float, eps: float):
+    super().__init__()
+    bn = lambda c: torch.nn.BatchNorm2d(c, eps=eps, momentum=1 - momentum)
+    self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
+    self.bn1, self.bn2 = bn(cout), bn(cout)
+    self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
+    torch.nn.init.zeros_(self.bn2.weight)
+    self.proj = None
+    if stride != 1 or cin != cout:
+      self.proj = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
+
+  def forward(self, x):
+    y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+    return F.relu((x if self.proj is None else self.proj(x)) + y)
+
+
+class TorchWeightNet(torch.nn.Module):
+  """``resnet.WeightNet`` with basic blocks (depths 10, 18, 34) in NCHW; padding k // 2 gives
+  SAME's output sizes (and FLOPs) at every stride."""
+
+  def __init__(self, g, map_shape: tuple):
+    super().__init__()
+    if g.block_cls is not resnet.ResNetBlock or g.coords or g.head_channels is not None:
+      raise ValueError("the torch weight net has basic blocks only, no coords or head conv.")
+    self.positive = g.positive
+    kernel, stride = resnet.STEMS[g.stem]
+    bn_args = dict(eps=g.bn_epsilon, momentum=1 - g.bn_momentum)
+    self.stem = torch.nn.Sequential(
+        torch.nn.Conv2d(map_shape[-1], g.width, kernel, stride, kernel // 2, bias=False),
+        torch.nn.BatchNorm2d(g.width, **bn_args), torch.nn.ReLU())
+    blocks, cin = [], g.width
+    for i, size in enumerate(g.stage_sizes):
+      for j in range(size):
+        cout = g.width * 2 ** i
+        blocks.append(TorchBlock(cin, cout, 2 if i > 0 and j == 0 else 1, g.bn_momentum,
+                                 g.bn_epsilon))
+        cin = cout
+    self.blocks = torch.nn.Sequential(*blocks)
+    with torch.no_grad():
+      flat = self.blocks(self.stem(torch.zeros(2, map_shape[-1], *map_shape[:2]))).flatten(1)
+    self.head = torch.nn.Linear(flat.shape[1], g.num_outputs)
+
+  def forward(self, x):
+    y = self.head(self.blocks(self.stem(x)).flatten(1))
+    return F.softplus(y) if self.positive else y
+
+
+def torch_prior_loss(alpha, w, kind: str, eps: float = 1e-12):
+  """``losses.prior_loss`` (every row valid): CE of L1-normalised or MSE of L2-normalised rows."""
+  order = 1 if kind == "cross_entropy" else 2
+  unit = lambda v: v / torch.linalg.vector_norm(v, order, dim=-1, keepdim=True).clamp_min(1e-30)
+  if kind == "cross_entropy":
+    return -(unit(w) * torch.log(unit(alpha).clamp_min(eps))).sum(-1).mean()
+  return (unit(alpha) - unit(w)).square().sum(-1).mean()
+
+
+def torch_step_fn(net, loss_fn, schedule, extra_params=()):
+  """An eager training step: ``loss_fn()`` (over ``net``), backward, Adam at ``schedule(step)``."""
+  params = list(net.parameters()) + list(extra_params)
+  opt = torch.optim.Adam(params, lr=float(schedule(0)))
+  counter = {"step": 0}
+
+  def step():
+    for group in opt.param_groups:
+      group["lr"] = float(schedule(counter["step"]))
+    opt.zero_grad(set_to_none=True)
+    loss = loss_fn()
+    loss.backward()
+    opt.step()
+    counter["step"] += 1
+    return loss.detach()
+  return step
+
+
+def nchw(x: np.ndarray) -> torch.Tensor:
+  return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
+
+
+def jax_step_fn(step_fn, state, batch, mesh, consts=()):
+  """The step jitted as the trainer jits it (``loop.jit_step``), compiled; returns
+  ``(call, compile seconds, XLA's FLOPs per step)``."""
+  state, batch = parallel.replicate(state, mesh), parallel.to_global(batch, mesh)
+  rng = jax.random.PRNGKey(0)
+  t0 = time.perf_counter()
+  compiled = loop.jit_step(step_fn, mesh, num_consts=len(consts)).lower(
+      state, batch, rng, *consts).compile()
+  seconds, holder = time.perf_counter() - t0, {"state": state}
+
+  def call():
+    holder["state"], metrics = compiled(holder["state"], batch, rng, *consts)
+    return metrics["loss"]
+  return call, seconds, flops.xla_flops(compiled, mesh.devices.size)
+
+
+def performer_pair(config, mesh, host: np.random.Generator) -> types.SimpleNamespace:
+  """The performer's step of ``config`` in both frameworks, on the same random batch."""
+  spec, p = data.get_spec(config), config.performer
+  module = performer_lib.build_performer(config, spec)
+  b, s, n = p.batch_size, config.dataset.image_size, len(spec.output_names)
+  steps_per_epoch = config.dataset.num_train // b
+  batch = {"image": host.standard_normal((b, s, s, 3), np.float32),
+           "labels": (host.random((b, n)) > 0.5).astype(np.float32), "mask": np.ones(b, bool)}
+  optimizer = optim.make_optimizer(p.optimizer, total_steps=p.num_epochs * steps_per_epoch)
+  params, stats = state_lib.split_variables(
+      performer_lib.init_variables(module, s, jax.random.PRNGKey(0)))
+  step = performer_lib.make_train_step(module, optimizer, filter_loss_weight=p.filter_loss_weight,
+                                       steps_per_epoch=steps_per_epoch,
+                                       filter_schedule=p.filter_loss_schedule)
+  call, compile_s, xla = jax_step_fn(step, state_lib.create_state(params, stats, optimizer),
+                                     batch, mesh)
+  net = TorchPerformer(module, n, s).train()
+  images, labels = nchw(batch["image"]), torch.from_numpy(batch["labels"])
+  schedule = optim.learning_rate_schedule(p.optimizer, total_steps=p.num_epochs * steps_per_epoch)
+  t_step = torch_step_fn(net, lambda: F.binary_cross_entropy_with_logits(net(images), labels),
+                         schedule)
+  return types.SimpleNamespace(name="performer", shape=f"images [{b},{s},{s},3] -> {n} logits",
+                               jax=call, torch=t_step, compile_s=compile_s, flops=xla)
+
+
+def explainer_pair(name: str, g, feats: dict, *, prior_kind: str, beta: float, optimizer_config,
+                   steps_per_epoch: int, mesh) -> types.SimpleNamespace:
+  """The explainer's cached-features step (``explainer.make_train_step``) in both frameworks.
+
+  Args:
+    feats: host arrays ``feat`` [B,H,W,C], ``y`` [B], ``y_i`` [B,n], ``w`` [B,n] float32.
+  """
+  b, (h, wd, c) = feats["feat"].shape[0], feats["feat"].shape[1:]
+  optimizer = optim.make_optimizer(optimizer_config, total_steps=steps_per_epoch)
+  params, stats = explainer.init_params(g, feats["feat"].shape, jax.random.PRNGKey(0))
+  step = explainer.make_train_step(g, optimizer, beta=beta, steps_per_epoch=steps_per_epoch,
+                                   prior_kind=prior_kind)
+  call, compile_s, xla = jax_step_fn(step, state_lib.create_state(params, stats, optimizer),
+                                     {**feats, "mask": np.ones(b, bool)}, mesh, consts=({},))
+  net = TorchWeightNet(g, feats["feat"].shape[1:]).train()
+  bias, x = torch.zeros((), requires_grad=True), nchw(feats["feat"])
+  y, y_i, w = (torch.from_numpy(feats[k]) for k in ("y", "y_i", "w"))
+  lam = beta  # λ = β/√t at t = 1, as the JAX step has it in its first epoch
+
+  def loss():
+    alpha = net(x)
+    y_hat = (alpha * y_i).sum(-1) + bias
+    return (y - y_hat).square().mean() + lam * torch_prior_loss(alpha, w, prior_kind)
+  schedule = optim.learning_rate_schedule(optimizer_config, total_steps=steps_per_epoch)
+  return types.SimpleNamespace(
+      name=name, shape=f"maps [{b},{h},{wd},{c}], ResNet stages {tuple(g.stage_sizes)} of "
+                       f"width {g.width}, n={feats['w'].shape[1]}",
+      jax=call, torch=torch_step_fn(net, loss, schedule, (bias,)), compile_s=compile_s, flops=xla)
+
+
+def random_features(host, shape: tuple, n: int, *, signed: bool) -> dict:
+  """Cached features with the signs the case gives: maps ≥ 0; y_i, w signed in Case 2."""
+  sign = (lambda v: v) if signed else np.abs
+  b = shape[0]
+  return {"feat": np.abs(host.standard_normal(shape, np.float32)),
+          "y": host.standard_normal(b, np.float32),
+          "y_i": sign(host.standard_normal((b, n), np.float32)),
+          "w": sign(host.standard_normal((b, n), np.float32))}
+
+
+def case2_pair(config, mesh, host) -> types.SimpleNamespace:
+  """The config's explainer step on cached features of its performer's map (shapes by
+  ``jax.eval_shape`` of the real featurizer)."""
+  spec, e = data.get_spec(config), config.explainer
+  module = performer_lib.build_performer(config, spec)
+  s = config.dataset.image_size
+  featurize = features_lib.make_featurizer(module, spec, prior_method=e.prior_method,
+                                            clip_prior=e.clip_prior, feature=e.feature)
+  perf_vars = jax.eval_shape(lambda r: performer_lib.init_variables(module, s, r),
+                             jax.random.PRNGKey(0))
+  images = jax.ShapeDtypeStruct((e.batch_size, s, s, 3), jnp.float32)
+  shapes = jax.eval_shape(featurize, perf_vars, images)
+  n = shapes["y_i"].shape[-1]
+  g = explainer.build_weight_net(config, n)
+  feats = random_features(host, shapes["feat"].shape, n, signed=not e.positive)
+  return explainer_pair(f"explainer_{'case2' if e.case == 'shared_feature' else 'case1'}", g,
+                        feats, prior_kind=e.prior_kind, beta=e.beta,
+                        optimizer_config=e.optimizer, mesh=mesh,
+                        steps_per_epoch=config.dataset.num_train // e.batch_size)
+
+
+def digits_pair(mesh, host) -> types.SimpleNamespace:
+  """The own-model digits case's Case-1 explainer step (``DIGITS``)."""
+  d, n = DIGITS, DIGITS["map_shape"][-1]
+  g = models.get_weight_net(d["depth"], num_outputs=n, positive=True, width=d["width"])
+  feats = random_features(host, (d["batch"],) + d["map_shape"], n, signed=False)
+  return explainer_pair("explainer_digits", g, feats, prior_kind="cross_entropy", beta=d["beta"],
+                        optimizer_config=config_base.optimizer("adam", d["learning_rate"]),
+                        steps_per_epoch=1, mesh=mesh)
+
+
+def time_pair(pair, *, repeats: int, steps: int, warmup: int) -> dict:
+  """ms per step of both sides: ``repeats`` times ``steps`` steps each, the sides interleaved."""
+  times = {"jax": [], "torch": []}
+  for side in times:
+    bench_step.ms_per_call(getattr(pair, side), warmup=warmup, steps=1)
+  for _ in range(repeats):
+    for side in times:
+      times[side].append(bench_step.ms_per_call(getattr(pair, side), warmup=0, steps=steps))
+  return {side: (min(t), statistics.median(t)) for side, t in times.items()}
+
+
+def report_lines(pair, t: dict) -> list[str]:
+  (jmin, jmed), (tmin, tmed) = t["jax"], t["torch"]
+  rate = lambda ms: f"{pair.flops / ms / 1e6:.1f}" if pair.flops else "?"
+  return [f"{pair.name}: {pair.shape}",
+          f"  xplain_jax  min {jmin:9.2f} ms  median {jmed:9.2f} ms  ({rate(jmin)} GFLOP/s at min;"
+          f" compile {pair.compile_s:.1f} s)",
+          f"  torch eager min {tmin:9.2f} ms  median {tmed:9.2f} ms  ({rate(tmin)} GFLOP/s at min)",
+          f"ratio {pair.name}: {jmin / tmin:.2f} (min), {jmed / tmed:.2f} (median)"]
+
+
+def main(argv=None) -> dict:
+  """Builds, times and prints every step; returns ``{name: (ratio of minima, of medians)}``."""
+  args = parse_args(argv)
+  threads = len(os.sched_getaffinity(0))  # the CPUs XLA:CPU's thread pool is sized to
+  torch.set_num_threads(args.torch_threads or threads)
+  config = run.load_config(args.config)
+  mesh = parallel.make_mesh(1)
+  host = np.random.default_rng(0)
+  wait = os.environ.get("OMP_WAIT_POLICY")
+  print(f"{jax.devices()[0].device_kind} x{threads} CPUs: XLA:CPU uses {threads} threads, "
+        f"torch.set_num_threads({torch.get_num_threads()}) with OMP_WAIT_POLICY={wait} (torch "
+        f"{torch.__version__}, jax {jax.__version__}); --config={args.config}, {args.repeats} "
+        f"repeats of {args.steps} steps after {args.warmup} warm-up steps; float32; GFLOP/s "
+        "from XLA's count of the step", flush=True)
+  ratios = {}
+  for build in (lambda: performer_pair(config, mesh, host), lambda: case2_pair(config, mesh, host),
+                lambda: digits_pair(mesh, host)):
+    pair = build()
+    t = time_pair(pair, repeats=args.repeats, steps=args.steps, warmup=args.warmup)
+    print("\n".join(report_lines(pair, t)), flush=True)
+    ratios[pair.name] = (t["jax"][0] / t["torch"][0], t["jax"][1] / t["torch"][1])
+  return ratios
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,394 @@
+"""Explain your own model: featurize a dataset, fit an explainer, evaluate it, write a report.
+
+No config and no workdir layout are needed; the pipeline's stages call the same functions
+(``train.explainer.fit_weight_net``, ``evaluators.explainer.evaluate_arrays``). A complete Case-2
+example (``model``, ``variables``, ``images`` and ``labels`` are the user's)::
+
+    from xplain_jax import api
+    from xplain_jax.train import featurizers
+
+    def features(images):                     # (map for g, shared feature h)
+      _, inter = model.apply(variables, images, train=False)
+      return inter["conv"], inter["hidden"]
+    head = lambda h: model.apply(variables, h, method=model.head)   # h -> logits [B,K]
+    fz = featurizers.shared_feature_featurizer(features, head, target=0, concepts=[1, 2, 3])
+    data = api.featurize_dataset(fz, images)
+    explainer = api.fit_explainer(data, case="shared_feature")
+    print(api.evaluate({"prior": explainer}, data, labels=labels))
+    print(explainer.explain(data["feat"][:2], data["y_i"][:2], names=["a", "b", "c"]))
+    api.write_report("report_dir", {"prior": explainer}, data, labels=labels)
+
+Every input is checked before any work (``api_checks``: one-line ``ConfigError``s), and a fit
+into a ``workdir`` is keyed by its run identity (another fit there is refused; the same one
+loads in about a second).
+
+References:
+  docs/method.md sections 1-5.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Mapping, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from xplain_jax.api import guards
+from xplain_jax import data as data_lib
+from xplain_jax.core import metrics as metrics_lib
+from xplain_jax.infra import compile_cache, parallel
+from xplain_jax import models
+from xplain_jax.spec import stages as stages_lib
+from xplain_jax.errors import ConfigError
+from xplain_jax import evaluators
+from xplain_jax.evaluators import explainer as evaluate_lib
+from xplain_jax.train import explainer as explainer_lib
+from xplain_jax.train import start as start_lib
+from xplain_jax.train import variants as variants_lib
+
+Explainer = explainer_lib.Explainer
+CASES = {"filter": ("cross_entropy", True, 10.0), "shared_feature": ("mse", False, 0.2)}
+FEATURE_KEYS = explainer_lib.FEATURE_KEYS
+# A pipeline variant's settings for the API (the variant table on the default explainer block).
+variant_settings = variants_lib.default_settings
+# evaluate's fidelity settings (the pipeline's config.evals.fidelity defaults).
+FIDELITY_DEFAULTS = dict(fidelity=True, effects=None, counterfactual=None, head=None, train=None,
+                         num_resamples=1000, sign_threshold=0.05, deletion_steps=16,
+                         ig_steps=32, seed=0)
+# (largest H·W of the map, depth, width) of the default weight network g: a small map gets a
+# small network (the first row that fits is used; larger maps get the last).
+WEIGHT_NET_SIZES = ((256, 10, 32), (None, 18, 32))
+
+
+class Features(dict):
+  """``featurize_dataset``'s arrays (a plain dict of them) that remember their featurizer
+  (``.featurizer``), so that ``evaluate`` can delete filters and score counterfactuals."""
+
+  featurizer = None
+
+
+def featurize_dataset(featurize: Callable, images, *, batch_size: int = 64) -> Features:
+  """Runs a featurizer (``xplain_jax.train.featurizers``) over images, batch by batch.
+
+  Args:
+    featurize: ``images [B,S,S,3] -> {"feat", "y", "y_i", "w"}``.
+    images: [N,S,S,3] array (any array-like with ``len`` and slicing); NaN or Inf pixels are
+      refused (a jitted model would turn them into finite features silently).
+    batch_size: images per call (the last batch may be smaller).
+
+  Returns:
+    ``Features``: host numpy arrays ``{"feat": [N,H,W,C], "y": [N], "y_i": [N,n], "w": [N,n]}``
+    (plus the featurizer's extra keys, e.g. ``"x"``).
+  """
+  compile_cache.enable()
+  if images is None or len(images) == 0:
+    raise ConfigError("featurize_dataset got no images; pass an array [N,S,S,3] with N > 0.")
+  if int(batch_size) < 1:
+    raise ConfigError(f"batch_size={batch_size}; use at least 1.")
+  fn = jax.jit(featurize)
+  parts = []
+  for i in range(0, len(images), batch_size):
+    batch = np.asarray(images[i:i + batch_size])
+    guards.check_input_batch(batch, i)
+    parts.append(jax.device_get(fn(batch)))
+  out = Features({k: np.concatenate([np.asarray(p[k], np.float32) for p in parts])
+                  for k in parts[0]})
+  out.featurizer = featurize
+  return guards.check_features(out)
+
+
+def default_weight_net(feat_shape: Sequence[int]) -> tuple[int, int]:
+  """``(depth, width)`` of the default g for a map [N,H,W,C] (``WEIGHT_NET_SIZES``)."""
+  cells = int(feat_shape[1]) * int(feat_shape[2])
+  for limit, depth, width in WEIGHT_NET_SIZES:
+    if limit is None or cells <= limit:
+      return depth, width
+  raise AssertionError("WEIGHT_NET_SIZES must end with a row without limit")
+
+
+def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_feature",
+                  beta: float | None = None, prior_kind: str | None = None,
+                  positive: bool | None = None, depth: int | None = None,
+                  width: int | None = None, stem: str = "paper", epochs: int = 50,
+                  batch_size: int = 64, optimizer: str = "adam", learning_rate: float = 1e-3,
+                  schedule: str = "constant", grad_clip: float = 0.0,
+                  weight_decay: float = 0.0, alpha_scale: float | str = "auto",
+                  seed: int = 0, workdir: str | None = None, name: str = "explainer",
+                  log_every: int = 100, variant: str | None = None,
+                  start: str | None = None, consistency_weight: float | None = None,
+                  scaled_bias: bool | None = None, coords: bool = False,
+                  ridge: bool = True) -> Explainer:
+  """Fits ``ŷ = Σ α_i y_i + b`` to featurized arrays by distillation with the prior loss.
+
+  Args:
+    features: ``{"feat": [N,H,W,C], "y": [N], "y_i": [N,n], "w": [N,n]}`` (host arrays,
+      e.g. from ``featurize_dataset``).
+    case: ``"filter"`` (Case 1: cross-entropy prior, softplus α, β = 10 by default) or
+      ``"shared_feature"`` (Case 2: MSE prior, signed α, β = 0.2), as in the paper.
+    beta: β of λ(t) = β/√t; 0 trains the paper's baseline.
+    prior_kind, positive: override the case's prior form and α's sign constraint.
+    depth, width, stem: the ResNet weight network g (``models.get_weight_net``); depth and
+      width default to a size fitted to the map (``default_weight_net``: ResNet-10 of width 32
+      for maps of at most 16×16 cells, ResNet-18 above); stem "paper" (7x7/2) or "small"
+      (3x3/1).
+    epochs, batch_size, optimizer, learning_rate, schedule, grad_clip, weight_decay: training.
+    alpha_scale: ``"auto"`` scales g's output so that Σ α_i y_i starts with y's spread (Case-1
+      filter sums can be in the hundreds, Case-2 logits of a fresh model vary by 0.01); a
+      finite number > 0 fixes it (1.0: none, the paper's form and the pipeline's). The prior
+      losses and the entropy do not depend on this scale.
+    seed: the key of g's initialisation (b starts at mean(y) − mean(Σ α⁰_i y_i), so ŷ starts
+      centred on y).
+    workdir: where checkpoints, logs and the trained explainer go, in ``workdir/name``; a
+      rerun of the same fit (same arrays and settings) resumes it, or loads it when finished;
+      a different fit there is refused (pass another workdir or name). None: nothing on disk.
+    name: the stage name used for logs and checkpoints.
+    log_every: steps between console log lines.
+    variant: one of the pipeline's explainer variants (``stages.VARIANTS``: ``"baseline"``,
+      ``"prior"``, ``"ls_start"``, ``"faithful"``), taking that variant's settings (β, start,
+      consistency weight, scaled bias; ``faithful`` also its signed α and MSE prior form) as
+      the pipeline does with its default config; the arguments below, when given, override
+      them. None: the ``"prior"`` variant.
+    start: ``"paper"`` (g's own start), ``"least_squares"`` (α = α_ls + g(feat) with g's
+      last layer at 0 and b from b_ls, the ridge-regularised fit of y on (y_i, 1), α ≥ 0 with
+      positive α) or ``"target"`` (each concept's own fit of ``features["t"]``, b at
+      ``features["y0"]`` when given, else the intercept); ``train.start``. Additions to the
+      paper.
+    consistency_weight: weight of the consistency term Σ_k (α_k y_k − t_k)², pulling the
+      contributions toward the model's own effects ``features["t"]`` [N,n] (e.g. a Case-1
+      featurizer built with ``target="deletion"``); 0 (the paper) needs no ``"t"``. An addition
+      to the paper.
+    scaled_bias: b = b₀ + std(y)·b_raw, so b moves at y's scale (``train.start.bias_variables``);
+      False: the paper's plain scalar.
+    coords: append two coordinate channels to g's input (``models.WeightNet.coords``).
+    ridge: the ``"least_squares"`` start is ridge-regularised (False: the plain fit, which can
+      start at large cancelling contributions; docs/own_model.md).
+
+  Returns:
+    An ``Explainer`` with ``alpha``, ``predict``, ``contributions`` and ``explain``.
+  """
+  compile_cache.enable()
+  if case not in CASES:
+    raise ConfigError(f"case={case!r}; use 'filter' (Case 1) or 'shared_feature' (Case 2).")
+  default_kind, default_positive, default_beta = CASES[case]
+  chosen = variant_settings(variant or "prior", beta=default_beta)
+  beta = chosen.beta if beta is None else beta    # checked by check_settings below
+  start = chosen.start if start is None else start
+  consistency_weight = (chosen.consistency_weight if consistency_weight is None
+                        else consistency_weight)
+  scaled_bias = chosen.scaled_bias if scaled_bias is None else bool(scaled_bias)
+  if start not in start_lib.STARTS:
+    raise ConfigError(f"start={start!r}; use one of {list(start_lib.STARTS)}.")
+  if not isinstance(consistency_weight, (int, float)) or not np.isfinite(
+      consistency_weight) or consistency_weight < 0:
+    raise ConfigError(f"consistency_weight={consistency_weight}; use a finite weight >= 0 "
+                      "(0: the paper's loss).")
+  wants_t = consistency_weight > 0 or start == "target"
+  if wants_t and (not isinstance(features, Mapping) or "t" not in features
+                  or np.shape(features["t"]) != np.shape(features["y_i"])
+                  or not np.all(np.isfinite(np.asarray(features["t"], float)))):
+    why = f"variant={variant!r}" if variant else (
+        "start='target'" if start == "target" else "consistency_weight > 0")
+    raise ConfigError(f"{why} needs finite features['t'] [N,n], the model's own per-concept "
+                      "effects, beside y_i: featurize with a consistency target (e.g. "
+                      "featurizers.filter_featurizer(..., target='deletion')).")
+  if variant is not None:   # the variant's own sign and prior form where it sets them
+    default_kind = chosen.prior_kind if not stages_lib.is_field(
+        stages_lib.VARIANTS[variant].prior_kind) else default_kind
+    default_positive = chosen.positive if not stages_lib.is_field(
+        stages_lib.VARIANTS[variant].positive) else default_positive
+  prior_kind = default_kind if prior_kind is None else prior_kind
+  positive = default_positive if positive is None else bool(positive)
+  alpha_scale = guards.check_alpha_scale(alpha_scale)
+  feats = guards.check_features(features)
+  n_images = len(feats["y"])
+  guards.check_settings(feats, prior_kind=prior_kind, positive=positive, beta=beta,
+                        batch_size=batch_size, epochs=epochs, case=case,
+                        learning_rate=learning_rate, grad_clip=grad_clip,
+                        weight_decay=weight_decay, seed=seed, log_every=log_every,
+                        optimizer=optimizer, schedule=schedule)
+  beta = float(beta)
+  auto_depth, auto_width = default_weight_net(feats["feat"].shape)
+  net = dict(depth=int(depth or auto_depth), width=int(width or auto_width), stem=stem,
+             positive=positive and start == "paper", num_outputs=int(feats["y_i"].shape[1]),
+             **({"coords": True} if coords else {}))
+  ident = None
+  if workdir is not None:
+    settings = dict(net, case=case, beta=beta, prior_kind=prior_kind, epochs=epochs,
+                    batch_size=batch_size, optimizer=optimizer, learning_rate=learning_rate,
+                    schedule=schedule, grad_clip=grad_clip, weight_decay=weight_decay,
+                    alpha_scale=alpha_scale, seed=seed,
+                    **({"start": start} if start != "paper" else {}),
+                    **({"consistency_weight": float(consistency_weight)}
+                       if consistency_weight else {}),
+                    **({"scaled_bias": True} if scaled_bias else {}),
+                    **({"ridge": False} if not ridge and start == "least_squares" else {}))
+    ident = guards.identity(feats, settings)
+    done = guards.check_workdir(workdir, name, ident)
+    if done is not None:
+      return done
+    guards.record_identity(workdir, name, ident, net)
+  g = models.get_weight_net(net["depth"], num_outputs=net["num_outputs"],
+                            positive=net["positive"], width=net["width"], stem=stem,
+                            coords=bool(coords))
+  rng = jax.random.PRNGKey(seed)
+  idx = np.arange(min(256, n_images))  # Σ α⁰_i y_i on a sample
+  initial = explainer_lib.initial_sum(g, feats["feat"][idx], feats["y_i"][idx],
+                                      jax.random.fold_in(rng, 0))
+  if alpha_scale == "auto":
+    alpha_scale = explainer_lib.auto_alpha_scale(initial, feats["y"])
+  init_bias = float(np.mean(feats["y"]) - np.mean(initial) * float(alpha_scale))
+  begin = bias = None
+  if start != "paper":  # α = α₀ + g, g's last layer at 0
+    t = np.asarray(features["t"], np.float32) if start == "target" else None
+    y0 = features.get("y0") if start == "target" and hasattr(features, "get") else None
+    alpha0, init_bias = start_lib.begin(start, feats["y_i"], feats["y"], positive=positive,
+                                        t=t, empty_score=None if y0 is None else np.asarray(y0),
+                                        ridge=bool(ridge))
+    begin = start_lib.start_variables(alpha0, positive=positive)
+    alpha_scale = 1.0 if positive else alpha_scale
+  if scaled_bias:
+    bias = start_lib.bias_variables(init_bias, feats["y"])
+  keys = FEATURE_KEYS + (("t",) if consistency_weight > 0 else ())
+  if consistency_weight > 0:
+    feats["t"] = np.asarray(features["t"], np.float32)
+  loader = data_lib.Loader(data_lib.ArraySource({k: feats[k] for k in keys}),
+                           min(batch_size, n_images), seed=seed, shuffle=True,
+                           drop_remainder=True)
+  opt = ml_collections.ConfigDict(dict(
+      name=optimizer, learning_rate=float(learning_rate), schedule=schedule,
+      grad_clip=float(grad_clip), weight_decay=float(weight_decay), warmup_steps=0,
+      momentum=0.9))
+  explainer = explainer_lib.fit_weight_net(
+      g, loader=loader, feat_shape=feats["feat"].shape, beta=beta, prior_kind=prior_kind,
+      num_epochs=epochs, optimizer_config=opt, rng=rng, stage=name, workdir=workdir,
+      mesh=parallel.make_mesh(1), alpha_scale=float(alpha_scale), checkpoint_every=10 ** 9,
+      log_every=log_every, case=case, init_bias=init_bias, fingerprint=ident,
+      consistency_weight=float(consistency_weight), start=begin, bias=bias)
+  if workdir is not None:
+    guards.save_explainer(workdir, name, explainer)
+  return explainer
+
+
+def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndarray], *,
+             labels, names: Sequence[str] | None = None, gt_contrib=None,
+             fidelity: bool = True, effects=None, counterfactual: Callable | None = None,
+             head: Callable | None = None, train: Mapping[str, np.ndarray] | None = None,
+             num_resamples: int = 1000, sign_threshold: float = 0.05,
+             deletion_steps: int = 16, ig_steps: int = 32, seed: int = 0) -> dict:
+  """The metrics the pipeline writes to ``metrics.json``, for explainers of one dataset.
+
+  Args:
+    explainers: variant name -> ``Explainer`` (e.g. ``{"baseline": ..., "prior": ...}``).
+    features: featurized test images (``featurize_dataset``).
+    labels: [N] booleans or 0/1, the true label of the explained output (for the accuracies).
+    names: the n concept names (default ``filter <i>`` for Case 1, ``concept_<i>`` else).
+    gt_contrib: optional [N,n] planted contributions (adds ``gt_rank_correlation``).
+    fidelity: score each explainer against the performer's own effects Δ_k = y − y(without
+      concept k), with the references and peers (``api_fidelity``) where Δ can be had: Case 1
+      by zeroing each filter (needs the head: ``featurize_dataset``'s arrays remember it, or
+      pass ``head``), any case from ``effects`` or ``counterfactual``. False skips it.
+    effects: optional [N,n] measured Δ.
+    counterfactual: optional ``(indices [b], k) -> images`` with concept k toggled, scored
+      by the featurizer's ``score``.
+    head: Case 1: ``x [B,H,W,n] -> y [B]`` when ``features`` does not remember it.
+    train: the training arrays (``featurize_dataset``); adds the least-squares peer (one α
+      for every image, fitted on train's y_i and y).
+    num_resamples, sign_threshold, deletion_steps, ig_steps, seed: the fidelity settings
+      (bootstrap resamples, the sign-agreement threshold in units of y, deletion-curve points,
+      integrated-gradients points, the references' seed).
+
+  Returns:
+    ``{"performer": {"accuracy" (at τ = 0), "accuracy_best_threshold", "best_threshold", ...},
+    "prior_weights": {...}, <variant>: {"entropy", "accuracy", "threshold",
+    "relative_deviation", "bias", ...}, "fidelity": {...}, "fidelity_reference": {...},
+    "meta": {...}}``.
+  """
+  return _evaluate(explainers, features, labels=labels, names=names, gt_contrib=gt_contrib,
+                   fidelity=dict(fidelity=fidelity, effects=effects,
+                                 counterfactual=counterfactual, head=head, train=train,
+                                 num_resamples=num_resamples, seed=seed,
+                                 sign_threshold=sign_threshold, deletion_steps=deletion_steps,
+                                 ig_steps=ig_steps)).metrics
+
+
+def write_report(directory: str, explainers: Mapping[str, Explainer],
+                 features: Mapping[str, np.ndarray], *, labels, names: Sequence[str] | None = None,
+                 images=None, target_name: str = "y", gt_contrib=None, num_images: int = 6,
+                 absent: str | None = "no {}", part_masks=None,
+                 part_names: Sequence[str] | None = None, **fidelity_kwargs) -> str:
+  """Evaluates and writes ``report.html``/``report.md`` (+ metrics, arrays) into ``directory``.
+
+  Args:
+    directory: created if missing; receives ``metrics.json``, ``eval/``, ``figures/`` and the
+      report.
+    explainers, features, labels, names, gt_contrib: as in ``evaluate``.
+    images: optional [M,S,S,3] (or [M,S,S] grayscale) images of the first M rows of
+      ``features``; the first ``num_images`` are shown with their reasons, and for Case 1 each
+      of their top filters is shown by its most strongly activating patches among all M.
+    target_name: the explained output's name (titles and captions).
+    num_images: images shown.
+    absent: name pattern of an absent Case-2 concept (None: the plain name, signed value).
+    part_masks: optional [M,S,S] int part index per pixel (<0: none), for the part a filter
+      fires on; part_names: the parts' names.
+    **fidelity_kwargs: ``evaluate``'s fidelity arguments (``fidelity=False``, ``effects``, ...).
+
+  Returns:
+    The path of ``report.html``.
+  """
+  from xplain_jax import report  # pylint: disable=import-outside-toplevel
+  from xplain_jax.evaluators import patches  # pylint: disable=import-outside-toplevel
+  feats = guards.check_features(features)
+  shown = None
+  if images is not None:
+    images = guards.check_images(images, "images", max_rows=len(feats["y"]))
+    if images.shape[-1] == 1:  # grayscale: three equal channels, drawn grey by every figure
+      images = np.repeat(images, 3, axis=-1)
+    shown = images[:min(num_images, len(images))]
+  unknown = sorted(set(fidelity_kwargs) - set(FIDELITY_DEFAULTS))
+  if unknown:
+    raise ConfigError(f"write_report got unknown arguments {unknown}; see api.evaluate.")
+  fid = dict(FIDELITY_DEFAULTS, **fidelity_kwargs)
+  out = _evaluate(explainers, feats, labels=labels, names=names, gt_contrib=gt_contrib,
+                  images=shown, target_name=target_name, fidelity=fid)
+  out.meta["absent"] = absent
+  if part_masks is not None and (images is None or np.shape(part_masks) != images.shape[:3]):
+    raise ConfigError(f"part_masks has shape {np.shape(part_masks)}; pass one int mask [M,S,S] "
+                      "per report image (images [M,S,S,3]), or leave it out.")
+  if images is not None and out.meta.get("case") == "filter":
+    patches.add_top_patches(out, feats, images, part_masks=part_masks, part_names=part_names)
+  os.makedirs(directory, exist_ok=True)
+  evaluators.write_outputs(directory, out)
+  return report.write_report(directory, num_images=num_images)
+
+
+def _evaluate(explainers, features, *, labels, names=None, gt_contrib=None, images=None,
+              target_name: str = "y", fidelity: dict | None = None) -> evaluators.EvalOutput:
+  feats = guards.check_features(features)
+  if not isinstance(explainers, Mapping) or not explainers:
+    raise ConfigError("no explainers given; pass {name: Explainer} from fit_explainer.")
+  n_img, n = feats["y_i"].shape
+  cases = {getattr(e, "case", None) for e in explainers.values()}
+  case = cases.pop() if len(cases) == 1 else "shared_feature"
+  default = "filter {}" if case == "filter" else "concept_{}"
+  names = [default.format(i) for i in range(n)] if names is None else [str(s) for s in names]
+  if len(names) != n:
+    raise ConfigError(f"got {len(names)} names for n = {n} concepts; pass one name per concept.")
+  labels = guards.check_labels(labels, n_img)
+  test = {k: feats[k] for k in FEATURE_KEYS}
+  if gt_contrib is not None:
+    test["gt_contrib"] = guards.check_contrib(gt_contrib, (n_img, n))
+  alpha = {v: e.alpha(feats["feat"]) for v, e in explainers.items()}
+  bias = {v: e.bias for v, e in explainers.items()}
+  out = evaluate_lib.evaluate_arrays(alpha, bias, test, labels=labels, names=names,
+                                     images=images, case=case, target_name=target_name)
+  acc, tau = metrics_lib.threshold_accuracy(feats["y"], labels)
+  out.metrics["performer"].update(threshold=0.0, accuracy_best_threshold=100.0 * float(acc),
+                                  best_threshold=float(tau))
+  out.meta["threshold_chosen_on"] = "the evaluated images' own labels"
+  if fidelity and fidelity.get("fidelity", True):
+    from xplain_jax.api import fidelity as api_fidelity  # pylint: disable=import-outside-toplevel
+    api_fidelity.add_fidelity(out, alpha, bias, feats, case=case, **{
+        k: v for k, v in fidelity.items() if k != "fidelity"})
+  return out
