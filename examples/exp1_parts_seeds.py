@@ -78,7 +78,9 @@ def flags(layout: str) -> str:
 def _maps(cfg, spec, stage, workdir, mesh, rng, train_src, test_src, fingerprint):
   """Positive test images' ``top_conv`` [N,h,w,C] of a finished performer, their part masks,
   and the mean drop of the performer's logit when each part is removed from them [P]."""
-  loader = pipeline._loader(train_src, cfg, cfg.performer.batch_size)  # pylint: disable=protected-access
+  loader = data.Loader(train_src, cfg.performer.batch_size, seed=cfg.seed, shuffle=True,
+                       drop_remainder=True, process_index=jax.process_index(),
+                       process_count=jax.process_count())  # as the performer stage reads it
   perf, variables = performer_lib.train_performer(cfg, spec, workdir=workdir, mesh=mesh,
                                                   train_loader=loader, rng=rng, stage=stage,
                                                   fingerprint=fingerprint)
