@@ -8,6 +8,8 @@ from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
 
+from configs import celeba as celeba_config
+from xplain_jax import data
 from xplain_jax.data import celeba
 from xplain_jax.data import preprocess
 from xplain_jax.data.input_pipeline import Loader
@@ -20,6 +22,11 @@ def _ramp_face(height=218, width=178):
   """[H,W,3] uint8: red = row, green = column, blue = 7 (so every pixel says where it was)."""
   rows, cols = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
   return np.stack([rows, cols, np.full_like(rows, 7)], -1).astype(np.uint8)
+
+
+def _pixels(image):
+  """The uint8 pixels a normalised image [..., 3] came from (ImageNet mean/std)."""
+  return np.clip(np.rint((image * STD + MEAN) * 255.0), 0, 255).astype(np.uint8)
 
 
 def _write_prepared_celeb_a(data_dir, split_lengths, file_format="array_record", seed=0):
@@ -65,7 +72,7 @@ def _write_prepared_celeb_a(data_dir, split_lengths, file_format="array_record",
   return written
 
 
-# ---- attributes and split sizes -------------------------------------------------------------
+# ---- attributes -----------------------------------------------------------------------------
 
 def test_attribute_names_match_tfds_feature_keys():
   keys = tuple(tfds.builder("celeb_a").info.features["attributes"].keys())
@@ -91,17 +98,11 @@ def test_attribute_index_unknown_lists_valid_names():
   assert "Wearing_Lipstick" in str(info.value) and "\n" not in str(info.value)
 
 
-def test_attribute_indices_and_others():
-  targets = celeba.attribute_indices(["attractive", "heavy_makeup", "male", "young"])
-  assert targets == (2, 18, 20, 39)
-  others = celeba.other_attributes("male")
-  assert len(others) == 39 and 20 not in others and len(set(others)) == 39
-
-
-def test_split_sizes_add_up_to_celeba():
-  sizes = celeba.split_sizes()
-  assert sizes == {"train": 162_770, "validation": 19_867, "test": 19_962}
-  assert sum(sizes.values()) == 202_599  # "202,599 face images" (CelebA homepage)
+def test_spec_explains_a_target_by_the_39_other_attributes():
+  spec = data.get_spec(celeba_config.get_config("target=male"))
+  assert spec.target_index == 20 and spec.target_name == "Male"
+  assert spec.concept_indices == tuple(i for i in range(40) if i != 20)
+  assert spec.concept_names == tuple(n for n in celeba.ATTRIBUTE_NAMES if n != "Male")
 
 
 # ---- preprocessing on hand-made images ------------------------------------------------------
@@ -122,14 +123,14 @@ def test_crop_and_normalise_by_hand():
   np.testing.assert_allclose(out[..., 1], (cols / 255 - 0.456) / 0.224, rtol=1e-6, atol=1e-6)
   np.testing.assert_allclose(out[..., 2], (7 / 255 - 0.406) / 0.225, rtol=1e-6, atol=1e-6)
   # Corners of the crop: row 20 / col 0 top-left, row 197 / col 177 bottom-right.
-  assert preprocess.denormalize(out)[0, 0, 0] == 20 and preprocess.denormalize(out)[-1, -1, 0] == 197
+  assert _pixels(out)[0, 0, 0] == 20 and _pixels(out)[-1, -1, 0] == 197
 
 
 def test_resize_keeps_constant_and_orientation():
   face = np.zeros((218, 178, 3), np.uint8)
   face[..., 1] = 200
   face[:109, :, 0] = 255  # top half red (rows 0..108); the crop covers rows 20..197
-  out = preprocess.denormalize(preprocess.preprocess_image(face, image_size=224))
+  out = _pixels(preprocess.preprocess_image(face, image_size=224))
   assert out.shape == (224, 224, 3)
   assert np.all(out[..., 1] == 200) and np.all(out[..., 2] == 0)
   # Rows 20..108 (89 of 178) are red: the top ~half of the output is red, the bottom is not.

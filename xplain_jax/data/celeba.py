@@ -10,7 +10,7 @@ returns
   mean/std (see ``preprocess``), so torchvision ImageNet weights fit;
 * ``"labels"``: ``[b,40]`` float32 in {0, 1}, column ``k`` is ``ATTRIBUTE_NAMES[k]``.
 
-Split sizes (``split_sizes()``): train 162,770 / validation 19,867 / test 19,962 images.
+Split sizes: train 162,770 / validation 19,867 / test 19,962 images.
 
 Preparing the data (once, needs TensorFlow: ``pip install 'xplain_jax[tfds]'``)::
 
@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from typing import Any, Iterable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -54,15 +54,10 @@ ATTRIBUTE_NAMES = (
 # Extra spellings beyond case, spaces and hyphens (which ``attribute_index`` ignores anyway).
 _ALIASES = {"five_o_clock_shadow": "5_o_Clock_Shadow", "glasses": "Eyeglasses"}
 
-_SPLIT_SIZES = (("train", 162_770), ("validation", 19_867), ("test", 19_962))
+_SPLITS = ("train", "validation", "test")  # 162,770 / 19,867 / 19,962 images
 
 
 from xplain_jax.errors import DataError, DatasetNotPreparedError  # noqa: E402 (one class for every dataset)
-
-
-def split_sizes() -> dict[str, int]:
-  """Number of images per split of CelebA: train 162,770 / validation 19,867 / test 19,962."""
-  return dict(_SPLIT_SIZES)
 
 
 def _canonical(name: str) -> str:
@@ -88,24 +83,13 @@ def attribute_index(name: str) -> int:
   return lookup[key]
 
 
-def attribute_indices(names: Iterable[str]) -> tuple[int, ...]:
-  """``attribute_index`` of each name, in order."""
-  return tuple(attribute_index(n) for n in names)
-
-
-def other_attributes(target: str) -> tuple[int, ...]:
-  """Indices of the 39 attributes other than ``target`` (the concepts of Experiment 2)."""
-  t = attribute_index(target)
-  return tuple(i for i in range(len(ATTRIBUTE_NAMES)) if i != t)
-
-
 def _check_split(split: str) -> None:
   """Checks the split names of a TFDS split expression such as "train[:1000]+validation"."""
   for part in split.split("+"):
     base = part.split("[")[0].strip()
-    if base not in dict(_SPLIT_SIZES):
+    if base not in _SPLITS:
       raise DataError(f"unknown CelebA split {base!r} in {split!r}; use one of "
-                       f"{[s for s, _ in _SPLIT_SIZES]} (TFDS slicing such as 'train[:1000]' "
+                       f"{list(_SPLITS)} (TFDS slicing such as 'train[:1000]' "
                        "is allowed).")
 
 

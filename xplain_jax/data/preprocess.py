@@ -15,9 +15,9 @@ so ImageNet weights imported from torchvision see inputs in the range they were 
 Speed (the input must keep an accelerator busy): encoded images are cropped and resized as PIL
 images (no intermediate numpy copies); ``normalize`` looks the 256 possible values of each
 channel up in a table computed with the formula above (the same float32 numbers, 2.5x faster
-than the arithmetic); ``preprocess_batch`` runs the chain for the images of a batch in threads
-(PIL's decoder and resampler and numpy's ``take`` release the GIL) and writes each image straight
-into its row of the batch.
+than the arithmetic); a source runs the chain for the images of a batch in threads
+(``map_in_threads``: PIL's decoder and resampler and numpy's ``take`` release the GIL) and writes
+each image straight into its row of the batch (``preprocess_image``'s ``out``).
 """
 
 from __future__ import annotations
@@ -206,31 +206,6 @@ def preprocess_image(image: bytes | np.ndarray,
   return normalize(crop_resize(image, image_size, method), mean, std, out=out)
 
 
-def preprocess_batch(images: Sequence[bytes | np.ndarray],
-                     image_size: int,
-                     mean: Sequence[float] = IMAGENET_MEAN,
-                     std: Sequence[float] = IMAGENET_STD,
-                     method: str = "bilinear",
-                     num_threads: int = 0) -> np.ndarray:
-  """``preprocess_image`` of every image of a batch, in ``num_threads`` threads.
-
-  Args:
-    images: ``b`` encoded images or ``[H,W,3]`` uint8 arrays (sizes may differ).
-    image_size: output side ``S``.
-    mean: per-channel mean for ``normalize``.
-    std: per-channel standard deviation for ``normalize``.
-    method: resampling method for ``resize``.
-    num_threads: threads to use; 0 or 1 works in the calling thread.
-
-  Returns:
-    ``[b,S,S,3]`` float32, row ``i`` from ``images[i]``.
-  """
-  out = np.empty((len(images), image_size, image_size, 3), np.float32)
-  one = lambda i: preprocess_image(images[i], image_size, mean, std, method, out=out[i])
-  map_in_threads(one, range(len(images)), num_threads)
-  return out
-
-
 def map_in_threads(fn, items, num_threads: int) -> list:
   """``[fn(x) for x in items]``, computed by ``num_threads`` threads when that is more than 1.
 
@@ -249,20 +224,3 @@ def map_in_threads(fn, items, num_threads: int) -> list:
     return [fn(x) for x in items]
   with concurrent.futures.ThreadPoolExecutor(min(num_threads, len(items))) as pool:
     return list(pool.map(fn, items))
-
-
-def denormalize(image: np.ndarray,
-                mean: Sequence[float] = IMAGENET_MEAN,
-                std: Sequence[float] = IMAGENET_STD) -> np.ndarray:
-  """Inverse of ``normalize`` up to rounding, for display.
-
-  Args:
-    image: ``[..., 3]`` float32 normalised pixels.
-    mean: the mean used by ``normalize``.
-    std: the standard deviation used by ``normalize``.
-
-  Returns:
-    ``[..., 3]`` uint8.
-  """
-  x = np.asarray(image, np.float32) * np.asarray(std, np.float32) + np.asarray(mean, np.float32)
-  return np.clip(np.rint(x * 255.0), 0, 255).astype(np.uint8)
