@@ -10,6 +10,13 @@ Ctrl-C or SIGTERM is forwarded to the running runs (exit 130 / 143, one line).
       [--emit=slurm]                   write an sbatch job array + dependent aggregation job
       [--set=FIELD=VALUE ...]          an override for every run, e.g. --set=dataset.data_dir=/d
       [--config.FIELD=VALUE ...]       override a study field, e.g. --config.base=...:tiny
+
+  python launch/study.py --workdir=studies/regimes_targets --pair=FIELD --a=A --b=B \
+      --metrics=M1,M2
+prints the paired table A − B of the finished study in --workdir and runs nothing: the runs
+whose grid points differ only in FIELD (FIELD=A against FIELD=B) are paired by the rest of their
+point (e.g. by seed), and each metrics.json path Mi reads mean difference ± half-width of the
+95 % t-interval, the paired t-test's p-value and the number of pairs (xplain_jax.study.paired).
 """
 
 import os
@@ -34,9 +41,17 @@ flags.DEFINE_multi_string("set", [], "FIELD=VALUE: a --config.FIELD=VALUE for ev
 flags.DEFINE_string("seed-run", None, "Only seed the sub-workdir of run NAME from the run that "
                     "trained its performer (used by the SLURM follower array).")
 flags.DEFINE_bool("aggregate-only", False, "Aggregate the finished runs; run nothing.")
-flags.mark_flags_as_required(["config", "workdir"])
+flags.DEFINE_string("pair", None, "FIELD: only print the paired table A − B of the finished "
+                    "study in --workdir (runs nothing); with --a, --b and --metrics.")
+flags.DEFINE_string("a", None, "With --pair: the value of FIELD on side A.")
+flags.DEFINE_string("b", None, "With --pair: the value of FIELD on side B.")
+flags.DEFINE_string("metrics", None, "With --pair: comma-separated metrics.json paths.")
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+USAGE = ("usage: python launch/study.py --config=configs/studies/FILE.py[:ARG] --workdir=DIR "
+         "[--jobs=N] [--emit=slurm] [--aggregate-only] [--set=FIELD=VALUE], or --workdir=DIR "
+         "--pair=FIELD --a=A --b=B --metrics=M1,M2")
+PAIR_FLAGS = ("a", "b", "metrics")
 
 
 def _fail(message: str, code: int = 2) -> None:
@@ -48,15 +63,22 @@ def parse_flags(argv):
   """Parses the command line; a mistake becomes one ``error:`` line and exit status 2."""
   try:
     rest = FLAGS(argv)
+    if FLAGS.workdir is None:
+      _fail(f"--workdir is required. {USAGE}")
+    if FLAGS.pair is not None:
+      _check_pair_flags()
+      return rest
+    if any(FLAGS[n].present for n in PAIR_FLAGS):
+      _fail(f"--a, --b and --metrics go with --pair=FIELD. {USAGE}")
+    if FLAGS.config is None:
+      _fail(f"--config is required. {USAGE}")
     FLAGS.config.keys()  # raises OSError when the study config failed to load
     return rest
   except KeyboardInterrupt:
     _fail(INTERRUPTED, 128 + signal.SIGINT)
   except flags.Error as e:
     lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    _fail(f"{lines[-1] if lines else e}; usage: python launch/study.py "
-          "--config=configs/studies/FILE.py[:ARG] --workdir=DIR [--jobs=N] [--emit=slurm] "
-          "[--aggregate-only] [--set=FIELD=VALUE]")
+    _fail(f"{lines[-1] if lines else e}; {USAGE}")
   except (AttributeError, KeyError) as e:
     _fail(f"unknown study field in a --config.FIELD override ({e}); check the spelling against "
           "the study config file.")
@@ -66,6 +88,17 @@ def parse_flags(argv):
 
 
 INTERRUPTED = "interrupted; rerun the same command to resume"
+
+
+def _check_pair_flags() -> None:
+  """``--pair`` reads a finished study: it needs its three values and asks for nothing else."""
+  missing = [f"--{n}" for n in PAIR_FLAGS if FLAGS[n].value is None]
+  if missing:
+    _fail(f"--pair={FLAGS.pair} needs {', '.join(missing)}. {USAGE}")
+  actions = [f"--{n}" for n in ("emit", "aggregate-only", "seed-run") if FLAGS[n].present]
+  if actions:
+    _fail(f"--pair only prints the table of a finished study; drop {', '.join(actions)} (or "
+          "--pair) and rerun.")
 
 
 def study_args(argv) -> list[str]:
@@ -133,6 +166,14 @@ def main(argv):
 def _main(argv, children):
   if len(argv) > 1:
     _fail(f"unexpected arguments {argv[1:]}; pass study settings as --config.FIELD=VALUE.")
+  if FLAGS.pair is not None:
+    from xplain_jax import errors
+    from xplain_jax.study import paired
+    try:
+      print(paired.table(FLAGS.workdir, FLAGS.pair, FLAGS.a, FLAGS.b, FLAGS.metrics))
+    except errors.DataError as e:  # the finished study's or the command line's
+      _fail(errors.one_line(e))
+    return
   from xplain_jax.infra import compile_cache
   from xplain_jax import utils
   from xplain_jax.study import commands

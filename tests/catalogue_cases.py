@@ -478,20 +478,21 @@ CASES = [
          kind="elsewhere", exit=1,
          tested_in="tests/test_study_faults.py::test_full_disk_while_writing_the_study_is_one_line",
          words=["cannot write", "disk is full"], fix="Free space and rerun the same command."),
-    dict(id="paired_columns_bad_metric", problem="launch/paired_columns.py with a misspelt or "
+    dict(id="paired_columns_bad_metric", problem="launch/study.py --pair with a misspelt or "
          "empty --metrics", kind="elsewhere", exit=2,
          tested_in="tests/test_paired_columns.py::"
-                   "test_a_misspelt_or_empty_metric_is_refused_in_one_line",
+                   "test_study_py_pair_refusals_are_one_line_and_exit_2",
          words=["in no finished run's metrics.json", "did you mean"],
          fix="Pass dotted paths of numbers in metrics.json (the message names the closest)."),
-    dict(id="paired_columns_a_is_b", problem="launch/paired_columns.py with --a equal to --b",
+    dict(id="paired_columns_a_is_b", problem="launch/study.py --pair with --a equal to --b",
          kind="elsewhere", exit=2,
-         tested_in="tests/test_paired_columns.py::test_a_equal_to_b_is_refused",
+         tested_in="tests/test_paired_columns.py::"
+                   "test_study_py_pair_refusals_are_one_line_and_exit_2",
          words=["--a and --b are both"], fix="Pass two different values of the field."),
-    dict(id="paired_columns_odd_study_json", problem="launch/paired_columns.py on a study.json "
+    dict(id="paired_columns_odd_study_json", problem="launch/study.py --pair on a study.json "
          "of another shape", kind="elsewhere", exit=2,
          tested_in="tests/test_paired_columns.py::"
-                   "test_an_oddly_shaped_study_json_is_refused_in_one_line",
+                   "test_study_py_pair_refusals_are_one_line_and_exit_2",
          words=["study.json", "--aggregate-only"],
          fix="Rewrite it with launch/study.py --aggregate-only on the study's workdir."),
     dict(id="study_slurm_space_separated", problem="--emit=slurm with space-separated flags "

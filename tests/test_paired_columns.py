@@ -1,22 +1,46 @@
-"""launch/paired_columns.py: runs that differ only in one axis value, paired by the rest."""
+"""xplain_jax.study.paired and ``launch/study.py --pair``: runs that differ only in one axis
+value, paired by the rest."""
 
-import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 from scipy import stats as sps
 
 from xplain_jax.errors import DataError
+from xplain_jax.study import paired
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "launch",
-                     "paired_columns.py")
-_spec = importlib.util.spec_from_file_location("paired_columns", _PATH)
-paired_columns = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(paired_columns)
-
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELD = "explainer.consistency_target"
+
+
+def _pair_cli(workdir, a, b, metrics, field=FIELD) -> subprocess.CompletedProcess:
+  """``launch/study.py --pair`` on ``workdir``, as a user runs it."""
+  return subprocess.run([sys.executable, os.path.join(ROOT, "launch", "study.py"),
+                         f"--workdir={workdir}", f"--pair={field}", f"--a={a}", f"--b={b}",
+                         f"--metrics={metrics}"], cwd=ROOT, capture_output=True, text=True,
+                        timeout=120)
+
+
+def _one_error_line(out: subprocess.CompletedProcess) -> str:
+  """The command's single ``error:`` line, after checking it exited 2 and printed no table."""
+  err = out.stderr.strip()
+  assert out.returncode == 2, (out.returncode, err)
+  assert err.startswith("error: ") and "\n" not in err, err
+  assert not out.stdout.strip(), out.stdout
+  return err
+
+
+def _refused(call) -> str:
+  """The one-line message of the ``DataError`` ``call`` raises."""
+  with pytest.raises(DataError) as e:
+    call()
+  msg = str(e.value)
+  assert "\n" not in msg, msg
+  return msg
 
 
 def _study(tmp_path, table):
@@ -42,8 +66,8 @@ def test_pairs_by_seed_and_matches_a_hand_paired_t_test(tmp_path):
   table[(4, "rendered")] = 0.9          # its partner never finished: left out
   table[(4, "gradient_x_input")] = None
   table[(5, "rendered")] = 0.9          # no partner at all: left out
-  out = paired_columns.compare(_study(tmp_path, table), FIELD, "rendered", "gradient_x_input",
-                               ["fidelity.faithful.irc.mean"])
+  out = paired.compare(_study(tmp_path, table), FIELD, "rendered", "gradient_x_input",
+                       ["fidelity.faithful.irc.mean"])
   assert sorted(out["pairs"]) == [[f"seed={s}__task=rendered", f"seed={s}__task=gradient_x_input"]
                                   for s in range(4)]
   s = out["fidelity.faithful.irc.mean"]
@@ -53,21 +77,18 @@ def test_pairs_by_seed_and_matches_a_hand_paired_t_test(tmp_path):
   assert s["half_width"] == pytest.approx(half)
   assert s["p_value"] == pytest.approx(sps.ttest_rel(list(rendered.values()),
                                                      list(gxi.values())).pvalue)
-  text = paired_columns.render(out, "rendered", "gradient_x_input")
+  text = paired.render(out, "rendered", "gradient_x_input")
   assert f"{d.mean():+.3f} ± {half:.3f}" in text and "(n=4)" in text
 
 
-def test_unreadable_or_unpaired_studies_are_refused_in_one_line(tmp_path, capsys):
-  with pytest.raises(SystemExit) as e:
-    paired_columns.main([f"--workdir={tmp_path}", f"--field={FIELD}", "--a=x", "--b=y",
-                         "--metrics=m"])
-  assert e.value.code == 2
-  assert "study.json cannot be read" in capsys.readouterr().err
+def test_unreadable_or_unpaired_studies_are_refused_in_one_line(tmp_path):
+  msg = _refused(lambda: paired.compare(str(tmp_path), FIELD, "x", "y", ["m"]))
+  assert "study.json cannot be read" in msg
   workdir = _study(tmp_path / "s", {(0, "rendered"): 0.1, (0, "gradient_x_input"): None})
   with pytest.raises(DataError, match="no finished pair"):
-    paired_columns.compare(workdir, FIELD, "rendered", "gradient_x_input", ["m"])
+    paired.compare(workdir, FIELD, "rendered", "gradient_x_input", ["m"])
   with pytest.raises(DataError, match="no run of the study varies 'dataset.rule'"):
-    paired_columns.compare(workdir, "dataset.rule", "a", "b", ["m"])
+    paired.compare(workdir, "dataset.rule", "a", "b", ["m"])
 
 
 def test_a_numeric_axis_pairs_every_finished_run_including_the_last(tmp_path):
@@ -83,7 +104,7 @@ def test_a_numeric_axis_pairs_every_finished_run_including_the_last(tmp_path):
         json.dump({"m": m}, f)
   with open(tmp_path / "study.json", "w") as f:
     json.dump({"runs": runs}, f)
-  out = paired_columns.compare(str(tmp_path), "explainer.beta", "1", "0.25", ["m"])
+  out = paired.compare(str(tmp_path), "explainer.beta", "1", "0.25", ["m"])
   assert out["pairs"] == [[f"seed={s}__beta=1.0", f"seed={s}__beta=0.25"] for s in range(3)]
   s = out["m"]
   assert s["n"] == 3 and s["mean"] == pytest.approx(0.2) and s["missing"] == []
@@ -95,13 +116,13 @@ def test_nan_pairs_are_left_out_and_counted(tmp_path):
   table = {(s, "rendered"): 0.5 + 0.1 * s for s in range(4)}
   table.update({(s, "gradient_x_input"): 0.4 + 0.05 * s for s in range(4)})
   table[(3, "gradient_x_input")] = float("nan")
-  out = paired_columns.compare(_study(tmp_path, table), FIELD, "rendered", "gradient_x_input",
-                               ["fidelity.faithful.irc.mean"])
+  out = paired.compare(_study(tmp_path, table), FIELD, "rendered", "gradient_x_input",
+                       ["fidelity.faithful.irc.mean"])
   s = out["fidelity.faithful.irc.mean"]
   assert s["n"] == 3 and np.isfinite(s["mean"]) and np.isfinite(s["p_value"])
   assert s["missing"] == [["seed=3__task=rendered", "seed=3__task=gradient_x_input"]]
-  assert "(n=3)" in paired_columns.render(out, "rendered", "gradient_x_input")
-  assert "[1 missing]" in paired_columns.render(out, "rendered", "gradient_x_input")
+  assert "(n=3)" in paired.render(out, "rendered", "gradient_x_input")
+  assert "[1 missing]" in paired.render(out, "rendered", "gradient_x_input")
 
 
 def test_paired_drops_nan_on_either_side_and_gives_no_p_value_for_equal_differences():
@@ -122,26 +143,17 @@ def test_paired_drops_nan_on_either_side_and_gives_no_p_value_for_equal_differen
     ("", ["names no metric"]),
     ("zzz", ["'zzz'", "in no finished run"]),
 ])
-def test_a_misspelt_or_empty_metric_is_refused_in_one_line(tmp_path, capsys, metrics, words):
+def test_a_misspelt_or_empty_metric_is_refused_in_one_line(tmp_path, metrics, words):
   workdir = _study(tmp_path, {(0, "rendered"): 0.1, (0, "gradient_x_input"): 0.2})
-  with pytest.raises(SystemExit) as e:
-    paired_columns.main([f"--workdir={workdir}", f"--field={FIELD}", "--a=rendered",
-                         "--b=gradient_x_input", f"--metrics={metrics}"])
-  assert e.value.code == 2
-  err = capsys.readouterr().err.strip()
-  assert err.startswith("error: ") and "\n" not in err
+  msg = _refused(lambda: paired.table(workdir, FIELD, "rendered", "gradient_x_input", metrics))
   for w in words:
-    assert w in err, (w, err)
+    assert w in msg, (w, msg)
 
 
-def test_a_equal_to_b_is_refused(tmp_path, capsys):
+def test_a_equal_to_b_is_refused(tmp_path):
   workdir = _study(tmp_path, {(0, "rendered"): 0.1, (0, "gradient_x_input"): 0.2})
-  with pytest.raises(SystemExit) as e:
-    paired_columns.main([f"--workdir={workdir}", f"--field={FIELD}", "--a=rendered",
-                         "--b=rendered", "--metrics=m"])
-  assert e.value.code == 2
-  err = capsys.readouterr().err.strip()
-  assert "--a and --b are both 'rendered'" in err and "\n" not in err
+  msg = _refused(lambda: paired.table(workdir, FIELD, "rendered", "rendered", "m"))
+  assert "--a and --b are both 'rendered'" in msg
 
 
 @pytest.mark.parametrize("study", [
@@ -152,12 +164,41 @@ def test_a_equal_to_b_is_refused(tmp_path, capsys):
     [1, 2],
     {"runs": [{"name": "a", "point": [1]}]},
 ])
-def test_an_oddly_shaped_study_json_is_refused_in_one_line(tmp_path, capsys, study):
+def test_an_oddly_shaped_study_json_is_refused_in_one_line(tmp_path, study):
   with open(tmp_path / "study.json", "w") as f:
     json.dump(study, f)
-  with pytest.raises(SystemExit) as e:
-    paired_columns.main([f"--workdir={tmp_path}", f"--field={FIELD}", "--a=x", "--b=y",
-                         "--metrics=m"])
-  assert e.value.code == 2
-  err = capsys.readouterr().err.strip()
-  assert err.startswith("error: ") and "\n" not in err and "study.json" in err
+  msg = _refused(lambda: paired.table(str(tmp_path), FIELD, "x", "y", "m"))
+  assert "study.json" in msg and "--aggregate-only" in msg
+
+
+def test_study_py_pair_prints_the_table_and_runs_nothing(tmp_path):
+  """``launch/study.py --pair`` prints ``paired.table`` of the finished study, exit 0, and
+  writes nothing into the study's folder."""
+  table = {(s, "rendered"): 0.5 + 0.1 * s for s in range(3)}
+  table.update({(s, "gradient_x_input"): 0.4 + 0.03 * s for s in range(3)})
+  workdir = _study(tmp_path, table)
+  before = sorted(os.listdir(workdir))
+  out = _pair_cli(workdir, "rendered", "gradient_x_input", "fidelity.faithful.irc.mean")
+  assert out.returncode == 0, out.stderr[-2000:]
+  assert out.stdout.strip() == paired.table(workdir, FIELD, "rendered", "gradient_x_input",
+                                            "fidelity.faithful.irc.mean")
+  assert "(n=3)" in out.stdout and sorted(os.listdir(workdir)) == before
+
+
+@pytest.mark.parametrize("case", ["misspelt_metric", "a_is_b", "odd_study_json"])
+def test_study_py_pair_refusals_are_one_line_and_exit_2(tmp_path, case):
+  """The catalogue's refusals of ``launch/study.py --pair``: exit status 2, one ``error:`` line
+  with the words docs/troubleshooting.md quotes, no table."""
+  workdir = _study(tmp_path, {(0, "rendered"): 0.1, (0, "gradient_x_input"): 0.2})
+  if case == "misspelt_metric":
+    err = _one_error_line(_pair_cli(workdir, "rendered", "gradient_x_input",
+                                    "fidelity.faithful.irc.meen"))
+    assert "in no finished run's metrics.json" in err and "did you mean" in err
+  elif case == "a_is_b":
+    err = _one_error_line(_pair_cli(workdir, "rendered", "rendered", "m"))
+    assert "--a and --b are both 'rendered'" in err
+  else:
+    with open(tmp_path / "study.json", "w") as f:
+      json.dump({"runs": ["a"]}, f)
+    err = _one_error_line(_pair_cli(workdir, "x", "y", "m"))
+    assert "study.json" in err and "--aggregate-only" in err

@@ -28,7 +28,7 @@ Arguments:
   ``:targets``     the ``faithful`` variant's consistency target, ``gradient_x_input`` against
                    the rendered Δ_k (``explainer.consistency_target``, the table's columns) under
                    the ``context`` rule, 5 seeds, with ``ls_start`` as the target-free reference
-                   (CPU-sized as the default); ``launch/paired_columns.py`` pairs the two
+                   (CPU-sized as the default); ``launch/study.py --pair`` pairs the two
                    targets by seed. ``--set=dataset.rule=linear`` runs it under the linear rule.
   ``:targets_tiny`` the same on configs/synthetic.py:tiny with 2 seeds (a smoke test).
 
