@@ -113,9 +113,8 @@ def test_evaluate_and_write_report_from_arrays(tmp_path):
   e = api.fit_explainer(feats, case="shared_feature", **FAST)
   m = api.evaluate({"prior": e}, feats, labels=feats["y"] > 0, names=list("abcd"))
   assert set(m["prior"]) >= {"entropy", "accuracy", "relative_deviation", "bias"}
-  alpha = e.alpha(feats["feat"])
-  np.testing.assert_allclose(e.predict(feats["feat"], feats["y_i"]),
-                             (alpha * feats["y_i"]).sum(1) + e.bias, rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(e.contributions(feats["feat"], feats["y_i"]),
+                             e.alpha(feats["feat"]) * feats["y_i"], rtol=1e-5, atol=1e-5)
   path = api.write_report(str(tmp_path / "rep"), {"prior": e}, feats, labels=feats["y"] > 0,
                           names=list("abcd"))
   assert os.path.exists(path) and os.path.exists(tmp_path / "rep" / "metrics.json")
@@ -198,8 +197,8 @@ def test_bars_with_bias_and_residual_add_up_to_y(case1):
   for r, yv in zip(rows, data["y"][:5]):
     total = sum(c for _, c in r["top"]) + r["rest"] + r["bias"] + r["residual"]
     assert total == pytest.approx(float(yv), abs=1e-4)
-  contrib, y_hat = e.contributions(data["feat"][:1], data["y_i"][:1])[0], e.predict(
-      data["feat"][:1], data["y_i"][:1])[0]
+  contrib = e.contributions(data["feat"][:1], data["y_i"][:1])[0]
+  y_hat = contrib.sum() + e.bias
   bars = scoring.image_reasons(rows[0]["indices"], contrib, data["y_i"][0], [str(i) for i in
                                range(6)], "filter", y_hat=y_hat, y=data["y"][0])
   assert [b[0] for b in bars[2:]] == ["other 4 concepts", "bias b", "residual y − ŷ"]

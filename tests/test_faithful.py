@@ -79,7 +79,7 @@ def test_least_squares_start_begins_at_the_linear_fit(positive):
   np.testing.assert_allclose(alpha, np.broadcast_to(alpha_ls, alpha.shape), rtol=1e-5,
                              atol=1e-6)
   fit = feats["y_i"].astype(np.float64) @ alpha_ls + b_ls
-  pred = e.predict(feats["feat"], feats["y_i"])
+  pred = e.contributions(feats["feat"], feats["y_i"]).sum(1) + e.bias
   assert _deviation(feats["y"], pred) == pytest.approx(_deviation(feats["y"], fit), rel=1e-5)
 
 

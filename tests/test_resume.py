@@ -23,10 +23,9 @@ import numpy as np
 import pytest
 
 from configs import synthetic
-from xplain_jax import data
+from xplain_jax import data, evaluators
 from xplain_jax.infra import parallel
 from xplain_jax.train import features as features_lib
-from xplain_jax.evaluators import explainer as evaluate_lib
 from xplain_jax.train import explainer as explainer_lib
 from xplain_jax.train import loop
 from xplain_jax.train import performer as performer_lib
@@ -319,9 +318,12 @@ def test_zero_priors_and_constant_outputs_give_defined_metrics(tmp_path):
                    tuple(range(1, 6)), tuple(f"c{i}" for i in range(5)))
   test = dict(feats, labels=(np.arange(64) % 2).astype(np.float32)[:, None],
               gt_contrib=np.ones((64, 5), np.float32))  # constant ground truth
-  result = evaluate_lib.evaluate_and_write(
-      config, spec, workdir=str(tmp_path), test=test, explainers=explainers,
-      concept_names=spec.concept_names, images=np.zeros((2, 8, 8, 3), np.float32))
+  alpha, bias = evaluators.predict_alphas(explainers, test["feat"], batch_size=16)
+  ctx = evaluators.EvalContext(config=config, spec=spec, workdir=str(tmp_path), mesh=None,
+                               test=test, alpha=alpha, bias=bias, explainers=explainers,
+                               concept_names=spec.concept_names,
+                               images=np.zeros((2, 8, 8, 3), np.float32))
+  result = evaluators.write_outputs(str(tmp_path), evaluators.run_evaluators(("explainer",), ctx))
   with open(tmp_path / "metrics.json") as f:
     on_disk = json.load(f)
   assert on_disk["prior"] == pytest.approx(result["prior"])

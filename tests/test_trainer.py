@@ -227,7 +227,7 @@ def test_auto_scale_starts_the_explainer_at_y_spread_and_mean(tmp_path):
     e = explainer_lib.train_explainer(c, "prior", workdir=str(workdir), mesh=parallel.make_mesh(1),
                                       loader=loader, feat_shape=(1, 4, 4, 8), num_concepts=n,
                                       rng=jax.random.PRNGKey(3))
-    return e, e.predict(feats["feat"], feats["y_i"])
+    return e, e.contributions(feats["feat"], feats["y_i"]).sum(1) + e.bias
 
   e, pred = train(True, tmp_path / "auto")
   assert np.std(pred) == pytest.approx(np.std(feats["y"]), rel=0.1)

@@ -166,7 +166,8 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
       start at large cancelling contributions; docs/own_model.md).
 
   Returns:
-    An ``Explainer`` with ``alpha``, ``predict``, ``contributions`` and ``explain``.
+    An ``Explainer`` with ``alpha``, ``bias``, ``contributions`` (ŷ is their sum plus the
+    bias) and ``explain``.
   """
   compile_cache.enable()
   if case not in CASES:

@@ -142,23 +142,6 @@ def evaluate_arrays(alpha: dict, bias: dict, test: dict, *, labels, names, image
   return common.EvalOutput(metrics=result, arrays=arrays, meta=meta)
 
 
-def evaluate_and_write(config, spec, *, workdir: str, test: dict, explainers: dict,
-                       concept_names, images: np.ndarray) -> dict:
-  """This evaluator alone on featurized arrays: computes α, writes the results, returns metrics.
-
-  Args:
-    test: featurized test split (host arrays), see ``common.EvalContext.test``.
-    explainers: variant -> ``train.explainer.Explainer``.
-    concept_names: n names; images: [K,S,S,3] the first test images.
-  """
-  alpha, bias = common.predict_alphas(explainers, test["feat"],
-                                      batch_size=config.evals.explainer.batch_size)
-  ctx = common.EvalContext(config=config, spec=spec, workdir=workdir, mesh=None, test=test,
-                           alpha=alpha, bias=bias, explainers=explainers,
-                           concept_names=tuple(concept_names), images=images)
-  return common.write_outputs(workdir, evaluate(ctx, config.evals.explainer))
-
-
 def _machine() -> str:
   dev = jax.devices()[0]
   kind = getattr(dev, "device_kind", dev.platform)

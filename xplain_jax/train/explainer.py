@@ -73,11 +73,6 @@ class Explainer:
     return predict_alpha(self.g, self.variables, feat, batch_size=batch_size,
                          alpha_scale=self.alpha_scale)
 
-  def predict(self, feat, y_i, *, batch_size: int = 256) -> np.ndarray:
-    """ŷ [N] for feature maps [N,H,W,C] and concept values y_i [N,n]."""
-    return np.asarray(explain.explainer_output(self.alpha(feat, batch_size=batch_size),
-                                               np.asarray(y_i, np.float32), self.bias))
-
   def contributions(self, feat, y_i, *, batch_size: int = 256) -> np.ndarray:
     """α_i y_i [N,n]."""
     return self.alpha(feat, batch_size=batch_size) * np.asarray(y_i, np.float32)
