@@ -1,5 +1,8 @@
 """FLOP counting from a function's jaxpr, XLA's own count, and accelerator peaks.
 
+Only the benchmarks use it (``launch/bench/bench_step.py``, ``launch/bench/bench_cpu_vs_torch.py``:
+utilisation against the accelerator's peak); the pipeline and the API never import it.
+
 ``count_flops(fn, *args)`` traces ``fn`` to a jaxpr (no computation: ``args`` may be
 ``jax.ShapeDtypeStruct``s, so full-size models cost nothing to count) and sums the FLOPs of its
 ``conv_general_dilated`` and ``dot_general`` equations from their shapes, two per multiply-add:
