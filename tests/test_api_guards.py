@@ -74,8 +74,8 @@ def test_two_fits_started_at_once_cannot_share_one_workdir(tmp_path):
   feats = api_checks.check_features(_features())
   first = api_checks.identity(feats, {"seed": 0})
   second = api_checks.identity(feats, {"seed": 1})
-  assert api_checks.check_workdir(workdir, "explainer", first) is None
-  assert api_checks.check_workdir(workdir, "explainer", second) is None   # both see it free
+  assert api_checks.check_fit_workdir(workdir, "explainer", first) is None
+  assert api_checks.check_fit_workdir(workdir, "explainer", second) is None   # both see it free
   api_checks.record_identity(workdir, "explainer", first, {"depth": 10})
   with pytest.raises(ConfigError, match=r"taken by another fit started at the same time "
                                         r"\(other data or settings; field seed: recorded 0, "

@@ -226,7 +226,7 @@ def fit_explainer(features: Mapping[str, np.ndarray], *, case: str = "shared_fea
                     **({"scaled_bias": True} if scaled_bias else {}),
                     **({"ridge": False} if not ridge and start == "least_squares" else {}))
     ident = guards.identity(feats, settings)
-    done = guards.check_workdir(workdir, name, ident)
+    done = guards.check_fit_workdir(workdir, name, ident)
     if done is not None:
       return done
     guards.record_identity(workdir, name, ident, net)
@@ -343,7 +343,7 @@ def write_report(directory: str, explainers: Mapping[str, Explainer],
   feats = guards.check_features(features)
   shown = None
   if images is not None:
-    images = guards.check_images(images, "images", max_rows=len(feats["y"]))
+    images = guards.check_report_images(images, "images", max_rows=len(feats["y"]))
     if images.shape[-1] == 1:  # grayscale: three equal channels, drawn grey by every figure
       images = np.repeat(images, 3, axis=-1)
     shown = images[:min(num_images, len(images))]

@@ -71,8 +71,10 @@ def first_bad_row(a: np.ndarray) -> int:
   return int(np.argmax(bad)) if bad.any() else -1
 
 
-def check_images(images, what: str, *, max_rows: int | None = None) -> np.ndarray:
-  """Images [K,S,S,C] (C = 1 or 3; [K,S,S] gets C = 1), non-empty and finite, as float32."""
+def check_report_images(images, what: str, *, max_rows: int | None = None) -> np.ndarray:
+  """The images ``write_report`` shows: [K,S,S,C] (C = 1 or 3; [K,S,S] gets C = 1), at most
+  ``max_rows`` of them, non-empty and finite, as float32. (The pipeline's batches are checked by
+  ``data.input_pipeline.check_images``.)"""
   try:
     a = np.asarray(images, np.float32)
   except (TypeError, ValueError):
@@ -224,7 +226,7 @@ def identity(feats, settings: dict) -> str:
                     separators=(",", ":"))
 
 
-def check_workdir(workdir: str, name: str, ident: str):
+def check_fit_workdir(workdir: str, name: str, ident: str):
   """The finished ``Explainer`` of this identity in ``workdir/name``, or None to train.
 
   Raises:
@@ -270,11 +272,11 @@ def record_identity(workdir: str, name: str, ident: str, net: dict) -> None:
   """Records the fit's run identity in ``workdir/name`` before training.
 
   The check and the record are one step under a lock on the folder: of two fits started at
-  the same instant with different identities (``check_workdir`` found the folder free for
+  the same instant with different identities (``check_fit_workdir`` found the folder free for
   both), the second to record is refused instead of training into the first one's checkpoints.
 
   Raises:
-    ConfigError: another fit recorded a different identity there since ``check_workdir``.
+    ConfigError: another fit recorded a different identity there since ``check_fit_workdir``.
   """
   folder = os.path.join(workdir, name)
   os.makedirs(folder, exist_ok=True)

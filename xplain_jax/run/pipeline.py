@@ -37,7 +37,7 @@ ORDINARY_STAGE = "performer_ordinary"
 
 
 @dataclasses.dataclass(frozen=True)
-class Stage:
+class RunnableStage:
   """A stage of this run: its registry entry (``stages.Stage``, named for this run) and how it
   runs (``run(ctx)`` returns the products as a dict, name -> value)."""
 
@@ -218,7 +218,7 @@ RUNNERS = {"performer": _performer, ORDINARY_STAGE: _ordinary, "features": _feat
            "report": _report}
 
 
-def declare_stages(config) -> tuple[Stage, ...]:
+def declare_stages(config) -> tuple[RunnableStage, ...]:
   """The concrete stages of ``config``, in running order (``stages.concrete``)."""
   out = []
   for spec in stages.concrete(config):
@@ -227,13 +227,9 @@ def declare_stages(config) -> tuple[Stage, ...]:
       raise NotImplementedError(f"the stage {kind!r} of xplain_jax.spec.stages.REGISTRY has no "
                                 "runner in run/pipeline.RUNNERS.")
     run = RUNNERS[kind]
-    out.append(Stage(spec, run(spec.name.split("_", 1)[1]) if kind == "explainer" else run))
+    out.append(RunnableStage(spec, run(spec.name.split("_", 1)[1]) if kind == "explainer"
+                             else run))
   return tuple(out)
-
-
-def plan(declared: tuple[Stage, ...], groups) -> list[Stage]:
-  """The stages to run: those of the asked ``groups`` and, transitively, what they need."""
-  return stages.plan(declared, groups)
 
 
 def prepare(config, workdir: str):
@@ -290,7 +286,7 @@ def train_and_evaluate(config, workdir: str, *,
 
 def _run(config, workdir: str, mesh) -> dict | None:
   groups = set(stages.parse_groups(config.stages))
-  todo = plan(declare_stages(config), groups)
+  todo = stages.plan(declare_stages(config), groups)
   logger.check_log_folders(workdir, [s.name for s in todo if s.trained])  # before any training
   ctx = RunContext(config=config, workdir=workdir, mesh=mesh, spec=data.get_spec(config),
                    rng=jax.random.PRNGKey(config.seed), train_src=None)

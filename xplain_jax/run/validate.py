@@ -74,7 +74,7 @@ def check_config(config, *, build: bool = True) -> None:
   without ``build`` only the dataset's names (target, rule) are looked up.
   """
   try:
-    check_fields(config)
+    check_base_fields(config)
     check_values(config)
     validate_evals.check_evals(config)
     check_consistency(config)
@@ -89,7 +89,7 @@ def check_config(config, *, build: bool = True) -> None:
     raise ConfigError(" ".join(str(e).split())) from None
 
 
-def check_fields(config) -> None:
+def check_base_fields(config) -> None:
   """Every field of the shared base is there, with the base's type."""
   blocks = [("", config_base.TOP), ("distributed.", config_base.DISTRIBUTED),
             ("dataset.", config_base.DATASET), ("performer.", config_base.PERFORMER),
@@ -139,9 +139,11 @@ def check_values(config) -> None:
   from xplain_jax import models
   from xplain_jax.data import DATASETS  # pylint: disable=import-outside-toplevel
   from xplain_jax.models import resnet  # pylint: disable=import-outside-toplevel
+  from xplain_jax.models import conv as conv_lib  # pylint: disable=import-outside-toplevel
   from xplain_jax.train import optim  # pylint: disable=import-outside-toplevel
   names = [("dtype", list(optim.COMPUTE_DTYPES)), ("dataset.name", list(DATASETS)),
            ("performer.arch", sorted(models.PERFORMERS)),
+           ("performer.kernel_gradient", list(conv_lib.KERNEL_GRADIENTS)),
            ("performer.optimizer.name", list(optim.OPTIMIZERS)),
            ("explainer.optimizer.name", list(optim.OPTIMIZERS)),
            ("performer.optimizer.schedule", list(config_base.SCHEDULES)),
