@@ -69,17 +69,9 @@ def check_same_experiment(config, workdir: str, *, write: bool = True) -> None:
                         "checkpoints' run identities still guard the results), or use a new "
                         "--workdir.")
     if _comparable(previous) != _comparable(current):
-      diff = _first_difference(_comparable(previous), _comparable(current))
+      diff = stages.first_difference(_comparable(previous), _comparable(current))
       raise ConfigError(f"--workdir={workdir} holds a run of a different config ({diff}); use a "
                         "new --workdir, or delete that one to start over.")
   elif write:
     checkpoint.write_json_atomic(path, current)
 
-
-def _first_difference(a: dict, b: dict) -> str:
-  for k in sorted(set(a) | set(b)):
-    if k not in a or k not in b:
-      return f"{k} only in {'the new' if k in b else 'the recorded'} config"
-    if a[k] != b[k]:
-      return f"{k}: recorded {a[k]!r}, now {b[k]!r}"
-  return "unknown difference"

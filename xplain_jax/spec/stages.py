@@ -303,14 +303,19 @@ def stage_fingerprint(config, stage: str) -> str:
 def difference(recorded: str, current: str) -> str:
   """The first field in which two fingerprints differ, in words (for error messages)."""
   try:
-    a, b = json.loads(recorded), json.loads(current)
+    return first_difference(json.loads(recorded), json.loads(current))
   except (TypeError, ValueError):
     return "an unreadable recorded identity"
-  for k in sorted(set(a) | set(b)):
-    if k not in a or k not in b:
-      return f"field {k} only in the {'new' if k in b else 'recorded'} config"
-    if a[k] != b[k]:
-      return f"field {k}: recorded {a[k]!r}, now {b[k]!r}"
+
+
+def first_difference(recorded: dict, current: dict) -> str:
+  """The first field (in sorted order) in which two flat ``{field: value}`` dicts differ, in
+  words: the one wording of a config difference in every error message."""
+  for k in sorted(set(recorded) | set(current)):
+    if k not in recorded or k not in current:
+      return f"field {k} only in the {'new' if k in current else 'recorded'} config"
+    if recorded[k] != current[k]:
+      return f"field {k}: recorded {recorded[k]!r}, now {current[k]!r}"
   return "no field"
 
 
