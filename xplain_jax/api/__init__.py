@@ -40,23 +40,29 @@ from xplain_jax import data as data_lib
 from xplain_jax.core import metrics as metrics_lib
 from xplain_jax.infra import compile_cache, parallel
 from xplain_jax import models
+from xplain_jax.spec import config_base
 from xplain_jax.spec import stages as stages_lib
 from xplain_jax.errors import ConfigError
 from xplain_jax import evaluators
 from xplain_jax.evaluators import explainer as evaluate_lib
 from xplain_jax.train import explainer as explainer_lib
+from xplain_jax.train import featurizers
 from xplain_jax.train import start as start_lib
 from xplain_jax.train import variants as variants_lib
 
 Explainer = explainer_lib.Explainer
-CASES = {"filter": ("cross_entropy", True, 10.0), "shared_feature": ("mse", False, 0.2)}
-FEATURE_KEYS = explainer_lib.FEATURE_KEYS
+# Per case, (prior form, α > 0, β): the paper's, as the pipeline's configs have them.
+CASES = {case: (d["prior_kind"], d["positive"], d["beta"])
+         for case, d in config_base.CASE_EXPLAINER.items()}
+FEATURE_KEYS = featurizers.FEATURE_KEYS
 # A pipeline variant's settings for the API (the variant table on the default explainer block).
 variant_settings = variants_lib.default_settings
-# evaluate's fidelity settings (the pipeline's config.evals.fidelity defaults).
+# evaluate's fidelity settings: the pipeline's config.evals.fidelity defaults, and the API's own
+# sources of the effects (none given: Case 1 deletes filters, Case 2 has no effects).
 FIDELITY_DEFAULTS = dict(fidelity=True, effects=None, counterfactual=None, head=None, train=None,
-                         num_resamples=1000, sign_threshold=0.05, deletion_steps=16,
-                         ig_steps=32, seed=0)
+                         **{k: config_base.EVALS["fidelity"][k] for k in (
+                             "num_resamples", "sign_threshold", "deletion_steps", "ig_steps",
+                             "seed")})
 # (largest H·W of the map, depth, width) of the default weight network g: a small map gets a
 # small network (the first row that fits is used; larger maps get the last).
 WEIGHT_NET_SIZES = ((256, 10, 32), (None, 18, 32))
@@ -276,8 +282,11 @@ def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndar
              labels, names: Sequence[str] | None = None, gt_contrib=None,
              fidelity: bool = True, effects=None, counterfactual: Callable | None = None,
              head: Callable | None = None, train: Mapping[str, np.ndarray] | None = None,
-             num_resamples: int = 1000, sign_threshold: float = 0.05,
-             deletion_steps: int = 16, ig_steps: int = 32, seed: int = 0) -> dict:
+             num_resamples: int = FIDELITY_DEFAULTS["num_resamples"],
+             sign_threshold: float = FIDELITY_DEFAULTS["sign_threshold"],
+             deletion_steps: int = FIDELITY_DEFAULTS["deletion_steps"],
+             ig_steps: int = FIDELITY_DEFAULTS["ig_steps"],
+             seed: int = FIDELITY_DEFAULTS["seed"]) -> dict:
   """The metrics the pipeline writes to ``metrics.json``, for explainers of one dataset.
 
   Args:

@@ -25,21 +25,21 @@ from xplain_jax import models, utils
 from xplain_jax.spec import stages
 from xplain_jax.errors import ConfigError
 
-FEATURE_KEYS = featurizers.FEATURE_KEYS
 IDENTITY_FILE, EXPLAINER_FILE = "identity.json", "explainer.msgpack"
 
 
 def check_features(features) -> dict:
   """``features`` as float32 numpy arrays (lists accepted), consistent and finite."""
   if not isinstance(features, Mapping):
-    raise ConfigError(f"features must be a dict with keys {list(FEATURE_KEYS)}, got "
-                      f"{type(features).__name__}.")
-  missing = [k for k in FEATURE_KEYS if k not in features]
+    raise ConfigError(f"features must be a dict with keys {list(featurizers.FEATURE_KEYS)}, "
+                      f"got {type(features).__name__}.")
+  missing = [k for k in featurizers.FEATURE_KEYS if k not in features]
   if missing:
-    raise ConfigError(f"features lack {missing}; a featurizer gives {list(FEATURE_KEYS)} "
-                      "(xplain_jax.train.featurizers, api.featurize_dataset).")
+    raise ConfigError(f"features lack {missing}; a featurizer gives "
+                      f"{list(featurizers.FEATURE_KEYS)} (xplain_jax.train.featurizers, "
+                      "api.featurize_dataset).")
   f = dict(features)
-  for k in FEATURE_KEYS + (("x",) if "x" in f else ()):
+  for k in featurizers.FEATURE_KEYS + (("x",) if "x" in f else ()):
     try:
       f[k] = np.asarray(f[k], np.float32)
     except (TypeError, ValueError) as e:
@@ -48,14 +48,14 @@ def check_features(features) -> dict:
   n = f["y"].shape[0] if f["y"].ndim else -1
   if n == 0:
     raise ConfigError("features hold no images (N = 0); featurize at least one image.")
-  shapes = {k: f[k].shape for k in FEATURE_KEYS}
+  shapes = {k: f[k].shape for k in featurizers.FEATURE_KEYS}
   ok = (len(shapes["feat"]) == 4 and shapes["y"] == (n,) and len(shapes["y_i"]) == 2
         and shapes["y_i"][0] == n and shapes["w"] == shapes["y_i"] and shapes["feat"][0] == n
         and shapes["y_i"][1] > 0)
   if not ok:
     raise ConfigError(f"feature shapes {shapes} are inconsistent; expected feat [N,H,W,C], "
                       "y [N], y_i [N,n], w [N,n] with one N > 0 and n > 0.")
-  for k in FEATURE_KEYS:
+  for k in featurizers.FEATURE_KEYS:
     if not np.all(np.isfinite(f[k])):
       raise ConfigError(f"features[{k!r}] holds NaN or Inf (first in image "
                         f"{first_bad_row(f[k])}); check the model and its input images.")
@@ -213,7 +213,7 @@ def data_hash(feats: Mapping[str, np.ndarray]) -> str:
   """SHA-256 of the training arrays (keys, shapes and bytes of feat, y, y_i, w and, when
   present, the consistency targets t and y(∅), y0, where the target start puts b)."""
   h = hashlib.sha256()
-  for k in FEATURE_KEYS + tuple(k for k in ("t", "y0") if k in feats):
+  for k in featurizers.FEATURE_KEYS + tuple(k for k in ("t", "y0") if k in feats):
     a = np.ascontiguousarray(feats[k], np.float32)
     h.update(f"{k}{a.shape}".encode())
     h.update(a.tobytes())

@@ -72,6 +72,13 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  # the "faithful" variant's consistency weight: 1, the weight of the diagnosis
                  # on the digits case's selection seed 100 (docs/own_model.md), not a sweep
                  faithful_weight=1.0)
+# The paper's explainer per case: the prior's form, α > 0 (softplus) or signed, and β. Case 2
+# (shared features) is EXPLAINER's default; Case 1 (filters) is ``filter_explainer``'s. The
+# API's ``fit_explainer`` takes its defaults from here too.
+CASE_EXPLAINER = {
+    "filter": dict(prior_kind="cross_entropy", positive=True, beta=10.0),
+    "shared_feature": {k: EXPLAINER[k] for k in ("prior_kind", "positive", "beta")},
+}
 # The evaluators (xplain_jax.evaluators), one block each under ``config.evals``, as big_vision
 # has them: ``evals.<name>`` holds everything evaluator <name> reads, and its ``enabled`` field
 # whether it runs (the "explainer" evaluator always runs; it has no ``enabled``).
@@ -281,8 +288,7 @@ def filter_explainer(arch: str, *, target: str) -> ml_collections.ConfigDict:
   # explainer's test relative deviation was 0.319 ± 0.441 from the paper's start (α = g(feat),
   # b = 0) and 0.028 ± 0.023 from the scaled one (docs/choices.md).
   return explainer(
-      "filter", target, prior_kind="cross_entropy", positive=True, clip_prior=True, beta=10.0,
-      auto_scale=True,
+      "filter", target, clip_prior=True, auto_scale=True, **CASE_EXPLAINER["filter"],
       depth=10 if small else 152, width=16 if small else 64, batch_size=64, num_epochs=10,
       optimizer=optimizer("adam", 1e-3 if small else 1e-4, warmup_steps=50 if small else 500,
                           grad_clip=1.0))

@@ -128,9 +128,6 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
   return loss, (updates.get("batch_stats", batch_stats), m)
 
 
-FEATURE_KEYS = featurizers.FEATURE_KEYS
-
-
 def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featurize=None,
               alpha_scale: float = 1.0, consistency_weight: float = 0.0):
   """The trainer's loss ``(params, batch_stats, batch, rng, step, perf_variables)``.
@@ -141,7 +138,7 @@ def make_loss(g, *, beta: float, steps_per_epoch: int, prior_kind: str, featuriz
   Every batch carries ``mask`` [B] bool (False on padded rows); with ``consistency_weight``
   > 0 the features also hold the targets ``"t"``.
   """
-  keys = FEATURE_KEYS + (("t",) if consistency_weight > 0 else ())
+  keys = featurizers.FEATURE_KEYS + (("t",) if consistency_weight > 0 else ())
   needed = ("image", "mask") if featurize is not None else keys + ("mask",)
 
   def loss_fn(params, batch_stats, batch, rng, step, perf_variables):
