@@ -46,13 +46,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       checkpoint_every_steps=1000, log_every_steps=100)
 
   if a["tiny"]:
-    c.dtype = "float32"
-    c.dataset.image_size, c.dataset.num_train, c.dataset.num_test = 64, 64, 32
-    c.dataset.num_threads = 0
-    c.performer.arch, c.performer.batch_size, c.performer.num_epochs = "tiny_vgg", 16, 1
+    base.tiny_real_data(c)
+    c.performer.arch = "tiny_vgg"
     c.performer.model = ml_collections.ConfigDict(dict(top_channels=16, fc_features=32))
-    c.explainer.depth, c.explainer.width, c.explainer.batch_size = 10, 8, 16
-    c.explainer.num_epochs, c.explainer.cache_features = 1, True
-    c.evals.explainer.batch_size, c.evals.explainer.num_report_images = 16, 2
     c.checkpoint_every_steps, c.log_every_steps = 2, 1
   return c

@@ -65,14 +65,8 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
       checkpoint_every_steps=500, log_every_steps=50)
 
   if a["tiny"]:
-    c.dtype = "float32"
-    c.dataset.image_size, c.dataset.num_train, c.dataset.num_test = 64, 64, 32
-    c.dataset.num_threads = 0
-    c.performer.num_epochs, c.performer.batch_size = 1, 16
+    base.tiny_real_data(c)
     c.performer.model.top_channels, c.performer.model.fc_features = 16, 64
-    c.explainer.depth, c.explainer.width = 10, 8
-    c.explainer.num_epochs, c.explainer.batch_size = 1, 16
-    c.evals.explainer.batch_size, c.evals.explainer.num_report_images = 16, 2
     c.evals.parts.num_regions = 4
     c.checkpoint_every_steps, c.log_every_steps = 4, 2
   return c

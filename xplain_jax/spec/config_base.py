@@ -240,6 +240,22 @@ def parse_arg(arg: str, *, flags: tuple = ("tiny",), keys: dict | None = None,
   return out
 
 
+def tiny_real_data(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """Shrinks a config of prepared real data (``configs/celeba.py``, ``configs/pascal_part.py``)
+  to its ``tiny`` smoke run, in place: float32 at 64 px, 64 training and 32 test images read in
+  the calling thread, one epoch of 16-image batches for the performer and for a width-8
+  ResNet-10 g, two report images. The config file then shrinks its own performer's layers and
+  sets its checkpoint and log intervals."""
+  c.dtype = "float32"
+  c.dataset.image_size, c.dataset.num_train, c.dataset.num_test = 64, 64, 32
+  c.dataset.num_threads = 0
+  c.performer.num_epochs, c.performer.batch_size = 1, 16
+  c.explainer.depth, c.explainer.width = 10, 8
+  c.explainer.num_epochs, c.explainer.batch_size = 1, 16
+  c.evals.explainer.batch_size, c.evals.explainer.num_report_images = 16, 2
+  return c
+
+
 # --- Experiment 1 (interpretable filters; configs/parts.py and configs/pascal_part.py) --------
 
 # Filters of the interpretable top layer per architecture (the paper's n).
