@@ -117,25 +117,17 @@ def _preparation_problem(data_dir: str | os.PathLike | None) -> str | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class CelebASource:
+class CelebASource(preprocess.Preprocessing):
   """Random-access CelebA source over a TFDS data source.
 
   Attributes:
     records: sequence of TFDS ``celeb_a`` examples (``len`` and ``[i]``), each a dict with
       ``"image"`` (decoded ``[218,178,3]`` uint8 or encoded JPEG bytes) and ``"attributes"``
       (name -> bool for the 40 ``ATTRIBUTE_NAMES``).
-    image_size: output side ``S``.
-    mean: per-channel normalisation mean (default ImageNet).
-    std: per-channel normalisation standard deviation (default ImageNet).
-    num_threads: threads that read and preprocess the examples of a batch (reading, PIL
-      decoding and resizing release the GIL); 0 or 1 reads them in the calling thread.
+    image_size, mean, std, num_threads: ``preprocess.Preprocessing``.
   """
 
   records: Any
-  image_size: int = 224
-  mean: Sequence[float] = preprocess.IMAGENET_MEAN
-  std: Sequence[float] = preprocess.IMAGENET_STD
-  num_threads: int = 0
 
   def __len__(self) -> int:
     return len(self.records)

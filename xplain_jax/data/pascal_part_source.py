@@ -78,25 +78,21 @@ def preprocess_object(image, box, part_mask: np.ndarray | None = None, *, image_
 
 
 @dataclasses.dataclass(frozen=True)
-class PascalPartSource:
+class PascalPartSource(preprocess.Preprocessing):
   """Random-access source: one category's objects (label 1) and negative images (label 0).
 
   Attributes:
     positives: records of ``pascal_part/<category>`` (``len`` and ``[i]``).
     negatives: records of ``pascal_part/negative``.
     index: [N,2] int, rows ``(0, i)`` for ``positives[i]`` and ``(1, i)`` for ``negatives[i]``.
-    image_size, margin, mean, std: see ``preprocess_object``.
-    num_threads: threads that read and preprocess a batch (0 or 1: the calling thread).
+    margin: see ``preprocess_object``.
+    image_size, mean, std, num_threads: ``preprocess.Preprocessing``.
   """
 
   positives: Any
   negatives: Any
   index: np.ndarray
-  image_size: int = 224
   margin: float = 0.0
-  mean: Sequence[float] = preprocess.IMAGENET_MEAN
-  std: Sequence[float] = preprocess.IMAGENET_STD
-  num_threads: int = 0
 
   def __len__(self) -> int:
     return len(self.index)

@@ -23,6 +23,7 @@ each image straight into its row of the batch (``preprocess_image``'s ``out``).
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import io
 from typing import Sequence
 
@@ -32,6 +33,27 @@ from PIL import Image
 # ImageNet channel statistics (RGB, for pixels scaled to [0, 1]) used by torchvision models.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Preprocessing:
+  """The preprocessing fields every source of photographs has (``celeba.CelebASource``,
+  ``pascal_part_source.PascalPartSource``), keyword-only after the source's own fields.
+
+  Attributes:
+    image_size: output side ``S``.
+    mean: per-channel normalisation mean (default ImageNet).
+    std: per-channel normalisation standard deviation (default ImageNet).
+    num_threads: threads that read and preprocess the records of a batch (reading, PIL
+      decoding and resizing release the GIL); 0 or 1 reads them in the calling thread.
+  """
+
+  image_size: int = 224
+  mean: Sequence[float] = IMAGENET_MEAN
+  std: Sequence[float] = IMAGENET_STD
+  num_threads: int = 0
+
 
 _RESAMPLE = {
     "nearest": Image.Resampling.NEAREST,
