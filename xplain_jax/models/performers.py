@@ -32,10 +32,11 @@ intermediates the explainer works on:
 e.g. `module.apply(variables, x, method=type(module).head)`.
 """
 
-from typing import Any, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
+from jax import lax
 
 from xplain_jax.models.layers import (  # re-exported: part of this module's public names
     adaptive_avg_pool, feature_size, local_response_norm, max_pool_2d, min_input_size,
@@ -99,6 +100,8 @@ class ConvPerformer(nn.Module):
       synthetic attributes, a small network learns far faster with it (measured: 89 % vs 69 %
       object-attribute accuracy after 600 steps).
     lrn_size, lrn_alpha, lrn_beta, lrn_k: LRN constants (AlexNet formula).
+    conv: the convolution the conv layers call (``lax.conv_general_dilated``'s signature;
+      ``models.conv.conv_for`` gives one whose kernel gradient is fast on XLA:CPU).
   """
   num_outputs: int
   dropout_rate: float = 0.5
@@ -115,6 +118,7 @@ class ConvPerformer(nn.Module):
   lrn_alpha: float = 1e-4
   lrn_beta: float = 0.75
   lrn_k: float = 2.0
+  conv: Callable = lax.conv_general_dilated
 
   def conv_specs(self) -> Sequence[ConvSpec]:
     """The conv layers, bottom to top (before `top_channels` is applied)."""
@@ -136,12 +140,12 @@ class ConvPerformer(nn.Module):
     self.convs = [
         nn.Conv(s.features, (s.kernel, s.kernel), strides=(s.stride, s.stride),
                 padding=[(s.padding, s.padding)] * 2, dtype=self.dtype,
-                param_dtype=jnp.float32)
+                param_dtype=jnp.float32, conv_general_dilated=self.conv)
         for s in self.layers()]
     if self.added_layer:
       m = self.layers()[-1].features
       self.added_conv = nn.Conv(m, (3, 3), padding=[(1, 1)] * 2, dtype=self.dtype,
-                                param_dtype=jnp.float32)
+                                param_dtype=jnp.float32, conv_general_dilated=self.conv)
     if self.mask_order not in MASK_ORDERS:
       raise ValueError(f"mask_order={self.mask_order!r} is not known; use one of {MASK_ORDERS}.")
     if self.interpretable:

@@ -43,7 +43,10 @@ PERFORMER = dict(arch="tiny_vgg", interpretable=False, filter_loss_weight=0.0, b
                  init_convs_only=False,  # True: only the conv layers from init_from (Zhang et al.)
                  # λ_t of the filter loss (interpretable performers): "epoch" (weight / t),
                  # "epoch_activation" or "constant"
-                 filter_loss_schedule="epoch")
+                 filter_loss_schedule="epoch",
+                 # how the convs' kernel gradient is computed (models.conv): "xla", "taps" (one
+                 # matmul per kernel tap; several times faster on XLA:CPU) or "auto" (taps on CPU)
+                 kernel_gradient="xla")
 EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kind="mse",
                  prior_method="jvp", positive=False, clip_prior=False, beta=0.2, depth=10,
                  width=16, batch_size=64, num_epochs=1, variants="baseline,prior",

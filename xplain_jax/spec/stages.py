@@ -42,7 +42,8 @@ FEATURE_BATCH_FIELD = "evals.explainer.batch_size"
 RUN_ONLY = ("stages", "num_devices", "distributed", "log_every_steps", "checkpoint_every_steps",
             "dataset.data_dir", "dataset.num_threads", "dataset.cache", "explainer.variants",
             "explainer.cache_features", "evals.explainer.num_report_images",
-            "evals.parts.num_regions", "evals.parts.region_size")
+            "evals.parts.num_regions", "evals.parts.region_size",
+            "performer.kernel_gradient")  # the same gradient up to float rounding
 
 
 @dataclasses.dataclass(frozen=True)

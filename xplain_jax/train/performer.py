@@ -28,7 +28,8 @@ def build_performer(config, spec):
   p = config.performer
   return models.get_performer(
       p.arch, num_outputs=len(spec.output_names), interpretable=p.interpretable,
-      dtype=optim.compute_dtype(config.dtype), **p.model)
+      dtype=optim.compute_dtype(config.dtype), conv=conv_lib.conv_for(p.kernel_gradient),
+      **p.model)
 
 
 def init_variables(module, image_size: int, rng: jax.Array) -> dict:
@@ -77,7 +78,8 @@ def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss
   task = losses.masked_mean(bce, batch["mask"])
   loss, metrics = task, {"task_loss": task}
   if filter_loss_weight:
-    from xplain_jax.models import interpretable
+    from xplain_jax.models import conv as conv_lib
+from xplain_jax.models import interpretable
     # Zhang et al. put the filter loss on the filter's post-ReLU map, before the mask.
     relu = inter["top_conv_relu"].astype(jnp.float32)
     floss = interpretable.filter_loss(relu)
