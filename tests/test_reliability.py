@@ -124,7 +124,7 @@ def test_lock_names_the_holder_and_dies_with_it(tmp_path):
   held.close()
   workdir.lock(str(tmp_path)).close()  # free again
   # A holder killed with SIGKILL leaves no stale lock (the kernel releases it).
-  code = ("import sys, time; from xplain_jax import workdir; h = workdir.lock(sys.argv[1]); "
+  code = ("import sys, time; from xplain_jax.run import workdir; h = workdir.lock(sys.argv[1]); "
           "print('locked', flush=True); time.sleep(60)")
   proc = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], env=subprocess_env(),
                           cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -141,7 +141,7 @@ def test_a_run_cut_off_in_its_report_is_not_finished(study, tmp_path):
 
 @pytest.mark.slow
 def test_an_orphaned_run_is_named_and_counts_agree(study):
-  code = ("import sys, time; from xplain_jax import workdir; h = workdir.lock(sys.argv[1]); "
+  code = ("import sys, time; from xplain_jax.run import workdir; h = workdir.lock(sys.argv[1]); "
           "print('locked', flush=True); time.sleep(120)")
   holder = subprocess.Popen([sys.executable, "-c", code, os.path.join(study["workdir"], RUN)],
                             env=_env(), cwd=ROOT, stdout=subprocess.PIPE, text=True)

@@ -21,7 +21,7 @@ threshold is far below it, yet above the few milliseconds of an eager op, which 
 the folder.
 
 Example:
-  >>> from xplain_jax import compile_cache
+  >>> from xplain_jax.infra import compile_cache
   >>> folder = compile_cache.enable()  # before the first jit; None when switched off
 """
 
