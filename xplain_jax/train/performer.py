@@ -15,6 +15,7 @@ import optax
 
 from xplain_jax.core import losses
 from xplain_jax import models
+from xplain_jax.models import conv as conv_lib
 from xplain_jax.train import optim
 from xplain_jax.spec import stages
 from xplain_jax.train import loop
@@ -78,8 +79,7 @@ def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss
   task = losses.masked_mean(bce, batch["mask"])
   loss, metrics = task, {"task_loss": task}
   if filter_loss_weight:
-    from xplain_jax.models import conv as conv_lib
-from xplain_jax.models import interpretable
+    from xplain_jax.models import interpretable
     # Zhang et al. put the filter loss on the filter's post-ReLU map, before the mask.
     relu = inter["top_conv_relu"].astype(jnp.float32)
     floss = interpretable.filter_loss(relu)
