@@ -1,5 +1,5 @@
 """Fast tests of the fidelity layer on tiny arrays (no pipeline): the own-model API's
-``api_fidelity``, the pipeline's fidelity evaluator with stand-in callables, the re-rendering
+``evaluators.fidelity.add_fidelity`` (the API's), the pipeline's fidelity evaluator with stand-in callables, the re-rendering
 effects' column map, the integrated-gradients peer's steps and the consistency term's target.
 
 Each test names in its docstring the single mutation of the code it is there to catch."""
@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 
 from xplain_jax import api, fidelity
-from xplain_jax.api import fidelity as api_fidelity
 from xplain_jax.train import featurizers
 from xplain_jax.core import losses
 from xplain_jax.data import synthetic_attributes as sa
@@ -43,12 +42,12 @@ def _add(feats, **kw):
   args = dict(case="filter", num_resamples=3, seed=0, sign_threshold=0.0, deletion_steps=2,
               ig_steps=2)
   args.update(kw)
-  api_fidelity.add_fidelity(out, {"prior": np.ones((len(feats["y"]), n), np.float32)},
+  fidelity_eval.add_fidelity(out, {"prior": np.ones((len(feats["y"]), n), np.float32)},
                             {"prior": 0.0}, feats, **args)
   return out
 
 
-# --- api_fidelity ------------------------------------------------------------------------------
+# --- add_fidelity (the API's) ------------------------------------------------------------------------------
 
 
 def test_case1_deletes_filters_of_the_x_map_not_of_what_g_reads():
@@ -91,7 +90,7 @@ def test_given_effects_are_scored_as_given():
 def test_without_effects_or_head_only_a_note():
   _, feats = _filter_feats()
   out = _add(dict(feats), case="shared_feature")   # a plain copy: no featurizer, no head
-  assert out.metrics["fidelity"] == {"note": api_fidelity.NOTE}
+  assert out.metrics["fidelity"] == {"note": fidelity_eval.NOTE}
 
 
 # --- rendering_effects and the evaluator -------------------------------------------------------

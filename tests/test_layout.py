@@ -35,8 +35,8 @@ ALLOWED = {
         {"xplain_jax/core/parts.py", "xplain_jax/evaluators/parts.py"},
         "the part analysis; evaluators/ runs it on a workdir"),
     frozenset({"fidelity"}): (
-        {"xplain_jax/fidelity", "xplain_jax/evaluators/fidelity.py", "xplain_jax/api/fidelity.py"},
-        "the fidelity package; evaluators/ runs it on a workdir; api/ on a user's arrays"),
+        {"xplain_jax/fidelity", "xplain_jax/evaluators/fidelity.py"},
+        "the fidelity package; evaluators/ runs it on a workdir and on the API's arrays"),
     frozenset({"patches"}): (
         {"xplain_jax/evaluators/patches.py", "xplain_jax/report/patches.py"},
         "evaluators/ finds the top-activating patches; report/ draws them"),

@@ -296,7 +296,7 @@ def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndar
     names: the n concept names (default ``filter <i>`` for Case 1, ``concept_<i>`` else).
     gt_contrib: optional [N,n] planted contributions (adds ``gt_rank_correlation``).
     fidelity: score each explainer against the performer's own effects Δ_k = y − y(without
-      concept k), with the references and peers (``api_fidelity``) where Δ can be had: Case 1
+      concept k), with the references and peers (``evaluators.fidelity.add_fidelity``) where Δ can be had: Case 1
       by zeroing each filter (needs the head: ``featurize_dataset``'s arrays remember it, or
       pass ``head``), any case from ``effects`` or ``counterfactual``. False skips it.
     effects: optional [N,n] measured Δ.
@@ -398,7 +398,7 @@ def _evaluate(explainers, features, *, labels, names=None, gt_contrib=None, imag
                                   best_threshold=float(tau))
   out.meta["threshold_chosen_on"] = "the evaluated images' own labels"
   if fidelity and fidelity.get("fidelity", True):
-    from xplain_jax.api import fidelity as api_fidelity  # pylint: disable=import-outside-toplevel
-    api_fidelity.add_fidelity(out, alpha, bias, feats, case=case, **{
+    from xplain_jax.evaluators import fidelity as fidelity_eval  # pylint: disable=import-outside-toplevel
+    fidelity_eval.add_fidelity(out, alpha, bias, feats, case=case, **{
         k: v for k, v in fidelity.items() if k != "fidelity"})
   return out
