@@ -171,6 +171,21 @@ def test_a_case1_faithful_fit_on_a_flattening_head_reaches_the_filters_effects()
   assert residual < 0.3
 
 
+def test_a_new_beta_retrains_exactly_the_variants_that_read_it():
+  """Changing explainer.beta of a finished run: of the trained stages only the explainers whose
+  settings read β (prior, ls_start) get a new identity (so they retrain, in a study's run or a
+  fresh workdir); the performer, the feature cache, baseline and faithful keep theirs and are
+  reused. The variant list names all four, as configs/studies/regimes.py does."""
+  c = parts.get_config("tiny")
+  c.explainer.variants = ",".join(stages.VARIANTS)
+  trained = [s.name for s in stages.concrete(c) if s.name != "evaluate" and s.name != "report"]
+  before = {s: stages.stage_fingerprint(c, s) for s in trained}
+  c.explainer.beta = c.explainer.beta * 2 + 1.0
+  changed = sorted(s for s in trained if stages.stage_fingerprint(c, s) != before[s])
+  assert changed == ["explainer_ls_start", "explainer_prior"]
+  assert "performer" in trained and "features" in trained
+
+
 def test_the_variant_table_decides_what_each_variant_reads():
   """Mutation: VARIANT_IGNORES emptied, or faithful reading explainer.beta -> fails."""
   c = parts.get_config("tiny")
