@@ -13,6 +13,9 @@ squares, α = w, gradient × input, integrated gradients) against the filters' d
   python examples/own_model_digits.py --mode=select --out=runs/own_model_digits
   # evaluate every variant on seeds 0-4 with the chosen weights
   python examples/own_model_digits.py --mode=evaluate --out=runs/own_model_digits
+  # the coordinate channels on a head that pools the map (a filter's place cannot matter)
+  python examples/own_model_digits.py --mode=evaluate --head=pool --weight=1 \
+      --variants=faithful,faithful_coords --out=runs/own_model_digits_pool
 
 Outputs in ``--out``: ``selection.json``/``.md`` or ``results.json``/``.md`` (mean and 95 %
 t-interval over seeds, paired differences over seeds), and ``seed_<mode>_<s>.json`` per seed
@@ -29,7 +32,6 @@ import time
 
 import flax.linen as nn
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -57,8 +59,17 @@ WEIGHTS = (0.1, 1.0, 10.0)
 # "faithful_positive": the same with the paper's positive Case-1 α; "faithful_coords": with two
 # coordinate channels on g's input (this CNN's head flattens its 8×8 map, so a filter's effect
 # depends on where it fires).
+# "baseline_scaled_bias", "prior_scaled_bias": the paper's variants with the opt-in scaled bias
+# (explainer.scaled_bias: b = b0 + std(y)·b_raw).
 TUNED = ("faithful",)
-VARIANTS = ("baseline", "prior", "ls_start", "faithful", "faithful_positive", "faithful_coords")
+VARIANTS = ("baseline", "prior", "ls_start", "faithful", "faithful_positive", "faithful_coords",
+            "baseline_scaled_bias", "prior_scaled_bias")
+# Variant − variant differences over seeds, when both were fitted (the addition's own effect).
+VARIANT_PAIRS = (("faithful_coords", "faithful"), ("baseline_scaled_bias", "baseline"),
+                 ("prior_scaled_bias", "prior"))
+# The CNN's head: "flatten" (fc on the 8×8×32 map: a filter's effect depends on where it fires)
+# or "pool" (fc on the map's spatial mean: it does not).
+HEADS = ("flatten", "pool")
 PEERS = ("least_squares", "least_squares_nonnegative", "prior_weights", "gradient_x_input",
          "integrated_gradients", "random")
 CONSISTENCY_TARGETS = ("deletion", "gradient_x_input", "shapley")
@@ -66,7 +77,10 @@ DIFF_AGAINST = ("least_squares", "gradient_x_input")
 
 
 class DigitsCNN(nn.Module):
-  """conv16 → 2×2 max-pool → conv32 (the explained map) → fc64 → fc10."""
+  """conv16 → 2×2 max-pool → conv32 (the explained map) → fc64 → fc10; ``head_kind`` "pool"
+  averages the map over its positions before fc64."""
+
+  head_kind: str = "flatten"
 
   def setup(self):
     self.conv1, self.conv2 = nn.Conv(16, (3, 3)), nn.Conv(32, (3, 3))
@@ -79,7 +93,8 @@ class DigitsCNN(nn.Module):
 
   def head(self, x):
     """x [B,8,8,32] -> logits [B,10]."""
-    return self.fc2(nn.relu(self.fc1(x.reshape(x.shape[0], -1))))
+    h = x.mean(axis=(1, 2)) if self.head_kind == "pool" else x.reshape(x.shape[0], -1)
+    return self.fc2(nn.relu(self.fc1(h)))
 
   def __call__(self, images):
     return self.head(self.features(images))
@@ -107,9 +122,9 @@ def load_split(seed: int, size: dict):
   return images[tr], labels[tr], images[te], labels[te]
 
 
-def train_cnn(images, digits, *, seed: int, size: dict):
+def train_cnn(images, digits, *, seed: int, size: dict, head: str = "flatten"):
   """Trains ``DigitsCNN`` by Adam on the cross-entropy; returns ``(net, variables)``."""
-  net = DigitsCNN()
+  net = DigitsCNN(head_kind=head)
   rng = jax.random.PRNGKey(seed)
   params = net.init(rng, images[:1])
   tx = optax.adam(size["cnn_lr"])
@@ -137,7 +152,7 @@ def accuracy(net, variables, images, digits) -> float:
   return float(np.mean(pred == digits))
 
 
-def prepare(seed: int, size: dict, *, target: str) -> dict:
+def prepare(seed: int, size: dict, *, target: str, head: str = "flatten") -> dict:
   """One seed's performer and featurized arrays (train with ``"t"``, test).
 
   Returns:
@@ -145,7 +160,7 @@ def prepare(seed: int, size: dict, *, target: str) -> dict:
     "test_target"}``; ``train_signed`` has the unclipped prior w (signed Case 1).
   """
   tr_im, tr_d, te_im, te_d = load_split(seed, size)
-  net, v = train_cnn(tr_im, tr_d, seed=seed, size=size)
+  net, v = train_cnn(tr_im, tr_d, seed=seed, size=size, head=head)
   features = lambda im: net.apply(v, im, method=DigitsCNN.features)
   head_fn = lambda x: net.apply(v, x, method=DigitsCNN.head)[:, TARGET_DIGIT]
   if target not in CONSISTENCY_TARGETS:
@@ -176,6 +191,8 @@ def fit_variant(data: dict, variant: str, *, seed: int, size: dict, weight: floa
       "faithful": faithful,
       "faithful_positive": dict(faithful, positive=True, prior_kind="cross_entropy"),
       "faithful_coords": dict(faithful, coords=True),
+      "baseline_scaled_bias": dict(variant="baseline", scaled_bias=True),
+      "prior_scaled_bias": dict(variant="prior", scaled_bias=True),
   }[variant]
   signed = variant in ("faithful", "faithful_coords")
   feats = data["train_signed"] if signed else data["train"]
@@ -196,11 +213,11 @@ def score(data: dict, explainers: dict, *, size: dict) -> dict:
 
 
 def run_seed(seed: int, size: dict, *, mode: str, weights: dict, target: str,
-             variants=VARIANTS) -> dict:
+             variants=VARIANTS, head: str = "flatten") -> dict:
   """One seed: ``mode="select"`` fits ``TUNED`` at every weight of ``weights[variant]``;
   ``"evaluate"`` fits every variant of ``VARIANTS`` (tuned ones at ``weights[variant]``)."""
   start = time.time()
-  data = prepare(seed, size, target=target)
+  data = prepare(seed, size, target=target, head=head)
   print(f"seed {seed}: performer test accuracy {data['accuracy']:.3f} "
         f"({time.time() - start:.0f} s)", flush=True)
   explainers, seconds = {}, {}
@@ -240,6 +257,9 @@ def summary(per_seed: list[dict]) -> dict:
          "rows": {k: {m: stats.summarize(col(k, m)) for m in ("irc", "deviation")} for k in keys}}
   out["paired"] = {f"{v}_minus_{p}": stats.paired(col(v, "irc"), col(p, "irc"))
                    for v in keys if v not in PEERS for p in DIFF_AGAINST}
+  out["paired_variants"] = {
+      f"{a}_minus_{b}": {m: stats.paired(col(a, m), col(b, m)) for m in ("irc", "deviation")}
+      for a, b in VARIANT_PAIRS if a in keys and b in keys}
   return out
 
 
@@ -271,6 +291,11 @@ def markdown(result: dict, mode: str) -> str:
   for k, d in s["paired"].items():
     p = "–" if d["p_value"] is None else f"{d['p_value']:.3g}"
     lines.append(f"| {k.replace('_minus_', ' − ')} | {_cell(d)} | {p} |")
+  if s.get("paired_variants"):
+    lines += ["", "| paired difference | IRC [95 % t-interval] | deviation [95 % t-interval] |",
+              "|---|---|---|"]
+    lines += [f"| {k.replace('_minus_', ' − ')} | {_cell(d['irc'])} | {_cell(d['deviation'])} |"
+              for k, d in s["paired_variants"].items()]
   return "\n".join(lines) + "\n"
 
 
@@ -290,6 +315,8 @@ def main(argv=None) -> dict:
                  help="evaluate: the faithful variants' weight, instead of a selection.json")
   p.add_argument("--variants", default=",".join(VARIANTS),
                  help="evaluate: the variants fitted (a comma-separated subset)")
+  p.add_argument("--head", choices=HEADS, default="flatten",
+                 help="the CNN's head: fc on the flattened map, or on its spatial mean")
   a = p.parse_args(argv)
   size = SIZES[a.size]
   variants = tuple(utils.split_list(a.variants))
@@ -318,10 +345,10 @@ def main(argv=None) -> dict:
         per_seed.append(json.load(f))
       continue
     per_seed.append(run_seed(s, size, mode=a.mode, weights=weights, target=a.target,
-                             variants=variants))
+                             variants=variants, head=a.head))
     with open(path, "w") as f:
       json.dump(per_seed[-1], f, indent=1)
-  result = dict(mode=a.mode, seeds=seeds, size=a.size, sizes=size, target=a.target,
+  result = dict(mode=a.mode, seeds=seeds, size=a.size, sizes=size, target=a.target, head=a.head,
                 weights=weights, per_seed=per_seed, wall_seconds=round(time.time() - start, 1))
   if a.mode == "select":
     result["selection"] = select(per_seed, weights)

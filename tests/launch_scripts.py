@@ -3,6 +3,7 @@ benchmarks and measurements."""
 
 import importlib.util
 import os
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FOLDERS = ("launch", os.path.join("launch", "bench"), "examples")
@@ -16,6 +17,7 @@ def load(name: str):
     if os.path.exists(path):
       spec = importlib.util.spec_from_file_location(name, path)
       module = importlib.util.module_from_spec(spec)
+      sys.modules[name] = module  # dataclasses (Flax modules) look their module up by name
       spec.loader.exec_module(module)
       return module
   raise FileNotFoundError(f"no {name}.py in {', '.join(FOLDERS)}")

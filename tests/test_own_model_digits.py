@@ -1,18 +1,16 @@
 """examples/own_model_digits.py: the own-model case on scikit-learn's digits, at its quick size."""
 
-import importlib.util
 import os
 
+import jax
 import numpy as np
 import pytest
 
+import launch_scripts
+
 pytest.importorskip("sklearn")
 
-_PATH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples",
-                     "own_model_digits.py")
-_spec = importlib.util.spec_from_file_location("own_model_digits", _PATH)
-digits = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(digits)
+digits = launch_scripts.load("own_model_digits")
 QUICK = digits.SIZES["quick"]
 
 
@@ -108,3 +106,29 @@ def test_every_variant_on_one_quick_seed(tmp_path):
   for row in scores.values():
     assert -1.0 <= row["irc"] <= 1.0
   assert os.path.exists(tmp_path / "results.md")
+
+
+def test_variant_pairs_are_paired_by_seed_on_both_metrics():
+  rng = np.random.default_rng(1)
+  keys = ["prior", "prior_scaled_bias", *digits.PEERS]
+  per_seed = [{"accuracy": 0.9, "scores": {k: {"irc": float(rng.uniform(-1, 1)),
+                                               "deviation": float(rng.uniform(0, 1))}
+                                           for k in keys}} for _ in range(5)]
+  out = digits.summary(per_seed)["paired_variants"]
+  assert list(out) == ["prior_scaled_bias_minus_prior"]  # pairs with a side missing are left out
+  for m in ("irc", "deviation"):
+    diff = [r["scores"]["prior_scaled_bias"][m] - r["scores"]["prior"][m] for r in per_seed]
+    assert out["prior_scaled_bias_minus_prior"][m]["mean"] == pytest.approx(np.mean(diff))
+
+
+def test_the_pooling_head_ignores_where_a_filter_fires():
+  """head="pool": moving a filter's activation to another cell leaves y unchanged (the flatten
+  head's y changes), the reason the coordinate channels are measured on both heads."""
+  x = np.zeros((1, 8, 8, 32), np.float32)
+  moved = x.copy()
+  x[0, 1, 1, 3], moved[0, 6, 5, 3] = 1.0, 1.0
+  for head, same in (("pool", True), ("flatten", False)):
+    net = digits.DigitsCNN(head_kind=head)
+    v = net.init(jax.random.PRNGKey(0), np.zeros((1, 16, 16, 1), np.float32))
+    y = [np.asarray(net.apply(v, a, method=digits.DigitsCNN.head)) for a in (x, moved)]
+    assert np.allclose(y[0], y[1], atol=1e-6) == same
