@@ -29,7 +29,6 @@ from ml_collections import config_flags  # noqa: E402
 
 from xplain_jax import errors  # noqa: E402
 from xplain_jax.run import command  # noqa: E402
-from xplain_jax.run.command import load_config  # noqa: E402,F401  (launch/bench/ reads it here)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, metrics and the report.")

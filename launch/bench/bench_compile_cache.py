@@ -42,7 +42,7 @@ def _child(config_arg: str, workdir: str, epochs: int | None = None) -> None:
   """One run of the job in this process; prints its figures as one JSON line."""
   import jax  # pylint: disable=import-outside-toplevel
   from xplain_jax.infra import compile_cache  # pylint: disable=import-outside-toplevel
-  from launch import run  # pylint: disable=import-outside-toplevel
+  from xplain_jax.run import command as run_command  # pylint: disable=import-outside-toplevel
 
   seconds, counts = {"compile": 0.0}, {"compiles": 0, "hits": 0}
 
@@ -65,7 +65,7 @@ def _child(config_arg: str, workdir: str, epochs: int | None = None) -> None:
     _fit(epochs)
   else:
     from xplain_jax.run import pipeline  # pylint: disable=import-outside-toplevel
-    pipeline.train_and_evaluate(run.load_config(config_arg), workdir)
+    pipeline.train_and_evaluate(run_command.load_config(config_arg), workdir)
   print(json.dumps({"wall_s": time.perf_counter() - start, "compile_s": seconds["compile"],
                     **counts}))
 

@@ -43,7 +43,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import bench_step  # noqa: E402
-import run  # noqa: E402
+from xplain_jax.run import command as run_command  # noqa: E402
 from xplain_jax.spec import config_base  # noqa: E402
 from xplain_jax import data, models
 from xplain_jax.models import flops
@@ -331,7 +331,7 @@ def main(argv=None) -> dict:
   args = parse_args(argv)
   threads = len(os.sched_getaffinity(0))  # the CPUs XLA:CPU's thread pool is sized to
   torch.set_num_threads(args.torch_threads or threads)
-  config = run.load_config(args.config)
+  config = run_command.load_config(args.config)
   mesh = parallel.make_mesh(1)
   host = np.random.default_rng(0)
   wait = os.environ.get("OMP_WAIT_POLICY")

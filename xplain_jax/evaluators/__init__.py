@@ -10,8 +10,8 @@ whether it runs. Their outputs are merged and written once (``common.write_outpu
   fidelity   each explainer and its peers against the performer's own effects (``fidelity.py``)
   sanity     model randomisation of the performer (``sanity.py``)
 
-A new metric family plugs in as a module here with ``evaluate(ctx, cfg)``, a name in
-``EVALUATORS`` and a block in ``config_base.EVALS``.
+A new metric family plugs in as a module here with ``evaluate(ctx, cfg)`` and a block of its
+name in ``config_base.EVALS`` (``EVALUATORS`` is read from there).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ import importlib
 import time
 
 from xplain_jax.errors import ConfigError
+from xplain_jax.spec import config_base
 from xplain_jax.evaluators.common import (  # noqa: F401  the package's names
     EvalContext, EvalOutput, merge, predict_alphas, write_outputs)
 
-# name -> module of xplain_jax.evaluators holding ``evaluate(ctx, cfg)``, in running order.
-EVALUATORS = {"explainer": "explainer", "parts": "parts", "fidelity": "fidelity",
-              "sanity": "sanity"}
+# name -> module of xplain_jax.evaluators holding ``evaluate(ctx, cfg)``, in running order: the
+# blocks of config_base.EVALS, each evaluator in the module of its name.
+EVALUATORS = {name: name for name in config_base.EVALS}
 
 
 def enabled(config) -> tuple[str, ...]:

@@ -85,19 +85,13 @@ CASE_EXPLAINER = {
 # The evaluators (xplain_jax.evaluators), one block each under ``config.evals``, as big_vision
 # has them: ``evals.<name>`` holds everything evaluator <name> reads, and its ``enabled`` field
 # whether it runs (the "explainer" evaluator always runs; it has no ``enabled``).
+# The evaluators' blocks, in running order (each names a module of xplain_jax.evaluators).
 EVALS = dict(
     explainer=dict(
         # rows per batch of every evaluation pass (and of the features cache); positive
         batch_size=200,
         num_report_images=6,  # test images whose top reasons the report shows
         top_k=5),             # reasons kept per report image
-    # interventional effects (docs/fidelity.md)
-    fidelity=dict(enabled=True, num_images=0,    # test images scored; 0 = all
-                  sign_threshold=0.05, num_resamples=1000, deletion_steps=16, seed=0,
-                  ig_steps=32),   # Case 1 integrated-gradients peer: points on the path from x = 0
-    # model randomisation; layers "" = those above the explained feature
-    sanity=dict(enabled=False, layers="",
-                num_resamples=1000, seed=0),  # bootstrap of the similarity's interval
     # parts configs only (configs/parts.py, configs/pascal_part.py)
     parts=dict(
         enabled=True,
@@ -107,6 +101,13 @@ EVALS = dict(
         max_images=0,            # positive test images for annotation/selectivity; 0 = all
         num_regions=12,          # filter-region patches in the report (Fig. 10)
         region_size=0.4),        # patch side as a fraction of the image side
+    # interventional effects (docs/fidelity.md)
+    fidelity=dict(enabled=True, num_images=0,    # test images scored; 0 = all
+                  sign_threshold=0.05, num_resamples=1000, deletion_steps=16, seed=0,
+                  ig_steps=32),   # Case 1 integrated-gradients peer: points on the path from x = 0
+    # model randomisation; layers "" = those above the explained feature
+    sanity=dict(enabled=False, layers="",
+                num_resamples=1000, seed=0),  # bootstrap of the similarity's interval
 )
 # Blocks of EVALS only some configs have (passed to ``evals`` by the config that needs them).
 OPTIONAL_EVALS = ("parts",)
