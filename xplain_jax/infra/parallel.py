@@ -3,7 +3,7 @@
 ``jax.jit`` with ``NamedSharding`` replaces the classic ``jax.pmap`` loop: parameters are
 replicated (``P()``), batches are split along their first axis (``P('data')``), and XLA inserts
 the gradient all-reduce itself. BatchNorm statistics are then taken over the *global* batch, and
-the update is the same as on a single device (tests/test_parallel.py checks it), with no
+the update is the same as on a single device (tests/infra/test_parallel.py checks it), with no
 ``pmean`` bookkeeping to get wrong. The same code runs on one CPU, a multi-GPU host or a TPU
 pod slice; multi-host runs start with ``initialize_distributed`` and each process feeds only its
 own rows of every global batch (``xplain_jax.data.input_pipeline.Loader``).
@@ -38,7 +38,7 @@ def initialize_distributed(coordinator_address: str = "", num_processes: int = 0
   On CPU, cross-process collectives need no extra setting: once ``jax.distributed`` is up, jax
   (0.5 and later) builds the CPU client with gloo collectives over TCP
   (``jax_cpu_collectives_implementation`` defaults to "gloo"; set it to "mpi" before this call
-  to use MPI instead). tests/test_multihost.py runs two processes on loopback this way.
+  to use MPI instead). tests/end_to_end/test_multihost.py runs two processes on loopback this way.
 
   The wait for the coordinator and the other processes is bounded by ``timeout_s`` (config
   field ``distributed.initialization_timeout``): when they have not all joined by then, the
