@@ -17,6 +17,7 @@ ms per step ÷ torch's: below 1 is faster). torch gets as many threads as XLA:CP
 
   python launch/bench/bench_cpu_vs_torch.py [--config=configs/synthetic.py[:tiny]] [--repeats=10]
   python launch/bench/bench_cpu_vs_torch.py --config=configs/synthetic.py:tiny --quick   # seconds
+  python launch/bench/bench_cpu_vs_torch.py --only=performer --kernel_gradient=taps   # models.conv
 
 Results: docs/scaling.md ("CPU against torch eager").
 """
@@ -43,6 +44,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import bench_step  # noqa: E402
+from xplain_jax.models import conv as conv_lib  # noqa: E402
 from xplain_jax.run import command as run_command  # noqa: E402
 from xplain_jax.spec import config_base  # noqa: E402
 from xplain_jax import data, models
@@ -59,6 +61,7 @@ from xplain_jax.train import state as state_lib  # noqa: E402
 # map [B,8,8,32], ResNet-10 of width 32, batch 64, Adam 1e-3, Case 1 (β = 10).
 DIGITS = dict(map_shape=(8, 8, 32), depth=10, width=32, batch=64, learning_rate=1e-3, beta=10.0)
 DEFAULTS = dict(repeats=10, steps=5, warmup=3)
+STEPS = ("performer", "explainer", "explainer_digits")  # explainer: the config's case
 QUICK = dict(repeats=3, steps=2, warmup=1)
 
 
@@ -71,7 +74,13 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--torch_threads", type=int, default=0,
                  help="torch's intra-op threads (0: as many as XLA:CPU uses)")
   p.add_argument("--quick", action="store_true", help=f"a smoke run, unset flags from {QUICK}")
+  p.add_argument("--kernel_gradient", default="", choices=("",) + conv_lib.KERNEL_GRADIENTS,
+                 help="the performer's config.performer.kernel_gradient (default: the config's)")
+  p.add_argument("--only", default="", help=f"comma-separated steps of {STEPS} (default: all)")
   args = p.parse_args(argv)
+  unknown = sorted(set(filter(None, args.only.split(","))) - set(STEPS))
+  if unknown:
+    p.error(f"--only names unknown steps {unknown}; use some of {STEPS}")
   for name, value in (QUICK if args.quick else DEFAULTS).items():
     if getattr(args, name) is None:
       setattr(args, name, value)
@@ -332,6 +341,8 @@ def main(argv=None) -> dict:
   threads = len(os.sched_getaffinity(0))  # the CPUs XLA:CPU's thread pool is sized to
   torch.set_num_threads(args.torch_threads or threads)
   config = run_command.load_config(args.config)
+  if args.kernel_gradient:
+    config.performer.kernel_gradient = args.kernel_gradient
   mesh = parallel.make_mesh(1)
   host = np.random.default_rng(0)
   wait = os.environ.get("OMP_WAIT_POLICY")
@@ -339,11 +350,15 @@ def main(argv=None) -> dict:
         f"torch.set_num_threads({torch.get_num_threads()}) with OMP_WAIT_POLICY={wait} (torch "
         f"{torch.__version__}, jax {jax.__version__}); --config={args.config}, {args.repeats} "
         f"repeats of {args.steps} steps after {args.warmup} warm-up steps; float32; GFLOP/s "
-        "from XLA's count of the step", flush=True)
+        f"from XLA's count of the step; performer.kernel_gradient="
+        f"{config.performer.kernel_gradient}", flush=True)
   ratios = {}
-  for build in (lambda: performer_pair(config, mesh, host), lambda: case2_pair(config, mesh, host),
-                lambda: digits_pair(mesh, host)):
-    pair = build()
+  builders = dict(performer=lambda: performer_pair(config, mesh, host),
+                  explainer=lambda: case2_pair(config, mesh, host),
+                  explainer_digits=lambda: digits_pair(mesh, host))
+  only = [n for n in args.only.split(",") if n] or list(STEPS)
+  for name in only:
+    pair = builders[name]()
     t = time_pair(pair, repeats=args.repeats, steps=args.steps, warmup=args.warmup)
     print("\n".join(report_lines(pair, t)), flush=True)
     ratios[pair.name] = (t["jax"][0] / t["torch"][0], t["jax"][1] / t["torch"][1])
