@@ -1,4 +1,5 @@
-"""xplain_jax: explain a CNN's predictions semantically and quantitatively (Chen et al., ICCV 2019)."""
+"""xplain_jax: explain a CNN's predictions semantically and quantitatively
+(Chen et al., ICCV 2019)."""
 
 import setuptools
 

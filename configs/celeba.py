@@ -14,7 +14,8 @@ Prepare CelebA once (needs ``pip install 'xplain_jax[tfds]'``, see docs/real_dat
 Run on one GPU (``target`` is any of the 40 attributes; aliases attractive, heavy_makeup, male,
 young):
 
-  python launch/run.py --config=configs/celeba.py:target=attractive --workdir=runs/celeba_attractive \
+  python launch/run.py --config=configs/celeba.py:target=attractive \
+      --workdir=runs/celeba_attractive \
       --config.performer.init_from=/path/to/vgg16-397923af.pth
 
 Shrunk for a CPU smoke run (a small VGG at 64 px, 64 training and 32 test images, float32):

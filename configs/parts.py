@@ -12,9 +12,9 @@ The explainer distils the performer's logit into α·y over the
 top filters, y_i = Σ_hw x_i, with Case-1 priors w_i = Σ_hw ∂y/∂x_i clipped at 0, the
 cross-entropy prior, softplus α and λ(t) = β/√t, β = 10, a ResNet weight network on the top map.
 The parts stage then names every filter's part (from the ground-truth masks, or from a
-user-written ``config.evals.parts.annotation`` file), sums contributions per part, draws Grad-CAM maps
-and filter regions, and compares the part selectivity of the interpretable layer with that of
-an ordinary top layer (the same network trained without mask and filter loss).
+user-written ``config.evals.parts.annotation`` file), sums contributions per part, draws
+Grad-CAM maps and filter regions, and compares the part selectivity of the interpretable layer
+with that of an ordinary top layer (the same network trained without mask and filter loss).
 
 Run (CPU, minutes; the default architecture is a small VGG at 64 px):
 

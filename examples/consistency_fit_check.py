@@ -35,7 +35,7 @@ import jax  # noqa: E402  pylint: disable=wrong-import-position
 import jax.numpy as jnp  # noqa: E402  pylint: disable=wrong-import-position
 from xplain_jax import api, fidelity, utils
 from xplain_jax.train import featurizers
-from xplain_jax.train import start as start_lib  # noqa: E402  pylint: disable=wrong-import-position  # noqa: E402  pylint: disable=wrong-import-position
+from xplain_jax.train import start as start_lib  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def train_mode_alpha(explainer, feat: np.ndarray, batch_size: int = 64) -> np.ndarray:

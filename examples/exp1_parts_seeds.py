@@ -15,7 +15,8 @@ conv masked after its ReLU, constant filter-loss weight; the explainer as config
         $(python examples/exp1_parts_seeds.py flags $layout)
     python examples/exp1_parts_seeds.py posthoc $W $s $layout > runs/exp1/posthoc_${layout}_s$s.json
     # the explainer from the paper's start (α = g(feat), b = 0) on the same performers:
-    cp -al $W ${W}_paperstart && rm -r ${W}_paperstart/{explainer_prior,eval,metrics.json,config.json}
+    cp -al $W ${W}_paperstart \\
+        && rm -r ${W}_paperstart/{explainer_prior,eval,metrics.json,config.json}
     python launch/run.py --config=configs/parts.py --workdir=${W}_paperstart --config.seed=$s \\
         --config.stages=explainer,evaluate --config.explainer.variants=prior \\
         --config.explainer.auto_scale=False $(python examples/exp1_parts_seeds.py flags $layout)

@@ -21,7 +21,8 @@ def flatten(value, prefix: str = "") -> dict:
     return {k: v for key, item in value.items()
             for k, v in flatten(item, f"{prefix}.{key}" if prefix else key).items()}
   if isinstance(value, list):
-    return {k: v for i, item in enumerate(value) for k, v in flatten(item, f"{prefix}[{i}]").items()}
+    return {k: v for i, item in enumerate(value)
+            for k, v in flatten(item, f"{prefix}[{i}]").items()}
   return {prefix: value}
 
 

@@ -3,7 +3,7 @@ gradient and kernel gradient, and the kernel gradient computed as one matmul of 
 patches with the output gradient (``lax.conv_general_dilated_patches``), in ms per call.
 
   python launch/bench/bench_conv_grad.py                 # [64,32,32,32] -> 64 channels
-  XLA_FLAGS=--xla_cpu_use_thunk_runtime=false python launch/bench/bench_conv_grad.py   # a flag tried
+  XLA_FLAGS=--xla_cpu_use_thunk_runtime=false python launch/bench/bench_conv_grad.py  # a flag tried
 
 Prints the minimum over ``--repeats`` calls after compilation, for the machine it runs on.
 """

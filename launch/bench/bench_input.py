@@ -1,4 +1,5 @@
-"""Host-side input throughput (``launch/bench/bench.py --input``): can the host feed the accelerator?
+"""Host-side input throughput (``launch/bench/bench.py --input``): can the host feed the
+accelerator?
 
 Each source is timed on this host's CPU, in images per second, and per core (the rate divided
 by the threads used, at most the cores available):

@@ -1,9 +1,10 @@
-"""Tables of ``launch/bench/bench.py`` rows: the per-run table, the FLOP breakdown, and the one GPU table.
+"""Tables of ``launch/bench/bench.py`` rows: the per-run table, the FLOP breakdown, and the one
+GPU table.
 
-The GPU table (``python launch/bench/bench_report.py --card=NAME rows.json ...``) gathers the rows of
-several runs, names the card, and checks the targets of the uncached/cached steps and of the
-Case-2 prior (``TARGETS``). ``--max_batch`` estimates, from a row's memory figures, the largest
-global batch that fits (``max_batch``).
+The GPU table (``python launch/bench/bench_report.py --card=NAME rows.json ...``) gathers the
+rows of several runs, names the card, and checks the targets of the uncached/cached steps and of
+the Case-2 prior (``TARGETS``). ``--max_batch`` estimates, from a row's memory figures, the
+largest global batch that fits (``max_batch``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The explainer training step benchmark: build one setting, count its FLOPs, compile and time it.
 
-Used by ``launch/bench/bench.py`` (see its docstring for what is measured and the flags). One setting is
-(case, precision, cached, batch); ``bench_one`` returns its row (a dict) for
+Used by ``launch/bench/bench.py`` (see its docstring for what is measured and the flags). One
+setting is (case, precision, cached, batch); ``bench_one`` returns its row (a dict) for
 ``bench_report.format_table``.
 """
 

@@ -25,7 +25,8 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from configs import parts, synthetic  # noqa: E402  pylint: disable=wrong-import-position
 from xplain_jax import data, models  # noqa: E402  pylint: disable=wrong-import-position
-from xplain_jax.train import features as features_lib  # noqa: E402  pylint: disable=wrong-import-position
+from xplain_jax.train import (  # noqa: E402  pylint: disable=wrong-import-position
+    features as features_lib)
 
 
 def _performer(config, spec, images):
