@@ -1,7 +1,8 @@
 """The catalogue of bad inputs: what goes wrong, what the run says, and what to do about it.
 
-One list of dicts, used by ``tests/end_to_end/test_catalogue.py`` (which runs every case) and by the
-table of docs/troubleshooting.md (``python tests/end_to_end/catalogue_cases.py`` prints it as markdown).
+One list of dicts, used by ``tests/end_to_end/test_catalogue.py`` (which runs every case) and by
+the table of docs/troubleshooting.md (``python tests/end_to_end/catalogue_cases.py`` prints it as
+markdown).
 
 Keys of a case:
   id: short name.
@@ -197,7 +198,8 @@ CASES = [
     dict(id="config_without_get_config", problem="config file without get_config", kind="cli",
          config_file="BETA = 0.5\n", argv=["--config={config_file}", "--workdir={workdir}"],
          exit=2, words=["defines no get_config"],
-         fix="Define get_config(arg) returning a ConfigDict built from xplain_jax.spec.config_base."),
+         fix="Define get_config(arg) returning a ConfigDict built from "
+             "xplain_jax.spec.config_base."),
     # --- command line (exit 2) ---
     dict(id="unknown_config_field", problem="misspelt --config.FIELD", kind="cli",
          argv=[TINY, "--workdir={workdir}", "--config.explainer.betta=0.5"], exit=2,
@@ -355,7 +357,8 @@ CASES = [
          fix="Move that folder away and rerun the same command."),
     dict(id="report_figures_unwritable", problem="a figures folder without write permission",
          kind="elsewhere", exit=1,
-         tested_in="tests/report/test_report_storage.py::test_an_unwritable_figures_folder_is_one_line",
+         tested_in="tests/report/test_report_storage.py::"
+                   "test_an_unwritable_figures_folder_is_one_line",
          words=["cannot write", ".png", "writable"],
          fix="Make the folder writable (chmod u+w) and rerun the same command."),
     dict(id="log_folder_unwritable", problem="a stage's log (TensorBoard) folder that cannot "
@@ -404,23 +407,27 @@ CASES = [
          fix="Lower the learning rate or set optimizer.grad_clip, in a new --workdir; check "
              "the inputs for NaN."),
     # --- in-process: data layer and functional API (ValueError) ---
-    dict(id="images_wrong_shape", raises="ValueError", problem="images not [b,S,S,3]", kind="api", exit=None,
-         words=["shape", "[b, S, S, 3]"], fix="Give square RGB images, channels last."),
-    dict(id="images_wrong_dtype", raises="ValueError", problem="uint8 images", kind="api", exit=None,
-         words=["dtype uint8", "float32"], fix="Normalise pixels to float32."),
-    dict(id="images_nan", raises="ValueError", problem="NaN pixels in the data", kind="api", exit=None,
-         words=["records [3, 5]", "NaN or Inf"], fix="Check those files and the preprocessing."),
-    dict(id="concepts_shape_mismatch", raises="ValueError", problem="α and y_i of different shapes (functional API)",
+    dict(id="images_wrong_shape", raises="ValueError", problem="images not [b,S,S,3]", kind="api",
+         exit=None, words=["shape", "[b, S, S, 3]"], fix="Give square RGB images, channels last."),
+    dict(id="images_wrong_dtype", raises="ValueError", problem="uint8 images", kind="api",
+         exit=None, words=["dtype uint8", "float32"], fix="Normalise pixels to float32."),
+    dict(id="images_nan", raises="ValueError", problem="NaN pixels in the data", kind="api",
+         exit=None, words=["records [3, 5]", "NaN or Inf"],
+         fix="Check those files and the preprocessing."),
+    dict(id="concepts_shape_mismatch", raises="ValueError",
+         problem="α and y_i of different shapes (functional API)",
          kind="api", exit=None, words=["explainer_output", "(4, 3)", "(4, 5)"],
          fix="Pass α and y_i as [B, n] arrays of one shape."),
-    dict(id="nan_metric_not_written", raises="NonFiniteError (exit 1 in a run)", problem="a NaN metric (result file)", kind="api",
+    dict(id="nan_metric_not_written", raises="NonFiniteError (exit 1 in a run)",
+         problem="a NaN metric (result file)", kind="api",
          exit=None, words=["prior.entropy", "nan", "not written"],
          fix="Find the NaN in the inputs or logs; the previous file is kept."),
     dict(id="damaged_feature_cache", problem="damaged feature-cache shard", kind="api",
          exit=None, words=[], fix="Nothing: a damaged cache is recomputed."),
     dict(id="feature_cache_changed_in_place", problem="a feature-cache shard changed in place "
          "(same size, other bytes)", kind="elsewhere", exit=0,
-         tested_in="tests/data/test_feature_cache_checksum.py::test_the_split_is_recomputed_as_it_was",
+         tested_in="tests/data/test_feature_cache_checksum.py::"
+                   "test_the_split_is_recomputed_as_it_was",
          words=[], fix="Nothing: the shard's checksum differs, a warning names it, and the cache "
                        "is recomputed."),
     dict(id="damaged_result_npz", raises="DamagedFileError (exit 1 in a run)",
@@ -435,18 +442,21 @@ CASES = [
     # --- studies (launch/study.py) ---
     dict(id="study_changed_set", problem="a study rerun with a changed --set after its runs "
          "finished", kind="elsewhere", exit=2,
-         tested_in="tests/end_to_end/test_study_faults.py::test_a_changed_set_is_refused_never_skipped",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_a_changed_set_is_refused_never_skipped",
          words=["was made with", "use another --workdir"],
          fix="Use another --workdir for the new values (or delete the named sub-workdir to "
              "redo that run); fields that decide no result (stages, data_dir) just rerun."),
     dict(id="study_set_of_an_axis", problem="--set of a field that is a study axis",
          kind="elsewhere", exit=2,
-         tested_in="tests/end_to_end/test_study_faults.py::test_study_command_line_is_checked_before_any_run",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_study_command_line_is_checked_before_any_run",
          words=["sets a field of the study axis"],
          fix="Change the axis (--config.axes.NAME...) or drop the --set."),
     dict(id="study_misspelt_set", problem="--set of a field the run config lacks, or of the "
          "wrong type", kind="elsewhere", exit=2,
-         tested_in="tests/end_to_end/test_study_faults.py::test_study_command_line_is_checked_before_any_run",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_study_command_line_is_checked_before_any_run",
          words=["has no field", "check the spelling"], fix="Check the field's spelling."),
     dict(id="study_set_refused_by_runs", problem="a --set value every run of the study would "
          "refuse (--set=dataset.rule=bogus), running or with --emit=slurm", kind="elsewhere",
@@ -457,26 +467,31 @@ CASES = [
          fix="Fix the value named; nothing was run or written."),
     dict(id="study_cannot_finish", problem="study runs that cannot finish the table "
          "(stages without evaluate, a variant missing)", kind="elsewhere", exit=2,
-         tested_in="tests/end_to_end/test_study_faults.py::test_study_command_line_is_checked_before_any_run",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_study_command_line_is_checked_before_any_run",
          words=["no run can finish"],
          fix="Include evaluate in stages and every variant the table reads."),
     dict(id="study_workdir_below_a_file", problem="a study workdir below a file, or not UTF-8",
          kind="elsewhere", exit=2,
-         tested_in="tests/end_to_end/test_study_faults.py::test_study_command_line_is_checked_before_any_run",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_study_command_line_is_checked_before_any_run",
          words=["--workdir", "choose a"], fix="Choose a directory (a UTF-8 name)."),
     dict(id="study_interrupted", problem="Ctrl-C or SIGTERM on launch/study.py (or on its PID "
          "alone)", kind="elsewhere", exit=(130, 143),
-         tested_in="tests/end_to_end/test_study_faults.py::test_ctrl_c_on_a_study_stops_its_run_in_one_line",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_ctrl_c_on_a_study_stops_its_run_in_one_line",
          words=["interrupted", "rerun the same command"],
          fix="Rerun the same command; the running run got the signal and resumes."),
     dict(id="study_orphaned_run", problem="a run still running from a study that was killed "
          "(kill -9 of the study alone)", kind="elsewhere", exit=1,
-         tested_in="tests/end_to_end/test_study_faults.py::test_an_orphaned_run_is_named_and_counts_agree",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_an_orphaned_run_is_named_and_counts_agree",
          words=["is still running", "wait for it to end or stop that process"],
          fix="Wait for that process (named) to end, or stop it; then rerun the study."),
     dict(id="study_disk_full", problem="a full disk while writing study.json / study.md",
          kind="elsewhere", exit=1,
-         tested_in="tests/end_to_end/test_study_faults.py::test_full_disk_while_writing_the_study_is_one_line",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_full_disk_while_writing_the_study_is_one_line",
          words=["cannot write", "disk is full"], fix="Free space and rerun the same command."),
     dict(id="paired_columns_bad_metric", problem="launch/study.py --pair with a misspelt or "
          "empty --metrics", kind="elsewhere", exit=2,
@@ -497,11 +512,13 @@ CASES = [
          fix="Rewrite it with launch/study.py --aggregate-only on the study's workdir."),
     dict(id="study_slurm_space_separated", problem="--emit=slurm with space-separated flags "
          "(--config X --set Z)", kind="elsewhere", exit=0,
-         tested_in="tests/end_to_end/test_study_faults.py::test_slurm_follow_ups_take_space_separated_flags",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_slurm_follow_ups_take_space_separated_flags",
          words=[], fix="Nothing: the follow-up jobs get --NAME=VALUE arguments."),
     dict(id="study_cut_off_in_report", problem="a study killed during a run's report stage",
          kind="elsewhere", exit=0,
-         tested_in="tests/end_to_end/test_study_faults.py::test_a_run_cut_off_in_its_report_is_not_finished",
+         tested_in="tests/end_to_end/test_study_faults.py::"
+                   "test_a_run_cut_off_in_its_report_is_not_finished",
          words=[], fix="Nothing: the rerun finishes that run, report included."),
 ]
 

@@ -1,11 +1,13 @@
-"""Every bad input of ``tests/end_to_end/catalogue_cases.py`` ends in one clear line and damages nothing.
+"""Every bad input of ``tests/end_to_end/catalogue_cases.py`` ends in one clear line and damages
+nothing.
 
 Each command-line case runs ``launch/run.py`` as a subprocess and checks: the exit status; that
 the last line of stderr is one ``error: ...`` line holding the case's words; that stderr holds
 no traceback; and that every file that was in the workdir before the run is still there,
 byte for byte (a file the case names as repaired must be back to its undamaged content). The
 in-process cases check the ``ValueError`` (or ``XplainError``) message of the data layer, the
-functional API and the result files. A case marked ``skip`` waits for wiring outside this area. Subprocesses run two at a time and share a JAX compilation cache.
+functional API and the result files. A case marked ``skip`` waits for wiring outside this area.
+Subprocesses run two at a time and share a JAX compilation cache.
 """
 
 import concurrent.futures

@@ -1,7 +1,7 @@
 """Two processes on loopback train exactly as one: the real pipeline, multi-host, on CPU.
 
-Two workers (tests/end_to_end/_multihost_worker.py) start ``jax.distributed`` through the pipeline's own
-``parallel.initialize_distributed`` (``XPLAIN_COORDINATOR=127.0.0.1:<free port>``,
+Two workers (tests/end_to_end/_multihost_worker.py) start ``jax.distributed`` through the
+pipeline's own ``parallel.initialize_distributed`` (``XPLAIN_COORDINATOR=127.0.0.1:<free port>``,
 ``XPLAIN_NUM_PROCESSES=2``, ``XPLAIN_PROCESS_ID=0|1``), one CPU device each; cross-process
 collectives on CPU are gloo's (jax's default once ``jax.distributed`` is up). Each process loads
 only its half of every global batch (``Loader(process_index, process_count)``) and they run the

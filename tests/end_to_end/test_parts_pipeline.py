@@ -1,4 +1,5 @@
-"""Experiment 1 end to end: the shrunk parts config through every stage, user annotations, configs."""
+"""Experiment 1 end to end: the shrunk parts config through every stage, user annotations,
+configs."""
 
 import glob
 import json

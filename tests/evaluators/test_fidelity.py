@@ -1,6 +1,7 @@
 """Fast tests of the fidelity layer on tiny arrays (no pipeline): the own-model API's
-``evaluators.fidelity.add_fidelity`` (the API's), the pipeline's fidelity evaluator with stand-in callables, the re-rendering
-effects' column map, the integrated-gradients peer's steps and the consistency term's target.
+``evaluators.fidelity.add_fidelity`` (the API's), the pipeline's fidelity evaluator with stand-in
+callables, the re-rendering effects' column map, the integrated-gradients peer's steps and the
+consistency term's target.
 
 Each test names in its docstring the single mutation of the code it is there to catch."""
 
@@ -47,7 +48,7 @@ def _add(feats, **kw):
   return out
 
 
-# --- add_fidelity (the API's) ------------------------------------------------------------------------------
+# --- add_fidelity (the API's) ------------------------------------------------------------------
 
 
 def test_case1_deletes_filters_of_the_x_map_not_of_what_g_reads():

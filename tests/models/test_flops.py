@@ -1,4 +1,5 @@
-"""FLOP counting from jaxprs (xplain_jax.models.flops) against hand-worked counts and XLA's own count."""
+"""FLOP counting from jaxprs (xplain_jax.models.flops) against hand-worked counts and XLA's own
+count."""
 
 import flax.linen as nn
 import jax

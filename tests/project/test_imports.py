@@ -166,7 +166,8 @@ def test_the_report_reads_results_and_computes_nothing():
   graph = import_graph()
   for m in (m for m in graph if m.startswith("xplain_jax.report")):
     above = sorted(t for t in graph[m]
-                   if layer(t) >= layer("xplain_jax.train") and not t.startswith("xplain_jax.report"))
+                   if layer(t) >= layer("xplain_jax.train")
+                   and not t.startswith("xplain_jax.report"))
     assert not above, f"{m} imports {above}: the report reads results, it computes nothing"
 
 

@@ -191,7 +191,8 @@ def _test_file_home(rel: str, package_modules: dict) -> str | None:
   if folder in TEST_SUITES:
     return None
   if folder not in package_modules:
-    return f"tests/{rel}: tests/{folder}/ is no package folder of xplain_jax nor one of {sorted(TEST_SUITES)}"
+    return (f"tests/{rel}: tests/{folder}/ is no package folder of xplain_jax nor one of "
+            f"{sorted(TEST_SUITES)}")
   names = package_modules[folder] | ({folder} if folder else set())
   if any(subject == m or subject.startswith(m + "_") for m in names):
     return None

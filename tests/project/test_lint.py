@@ -11,7 +11,8 @@ from pyflakes import messages as flakes_messages
 from pyflakes import reporter as flakes_reporter
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-SOURCES = sorted(p for d in ("xplain_jax", "launch", "examples", "configs", "tests") for p in (ROOT / d).rglob("*.py"))
+SOURCES = sorted(p for d in ("xplain_jax", "launch", "examples", "configs", "tests")
+                 for p in (ROOT / d).rglob("*.py"))
 # Messages that are bugs whenever the line runs, as opposed to style.
 FATAL = (flakes_messages.UndefinedName, flakes_messages.UndefinedLocal,
          flakes_messages.UndefinedExport, flakes_messages.ImportStarUsage)

@@ -1,4 +1,5 @@
-"""The report reads cleanly: each metric family in its own table, no cell holding an object or a list."""
+"""The report reads cleanly: each metric family in its own table, no cell holding an object or a
+list."""
 
 import html.parser
 import json

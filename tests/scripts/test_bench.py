@@ -1,5 +1,5 @@
-"""launch/bench/bench.py on tiny models (no timing assertions), its report and profile pieces, and the
-launch scripts' wiring (launch/bench/gpu_bench.sh included, as a dry run)."""
+"""launch/bench/bench.py on tiny models (no timing assertions), its report and profile pieces, and
+the launch scripts' wiring (launch/bench/gpu_bench.sh included, as a dry run)."""
 
 import importlib.util
 import json
@@ -350,7 +350,7 @@ def test_profile_writes_a_trace_on_cpu(bench, tmp_path):
   assert s["hlo"]["opcodes"]
 
 
-# ---- launch/bench/gpu_bench.sh as a dry run -------------------------------------------------------
+# ---- launch/bench/gpu_bench.sh as a dry run -------------------------------------------------
 
 def _gpu_bench(args, tmp_path, **env):
   full = {**os.environ, "PYTHON": sys.executable, **env}

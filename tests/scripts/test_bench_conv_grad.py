@@ -1,4 +1,5 @@
-"""launch/bench/bench_conv_grad.py: the kernel gradient by patches equals XLA's, and every row prints."""
+"""launch/bench/bench_conv_grad.py: the kernel gradient by patches equals XLA's, and every row
+prints."""
 
 import launch_scripts
 

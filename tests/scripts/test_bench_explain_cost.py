@@ -1,4 +1,5 @@
-"""launch/bench/bench_explain_cost.py prints a cost per image for each explanation, at its quick size."""
+"""launch/bench/bench_explain_cost.py prints a cost per image for each explanation, at its quick
+size."""
 
 import pytest
 

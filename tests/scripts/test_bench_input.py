@@ -1,6 +1,6 @@
-"""launch/bench/bench.py --input (bench_input.py) on tiny settings: the fake CelebA files, every source's
-row, and the cores-needed arithmetic. No timing assertions: rates are only checked to be positive
-and consistent with each other."""
+"""launch/bench/bench.py --input (bench_input.py) on tiny settings: the fake CelebA files, every
+source's row, and the cores-needed arithmetic. No timing assertions: rates are only checked to be
+positive and consistent with each other."""
 
 from __future__ import annotations
 

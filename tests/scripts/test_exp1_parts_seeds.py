@@ -1,4 +1,5 @@
-"""examples/exp1_parts_seeds.py's table and layout flags, on fabricated run folders (no training)."""
+"""examples/exp1_parts_seeds.py's table and layout flags, on fabricated run folders (no
+training)."""
 
 import importlib.util
 import json

@@ -1,6 +1,6 @@
-"""The stage registry (xplain_jax/spec/stages.py) is the one place each fact about a stage is written:
-the pipeline runs only registered stages, every config field is either in some stage's identity
-or run-only, and the config check of a finished workdir follows the identities."""
+"""The stage registry (xplain_jax/spec/stages.py) is the one place each fact about a stage is
+written: the pipeline runs only registered stages, every config field is either in some stage's
+identity or run-only, and the config check of a finished workdir follows the identities."""
 
 import os
 

@@ -72,4 +72,5 @@ def test_a_run_only_field_does_not_hide_fields_it_is_a_prefix_of():
   assert (stages.stage_fingerprint(config, "performer")
           != stages.stage_fingerprint(moved, "performer"))
   # The dotted identity prefix "performer" is not the stage "performer_ordinary".
-  assert not stages._within("performer_ordinary.x", ("performer",))  # pylint: disable=protected-access
+  assert not stages._within(  # pylint: disable=protected-access
+      "performer_ordinary.x", ("performer",))

@@ -36,7 +36,8 @@ def test_damaged_log_is_rewritten_with_a_warning(tmp_path, damage, caplog):
     writer = logger.make_writer(str(tmp_path), "explainer_prior", total_steps=4, start_step=2)
   assert "explainer_prior.jsonl" in caplog.text and "damaged" in caplog.text
   kept = [json.loads(l) for l in _lines(path)]  # valid UTF-8 JSON lines only
-  assert kept == [r for r in ({"step": 1, "loss": 0.5}, {"step": 2}) if bytes(damage).startswith(b"{")]
+  assert kept == [r for r in ({"step": 1, "loss": 0.5}, {"step": 2})
+                  if bytes(damage).startswith(b"{")]
   writer.write_scalars(3, {"loss": 0.25})
   writer.close()
   assert json.loads(_lines(path)[-1]) == {"step": 3, "loss": 0.25}

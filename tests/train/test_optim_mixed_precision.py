@@ -1,4 +1,5 @@
-"""Mixed precision: ``config.dtype = "bfloat16"`` computes in bf16 and keeps float32 where it counts.
+"""Mixed precision: ``config.dtype = "bfloat16"`` computes in bf16 and keeps float32 where it
+counts.
 
 Parameters, optimiser state, losses, metrics, y, y_i and the priors w stay float32; the
 performer's and the weight network's layers compute in bf16. The bf16 results are compared

@@ -117,12 +117,13 @@ def test_the_command_line_leaves_sigterm_to_jax_when_several_processes_run():
   import importlib.util  # pylint: disable=import-outside-toplevel
   import signal  # pylint: disable=import-outside-toplevel
   import ml_collections  # pylint: disable=import-outside-toplevel
-  path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "launch",
-                      "run.py")
+  path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                      "launch", "run.py")
   spec = importlib.util.spec_from_file_location("run_for_signals", path)
   run = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(run)
   several = ml_collections.ConfigDict({"distributed": {"num_processes": 2}})
   one = ml_collections.ConfigDict({"distributed": {"num_processes": 0}})
   assert run._handled_signals(several) == (signal.SIGINT,)   # pylint: disable=protected-access
-  assert run._handled_signals(one) == (signal.SIGINT, signal.SIGTERM)   # pylint: disable=protected-access
+  assert run._handled_signals(one) == (  # pylint: disable=protected-access
+      signal.SIGINT, signal.SIGTERM)
