@@ -49,9 +49,9 @@ def evaluate(explainers: Mapping[str, Explainer], features: Mapping[str, np.ndar
     names: the n concept names (default ``filter <i>`` for Case 1, ``concept_<i>`` else).
     gt_contrib: optional [N,n] planted contributions (adds ``gt_rank_correlation``).
     fidelity: score each explainer against the performer's own effects Δ_k = y − y(without
-      concept k), with the references and peers (``evaluators.fidelity.add_fidelity``) where Δ can be had: Case 1
-      by zeroing each filter (needs the head: ``featurize_dataset``'s arrays remember it, or
-      pass ``head``), any case from ``effects`` or ``counterfactual``. False skips it.
+      concept k), with the references and peers (``evaluators.fidelity.add_fidelity``) where Δ can
+      be had: Case 1 by zeroing each filter (needs the head: ``featurize_dataset``'s arrays remember
+      it, or pass ``head``), any case from ``effects`` or ``counterfactual``. False skips it.
     effects: optional [N,n] measured Δ.
     counterfactual: optional ``(indices [b], k) -> images`` with concept k toggled, scored
       by the featurizer's ``score``.
@@ -151,7 +151,8 @@ def _evaluate(explainers, features, *, labels, names=None, gt_contrib=None, imag
                                   best_threshold=float(tau))
   out.meta["threshold_chosen_on"] = "the evaluated images' own labels"
   if fidelity and fidelity.get("fidelity", True):
-    from xplain_jax.evaluators import fidelity as fidelity_eval  # pylint: disable=import-outside-toplevel
+    from xplain_jax.evaluators import (  # pylint: disable=import-outside-toplevel
+        fidelity as fidelity_eval)
     fidelity_eval.add_fidelity(out, alpha, bias, feats, case=case, **{
         k: v for k, v in fidelity.items() if k != "fidelity"})
   return out

@@ -1,4 +1,5 @@
-"""Part-level analysis of interpretable filters: which part each filter sees, per-part contributions.
+"""Part-level analysis of interpretable filters: which part each filter sees, per-part
+contributions.
 
 Chen et al. annotate every filter of the interpretable top conv layer once with the object part
 it represents and sum the contributions ``α_i y_i`` of a part's filters (paper Fig. 9). With
@@ -7,8 +8,8 @@ ground-truth part masks (Pascal-Part, the synthetic parts data) the annotation c
 * ``assign_filters_to_parts``: where does each filter fire? For every image, its peak position
   on the feature map (the μ̂ of the interpretable mask layer) is looked up in the part mask,
   brought to the feature grid (``part_occupancy``); the share of the filter's strongest peaks
-  that land on each part (``part_scores``) is its score for that part, and its part is the best-scoring one, or "none" (−1) when no part
-  reaches ``threshold``;
+  that land on each part (``part_scores``) is its score for that part, and its part is the
+  best-scoring one, or "none" (−1) when no part reaches ``threshold``;
 * ``part_selectivity``: the best share per filter; its mean over filters says how part-selective
   the layer is (1: every strong peak on one part; the share of object area a part covers is the
   chance level);

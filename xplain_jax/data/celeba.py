@@ -57,7 +57,8 @@ _ALIASES = {"five_o_clock_shadow": "5_o_Clock_Shadow", "glasses": "Eyeglasses"}
 _SPLITS = ("train", "validation", "test")  # 162,770 / 19,867 / 19,962 images
 
 
-from xplain_jax.errors import DataError, DatasetNotPreparedError  # noqa: E402 (one class for every dataset)
+from xplain_jax.errors import (  # noqa: E402 (one class for every dataset)
+    DataError, DatasetNotPreparedError)
 
 
 def _canonical(name: str) -> str:

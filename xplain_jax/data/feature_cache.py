@@ -7,12 +7,12 @@ variant asks for them) can be far larger than the host's memory at full size (Ce
 cannot name, stored as its uint16 bits) and then a ``done.json`` marker (written last,
 atomically) naming the format, the shapes' row count, the dtypes, a SHA-256 checksum of each
 shard file and the *identity* of what was cached (``stages.stage_fingerprint(config,
-"features")`` in a run: the performer's and the featurizer's fields). ``load_cache`` maps every array of every shard (``np.memmap`` at the
-member's offset in the uncompressed zip) and never concatenates them: a batch reads only its
-own rows, so a cache larger than the memory trains from disk. A cache without its marker, with a
-damaged shard or a shard whose bytes changed since it was written (its checksum is verified on
-every load; a warning names it), or written under another identity is not returned (the caller
-recomputes it).
+"features")`` in a run: the performer's and the featurizer's fields). ``load_cache`` maps every
+array of every shard (``np.memmap`` at the member's offset in the uncompressed zip) and never
+concatenates them: a batch reads only its own rows, so a cache larger than the memory trains from
+disk. A cache without its marker, with a damaged shard or a shard whose bytes changed since it was
+written (its checksum is verified on every load; a warning names it), or written under another
+identity is not returned (the caller recomputes it).
 """
 
 from __future__ import annotations

@@ -35,7 +35,8 @@ which imports this module and never the other way.
 
 Preparing (once; ArrayRecord so that ``tfds.data_source`` has random access)::
 
-  python -m xplain_jax.data.pascal_part --manual_dir=MANUAL_DIR --data_dir=DATA_DIR [--categories=cat,dog]
+  python -m xplain_jax.data.pascal_part --manual_dir=MANUAL_DIR --data_dir=DATA_DIR \\
+      [--categories=cat,dog]
 
 ``tfds build`` imports TensorFlow even for ArrayRecord output; with TensorFlow installed,
 ``tfds build xplain_jax/data/pascal_part.py --config=cat --manual_dir=MANUAL_DIR
@@ -85,7 +86,8 @@ Annotations_Part/*.mat (trainval/Annotations_Part/*.mat is found too).
 """
 
 
-from xplain_jax.errors import ConfigError, DataError, DatasetNotPreparedError, exception_chain  # noqa: E402 (one class for every dataset)
+from xplain_jax.errors import (  # noqa: E402 (one class for every dataset)
+    ConfigError, DataError, DatasetNotPreparedError, exception_chain)
 
 
 def _structs(value) -> list:

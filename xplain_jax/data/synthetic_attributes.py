@@ -359,7 +359,8 @@ def make_dataset(num_images: int, *, image_size: int = 64, seed: int = 0,
   """
   rules.check_rule(rule)
   if image_size < 32:
-    raise DataError(f"image_size {image_size} is too small for the synthetic attributes; use >= 32.")
+    raise DataError(f"image_size {image_size} is too small for the synthetic attributes; "
+                    "use >= 32.")
   if num_images <= 0:
     raise DataError(f"num_images must be positive, got {num_images}.")
   images = np.empty((num_images, image_size, image_size, 3), np.float32)

@@ -5,8 +5,8 @@ effect of each concept, ``Δ_k = y(I) − y(I with concept k toggled)``:
 
 * Case 2 (``shared_feature``) by re-rendering the image with concept k toggled
   (``source.counterfactuals``; column k of y_i is the renderer's concept named
-  ``concept_names[k]``, see ``fidelity.renderer_columns``); a dataset without counterfactuals (CelebA)
-  gets a note instead of the effects;
+  ``concept_names[k]``, see ``fidelity.renderer_columns``); a dataset without counterfactuals
+  (CelebA) gets a note instead of the effects;
 * Case 1 (``filter``, any dataset) by zeroing filter k's map in ``top_conv`` and running the
   performer's head, plus deletion curves.
 

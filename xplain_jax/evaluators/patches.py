@@ -98,7 +98,8 @@ def add_top_patches(out, feats, images, *, part_masks=None, part_names=None,
   """Files the top patches of the filters among the report images' top reasons into ``out``
   (an ``EvalOutput`` of ``evaluators.explainer.evaluate_arrays``)."""
   imgs = out.arrays["images"]
-  tops = [np.ravel(v) for k, v in imgs.items() if k.startswith("top_index_") and k != "top_index_gt"]
+  tops = [np.ravel(v) for k, v in imgs.items()
+          if k.startswith("top_index_") and k != "top_index_gt"]
   if not tops or not np.concatenate(tops).size:
     return
   filters = np.unique(np.concatenate(tops))

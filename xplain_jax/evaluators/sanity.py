@@ -5,8 +5,8 @@ the explained feature (``config.evals.sanity.layers``, comma-separated; "" = tho
 ``fc6`` for Case 2, above ``top_conv`` for Case 1), featurizes the splits with that performer
 into memory-mapped caches and trains the prior explainer on it with the run's settings and key
 (checkpointed in ``workdir/sanity``, so it resumes after a kill and is restored when finished).
-This evaluator reads that stage's product (``EvalContext.sanity``) and compares that explainer's contributions on the test split with those of the
-run's prior explainer, image by image.
+This evaluator reads that stage's product (``EvalContext.sanity``) and compares that explainer's
+contributions on the test split with those of the run's prior explainer, image by image.
 
 Metrics: ``sanity.randomized_performer_similarity`` (mean per-image Spearman of |contributions|
 with its bootstrap interval over ``evals.sanity.num_resamples`` resamples and seed

@@ -156,7 +156,8 @@ class Checkpointer:
   def _move_aside(self, step: int) -> None:
     src = os.path.join(self.directory, str(step))
     if jax.process_index() == 0 and os.path.isdir(src):
-      dst = os.path.join(os.path.dirname(self.directory), f"corrupt-{os.path.basename(self.directory)}-{step}")
+      dst = os.path.join(os.path.dirname(self.directory),
+                         f"corrupt-{os.path.basename(self.directory)}-{step}")
       shutil.rmtree(dst, ignore_errors=True)
       shutil.move(src, dst)
     self._manager.reload()

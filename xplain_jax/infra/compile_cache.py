@@ -13,12 +13,12 @@ Where it lives, first match wins:
   ``jax.config.update("jax_compilation_cache_dir", ...)`` in the caller's own code);
 * ``$XDG_CACHE_HOME/xplain_jax/jax_compilation_cache`` (``~/.cache/...`` without XDG_CACHE_HOME).
 
-Clearing it is deleting the folder (``python -m xplain_jax.infra.compile_cache --clear``); entries are
-keyed by the program, the JAX/jaxlib version, the backend and XLA flags, so a stale entry is never
-used, only kept. JAX keeps a program only when it took at least ``MIN_COMPILE_SECONDS`` to compile:
-CPU compiles of this project's small programs mostly take well under JAX's default of 1 s, so the
-threshold is far below it, yet above the few milliseconds of an eager op, which would only fill
-the folder.
+Clearing it is deleting the folder (``python -m xplain_jax.infra.compile_cache --clear``); entries
+are keyed by the program, the JAX/jaxlib version, the backend and XLA flags, so a stale entry is
+never used, only kept. JAX keeps a program only when it took at least ``MIN_COMPILE_SECONDS`` to
+compile: CPU compiles of this project's small programs mostly take well under JAX's default of 1 s,
+so the threshold is far below it, yet above the few milliseconds of an eager op, which would only
+fill the folder.
 
 Example:
   >>> from xplain_jax.infra import compile_cache

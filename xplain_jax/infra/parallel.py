@@ -116,7 +116,8 @@ def make_mesh(num_devices: int = 0) -> Mesh:
                      f"devices of a {jax.process_count()}-process run; set it to 0 (all).")
   if num_devices:
     if num_devices > len(devices):
-      raise ConfigError(f"config.num_devices={num_devices} asks for {num_devices} devices but only {len(devices)} are visible; "
+      raise ConfigError(f"config.num_devices={num_devices} asks for {num_devices} devices but only "
+                       f"{len(devices)} are visible; "
                        "lower config.num_devices or set it to 0 for all.")
     devices = devices[:num_devices]
   return Mesh(np.asarray(devices), (DATA_AXIS,))

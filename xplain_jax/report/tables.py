@@ -162,8 +162,9 @@ def family_tables(name, value, digits=4):
   without code here: an object's entries that are objects of cells become
   one table (one row per entry and one column per key, or the other way
   round where the keys outnumber the entries, to stay narrow; a lone such
-  entry a two-column table); its own cells a two-column table; deeper objects and long lists their own tables, titled
-  by their path. No cell holds an object or a list: an interval
+  entry a two-column table); its own cells a two-column table; deeper objects
+  and long lists their own tables, titled by their path. No cell holds an
+  object or a list: an interval
   {"mean", "low", "high", ...} reads 'mean (low – high)' (its other keys in
   columns of their own), a short list of scalars 'a, b, c'.
 

@@ -1,8 +1,8 @@
 """Config validation before any compute: fields, ranges, names, consistency, a dry build.
 
 Types are enforced by the locked, typed ConfigDict that every config builds from
-``xplain_jax.spec.config_base``; ``check_config`` adds what types cannot say (ranges, finite numbers,
-names from the allowed sets, fields that must agree) and dry-builds the real factories with
+``xplain_jax.spec.config_base``; ``check_config`` adds what types cannot say (ranges, finite
+numbers, names from the allowed sets, fields that must agree) and dry-builds the real factories with
 ``jax.eval_shape``. Every check raises ``ConfigError`` with one line naming the field, what was
 wrong and what to change, so a bad value fails in a second, before anything is written.
 ``check_same_experiment`` compares a workdir's recorded config with this one.
@@ -208,7 +208,8 @@ def check_consistency(config) -> None:
     for field, batch in (("dataset.num_train", max(p.batch_size, e.batch_size)),
                          ("dataset.num_test", 1)):
       if utils.get_field(config, field) < batch:
-        _fail(field, utils.get_field(config, field), f"the synthetic data needs at least {batch} images "
+        _fail(field, utils.get_field(config, field),
+              f"the synthetic data needs at least {batch} images "
               "here (one batch); raise it")
   if name == "pascal_part":
     from xplain_jax.data import pascal_part  # pylint: disable=import-outside-toplevel
@@ -281,4 +282,5 @@ def _check_synthetic_generator(config) -> None:
 
 
 # The workdir checks live in validate_workdir.py; re-exported for callers.
-from xplain_jax.run.validate_workdir import check_same_experiment, check_workdir  # noqa: E402,F401  pylint: disable=g-import-not-at-top
+from xplain_jax.run.validate_workdir import (  # noqa: E402,F401 pylint: disable=g-import-not-at-top
+    check_same_experiment, check_workdir)

@@ -164,7 +164,8 @@ def lock(workdir: str):
   except ImportError:  # not POSIX: no lock
     return None
   path = os.path.join(workdir, LOCK_FILE)
-  f = open(path, "a+", encoding="utf-8", errors="backslashreplace")  # pylint: disable=consider-using-with
+  f = open(  # pylint: disable=consider-using-with
+      path, "a+", encoding="utf-8", errors="backslashreplace")
   try:
     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
   except OSError:
@@ -192,7 +193,8 @@ def holder(workdir: str) -> str | None:
   except ImportError:  # not POSIX: no lock
     return None
   try:
-    f = open(os.path.join(workdir, LOCK_FILE), encoding="utf-8", errors="replace")  # pylint: disable=consider-using-with
+    f = open(  # pylint: disable=consider-using-with
+        os.path.join(workdir, LOCK_FILE), encoding="utf-8", errors="replace")
   except OSError:
     return None
   with f:

@@ -51,8 +51,10 @@ EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kin
                  prior_method="jvp", positive=False, clip_prior=False, beta=0.2, depth=10,
                  width=16, batch_size=64, num_epochs=1, variants="baseline,prior",
                  cache_features=True,
-                 seed=0,  # the explainers' own seed (init and batch order); the performer's is `seed`
-                 stem="paper",  # weight net's first layer: "paper" 7x7/2 (the paper's) or "small" 3x3/1
+                 # the explainers' own seed (init and batch order); the performer's is `seed`
+                 seed=0,
+                 # weight net's first layer: "paper" 7x7/2 (the paper's) or "small" 3x3/1
+                 stem="paper",
                  # α = c·g(feat), b from y's mean, c so that Σα_i·y_i starts at y's spread
                  # (train.explainer.auto_start); False: α = g(feat), b from 0 (the paper)
                  auto_scale=False,
@@ -159,7 +161,8 @@ def optimizer(name: str, learning_rate: float, **values) -> ml_collections.Confi
   return block(OPTIMIZER, name=name, learning_rate=learning_rate, **values)
 
 
-def performer(arch: str, *, model: dict, optimizer: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
+def performer(arch: str, *, model: dict,
+              optimizer: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
               extra: dict | None = None, **values) -> ml_collections.ConfigDict:
   """The ``performer`` block; ``model`` holds the architecture's module fields."""
   out = block(PERFORMER, extra=extra, arch=arch, **values)
@@ -168,7 +171,8 @@ def performer(arch: str, *, model: dict, optimizer: ml_collections.ConfigDict,  
   return out
 
 
-def explainer(case: str, target: str, *, optimizer: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
+def explainer(case: str, target: str, *,
+              optimizer: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
               **values) -> ml_collections.ConfigDict:
   """The ``explainer`` block."""
   out = block(EXPLAINER, case=case, target=target, **values)
@@ -191,8 +195,10 @@ def evals(**blocks: dict) -> ml_collections.ConfigDict:
       if name in blocks or name not in OPTIONAL_EVALS})
 
 
-def experiment(*, dataset: ml_collections.ConfigDict, performer: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
-               explainer: ml_collections.ConfigDict, evals: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
+def experiment(*, dataset: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
+               performer: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
+               explainer: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
+               evals: ml_collections.ConfigDict,  # pylint: disable=redefined-outer-name
                parts: ml_collections.ConfigDict | None = None,
                **values) -> ml_collections.ConfigDict:
   """The whole config: top-level fields, ``distributed`` and the blocks (``evals`` of

@@ -118,7 +118,8 @@ def explainer_loss(params, batch_stats, g, feats, mask, lam, *, prior_kind: str,
                  if consistency_weight > 0 else jnp.zeros((), jnp.float32))
   loss = distill + lam * prior + consistency_weight * consistency
   y = feats["y"]
-  spread = jnp.maximum(jnp.max(jnp.where(mask, y, -jnp.inf)) - jnp.min(jnp.where(mask, y, jnp.inf)), 1e-6)
+  spread = jnp.maximum(
+      jnp.max(jnp.where(mask, y, -jnp.inf)) - jnp.min(jnp.where(mask, y, jnp.inf)), 1e-6)
   m = {
       "loss": loss, "distill_loss": distill, "prior_loss": prior, "lambda": lam,
       "consistency_loss": consistency,

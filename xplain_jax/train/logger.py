@@ -224,7 +224,8 @@ def check_log_folders(workdir: str, stages) -> None:
     _probe(os.path.join(logs, stage))
 
 
-def make_writer(workdir: str | None, stage: str, total_steps: int, *, start_step: int = 0) -> MultiWriter:
+def make_writer(workdir: str | None, stage: str, total_steps: int, *,
+                start_step: int = 0) -> MultiWriter:
   """The writers of one stage (none but the finiteness check on processes other than 0).
 
   Raises:

@@ -1,4 +1,5 @@
-"""The one trainer every trained network uses: a loss function and initial variables in, a state out.
+"""The one trainer every trained network uses: a loss function and initial variables in, a state
+out.
 
 A stage supplies only ``loss_fn(params, batch_stats, batch, rng, step, *consts) ->
 (loss, (new_batch_stats, metrics))`` and its initial ``(params, batch_stats)``;

@@ -99,7 +99,8 @@ def performer_loss(params, batch_stats, batch, rng, step, *, module, filter_loss
 
 def make_train_step(module, optimizer, *, filter_loss_weight: float, steps_per_epoch: int = 1,
                     filter_schedule: str = "constant"):
-  """``step(state, batch, rng) -> (state, metrics)`` of ``performer_loss`` (``loop.make_train_step``)."""
+  """``step(state, batch, rng) -> (state, metrics)`` of ``performer_loss``
+  (``loop.make_train_step``)."""
   return loop.make_train_step(functools.partial(
       performer_loss, module=module, filter_loss_weight=filter_loss_weight,
       steps_per_epoch=steps_per_epoch, filter_schedule=filter_schedule), optimizer)

@@ -1,4 +1,5 @@
-"""Train state as a plain pytree and jitted-step plumbing (optimisers: ``xplain_jax.train.optim``)."""
+"""Train state as a plain pytree and jitted-step plumbing (optimisers:
+``xplain_jax.train.optim``)."""
 
 from __future__ import annotations
 
