@@ -31,7 +31,7 @@ ADDED = {"distributed.initialization_timeout": ["int", 300], "explainer.seed": [
          "explainer.shapley_permutations": ["int", 64],
          "performer.init_from": ["str", ""], "performer.init_convs_only": ["bool", False],
          "performer.filter_loss_schedule": ["str", "epoch"],
-         "performer.kernel_gradient": ["str", "xla"]}
+         "performer.kernel_gradient": ["str", "auto"]}
 # Fields moved since the snapshot: old dotted name -> new (the evaluators' blocks in config.evals).
 MOVED = {"eval.batch_size": "evals.explainer.batch_size",
          "eval.num_report_images": "evals.explainer.num_report_images",

@@ -46,7 +46,7 @@ PERFORMER = dict(arch="tiny_vgg", interpretable=False, filter_loss_weight=0.0, b
                  filter_loss_schedule="epoch",
                  # how the convs' kernel gradient is computed (models.conv): "xla", "taps" (one
                  # matmul per kernel tap; several times faster on XLA:CPU) or "auto" (taps on CPU)
-                 kernel_gradient="xla")
+                 kernel_gradient="auto")
 EXPLAINER = dict(case="shared_feature", target="", feature="top_conv", prior_kind="mse",
                  prior_method="jvp", positive=False, clip_prior=False, beta=0.2, depth=10,
                  width=16, batch_size=64, num_epochs=1, variants="baseline,prior",
