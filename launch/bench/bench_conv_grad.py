@@ -1,6 +1,8 @@
 r"""Where XLA:CPU loses the performer's training step: one 3×3 conv layer's forward, input
 gradient and kernel gradient, and the kernel gradient computed as one matmul of the input's
-patches with the output gradient (``lax.conv_general_dilated_patches``), in ms per call.
+patches with the output gradient (``lax.conv_general_dilated_patches``) and as one matmul per
+kernel tap (``models.conv``, what ``performer.kernel_gradient`` "taps"/"auto" uses on CPU), in ms
+per call.
 
   python launch/bench/bench_conv_grad.py                 # [64,32,32,32] -> 64 channels
   XLA_FLAGS=--xla_cpu_use_thunk_runtime=false python launch/bench/bench_conv_grad.py  # a flag tried
@@ -11,11 +13,16 @@ Prints the minimum over ``--repeats`` calls after compilation, for the machine i
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+from xplain_jax.models import conv as conv_lib  # noqa: E402
 
 DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -57,11 +64,15 @@ def main(argv=None) -> dict:
   loss = lambda k_, x_: jnp.sum(conv(x_, k_) * dy)
   by_xla = jax.jit(jax.grad(loss))
   by_patches = jax.jit(lambda k_, x_: kernel_grad_by_patches(x_, k_, dy))
+  by_taps = jax.jit(lambda k_, x_: conv_lib.kernel_gradient_by_taps(x_, dy, k_.shape,
+                                                                     ((1, 1), (1, 1))))
   np.testing.assert_allclose(by_patches(k, x), by_xla(k, x), rtol=1e-3)
+  np.testing.assert_allclose(by_taps(k, x), by_xla(k, x), rtol=1e-3)
   out = {"forward": _ms(jax.jit(conv), x, k, repeats=a.repeats),
          "input gradient": _ms(jax.jit(jax.grad(loss, argnums=1)), k, x, repeats=a.repeats),
          "kernel gradient (XLA)": _ms(by_xla, k, x, repeats=a.repeats),
-         "kernel gradient (patches · dy)": _ms(by_patches, k, x, repeats=a.repeats)}
+         "kernel gradient (patches · dy)": _ms(by_patches, k, x, repeats=a.repeats),
+         "kernel gradient (taps, models.conv)": _ms(by_taps, k, x, repeats=a.repeats)}
   print(f"x {tuple(x.shape)}, kernel {tuple(k.shape)}, {jax.devices()[0].platform}")
   for name, ms in out.items():
     print(f"{name}: {ms:.1f} ms")
