@@ -24,17 +24,9 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
     raise ValueError(f"unknown argument {arg!r} for beta_sweep.py; use '' or 'tiny'.")
   seeds = (0, 1) if arg else (0, 1, 2)
   betas = (0.0, 0.2) if arg else (0.0, 0.05, 0.2, 1.0, 5.0)
-  c = ml_collections.ConfigDict()
-  c.name = "beta_sweep"
-  c.base = "configs/synthetic.py" + (":tiny" if arg else "")
-  c.fixed = ml_collections.ConfigDict()
-  c.axes = ml_collections.ConfigDict()
+  c = blocks.study("beta_sweep", "configs/synthetic.py" + (":tiny" if arg else ""),
+                   table_block=blocks.table(columns="explainer.beta"))
   c.axes.beta = dict(explainer=dict(beta=betas))
   c.axes.seed = dict(explainer=dict(seed=seeds))
-  c.replicates = "seed"
-  c.share = blocks.SHARE
   c.share_explainers = "explainer_baseline"
-  c.require = ""
-  c.table = blocks.table(columns="explainer.beta")
-  c.slurm = blocks.slurm()
   return c

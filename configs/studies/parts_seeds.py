@@ -16,20 +16,12 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg not in ("", "tiny"):
     raise ValueError(f"unknown argument {arg!r} for parts_seeds.py; use '' or 'tiny'.")
   seeds = (0, 1) if arg else (0, 1, 2)
-  c = ml_collections.ConfigDict()
-  c.name = "parts_seeds"
-  c.base = "configs/parts.py" + (":tiny,tiny" if arg else "")
-  c.fixed = ml_collections.ConfigDict()
-  c.axes = ml_collections.ConfigDict()
-  c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
-  c.replicates = "seed"
-  c.share = blocks.SHARE
-  c.require = "parts"  # written after the explainers' metrics; a run cut off between is redone
-  c.table = blocks.table(
-      variant_metrics="entropy,relative_deviation,accuracy",
-      metrics=("performer.accuracy,parts.ordinary_performer_accuracy,"
-               "parts.selectivity_interpretable,parts.selectivity_ordinary,"
-               "parts.selectivity_chance"),
-      metric_pairs="parts.selectivity_interpretable:parts.selectivity_ordinary")
-  c.slurm = blocks.slurm()
-  return c
+  return blocks.study(
+      "parts_seeds", "configs/parts.py" + (":tiny,tiny" if arg else ""), seeds=seeds,
+      require="parts",  # written after the explainers' metrics; a run cut off between is redone
+      table_block=blocks.table(
+          variant_metrics="entropy,relative_deviation,accuracy",
+          metrics=("performer.accuracy,parts.ordinary_performer_accuracy,"
+                   "parts.selectivity_interpretable,parts.selectivity_ordinary,"
+                   "parts.selectivity_chance"),
+          metric_pairs="parts.selectivity_interpretable:parts.selectivity_ordinary"))

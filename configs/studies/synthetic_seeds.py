@@ -18,15 +18,5 @@ def get_config(arg: str = "") -> ml_collections.ConfigDict:
   if arg not in ("", "tiny"):
     raise ValueError(f"unknown argument {arg!r} for synthetic_seeds.py; use '' or 'tiny'.")
   seeds = (0, 1) if arg else (0, 1, 2, 3, 4)
-  c = ml_collections.ConfigDict()
-  c.name = "synthetic_seeds"
-  c.base = "configs/synthetic.py" + (":tiny" if arg else "")
-  c.fixed = ml_collections.ConfigDict()
-  c.axes = ml_collections.ConfigDict()
-  c.axes.seed = dict(seed=seeds, dataset=dict(seed=seeds))
-  c.replicates = "seed"
-  c.share = blocks.SHARE
-  c.require = ""
-  c.table = blocks.table()
-  c.slurm = blocks.slurm()
-  return c
+  return blocks.study("synthetic_seeds", "configs/synthetic.py" + (":tiny" if arg else ""),
+                      seeds=seeds)

@@ -20,11 +20,12 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import zipfile
 
 import numpy as np
 import pytest
+
+from subprocesses import subprocess_env
 
 from catalogue_cases import CASES, TINY
 
@@ -40,17 +41,6 @@ CLI_CASES = [c for c in CASES if c["kind"] == "cli"]
 RUN_CASES = [c for c in CLI_CASES if not c.get("skip")]
 API_IDS = [c["id"] for c in CASES if c["kind"] == "api"]
 NEEDS_PREPARED = {c["id"] for c in CLI_CASES if any("{prepared}" in a for a in c["argv"])}
-
-
-def subprocess_env(extra: dict | None = None) -> dict:
-  """The environment of a run: no inherited XLA_FLAGS, a shared JAX compilation cache."""
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.setdefault("JAX_COMPILATION_CACHE_DIR",
-                 os.path.join(tempfile.gettempdir(), "xplain_jax_test_compile_cache"))
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-  env.update(extra or {})
-  return env
 
 
 def run_cli(argv, env=None, timeout=300) -> subprocess.CompletedProcess:

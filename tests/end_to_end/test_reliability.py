@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from test_catalogue import PREPARED_CONFIG, ROOT, run_cli, subprocess_env
+from subprocesses import subprocess_env
+from test_catalogue import PREPARED_CONFIG, ROOT, run_cli
 from xplain_jax.infra import checkpoint
 from xplain_jax import errors
 from xplain_jax.spec import stages

@@ -22,6 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from subprocesses import subprocess_env
+
 from configs import synthetic
 from xplain_jax import data, evaluators
 from xplain_jax.infra import parallel
@@ -45,13 +47,7 @@ TOTAL_STEPS = 8
 SEED = 20190927
 
 
-def _env() -> dict:
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.setdefault("JAX_COMPILATION_CACHE_DIR",
-                 os.path.join(__import__("tempfile").gettempdir(), "xplain_jax_test_compile_cache"))
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-  return env
+_env = subprocess_env
 
 
 def _start(workdir: str, log_path: str) -> subprocess.Popen:

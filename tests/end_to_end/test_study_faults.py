@@ -8,10 +8,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import pytest
+
+from subprocesses import subprocess_env
 
 from xplain_jax.run import workdir as workdir_lib
 
@@ -30,13 +31,7 @@ SETS = ["dataset.num_train=32", "dataset.num_test=16", "performer.batch_size=16"
 RUN = "seed=0"
 
 
-def _env() -> dict:
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.setdefault("JAX_COMPILATION_CACHE_DIR",
-                 os.path.join(tempfile.gettempdir(), "xplain_jax_test_compile_cache"))
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-  return env
+_env = subprocess_env
 
 
 def _cmd(config, workdir, *extra, sets=SETS):

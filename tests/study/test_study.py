@@ -13,12 +13,13 @@ import re
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 
 import ml_collections
 import numpy as np
 import pytest
+
+from subprocesses import subprocess_env
 
 from xplain_jax.spec import stages
 from xplain_jax.run import workdir as workdir_lib
@@ -329,13 +330,7 @@ def core_config(spec: str):
 
 # ---------------------------------------------------------------- a tiny study end to end
 
-def _env() -> dict:
-  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-  env.setdefault("JAX_COMPILATION_CACHE_DIR",
-                 os.path.join(tempfile.gettempdir(), "xplain_jax_test_compile_cache"))
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  env.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
-  return env
+_env = subprocess_env
 
 
 def _study_cmd(workdir, *extra):

@@ -8,6 +8,33 @@ from xplain_jax.study import render
 SHARE = "performer,performer_ordinary,features,data"
 
 
+def study(name: str, base: str, *, seeds=None, require: str = "", table_block=None,
+          slurm_block=None) -> ml_collections.ConfigDict:
+  """A study config's skeleton: its ``name`` and ``base`` run config, no fixed overrides, runs
+  replicated over ``seed`` and seeded from a leader's ``SHARE`` folders; with ``seeds`` the axis
+  ``seed`` sets the run's and the data's seed together. The caller adds its axes and fields.
+
+  Args:
+    name, base: the study's name and its run config ("FILE.py[:ARG]").
+    seeds: values of the ``seed`` axis (``seed`` and ``dataset.seed``), or None for no axis.
+    require: a metrics.json key a finished run must hold ("" for none).
+    table_block, slurm_block: the ``table`` and ``slurm`` blocks (default ``table()``,
+      ``slurm()``).
+  """
+  c = ml_collections.ConfigDict()
+  c.name, c.base = name, base
+  c.fixed = ml_collections.ConfigDict()
+  c.axes = ml_collections.ConfigDict()
+  if seeds is not None:
+    c.axes.seed = dict(seed=tuple(seeds), dataset=dict(seed=tuple(seeds)))
+  c.replicates = "seed"
+  c.share = SHARE
+  c.require = require
+  c.table = table() if table_block is None else table_block
+  c.slurm = slurm() if slurm_block is None else slurm_block
+  return c
+
+
 def table(**kw) -> ml_collections.ConfigDict:
   """The table block shared by the synthetic studies."""
   # Fidelity to the performer (the "fidelity" evaluator): each explainer's mean interventional
