@@ -56,7 +56,8 @@ def make_config(args, case: str, precision: str) -> ml_collections.ConfigDict:
   """The fields of an experiment config that the performer/explainer builders read."""
   return ml_collections.ConfigDict(dict(
       dtype=precision,
-      performer=dict(arch=args.performer, interpretable=False, model={}),
+      performer=dict(arch=args.performer, interpretable=False, model={},
+                     kernel_gradient=config_base.PERFORMER["kernel_gradient"]),
       explainer=dict(depth=args.weight_net_depth, width=args.weight_net_width, beta=args.beta,
                      optimizer=config_base.optimizer("adam", args.learning_rate),
                      **CASES[case]),
