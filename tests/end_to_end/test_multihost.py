@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-WORKER = os.path.join(ROOT, "tests", "_multihost_worker.py")
+WORKER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_multihost_worker.py")
 NUM_PROCESSES = 2
 STAGES = "performer,explainer,evaluate"
 CKPT_STAGES = ("performer", "explainer_prior")
