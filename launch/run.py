@@ -84,7 +84,8 @@ def _handled_signals(config) -> tuple:
 
 
 def _run() -> None:
-  from xplain_jax.infra import compile_cache  # pylint: disable=import-outside-toplevel
+  from xplain_jax.infra import compile_cache, host_memory  # pylint: disable=import-outside-toplevel
+  host_memory.tune()  # freed step buffers stay in the heap for the next step
   compile_cache.enable()  # before the first jit: a rerun or resume reads its compiles back
   from xplain_jax.run import pipeline  # pylint: disable=import-outside-toplevel
   pipeline.train_and_evaluate(FLAGS.config, FLAGS.workdir,

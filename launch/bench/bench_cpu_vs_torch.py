@@ -44,15 +44,13 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import bench_step  # noqa: E402
+from xplain_jax import data, models  # noqa: E402
+from xplain_jax.infra import host_memory, parallel  # noqa: E402
 from xplain_jax.models import conv as conv_lib  # noqa: E402
+from xplain_jax.models import flops, resnet  # noqa: E402
 from xplain_jax.run import command as run_command  # noqa: E402
 from xplain_jax.spec import config_base  # noqa: E402
-from xplain_jax import data, models
-from xplain_jax.models import flops
-from xplain_jax.train import optim
-from xplain_jax.infra import parallel
-from xplain_jax.models import resnet  # noqa: E402
-from xplain_jax.train import explainer, loop  # noqa: E402
+from xplain_jax.train import explainer, loop, optim  # noqa: E402
 from xplain_jax.train import features as features_lib  # noqa: E402
 from xplain_jax.train import performer as performer_lib  # noqa: E402
 from xplain_jax.train import state as state_lib  # noqa: E402
@@ -338,6 +336,7 @@ def report_lines(pair, t: dict) -> list[str]:
 def main(argv=None) -> dict:
   """Builds, times and prints every step; returns ``{name: (ratio of minima, of medians)}``."""
   args = parse_args(argv)
+  tuned = host_memory.tune()  # as launch/run.py; both sides share the process's allocator
   threads = len(os.sched_getaffinity(0))  # the CPUs XLA:CPU's thread pool is sized to
   torch.set_num_threads(args.torch_threads or threads)
   config = run_command.load_config(args.config)
@@ -351,7 +350,8 @@ def main(argv=None) -> dict:
         f"{torch.__version__}, jax {jax.__version__}); --config={args.config}, {args.repeats} "
         f"repeats of {args.steps} steps after {args.warmup} warm-up steps; float32; GFLOP/s "
         f"from XLA's count of the step; performer.kernel_gradient="
-        f"{config.performer.kernel_gradient}", flush=True)
+        f"{config.performer.kernel_gradient}; malloc tuning "
+        f"{'on' if tuned else 'off'} ({host_memory.ENV_VAR})", flush=True)
   ratios = {}
   builders = dict(performer=lambda: performer_pair(config, mesh, host),
                   explainer=lambda: case2_pair(config, mesh, host),

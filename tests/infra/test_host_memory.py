@@ -1,0 +1,74 @@
+"""host_memory.tune: large blocks come from the heap once tuned, and the switch turns it off.
+
+Each case runs in a fresh interpreter (the thresholds are process-wide and ``tune`` is
+idempotent): it mallocs a 16 MiB block and reads glibc's count of mmapped blocks
+(``mallinfo2().hblks``) before and after. Untuned, glibc serves that block with its own mmap
+(its default threshold is 128 KiB, at most 32 MiB when adjusted); tuned, from the heap.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+from tests.subprocesses import subprocess_env
+
+_PROBE = r"""
+import ctypes, ctypes.util, json, sys
+from xplain_jax.infra import host_memory
+
+class MallInfo2(ctypes.Structure):
+  _fields_ = [(n, ctypes.c_size_t) for n in
+              ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+               "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+tuned = host_memory.tune()
+before = libc.mallinfo2().hblks
+block = libc.malloc(16 << 20)
+during = libc.mallinfo2().hblks
+libc.free(block)
+print(json.dumps({"tuned": tuned, "again": host_memory.tune(), "mmapped": during - before}))
+"""
+
+
+def _glibc_with_mallinfo2() -> bool:
+  if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    return False
+  libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+  return hasattr(libc, "mallinfo2")
+
+
+pytestmark = pytest.mark.skipif(not _glibc_with_mallinfo2(),
+                                reason="needs glibc 2.33+ (mallinfo2)")
+
+
+def _probe(setting: str | None) -> dict:
+  import json  # pylint: disable=import-outside-toplevel
+  env = subprocess_env()
+  env.pop("XPLAIN_JAX_MALLOC_TUNING", None)
+  if setting is not None:
+    env["XPLAIN_JAX_MALLOC_TUNING"] = setting
+  out = subprocess.run([sys.executable, "-c", _PROBE], env=env, capture_output=True, text=True,
+                       check=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(
+                           os.path.abspath(__file__)))))
+  return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_tuned_a_16_mib_block_comes_from_the_heap():
+  got = _probe(None)
+  assert got == {"tuned": True, "again": True, "mmapped": 0}
+
+
+@pytest.mark.parametrize("setting", ["off", "OFF", " off "])
+def test_switched_off_glibc_keeps_its_own_mmap_threshold(setting):
+  got = _probe(setting)
+  assert got == {"tuned": False, "again": False, "mmapped": 1}
