@@ -82,7 +82,7 @@ MUTATIONS = (
              '    out["variant"] = stage.split("_", 1)[1]\n    for field in VARIANT_IGNORES.get('
              'out["variant"], ()):',
              '    for field in VARIANT_IGNORES.get(stage.split("_", 1)[1], ()):',
-             ("tests/spec/test_stages.py",)),
+             (T_IDENTITY + "test_two_variants_that_read_the_same_fields_keep_apart_identities",)),
     # --- evaluators/fidelity.py (the API's add_fidelity and the pipeline's evaluator)
     Mutation("fidelity API: given effects unchecked", "xplain_jax/evaluators/fidelity.py",
              "if delta.shape != (n_img, n) or not np.all(np.isfinite(delta)):", "if False:",

@@ -74,3 +74,19 @@ def test_a_run_only_field_does_not_hide_fields_it_is_a_prefix_of():
   # The dotted identity prefix "performer" is not the stage "performer_ordinary".
   assert not stages._within(  # pylint: disable=protected-access
       "performer_ordinary.x", ("performer",))
+
+
+def test_two_variants_that_read_the_same_fields_keep_apart_identities(monkeypatch):
+  """Mutation: ``stages.identity_fields`` leaves the variant's name out. Today's four variants
+  read different fields, so their identities differ anyway; a variant added with another's
+  settings (here ``twin``, a copy of ``prior``) would then share its checkpoints and be restored
+  as the other."""
+  monkeypatch.setitem(stages.VARIANTS, "twin", stages.VARIANTS["prior"])
+  monkeypatch.setitem(stages.VARIANT_IGNORES, "twin", stages.VARIANT_IGNORES["prior"])
+  config = _config()
+  prior = stages.identity_fields(config, "explainer_prior")
+  twin = stages.identity_fields(config, "explainer_twin")
+  assert prior.pop("variant", None) == "prior" and twin.pop("variant", None) == "twin"
+  assert prior == twin   # the same fields: only the name keeps the two apart
+  assert (stages.stage_fingerprint(config, "explainer_prior")
+          != stages.stage_fingerprint(config, "explainer_twin"))
