@@ -79,6 +79,24 @@ def test_given_effects_are_checked(bad):
     _add(feats, case="shared_feature", effects=effects)
 
 
+@pytest.mark.parametrize("bad", ["shape", "nan", "inf"])
+def test_given_effects_are_refused_by_their_own_check_before_scoring(bad):
+  """Mutation: the check of given ``effects`` is skipped. A later check deeper in the scoring
+  (``compare``'s shape check, the bootstrap's finiteness) may still stop a wrong array, but
+  with another error that does not name ``effects``: the caller's argument is refused first,
+  as a ``ConfigError`` naming it."""
+  _, feats = _filter_feats()
+  effects = np.ones((6, 3), np.float32)
+  if bad == "shape":
+    effects = effects[:, :2]
+  else:
+    effects[2, 1] = np.nan if bad == "nan" else np.inf
+  with pytest.raises(Exception) as e:  # pylint: disable=broad-exception-caught
+    _add(feats, case="shared_feature", effects=effects)
+  assert e.type is ConfigError, f"{e.type.__name__}: {e.value}"
+  assert str(e.value).startswith("effects has shape")
+
+
 def test_given_effects_are_scored_as_given():
   """Case 2 with measured effects: the effects filed are the caller's, row for row."""
   _, feats = _filter_feats()
@@ -196,6 +214,20 @@ def test_fidelity_evaluator_case2_honours_a_permuted_renderer_map():
   assert "least_squares" in out.metrics["fidelity_reference"]
   assert out.meta["fidelity_num_images"] == 4
   assert "concept_accuracy" in out.metrics["performer"]
+
+
+def test_fidelity_evaluator_case2_honours_a_swapped_renderer_map():
+  """Mutation: ``evaluators/fidelity.py`` stops passing ``columns=`` to ``rendering_effects``.
+  Here the y_i columns name the renderer's concepts 2, 0, 1: every concept toggled is one the
+  evaluator prepared, so without the map nothing fails loudly; column k would silently get
+  renderer concept k's effect instead of its own concept's."""
+  names = (sa.CONCEPT_NAMES[2], sa.CONCEPT_NAMES[0], sa.CONCEPT_NAMES[1])
+  ctx = _eval_context("shared_feature", names)
+  out = fidelity_eval.evaluate(ctx, _cfg(num_images=3))
+  idx = np.arange(3)
+  want = (100 + idx)[:, None] - (10 * idx[:, None] + np.asarray([2, 0, 1])[None, :])
+  np.testing.assert_allclose(out.arrays["fidelity_reference"]["delta"], want)
+  np.testing.assert_allclose(out.arrays["prior"]["delta"][:3], want)
 
 
 def test_fidelity_evaluator_case1_zeroes_filters_of_top_conv():

@@ -86,7 +86,8 @@ MUTATIONS = (
     # --- evaluators/fidelity.py (the API's add_fidelity and the pipeline's evaluator)
     Mutation("fidelity API: given effects unchecked", "xplain_jax/evaluators/fidelity.py",
              "if delta.shape != (n_img, n) or not np.all(np.isfinite(delta)):", "if False:",
-             (T_FID + "test_given_effects_are_checked",)),
+             (T_FID + "test_given_effects_are_refused_by_their_own_check_before_scoring",
+              T_FID + "test_given_effects_are_checked")),
     Mutation("fidelity API: Case 1 reads feat, not the x map", "xplain_jax/evaluators/fidelity.py",
              'x = np.asarray(feats.get("x", feats["feat"]), np.float32)',
              'x = np.asarray(feats["feat"], np.float32)',
@@ -95,7 +96,8 @@ MUTATIONS = (
              "xplain_jax/evaluators/fidelity.py",
              "y=y_fact, batch_size=bs,\n                                       columns=columns)",
              "y=y_fact, batch_size=bs)",
-             (T_FID + "test_fidelity_evaluator_case2_honours_a_permuted_renderer_map",)),
+             (T_FID + "test_fidelity_evaluator_case2_honours_a_swapped_renderer_map",
+              T_FID + "test_fidelity_evaluator_case2_honours_a_permuted_renderer_map")),
     # --- fidelity/effects.py, scores.py, peers.py
     Mutation("effects: rendering_effects ignores columns", "xplain_jax/fidelity/effects.py",
              "images = counterfactuals(indices[rows], int(columns[k]))",
