@@ -110,6 +110,23 @@ def test_a_numeric_axis_pairs_every_finished_run_including_the_last(tmp_path):
   assert s["n"] == 3 and s["mean"] == pytest.approx(0.2) and s["missing"] == []
 
 
+def test_pairs_reads_the_command_lines_numbers_as_the_studys():
+  """Mutation: ``pairs`` stops reading the axis values as numbers (``--a=1`` names the study's
+  1.0). The pairing itself is checked, with no study folder, so the mutation shows as a wrong
+  list of pairs, not as the later "no finished pair" refusal."""
+  runs = [{"name": f"s{seed}_b{value}", "point": {"seed": seed, "explainer.beta": value}}
+          for seed in range(2) for value in (1.0, 0.25, 3)]
+  assert paired.pairs(runs, "explainer.beta", "1", "0.25") == [("s0_b1.0", "s0_b0.25"),
+                                                              ("s1_b1.0", "s1_b0.25")]
+  assert paired.pairs(runs, "explainer.beta", "3.0", "1e0") == [("s0_b3", "s0_b1.0"),
+                                                               ("s1_b3", "s1_b1.0")]
+  assert paired.pairs(runs, "explainer.beta", "one", "0.25") == []
+  flags = [{"name": f"r{v}", "point": {"seed": 0, "explainer.positive": v}}
+           for v in (True, False)]
+  assert paired.pairs(flags, "explainer.positive", "True", "False") == [("rTrue", "rFalse")]
+  assert paired.pairs(flags, "explainer.positive", "1", "0") == []  # a flag is not a number
+
+
 def test_nan_pairs_are_left_out_and_counted(tmp_path):
   """Mutation: ``stats.paired`` keeps a pair whose second value is NaN (the mean and p-value
   become NaN). The pair is dropped, the count of pairs used says so, and the table names it."""
