@@ -161,6 +161,12 @@ MUTATIONS = (
     Mutation("start: training_concepts drops the last image", "xplain_jax/train/start.py",
              "np.arange(lo, min(lo + batch_size, len(source)))",
              "np.arange(lo, min(lo + batch_size, len(source) - 1))",
+             (T_START + "test_training_concepts_keeps_the_last_image_of_every_batching",
+              T_START + "test_training_concepts_featurizes_every_image_of_a_source_without_"
+              "columns")),
+    Mutation("start: training_concepts drops the last partial batch", "xplain_jax/train/start.py",
+             "for lo in range(0, len(source), batch_size):",
+             "for lo in range(0, len(source) - batch_size + 1, batch_size):",
              (T_START + "test_training_concepts_featurizes_every_image_of_a_source_without_"
               "columns",)),
     Mutation("start: compose_alpha ignores alpha_scale", "xplain_jax/train/start.py",

@@ -276,6 +276,19 @@ def test_training_concepts_featurizes_every_image_of_a_source_without_columns():
   assert y0 is None
 
 
+@pytest.mark.parametrize("batch_size", [3, 5, 8])
+def test_training_concepts_keeps_the_last_image_of_every_batching(batch_size):
+  """Mutation: each batch stops one image short of the source's end (the last image dropped).
+  With a last batch of 2 images or one batch of all 5 the featurizer still gets images, so
+  the mutation shows as 4 rows instead of 5, not as a crash on an empty batch."""
+  featurize = lambda v, im: {"y_i": im.reshape(len(im), -1) * v, "y": im.sum((1, 2, 3))}
+  src = _Images()
+  y_i, y = start_lib.training_concepts(src, featurize=featurize, perf_variables=1.0,
+                                       batch_size=batch_size)
+  assert y_i.shape == (5, 4) and y.shape == (5,)
+  np.testing.assert_allclose(y, src.images.sum((1, 2, 3)))
+
+
 def test_the_api_identity_holds_the_score_of_the_zeroed_map():
   """y0 moves the target start's b, so two fits that differ only in it are different fits."""
   from xplain_jax.api import guards as api_checks  # pylint: disable=import-outside-toplevel
