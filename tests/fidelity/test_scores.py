@@ -1,4 +1,5 @@
-"""The bootstrap drawn in blocks of resamples gives the interval of the one-draw bootstrap."""
+"""xplain_jax/fidelity/scores.py: the bootstrap drawn in blocks of resamples gives the interval
+of the one-draw bootstrap; sign agreement counts only effects above its threshold."""
 
 import numpy as np
 import pytest
@@ -53,3 +54,15 @@ def test_blocks_bound_the_indices_drawn_at_once(monkeypatch):
   monkeypatch.setattr(scores, "_RESAMPLE_BLOCK", 1000)
   fidelity.mean_interval(np.arange(300.0), num_resamples=1000)
   assert max(sizes) <= 1000 and sum(sizes) == 1000 * 300
+
+
+def test_sign_agreement_skips_effects_at_the_threshold_and_zero_effects():
+  """Mutation: ``sign_agreement`` counts ``|Δ_k| >= threshold`` instead of ``>``. At the
+  default threshold 0 a concept with no effect at all (Δ_k = 0, a filter the head ignores)
+  would then count as a disagreement whatever its contribution's sign."""
+  contrib = np.array([[1.0, -2.0, 0.5], [2.0, 1.0, -1.0]])
+  delta = np.array([[0.5, 0.0, 0.25], [1.0, 0.0, -0.5]])
+  share, pairs = scores.sign_agreement(contrib, delta, 0.0)
+  assert pairs == 4 and share == 1.0          # the two zero effects are not pairs
+  share, pairs = scores.sign_agreement(contrib, delta, 0.5)
+  assert pairs == 1 and share == 1.0          # 0.5 is at the threshold: only Δ = 1.0 counts
