@@ -65,6 +65,38 @@ def test_numpy_integers_and_floats_are_settings_too():
                             learning_rate=np.float32(1e-3), seed=np.int64(3))
 
 
+@pytest.mark.parametrize("labels, shown", [
+    (np.arange(6) % 3, "{0, 1, 2}"),
+    (np.array([0.0, 1.0, 0.5, 1.0, 0.0, 1.0]), "{0, 0.5, 1}"),
+    (np.array([0.0, 1.0, np.nan, 1.0, 0.0, 1.0]), "{0, 1, nan}"),
+])
+def test_labels_other_than_0_or_1_are_refused(labels, shown):
+  """Mutation: ``check_labels`` stops checking the values. A class index or a NaN would then
+  be read as a boolean (any non-zero value True) and every accuracy computed against it.
+  (The API's own tests of it train an explainer first, so they run only in the slow suite.)"""
+  with pytest.raises(ConfigError, match="labels hold values") as e:
+    api_checks.check_labels(labels, 6)
+  assert shown in str(e.value) and "\n" not in str(e.value)
+  np.testing.assert_array_equal(api_checks.check_labels(np.array([0, 1, 1, 0, 0, 1]), 6),
+                                [False, True, True, False, False, True])
+  with pytest.raises(ConfigError, match="labels has 5 entries for 6 images"):
+    api_checks.check_labels(np.ones(5, bool), 6)
+
+
+@pytest.mark.parametrize("key", ["feat", "y", "y_i", "w"])
+def test_features_holding_nan_are_refused_naming_the_key_and_image(key):
+  """Mutation: ``check_features`` stops checking finiteness. A NaN would then reach the fit,
+  which stops later with another error (or trains to NaN) instead of naming the array and
+  the first bad image."""
+  feats = _features(n=8)
+  bad = feats[key].copy()
+  bad[5] = np.nan
+  feats[key] = bad
+  with pytest.raises(ConfigError) as e:
+    api_checks.check_features(feats)
+  assert f"features[{key!r}] holds NaN or Inf (first in image 5)" in str(e.value)
+
+
 def test_two_fits_started_at_once_cannot_share_one_workdir(tmp_path):
   """Hostile trial: ``fit_explainer(..., seed=0)`` and ``seed=1`` with one ``workdir=``, started
   at the same instant in two processes, both found the folder free and trained into one

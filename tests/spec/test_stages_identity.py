@@ -12,7 +12,7 @@ from xplain_jax.spec import stages
 from xplain_jax import utils
 from xplain_jax.run import validate
 from xplain_jax.data import feature_cache
-from xplain_jax.errors import ConfigError
+from xplain_jax.errors import CheckpointError, ConfigError
 
 
 def _config(**fields):
@@ -90,3 +90,18 @@ def test_two_variants_that_read_the_same_fields_keep_apart_identities(monkeypatc
   assert prior == twin   # the same fields: only the name keeps the two apart
   assert (stages.stage_fingerprint(config, "explainer_prior")
           != stages.stage_fingerprint(config, "explainer_twin"))
+
+
+@pytest.mark.parametrize("recorded", [None, ""])
+def test_a_state_with_no_recorded_identity_is_never_reused(recorded):
+  """Mutation: ``stages.check_fingerprint`` lets a missing record pass. A checkpoint or cache
+  written before identities were recorded, or copied in by hand, would then be restored for
+  any config: nothing may be reused without proof that the same config wrote it."""
+  current = stages.stage_fingerprint(_config(), "performer")
+  stages.check_fingerprint(current, current, "d")
+  with pytest.raises(CheckpointError, match=r"in d were written by a different config \(no run "
+                     r"identity recorded\)"):
+    stages.check_fingerprint(recorded, current, "d")
+  other = stages.stage_fingerprint(_config(seed=7), "performer")
+  with pytest.raises(CheckpointError, match="field seed: recorded 7, now 0"):
+    stages.check_fingerprint(other, current, "d")

@@ -188,6 +188,24 @@ def test_an_oddly_shaped_study_json_is_refused_in_one_line(tmp_path, study):
   assert "study.json" in msg and "--aggregate-only" in msg
 
 
+@pytest.mark.parametrize("study", [
+    {"runs": {"a": {"name": "a", "point": {}}}},
+    {"runs": [{"name": "a"}]},
+    {"runs": [{"point": {"x": 1}}]},
+    {"runs": ["a"]},
+    {"runs": [{"name": "a", "point": [1]}]},
+    {"runs": [{"name": 3, "point": {}}]},
+])
+def test_read_study_refuses_an_odd_shape_itself(tmp_path, study):
+  """Mutation: ``read_study``'s shape check goes. The pairing would then fail on the odd
+  entries with a KeyError or AttributeError and a traceback; ``read_study`` itself refuses
+  them, in one line that says how to rewrite the file."""
+  with open(tmp_path / "study.json", "w") as f:
+    json.dump(study, f)
+  msg = _refused(lambda: paired.read_study(str(tmp_path)))
+  assert "is not a study launch/study.py wrote" in msg and "--aggregate-only" in msg
+
+
 def test_study_py_pair_prints_the_table_and_runs_nothing(tmp_path):
   """``launch/study.py --pair`` prints ``paired.table`` of the finished study, exit 0, and
   writes nothing into the study's folder."""
