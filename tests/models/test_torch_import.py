@@ -108,7 +108,9 @@ def _logits(name, net, images, num_outputs=None, rng=None):
   return want, want_fc6, np.asarray(got), np.asarray(inter["fc6"]), variables
 
 
-@pytest.mark.parametrize("name", sorted(_BUILDERS))
+# VGG-16 (138 M parameters, 12-17 s) is slow; AlexNet keeps the check in the fast subset.
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "vgg16" else n
+                                  for n in sorted(_BUILDERS)])
 def test_converted_logits_match_torch(name):
   _, (height, width) = _BUILDERS[name]
   images = np.random.default_rng(0).normal(

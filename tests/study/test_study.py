@@ -296,6 +296,7 @@ def test_emitted_slurm_runs_followers_after_their_performers(tmp_path):
                    submit)
 
 
+@pytest.mark.slow  # four launch/study.py subprocesses: 16 s
 def test_seed_run_copies_a_finished_leader_only(tmp_path):
   runs = commands.runs_of(core_config(TINY))
   lead, followers = next(iter(grid.share_groups(runs).items()))
