@@ -50,6 +50,11 @@ def pooled_size(length, window, stride, ceil_mode):
 def max_pool_2d(x, window, stride, ceil_mode=False):
   """Max-pool over H and W without padding (floor) or Caffe's ceil rounding.
 
+  Non-overlapping windows (``window == stride``, VGG's 2×2/2, VGG-M/S's 3×3/3) take
+  ``max_pool_tiles``: the same values and, bit for bit, the same gradient as ``nn.max_pool``,
+  whose gradient XLA:CPU computes 7–25 times slower (docs/scaling.md). Overlapping windows
+  (AlexNet's 3×3/2) are ``nn.max_pool``.
+
   Args:
     x: [B,H,W,C] feature map.
     window: square window size.
@@ -63,7 +68,51 @@ def max_pool_2d(x, window, stride, ceil_mode=False):
   for length in x.shape[1:3]:
     out = pooled_size(length, window, stride, ceil_mode)
     pads.append((0, max((out - 1) * stride + window - length, 0)))
-  return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
+  if window != stride:
+    return nn.max_pool(x, (window, window), (stride, stride), padding=pads)
+  if any(p[1] for p in pads):
+    x = jnp.pad(x, [(0, 0)] + pads + [(0, 0)], constant_values=-jnp.inf)
+  h, w = (pooled_size(n, window, stride, ceil_mode) for n in x.shape[1:3])
+  return max_pool_tiles(x[:, :h * window, :w * window], window)
+
+
+@jax.custom_vjp
+def _tiles_max(x6):
+  return x6.max(axis=(2, 4))
+
+
+def _tiles_max_fwd(x6):
+  y = x6.max(axis=(2, 4))
+  return y, (x6, y)
+
+
+def _tiles_max_bwd(residuals, dy):
+  x6, y = residuals
+  b, h, k, w, _, c = x6.shape
+  # Each window's elements in row-major order, as XLA's select-and-scatter visits them; the
+  # gradient goes to the first maximum only (its `>=` keeps the earlier of two equal values).
+  hit = (x6 == y[:, :, None, :, None, :]).transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, k * k, c)
+  first = hit & (jnp.cumsum(hit, axis=3, dtype=jnp.int32) == 1)
+  g = jnp.where(first, dy[:, :, :, None, :], jnp.zeros((), dy.dtype))
+  return (g.reshape(b, h, w, k, k, c).transpose(0, 1, 3, 2, 4, 5).astype(x6.dtype),)
+
+
+_tiles_max.defvjp(_tiles_max_fwd, _tiles_max_bwd)
+
+
+def max_pool_tiles(x, window):
+  """Max over non-overlapping ``window``×``window`` tiles, the gradient without select-and-scatter.
+
+  Args:
+    x: [B,H,W,C] with H and W multiples of ``window``.
+    window: the tile's side (the pool's window and stride).
+
+  Returns:
+    [B,H/window,W/window,C], equal to ``nn.max_pool(x, (window,)*2, (window,)*2)``; its
+    gradient goes to the first maximum of each tile in row-major order, as XLA's does.
+  """
+  b, hh, ww, c = x.shape
+  return _tiles_max(x.reshape(b, hh // window, window, ww // window, window, c))
 
 
 def _adaptive_matrix(size_in, size_out):
