@@ -1,8 +1,9 @@
 r"""Where XLA:CPU loses the performer's training step: one 3×3 conv layer's forward, input
 gradient and kernel gradient, and the kernel gradient computed as one matmul of the input's
 patches with the output gradient (``lax.conv_general_dilated_patches``) and as one matmul per
-kernel tap (``models.conv``, what ``performer.kernel_gradient`` "taps"/"auto" uses on CPU), in ms
-per call.
+kernel tap (``models.conv``, what ``performer.kernel_gradient`` "taps"/"auto" uses on CPU); and
+the gradient of a 2×2/2 max-pool of the layer's output, as XLA lowers ``nn.max_pool``'s
+(select-and-scatter) and as ``models.layers.max_pool_tiles`` computes it; in ms per call.
 
   python launch/bench/bench_conv_grad.py                 # [64,32,32,32] -> 64 channels
   XLA_FLAGS=--xla_cpu_use_thunk_runtime=false python launch/bench/bench_conv_grad.py  # a flag tried
@@ -22,7 +23,9 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+import flax.linen as nn  # noqa: E402
 from xplain_jax.models import conv as conv_lib  # noqa: E402
+from xplain_jax.models import layers  # noqa: E402
 
 DIMS = ("NHWC", "HWIO", "NHWC")
 
@@ -68,11 +71,18 @@ def main(argv=None) -> dict:
                                                                      ((1, 1), (1, 1))))
   np.testing.assert_allclose(by_patches(k, x), by_xla(k, x), rtol=1e-3)
   np.testing.assert_allclose(by_taps(k, x), by_xla(k, x), rtol=1e-3)
+  y = conv(x, k)  # the pool's input: the layer's output
+  dp = jnp.asarray(rng.random((a.batch, a.size // 2, a.size // 2, cout)), jnp.float32)
+  pool_xla = jax.jit(jax.grad(lambda y_: jnp.sum(nn.max_pool(y_, (2, 2), (2, 2)) * dp)))
+  pool_tiles = jax.jit(jax.grad(lambda y_: jnp.sum(layers.max_pool_tiles(y_, 2) * dp)))
+  np.testing.assert_array_equal(pool_tiles(y), pool_xla(y))
   out = {"forward": _ms(jax.jit(conv), x, k, repeats=a.repeats),
          "input gradient": _ms(jax.jit(jax.grad(loss, argnums=1)), k, x, repeats=a.repeats),
          "kernel gradient (XLA)": _ms(by_xla, k, x, repeats=a.repeats),
          "kernel gradient (patches · dy)": _ms(by_patches, k, x, repeats=a.repeats),
-         "kernel gradient (taps, models.conv)": _ms(by_taps, k, x, repeats=a.repeats)}
+         "kernel gradient (taps, models.conv)": _ms(by_taps, k, x, repeats=a.repeats),
+         "2x2 max-pool gradient (XLA)": _ms(pool_xla, y, repeats=a.repeats),
+         "2x2 max-pool gradient (tiles, models.layers)": _ms(pool_tiles, y, repeats=a.repeats)}
   print(f"x {tuple(x.shape)}, kernel {tuple(k.shape)}, {jax.devices()[0].platform}")
   for name, ms in out.items():
     print(f"{name}: {ms:.1f} ms")
