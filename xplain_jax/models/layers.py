@@ -53,8 +53,7 @@ def max_pool_2d(x, window, stride, ceil_mode=False):
   Non-overlapping windows (``window == stride``, VGG's 2×2/2, VGG-M/S's 3×3/3) take
   ``max_pool_tiles``: the same values and, bit for bit, the same gradient as ``nn.max_pool``,
   whose gradient XLA:CPU computes several times slower (``launch/bench/bench_conv_grad.py``,
-  docs/scaling.md). Overlapping windows
-  (AlexNet's 3×3/2) are ``nn.max_pool``.
+  docs/scaling.md). Overlapping windows (AlexNet's 3×3/2) are ``nn.max_pool``.
 
   Args:
     x: [B,H,W,C] feature map.
