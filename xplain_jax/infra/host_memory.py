@@ -5,8 +5,9 @@ the convolutions' patches). glibc serves blocks above its mmap threshold with a 
 and returns them with ``munmap`` on free, and trims the heap's top when it grows past its trim
 threshold, so every step pays the kernel to zero new pages again: the main job's run on the
 2-core CPU spent a third of its CPU time in the kernel (224 of 684 s), with 68 million minor
-page faults. ``tune()`` raises both thresholds (``mallopt``), so freed blocks stay in the heap
-and the next step reuses them; memory the process has used stays mapped until it ends.
+page faults. ``tune()`` raises both thresholds and keeps every thread on the main arena
+(``mallopt``), so freed blocks stay in the heap and the next step reuses them; memory the
+process has used stays mapped until it ends.
 
 ``launch/run.py`` calls it at start (so every run of a study does too); the API does not (it runs
 inside a caller's process, whose allocator is the caller's choice). ``XPLAIN_JAX_MALLOC_TUNING=off``
@@ -29,10 +30,15 @@ OFF = "off"
 # mallopt's parameter numbers (glibc's malloc.h).
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
+_M_ARENA_MAX = -8
 # Blocks below this come from the heap (and are reused), not from a fresh mmap.
 MMAP_THRESHOLD_BYTES = 1 << 30
 # The heap's free top is given back to the kernel only beyond this.
 TRIM_THRESHOLD_BYTES = (1 << 31) - 1
+# One arena for every thread: XLA:CPU's worker threads otherwise allocate from per-thread
+# arenas, whose heaps hold at most 64 MiB, so a larger buffer (the main job's [64,64,64,64]
+# float32 activations are 64 MiB) is mmapped afresh every step whatever the threshold.
+ARENA_MAX = 1
 
 _state = {"tuned": None}
 
@@ -43,7 +49,7 @@ def requested() -> bool:
 
 
 def tune() -> bool:
-  """Raises glibc's mmap and trim thresholds for this process (idempotent).
+  """Raises glibc's mmap and trim thresholds and keeps one arena for this process (idempotent).
 
   Returns:
     True when glibc accepted both settings; False when switched off, or when the C library is
@@ -60,7 +66,8 @@ def tune() -> bool:
       mallopt = None  # not glibc: no mallopt to call
     if mallopt is not None:
       mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-      ok = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
-          mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
+      settings = ((_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
+                  (_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES), (_M_ARENA_MAX, ARENA_MAX))
+      ok = all([bool(mallopt(param, value)) for param, value in settings])
   _state["tuned"] = ok
   return ok
