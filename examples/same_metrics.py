@@ -8,6 +8,7 @@ wall-clock and only counted) and exits 1 when anything else differs or a key is 
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -38,11 +39,11 @@ def compare(a: dict, b: dict) -> tuple[list[str], list[str]]:
 
 
 def main(argv) -> int:
-  if len(argv) != 3:
-    print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
-    return 2
+  parser = argparse.ArgumentParser(description=__doc__.strip().splitlines()[0])
+  parser.add_argument("workdirs", nargs=2, metavar="WORKDIR", help="two finished run folders")
+  args = parser.parse_args(argv[1:])
   docs = []
-  for workdir in argv[1:]:
+  for workdir in args.workdirs:
     with open(os.path.join(workdir, "metrics.json"), encoding="utf-8") as f:
       docs.append(json.load(f))
   real, clock = compare(*docs)
