@@ -94,8 +94,7 @@ MUTATIONS = (
     # --- evaluators/fidelity.py (the API's add_fidelity and the pipeline's evaluator)
     Mutation("fidelity API: given effects unchecked", "xplain_jax/evaluators/fidelity.py",
              "if delta.shape != (n_img, n) or not np.all(np.isfinite(delta)):", "if False:",
-             (T_FID + "test_given_effects_are_refused_by_their_own_check_before_scoring",
-              T_FID + "test_given_effects_are_checked")),
+             (T_FID + "test_given_effects_are_refused_by_their_own_check_before_scoring",)),
     Mutation("fidelity API: Case 1 reads feat, not the x map", "xplain_jax/evaluators/fidelity.py",
              'x = np.asarray(feats.get("x", feats["feat"]), np.float32)',
              'x = np.asarray(feats["feat"], np.float32)',
