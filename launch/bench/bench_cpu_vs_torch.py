@@ -44,10 +44,11 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 import bench_step  # noqa: E402
+import torch_reference as tref  # noqa: E402
 from xplain_jax import data, models  # noqa: E402
 from xplain_jax.infra import host_memory, parallel  # noqa: E402
 from xplain_jax.models import conv as conv_lib  # noqa: E402
-from xplain_jax.models import flops, resnet  # noqa: E402
+from xplain_jax.models import flops  # noqa: E402
 from xplain_jax.run import command as run_command  # noqa: E402
 from xplain_jax.spec import config_base  # noqa: E402
 from xplain_jax.train import explainer, loop, optim  # noqa: E402
@@ -85,121 +86,6 @@ def parse_args(argv=None) -> argparse.Namespace:
   return args
 
 
-class TorchPerformer(torch.nn.Module):
-  """The performer of ``module.layers()`` (conv/ReLU/max-pool stack, fc6-fc8) in NCHW."""
-
-  def __init__(self, module, num_outputs: int, image_size: int):
-    super().__init__()
-    self.specs, self.flax = module.layers(), module
-    if any(s.lrn for s in self.specs) or module.interpretable or module.added_layer:
-      raise ValueError("the torch performer has no LRN, mask or added layer; pick a plain VGG.")
-    chans = [3] + [s.features for s in self.specs]
-    self.convs = torch.nn.ModuleList(
-        torch.nn.Conv2d(chans[i], s.features, s.kernel, s.stride, s.padding)
-        for i, s in enumerate(self.specs))
-    with torch.no_grad():
-      flat = self.trunk(torch.zeros(1, 3, image_size, image_size)).shape[1]
-    self.fc6 = torch.nn.Linear(flat, module.fc_features)
-    self.fc7 = torch.nn.Linear(module.fc_features, module.fc_features)
-    self.fc8 = torch.nn.Linear(module.fc_features, num_outputs)
-
-  def trunk(self, x):
-    for s, conv in zip(self.specs, self.convs):
-      x = F.relu(conv(x))
-      if s.pool_window:
-        x = F.max_pool2d(x, s.pool_window, s.pool_stride, ceil_mode=s.pool_ceil)
-    if self.flax.global_max_pool:
-      x = torch.amax(x, dim=(2, 3), keepdim=True)
-    elif self.flax.pooled:
-      x = F.adaptive_avg_pool2d(x, self.flax.pooled)
-    return x.flatten(1)
-
-  def forward(self, x):
-    drop = lambda h: F.dropout(F.relu(h), self.flax.dropout_rate, self.training)
-    return self.fc8(drop(self.fc7(drop(self.fc6(self.trunk(x))))))
-
-
-class TorchBlock(torch.nn.Module):
-  """``resnet.ResNetBlock``: two 3x3 convs (no bias) + BN, projected shortcut on a change."""
-
-  def __init__(self, cin: int, cout: int, stride: int, momentum: float, eps: float):
-    super().__init__()
-    bn = lambda c: torch.nn.BatchNorm2d(c, eps=eps, momentum=1 - momentum)
-    self.conv1 = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-    self.bn1, self.bn2 = bn(cout), bn(cout)
-    self.conv2 = torch.nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-    torch.nn.init.zeros_(self.bn2.weight)
-    self.proj = None
-    if stride != 1 or cin != cout:
-      self.proj = torch.nn.Sequential(torch.nn.Conv2d(cin, cout, 1, stride, bias=False), bn(cout))
-
-  def forward(self, x):
-    y = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
-    return F.relu((x if self.proj is None else self.proj(x)) + y)
-
-
-class TorchWeightNet(torch.nn.Module):
-  """``resnet.WeightNet`` with basic blocks (depths 10, 18, 34) in NCHW; padding k // 2 gives
-  SAME's output sizes (and FLOPs) at every stride."""
-
-  def __init__(self, g, map_shape: tuple):
-    super().__init__()
-    if g.block_cls is not resnet.ResNetBlock or g.coords or g.head_channels is not None:
-      raise ValueError("the torch weight net has basic blocks only, no coords or head conv.")
-    self.positive = g.positive
-    kernel, stride = resnet.STEMS[g.stem]
-    bn_args = dict(eps=g.bn_epsilon, momentum=1 - g.bn_momentum)
-    self.stem = torch.nn.Sequential(
-        torch.nn.Conv2d(map_shape[-1], g.width, kernel, stride, kernel // 2, bias=False),
-        torch.nn.BatchNorm2d(g.width, **bn_args), torch.nn.ReLU())
-    blocks, cin = [], g.width
-    for i, size in enumerate(g.stage_sizes):
-      for j in range(size):
-        cout = g.width * 2 ** i
-        blocks.append(TorchBlock(cin, cout, 2 if i > 0 and j == 0 else 1, g.bn_momentum,
-                                 g.bn_epsilon))
-        cin = cout
-    self.blocks = torch.nn.Sequential(*blocks)
-    with torch.no_grad():
-      flat = self.blocks(self.stem(torch.zeros(2, map_shape[-1], *map_shape[:2]))).flatten(1)
-    self.head = torch.nn.Linear(flat.shape[1], g.num_outputs)
-
-  def forward(self, x):
-    y = self.head(self.blocks(self.stem(x)).flatten(1))
-    return F.softplus(y) if self.positive else y
-
-
-def torch_prior_loss(alpha, w, kind: str, eps: float = 1e-12):
-  """``losses.prior_loss`` (every row valid): CE of L1-normalised or MSE of L2-normalised rows."""
-  order = 1 if kind == "cross_entropy" else 2
-  unit = lambda v: v / torch.linalg.vector_norm(v, order, dim=-1, keepdim=True).clamp_min(1e-30)
-  if kind == "cross_entropy":
-    return -(unit(w) * torch.log(unit(alpha).clamp_min(eps))).sum(-1).mean()
-  return (unit(alpha) - unit(w)).square().sum(-1).mean()
-
-
-def torch_step_fn(net, loss_fn, schedule, extra_params=()):
-  """An eager training step: ``loss_fn()`` (over ``net``), backward, Adam at ``schedule(step)``."""
-  params = list(net.parameters()) + list(extra_params)
-  opt = torch.optim.Adam(params, lr=float(schedule(0)))
-  counter = {"step": 0}
-
-  def step():
-    for group in opt.param_groups:
-      group["lr"] = float(schedule(counter["step"]))
-    opt.zero_grad(set_to_none=True)
-    loss = loss_fn()
-    loss.backward()
-    opt.step()
-    counter["step"] += 1
-    return loss.detach()
-  return step
-
-
-def nchw(x: np.ndarray) -> torch.Tensor:
-  return torch.from_numpy(np.ascontiguousarray(np.transpose(x, (0, 3, 1, 2))))
-
-
 def jax_step_fn(step_fn, state, batch, mesh, consts=()):
   """The step jitted as the trainer jits it (``loop.jit_step``), compiled; returns
   ``(call, compile seconds, XLA's FLOPs per step)``."""
@@ -232,11 +118,11 @@ def performer_pair(config, mesh, host: np.random.Generator) -> types.SimpleNames
                                        filter_schedule=p.filter_loss_schedule)
   call, compile_s, xla = jax_step_fn(step, state_lib.create_state(params, stats, optimizer),
                                      batch, mesh)
-  net = TorchPerformer(module, n, s).train()
-  images, labels = nchw(batch["image"]), torch.from_numpy(batch["labels"])
+  net = tref.TorchPerformer(module, n, s).train()
+  images, labels = tref.nchw(batch["image"]), torch.from_numpy(batch["labels"])
   schedule = optim.learning_rate_schedule(p.optimizer, total_steps=p.num_epochs * steps_per_epoch)
-  t_step = torch_step_fn(net, lambda: F.binary_cross_entropy_with_logits(net(images), labels),
-                         schedule)
+  t_step = tref.torch_step_fn(
+      net, lambda: F.binary_cross_entropy_with_logits(net(images), labels), schedule)
   return types.SimpleNamespace(name="performer", shape=f"images [{b},{s},{s},3] -> {n} logits",
                                jax=call, torch=t_step, compile_s=compile_s, flops=xla)
 
@@ -255,20 +141,21 @@ def explainer_pair(name: str, g, feats: dict, *, prior_kind: str, beta: float, o
                                    prior_kind=prior_kind)
   call, compile_s, xla = jax_step_fn(step, state_lib.create_state(params, stats, optimizer),
                                      {**feats, "mask": np.ones(b, bool)}, mesh, consts=({},))
-  net = TorchWeightNet(g, feats["feat"].shape[1:]).train()
-  bias, x = torch.zeros((), requires_grad=True), nchw(feats["feat"])
+  net = tref.TorchWeightNet(g, feats["feat"].shape[1:]).train()
+  bias, x = torch.zeros((), requires_grad=True), tref.nchw(feats["feat"])
   y, y_i, w = (torch.from_numpy(feats[k]) for k in ("y", "y_i", "w"))
   lam = beta  # λ = β/√t at t = 1, as the JAX step has it in its first epoch
 
   def loss():
     alpha = net(x)
     y_hat = (alpha * y_i).sum(-1) + bias
-    return (y - y_hat).square().mean() + lam * torch_prior_loss(alpha, w, prior_kind)
+    return (y - y_hat).square().mean() + lam * tref.torch_prior_loss(alpha, w, prior_kind)
   schedule = optim.learning_rate_schedule(optimizer_config, total_steps=steps_per_epoch)
   return types.SimpleNamespace(
       name=name, shape=f"maps [{b},{h},{wd},{c}], ResNet stages {tuple(g.stage_sizes)} of "
                        f"width {g.width}, n={feats['w'].shape[1]}",
-      jax=call, torch=torch_step_fn(net, loss, schedule, (bias,)), compile_s=compile_s, flops=xla)
+      jax=call, torch=tref.torch_step_fn(net, loss, schedule, (bias,)), compile_s=compile_s,
+      flops=xla)
 
 
 def random_features(host, shape: tuple, n: int, *, signed: bool) -> dict:
