@@ -17,8 +17,8 @@ from xplain_jax.report.figures import plot_filter_regions
 from xplain_jax.report.figures import plot_gt_scatter
 from xplain_jax.report.figures import plot_image_explanation
 from xplain_jax.report.figures import plot_part_contributions
-from xplain_jax.report.figures import plot_prior_weight
-from xplain_jax.report.figures import plot_training_curves
+from xplain_jax.report.training_figures import plot_prior_weight
+from xplain_jax.report.training_figures import plot_training_curves
 from xplain_jax.report.html import build_sections
 from xplain_jax.report.html import write_report
 from xplain_jax.report.io import load_metrics

@@ -18,6 +18,7 @@ import numpy as np
 from xplain_jax import utils
 from xplain_jax.report import fidelity_section
 from xplain_jax.report import figures
+from xplain_jax.report import training_figures
 from xplain_jax.report import io
 from xplain_jax.report import patches as patches_lib
 from xplain_jax.report.render import render_html, render_markdown  # pylint: disable=unused-import
@@ -243,13 +244,13 @@ def build_sections(workdir, *, num_images=6, dpi=100, digits=4):
                  else {}), **meta}
   blocks = []
   if "beta" in run_meta and "num_epochs" in run_meta:
-    blocks = [("figure", figures.plot_prior_weight(
+    blocks = [("figure", training_figures.plot_prior_weight(
         float(run_meta["beta"]), int(run_meta["num_epochs"]),
         fig("prior_weight.png"), dpi=dpi), "λ(t) = β/√t per epoch.")]
   sections.append(("Prior-loss weight", blocks))
   blocks = []
   for stage, records in io.load_logs(os.path.join(workdir, "logs")).items():
-    path = figures.plot_training_curves(
+    path = training_figures.plot_training_curves(
         records, fig(f"training_{stage}.png"), title=stage, dpi=dpi)
     if path:
       blocks.append(("figure", path, f"Stage {stage}."))
