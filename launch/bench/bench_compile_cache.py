@@ -63,8 +63,10 @@ def _child(config_arg: str, workdir: str, epochs: int | None = None) -> None:
   compile_cache.enable()
   if epochs is not None:
     _fit(epochs)
-  else:
+  else:  # as launch/run.py: the allocator tuned, then the pipeline
+    from xplain_jax.infra import host_memory  # pylint: disable=import-outside-toplevel
     from xplain_jax.run import pipeline  # pylint: disable=import-outside-toplevel
+    host_memory.tune()
     pipeline.train_and_evaluate(run_command.load_config(config_arg), workdir)
   print(json.dumps({"wall_s": time.perf_counter() - start, "compile_s": seconds["compile"],
                     **counts}))
