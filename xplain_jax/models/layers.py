@@ -2,6 +2,8 @@
 torchvision's adaptive average pool, and the output-size arithmetic that rejects inputs too small.
 """
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -76,25 +78,38 @@ def max_pool_2d(x, window, stride, ceil_mode=False):
   return max_pool_tiles(x[:, :h * window, :w * window], window)
 
 
+def _tile(x6, i, j):
+  """Element (i, j) of every tile of ``x6`` [B,h,k,w,k,C]: [B,h,w,C]."""
+  return x6[:, :, i, :, j, :]
+
+
 @jax.custom_vjp
 def _tiles_max(x6):
-  return x6.max(axis=(2, 4))
+  k1, k2 = x6.shape[2], x6.shape[4]
+  return functools.reduce(jnp.maximum, [_tile(x6, i, j) for i in range(k1) for j in range(k2)])
 
 
 def _tiles_max_fwd(x6):
-  y = x6.max(axis=(2, 4))
+  y = _tiles_max(x6)
   return y, (x6, y)
 
 
 def _tiles_max_bwd(residuals, dy):
   x6, y = residuals
-  b, h, k, w, _, c = x6.shape
-  # Each window's elements in row-major order, as XLA's select-and-scatter visits them; the
+  # The tile's elements in row-major order, as XLA's select-and-scatter visits them; the
   # gradient goes to the first maximum only (its `>=` keeps the earlier of two equal values).
-  hit = (x6 == y[:, :, None, :, None, :]).transpose(0, 1, 3, 2, 4, 5).reshape(b, h, w, k * k, c)
-  first = hit & (jnp.cumsum(hit, axis=3, dtype=jnp.int32) == 1)
-  g = jnp.where(first, dy[:, :, :, None, :], jnp.zeros((), dy.dtype))
-  return (g.reshape(b, h, w, k, k, c).transpose(0, 1, 3, 2, 4, 5).astype(x6.dtype),)
+  # One elementwise pass per element of the tile, in the map's own layout (no transposes).
+  zero, taken, rows = jnp.zeros((), dy.dtype), None, []
+  for i in range(x6.shape[2]):
+    cols = []
+    for j in range(x6.shape[4]):
+      first = _tile(x6, i, j) == y
+      if taken is not None:
+        first = first & ~taken
+      taken = first if taken is None else taken | first
+      cols.append(jnp.where(first, dy, zero))
+    rows.append(jnp.stack(cols, axis=3))                   # [B,h,w,k,C]
+  return (jnp.stack(rows, axis=2).astype(x6.dtype),)      # [B,h,k,w,k,C]
 
 
 _tiles_max.defvjp(_tiles_max_fwd, _tiles_max_bwd)
