@@ -32,9 +32,10 @@ setuptools.setup(
     ],
     extras_require={
         # torch builds torchvision-layout models in the weight-import parity tests;
-        # tbparse reads the TensorBoard event files back; pyflakes finds undefined names.
+        # tbparse reads the TensorBoard event files back; pyflakes finds undefined names;
+        # pytest-xdist runs the suite on two workers (README's test command).
         # scikit-learn's bundled handwritten digits: the own-model example and its test.
-        "test": ["pytest>=7", "torch>=2.0", "tbparse>=0.0.8", "pyflakes>=3",
+        "test": ["pytest>=7", "pytest-xdist>=3", "torch>=2.0", "tbparse>=0.0.8", "pyflakes>=3",
                  "scikit-learn>=1.3"],
         "examples": ["scikit-learn>=1.3"],
         # tensorflow-cpu is only needed to *prepare* TFDS datasets (CelebA, Pascal-Part).
