@@ -1,7 +1,8 @@
 r"""Where XLA:CPU loses the performer's training step: one 3×3 conv layer's forward, input
 gradient and kernel gradient, and the kernel gradient computed as one matmul of the input's
-patches with the output gradient (``lax.conv_general_dilated_patches``) and as one matmul per
-kernel tap (``models.conv``, what ``performer.kernel_gradient`` "taps"/"auto" uses on CPU); and
+patches with the output gradient (``lax.conv_general_dilated_patches``), as one matmul per
+kernel tap (``models.conv``, what ``performer.kernel_gradient`` "taps"/"auto" uses on CPU) and
+three other matmul forms tried (the shifted copies concatenated, taps per image, taps per row); and
 the gradient of a 2×2/2 max-pool of the layer's output, as XLA lowers ``nn.max_pool``'s
 (select-and-scatter) and as ``models.layers.max_pool_tiles`` computes it; in ms per call.
 
@@ -42,6 +43,40 @@ def kernel_grad_by_patches(x, k, dy):
   return dk.reshape(c, kh, kw, -1).transpose(1, 2, 0, 3)
 
 
+def _shifted(x, kh: int, kw: int):
+  """The input's kh·kw shifted copies ("SAME", stride 1): [kh·kw] of [B,H,W,C]."""
+  h, w = x.shape[1:3]
+  xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+  return [xp[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)]
+
+
+# Other ways tried of writing the kernel gradient as matmuls; each equals XLA's (checked).
+def kernel_grad_by_concat(x, k, dy):
+  """The shifted copies concatenated along channels, then one matmul with dy."""
+  kh, kw, c, o = k.shape
+  p = jnp.concatenate(_shifted(x, kh, kw), axis=-1)    # p = (i·kw + j)·c + c'
+  return jnp.einsum("bhwp,bhwo->po", p, dy).reshape(kh, kw, c, o)
+
+
+def kernel_grad_by_image_taps(x, k, dy):
+  """One matmul per tap and image (a batched matmul over the images), summed over them."""
+  kh, kw, c, o = k.shape
+  b, n = dy.shape[0], dy.shape[1] * dy.shape[2]
+  taps = [jnp.einsum("bqc,bqo->co", s.reshape(b, n, c), dy.reshape(b, n, o))
+          for s in _shifted(x, kh, kw)]
+  return jnp.stack(taps).reshape(kh, kw, c, o)
+
+
+def kernel_grad_by_rows(x, k, dy):
+  """kw copies shifted along the width, concatenated; one matmul per kernel row."""
+  kh, kw, c, o = k.shape
+  h, w = dy.shape[1:3]
+  xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+  pw = jnp.concatenate([xp[:, :, j:j + w] for j in range(kw)], axis=-1)
+  rows = [jnp.einsum("bhwp,bhwo->po", pw[:, i:i + h], dy) for i in range(kh)]
+  return jnp.stack(rows).reshape(kh, kw, c, o)
+
+
 def _ms(fn, *args, repeats: int) -> float:
   jax.block_until_ready(fn(*args))
   best = np.inf
@@ -71,6 +106,12 @@ def main(argv=None) -> dict:
                                                                      ((1, 1), (1, 1))))
   np.testing.assert_allclose(by_patches(k, x), by_xla(k, x), rtol=1e-3)
   np.testing.assert_allclose(by_taps(k, x), by_xla(k, x), rtol=1e-3)
+  others = {name: jax.jit(lambda k_, x_, f=f: f(x_, k_, dy)) for name, f in (
+      ("shifted copies concatenated · dy", kernel_grad_by_concat),
+      ("taps, a matmul per image", kernel_grad_by_image_taps),
+      ("rows: kw shifted copies, a matmul per row", kernel_grad_by_rows))}
+  for fn in others.values():
+    np.testing.assert_allclose(fn(k, x), by_xla(k, x), rtol=1e-3)
   y = conv(x, k)  # the pool's input: the layer's output
   dp = jnp.asarray(rng.random((a.batch, a.size // 2, a.size // 2, cout)), jnp.float32)
   pool_xla = jax.jit(jax.grad(lambda y_: jnp.sum(nn.max_pool(y_, (2, 2), (2, 2)) * dp)))
@@ -81,6 +122,8 @@ def main(argv=None) -> dict:
          "kernel gradient (XLA)": _ms(by_xla, k, x, repeats=a.repeats),
          "kernel gradient (patches · dy)": _ms(by_patches, k, x, repeats=a.repeats),
          "kernel gradient (taps, models.conv)": _ms(by_taps, k, x, repeats=a.repeats),
+         **{f"kernel gradient ({name})": _ms(fn, k, x, repeats=a.repeats)
+            for name, fn in others.items()},
          "2x2 max-pool gradient (XLA)": _ms(pool_xla, y, repeats=a.repeats),
          "2x2 max-pool gradient (tiles, models.layers)": _ms(pool_tiles, y, repeats=a.repeats)}
   print(f"x {tuple(x.shape)}, kernel {tuple(k.shape)}, {jax.devices()[0].platform}")

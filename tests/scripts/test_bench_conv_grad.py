@@ -7,7 +7,8 @@ import launch_scripts
 def test_patches_kernel_gradient_equals_xlas_and_prints_every_row(capsys):
   bench = launch_scripts.load("bench_conv_grad")
   out = bench.main(["--batch=2", "--size=6", "--channels=3,4", "--repeats=1"])
-  assert len(out) == 7 and all(ms > 0 for ms in out.values())
+  assert len(out) == 10 and all(ms > 0 for ms in out.values())
   printed = capsys.readouterr().out
   assert "kernel gradient (patches · dy)" in printed and "kernel gradient (taps" in printed
   assert "max-pool gradient (tiles" in printed
+  assert "kernel gradient (shifted copies concatenated · dy)" in printed
