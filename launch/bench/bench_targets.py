@@ -4,7 +4,9 @@ Random-initialised performers of ``configs/synthetic.py:tiny`` (Case 2) and
 ``configs/parts.py:tiny`` (Case 1); one batch of training images; the minimum over
 ``--repeats`` repetitions after one compiling call. Case 2 ``rendered`` is the jitted
 featurizer plus ``train.features.rendered_targets`` on the host (n re-renders and n performer
-calls per image), as ``featurize_split`` runs them while writing the training cache:
+calls per image), as ``featurize_split`` runs them while writing the training cache; two more
+rows split it into the host's re-renders alone (``data.scenes.toggled_once``) and the n
+performer calls alone, on renders made beforehand:
 
   python launch/bench/bench_targets.py [--batch=64] [--repeats=15]
 
@@ -24,7 +26,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from configs import parts, synthetic  # noqa: E402  pylint: disable=wrong-import-position
-from xplain_jax import data, models  # noqa: E402  pylint: disable=wrong-import-position
+from xplain_jax import data, fidelity, models  # noqa: E402  pylint: disable=wrong-import-position
+from xplain_jax.data import scenes  # noqa: E402  pylint: disable=wrong-import-position
 from xplain_jax.train import (  # noqa: E402  pylint: disable=wrong-import-position
     features as features_lib)
 
@@ -46,6 +49,19 @@ def _best(fn, repeats: int) -> float:
   return min(times)
 
 
+def _rendered_parts(perf, variables, spec, src, names, idx, base, repeats) -> list[dict]:
+  """The rendered target's two halves: the re-renders, and the n performer calls on them."""
+  columns = fidelity.renderer_columns(spec.concept_names, names)
+  renders = lambda: scenes.toggled_once(src, idx, columns)(idx, int(columns[0]))  # noqa: E731
+  held = scenes.toggled_once(src, idx, columns)
+  toggled = [held(idx, int(k)) for k in columns]
+  y_fn = jax.jit(lambda im: perf.apply(variables, im, train=False)[0][:, spec.target_index])
+  calls = lambda: [y_fn(im) for im in toggled]  # noqa: E731
+  return [dict(case=spec.case, target=f"rendered: {what}", ms=1e3 * s, ratio=s / base)
+          for what, s in (("the re-renders alone", _best(renders, repeats)),
+                          (f"the {len(columns)} performer calls alone", _best(calls, repeats)))]
+
+
 def bench(batch: int = 64, repeats: int = 15) -> list[dict]:
   """Rows ``{case, target, ms, ratio}``."""
   rows = []
@@ -58,6 +74,7 @@ def bench(batch: int = 64, repeats: int = 15) -> list[dict]:
     perf, variables = _performer(config, spec, images)
     base = None
     for target in ("",) + features_lib.TARGETS[case]:
+      split = []
       fz = jax.jit(features_lib.make_featurizer(perf, spec, target=target))
       if target in features_lib.SOURCE_TARGETS:
         names = data.renderer_concept_names(config, spec.concept_names)
@@ -65,12 +82,14 @@ def bench(batch: int = 64, repeats: int = 15) -> list[dict]:
                                               batch_size=batch)
         idx = np.arange(batch)
         fn = lambda fz=fz, extra=extra, idx=idx: extra(idx, jax.device_get(fz(variables, images)))
+        split = _rendered_parts(perf, variables, spec, src, names, idx, base, repeats)
       else:
         fn = lambda fz=fz: fz(variables, images)
       seconds = _best(fn, repeats)
       base = seconds if not target else base
       rows.append(dict(case=case, target=target or "none", ms=1e3 * seconds,
                        ratio=seconds / base))
+      rows += split
   return rows
 
 
