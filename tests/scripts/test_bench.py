@@ -400,7 +400,7 @@ def test_bench_targets_times_every_consistency_target_of_both_cases():
   assert [(r["case"], r["target"]) for r in rows] == [
       ("shared_feature", "none"), ("shared_feature", "gradient_x_input"),
       ("shared_feature", "rendered"), ("shared_feature", "rendered: the re-renders alone"),
-      ("shared_feature", "rendered: the 20 performer calls alone"), ("filter", "none"), ("filter", "deletion"),
-      ("filter", "gradient_x_input"), ("filter", "shapley")]
+      ("shared_feature", "rendered: the 20 performer calls alone"), ("filter", "none"),
+      ("filter", "deletion"), ("filter", "gradient_x_input"), ("filter", "shapley")]
   assert all(r["ms"] > 0 for r in rows)
   assert [r["ratio"] for r in rows if r["target"] == "none"] == [1.0, 1.0]
