@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import matplotlib.ticker  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
+from xplain_jax.core.losses import prior_weight  # pylint: disable=g-import-not-at-top
 from xplain_jax.report.figures import save_figure  # pylint: disable=g-import-not-at-top
 
 # Keys of the training logs drawn by `plot_training_curves`, in panel order.
@@ -33,7 +34,7 @@ def plot_prior_weight(beta, num_epochs, path, *, dpi=100):
   """
   t = np.arange(1, max(int(num_epochs), 1) + 1)
   fig, ax = plt.subplots(figsize=(4, 2.6))
-  ax.plot(t, beta / np.sqrt(t), marker="o", ms=3)
+  ax.plot(t, np.asarray(prior_weight(t, beta)), marker="o", ms=3)  # the trainer's λ(t)
   ax.set_xlabel("epoch t", fontsize=8)
   ax.set_ylabel("λ(t)", fontsize=8)
   ax.set_title(f"prior-loss weight λ(t) = β/√t, β = {beta:g}", fontsize=9)
