@@ -43,10 +43,15 @@ def kernel_grad_by_patches(x, k, dy):
   return dk.reshape(c, kh, kw, -1).transpose(1, 2, 0, 3)
 
 
+def _padded(x, kh: int, kw: int):
+  """The input padded as "SAME" pads it for a kh×kw kernel at stride 1."""
+  return jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+
+
 def _shifted(x, kh: int, kw: int):
   """The input's kh·kw shifted copies ("SAME", stride 1): [kh·kw] of [B,H,W,C]."""
   h, w = x.shape[1:3]
-  xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+  xp = _padded(x, kh, kw)
   return [xp[:, i:i + h, j:j + w] for i in range(kh) for j in range(kw)]
 
 
@@ -71,7 +76,7 @@ def kernel_grad_by_rows(x, k, dy):
   """kw copies shifted along the width, concatenated; one matmul per kernel row."""
   kh, kw, c, o = k.shape
   h, w = dy.shape[1:3]
-  xp = jnp.pad(x, ((0, 0), (kh // 2, kh // 2), (kw // 2, kw // 2), (0, 0)))
+  xp = _padded(x, kh, kw)
   pw = jnp.concatenate([xp[:, :, j:j + w] for j in range(kw)], axis=-1)
   rows = [jnp.einsum("bhwp,bhwo->po", pw[:, i:i + h], dy) for i in range(kh)]
   return jnp.stack(rows).reshape(kh, kw, c, o)
