@@ -5,10 +5,11 @@ r"""The one entry point: every stage a config asks for, in a workdir that makes 
 
 This file wires the command line to the pipeline. The config file is loaded once and its
 overrides checked (``xplain_jax.run.command``), then ml_collections applies the overrides to that
-config; the pipeline prepares the run once (``run.pipeline.prepare``): before anything is computed
-or written, the config is checked whole (types by the locked ConfigDict, ranges, names,
-consistency, a dry build of the real networks), the workdir is locked (one run at a time) and
-compared with the run it holds. Mistakes the user can fix (``xplain_jax.errors.XplainError``) end
+config. The fields that need no JAX (types, ranges) are checked before JAX is imported, so such a
+mistake fails at once; then the pipeline prepares the run once (``run.pipeline.prepare``): before
+anything is computed or written, the config is checked whole (types by the locked ConfigDict,
+ranges, names, consistency, a dry build of the real networks), the workdir is locked (one run at
+a time) and compared with the run it holds. Mistakes the user can fix (``xplain_jax.errors.XplainError``) end
 the run with one line on stderr, ``error: ...``, saying what was wrong and what to do: exit
 status 2 for a config or usage problem (the config file itself included), 1 for anything found
 while running (a full disk in any writer included), 130 for Ctrl-C and 143 for SIGTERM. Every
@@ -28,7 +29,7 @@ from absl import app, flags  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from xplain_jax import errors  # noqa: E402
-from xplain_jax.run import command  # noqa: E402
+from xplain_jax.run import command, validate  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs, metrics and the report.")
@@ -84,6 +85,7 @@ def _handled_signals(config) -> tuple:
 
 
 def _run() -> None:
+  validate.check_fields(FLAGS.config)  # a value out of range fails at once, before JAX loads
   from xplain_jax.infra import compile_cache, host_memory  # pylint: disable=import-outside-toplevel
   host_memory.tune()  # freed step buffers stay in the heap for the next step
   compile_cache.enable()  # before the first jit: a rerun or resume reads its compiles back

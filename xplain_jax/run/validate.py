@@ -74,9 +74,8 @@ def check_config(config, *, build: bool = True) -> None:
   without ``build`` only the dataset's names (target, rule) are looked up.
   """
   try:
-    check_base_fields(config)
-    check_values(config)
-    validate_evals.check_evals(config)
+    check_fields(config)
+    check_names(config)
     check_consistency(config)
     if build:
       dry_build(config)
@@ -86,6 +85,22 @@ def check_config(config, *, build: bool = True) -> None:
   except ConfigError:
     raise
   except ValueError as e:  # a registry's own check (target names, data generator limits, ...)
+    raise ConfigError(" ".join(str(e).split())) from None
+
+
+def check_fields(config) -> None:
+  """The checks that import no JAX: base fields and types, ranges, the evals' fields.
+
+  ``launch/run.py`` runs them before it imports JAX, so a value out of range fails in a fraction
+  of a second; ``check_config`` runs them again, first.
+  """
+  try:
+    check_base_fields(config)
+    check_ranges(config)
+    validate_evals.check_evals(config)
+  except ConfigError:
+    raise
+  except ValueError as e:
     raise ConfigError(" ".join(str(e).split())) from None
 
 
@@ -116,6 +131,12 @@ def check_base_fields(config) -> None:
 
 def check_values(config) -> None:
   """Ranges, finiteness and names of single fields."""
+  check_ranges(config)
+  check_names(config)
+
+
+def check_ranges(config) -> None:
+  """Ranges and finiteness of single fields, and the stage names (no registry is imported)."""
   for field, value in _leaves(config):
     if isinstance(value, float) and not math.isfinite(value):
       _fail(field, value, "must be a finite number")
@@ -135,6 +156,10 @@ def check_values(config) -> None:
     _fail("performer.model.dropout_rate", config.performer.model.dropout_rate,
           "must be < 1 (1 drops every unit)")
   stages_lib.parse_groups(config.stages)
+
+
+def check_names(config) -> None:
+  """Names from the registries' allowed sets (imports the registries, and with them JAX)."""
   from xplain_jax.core import losses, priors  # pylint: disable=import-outside-toplevel
   from xplain_jax import models
   from xplain_jax.data import DATASETS  # pylint: disable=import-outside-toplevel
