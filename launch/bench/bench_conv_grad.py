@@ -2,9 +2,11 @@ r"""Where XLA:CPU loses the performer's training step: one 3×3 conv layer's for
 gradient and kernel gradient, and the kernel gradient computed as one matmul of the input's
 patches with the output gradient (``lax.conv_general_dilated_patches``), as one matmul per
 kernel tap (``models.conv``, what ``performer.kernel_gradient`` "taps"/"auto" uses on CPU) and
-three other matmul forms tried (the shifted copies concatenated, taps per image, taps per row); and
-the gradient of a 2×2/2 max-pool of the layer's output, as XLA lowers ``nn.max_pool``'s
-(select-and-scatter) and as ``models.layers.max_pool_tiles`` computes it; in ms per call.
+four other matmul forms tried (the shifted copies concatenated, taps per image, taps per row,
+the patches gathered); the gradient of a 2×2/2 max-pool of the layer's output, as XLA lowers
+``nn.max_pool``'s (select-and-scatter) and as ``models.layers.max_pool_tiles`` computes it; and,
+where torch is installed, torch eager's (oneDNN's) forward, input gradient and kernel gradient of
+the same layer (NCHW and channels-last), with as many threads as XLA:CPU uses; in ms per call.
 
   python launch/bench/bench_conv_grad.py                 # [64,32,32,32] -> 64 channels
   XLA_FLAGS=--xla_cpu_use_thunk_runtime=false python launch/bench/bench_conv_grad.py  # a flag tried
@@ -18,6 +20,8 @@ import argparse
 import os
 import sys
 import time
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # torch's threads sleep, not spin (scaling.md)
 
 import jax
 import jax.numpy as jnp
@@ -82,12 +86,49 @@ def kernel_grad_by_rows(x, k, dy):
   return jnp.stack(rows).reshape(kh, kw, c, o)
 
 
-def _ms(fn, *args, repeats: int) -> float:
-  jax.block_until_ready(fn(*args))
+def kernel_grad_by_gather(x, k, dy):
+  """The patches gathered from the padded input at static positions, then one matmul with dy."""
+  kh, kw, c, o = k.shape
+  b, h, w = dy.shape[:3]
+  xp = _padded(x, kh, kw)
+  rows = (np.arange(h)[:, None, None, None] + np.arange(kh)[None, None, :, None]) * xp.shape[2]
+  cols = np.arange(w)[None, :, None, None] + np.arange(kw)[None, None, None, :]
+  idx = (rows + cols).reshape(-1)                      # output pixel, then tap, row-major
+  p = jnp.take(xp.reshape(b, -1, c), idx, axis=1).reshape(-1, kh * kw * c)
+  return jnp.einsum("np,no->po", p, dy.reshape(-1, o)).reshape(kh, kw, c, o)
+
+
+def torch_rows(x, k, dy, *, repeats: int) -> dict:
+  """torch eager's kernel gradient [kh,kw,C,O] and ``{row: ms}`` of its forward, input gradient
+  and kernel gradient of the layer, on as many threads as XLA:CPU's pool; () without torch."""
+  try:
+    import torch  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return ()
+  torch.set_num_threads(len(os.sched_getaffinity(0)))
+  tx = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).contiguous()
+  tk = torch.from_numpy(np.array(k)).permute(3, 2, 0, 1).contiguous()
+  tdy = torch.from_numpy(np.array(dy)).permute(0, 3, 1, 2).contiguous()
+  back = lambda g, x_, mask: torch.ops.aten.convolution_backward(  # noqa: E731
+      g, x_, tk, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1, mask)
+  last = lambda t: t.contiguous(memory_format=torch.channels_last)  # noqa: E731
+  with torch.no_grad():
+    dk = back(tdy, tx, [False, True, False])[1].permute(2, 3, 1, 0).numpy()
+    rows = {"torch eager: forward": lambda: torch.nn.functional.conv2d(tx, tk, padding=1),
+            "torch eager: input gradient": lambda: back(tdy, tx, [True, False, False]),
+            "torch eager: kernel gradient": lambda: back(tdy, tx, [False, True, False]),
+            "torch eager: kernel gradient (channels-last)":
+                lambda: back(last(tdy), last(tx), [False, True, False])}
+    return dk, {name: _ms(fn, repeats=repeats, block=False) for name, fn in rows.items()}
+
+
+def _ms(fn, *args, repeats: int, block: bool = True) -> float:
+  wait = jax.block_until_ready if block else (lambda v: v)  # torch's calls return when done
+  wait(fn(*args))
   best = np.inf
   for _ in range(repeats):
     t0 = time.perf_counter()
-    jax.block_until_ready(fn(*args))
+    wait(fn(*args))
     best = min(best, time.perf_counter() - t0)
   return 1000.0 * best
 
@@ -114,7 +155,8 @@ def main(argv=None) -> dict:
   others = {name: jax.jit(lambda k_, x_, f=f: f(x_, k_, dy)) for name, f in (
       ("shifted copies concatenated · dy", kernel_grad_by_concat),
       ("taps, a matmul per image", kernel_grad_by_image_taps),
-      ("rows: kw shifted copies, a matmul per row", kernel_grad_by_rows))}
+      ("rows: kw shifted copies, a matmul per row", kernel_grad_by_rows),
+      ("patches gathered · dy", kernel_grad_by_gather))}
   for fn in others.values():
     np.testing.assert_allclose(fn(k, x), by_xla(k, x), rtol=1e-3)
   y = conv(x, k)  # the pool's input: the layer's output
@@ -131,6 +173,10 @@ def main(argv=None) -> dict:
             for name, fn in others.items()},
          "2x2 max-pool gradient (XLA)": _ms(pool_xla, y, repeats=a.repeats),
          "2x2 max-pool gradient (tiles, models.layers)": _ms(pool_tiles, y, repeats=a.repeats)}
+  torch_side = torch_rows(x, k, dy, repeats=a.repeats)
+  if torch_side:
+    np.testing.assert_allclose(torch_side[0], by_xla(k, x), rtol=1e-3)
+    out.update(torch_side[1])
   print(f"x {tuple(x.shape)}, kernel {tuple(k.shape)}, {jax.devices()[0].platform}")
   for name, ms in out.items():
     print(f"{name}: {ms:.1f} ms")
