@@ -18,6 +18,11 @@ ms per step ÷ torch's: below 1 is faster). torch gets as many threads as XLA:CP
   python launch/bench/bench_cpu_vs_torch.py [--config=configs/synthetic.py[:tiny]] [--repeats=10]
   python launch/bench/bench_cpu_vs_torch.py --config=configs/synthetic.py:tiny --quick   # seconds
   python launch/bench/bench_cpu_vs_torch.py --only=performer --kernel_gradient=taps   # models.conv
+  python launch/bench/bench_cpu_vs_torch.py --only=performer --profile=/tmp/prof  # where it goes
+
+``--profile=DIR`` traces 3 more steps of this project's side (``jax.profiler``) and prints their
+thread time by category and the costliest XLA operations, each with the JAX operation it came
+from (``bench_profile``).
 
 Results: docs/scaling.md ("CPU against torch eager").
 """
@@ -43,6 +48,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+import bench_profile  # noqa: E402
 import bench_step  # noqa: E402
 import torch_reference as tref  # noqa: E402
 from xplain_jax import data, models  # noqa: E402
@@ -76,6 +82,8 @@ def parse_args(argv=None) -> argparse.Namespace:
   p.add_argument("--kernel_gradient", default="", choices=("",) + conv_lib.KERNEL_GRADIENTS,
                  help="the performer's config.performer.kernel_gradient (default: the config's)")
   p.add_argument("--only", default="", help=f"comma-separated steps of {STEPS} (default: all)")
+  p.add_argument("--profile", default="",
+                 help="a folder: trace this project's steps there and print where they go")
   args = p.parse_args(argv)
   unknown = sorted(set(filter(None, args.only.split(","))) - set(STEPS))
   if unknown:
@@ -88,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def jax_step_fn(step_fn, state, batch, mesh, consts=()):
   """The step jitted as the trainer jits it (``loop.jit_step``), compiled; returns
-  ``(call, compile seconds, XLA's FLOPs per step)``."""
+  ``(call, compile seconds, XLA's FLOPs per step)``; ``call.hlo_text`` is its optimised HLO."""
   state, batch = parallel.replicate(state, mesh), parallel.to_global(batch, mesh)
   rng = jax.random.PRNGKey(0)
   t0 = time.perf_counter()
@@ -99,6 +107,7 @@ def jax_step_fn(step_fn, state, batch, mesh, consts=()):
   def call():
     holder["state"], metrics = compiled(holder["state"], batch, rng, *consts)
     return metrics["loss"]
+  call.hlo_text = compiled.as_text()
   return call, seconds, flops.xla_flops(compiled, mesh.devices.size)
 
 
@@ -220,6 +229,20 @@ def report_lines(pair, t: dict) -> list[str]:
           f"ratio {pair.name}: {jmin / tmin:.2f} (min), {jmed / tmed:.2f} (median)"]
 
 
+def profile_lines(pair, directory: str, top: int = 12) -> list[str]:
+  """Where this project's step goes: 3 traced steps, by category and costliest operation."""
+  s = bench_profile.profile(pair.jax, os.path.join(directory, pair.name), steps=3,
+                            hlo_text=pair.jax.hlo_text)
+  short = lambda label: "/".join(label.split("/")[1:])[-90:]  # noqa: E731  (less "jit(step)")
+  lines = [f"profile {pair.name}: {s['device_ms_per_step']:.1f} ms of thread time per step "
+           f"({s['line'] or 'no XLA threads found'}), wall {s['wall_ms_per_step']:.1f} ms; trace "
+           f"{s['trace']}", "  by category: " + ", ".join(
+               f"{c} {ms:.1f} ms" for c, ms in s["categories"].items())]
+  lines += [f"  {t['ms_per_step']:7.1f} ms  {t['category']:<14} {t['name']:<26} "
+            f"{short(t['label'])}" for t in s["top"][:top]]
+  return lines
+
+
 def main(argv=None) -> dict:
   """Builds, times and prints every step; returns ``{name: (ratio of minima, of medians)}``."""
   args = parse_args(argv)
@@ -248,6 +271,8 @@ def main(argv=None) -> dict:
     pair = builders[name]()
     t = time_pair(pair, repeats=args.repeats, steps=args.steps, warmup=args.warmup)
     print("\n".join(report_lines(pair, t)), flush=True)
+    if args.profile:
+      print("\n".join(profile_lines(pair, args.profile)), flush=True)
     ratios[pair.name] = (t["jax"][0] / t["torch"][0], t["jax"][1] / t["torch"][1])
   return ratios
 

@@ -8,8 +8,11 @@ operations (fusions, convolutions, custom calls) that ran, and "Stream #..." lin
 kernels; ``summarize_trace`` adds up the operations' time per step by name and by category
 (convolution/matmul, layout copies and transposes, dtype converts, reductions, collectives, other
 fusions), and compares their sum with the step's wall time: the difference is time the device
-waited for the host (dispatch, host syncs, input transfers). ``hlo_op_counts`` counts the same
-categories statically in the optimised HLO's entry computation.
+waited for the host (dispatch, host syncs, input transfers). On the CPU there is no device
+process: the operations are the events of XLA's host threads (``CPU_THREADS``), summed over
+them. ``op_labels`` names each operation's JAX operation from the HLO's metadata (which layer,
+forward or gradient). ``hlo_op_counts`` counts the same categories statically in the optimised
+HLO's entry computation.
 """
 
 from __future__ import annotations
@@ -30,20 +33,45 @@ CATEGORIES = (
     ("conv/matmul", ("convolution", "custom-call", "cudnn", "gemm", "cublas", "dot", "matmul",
                      "xmma", "cutlass", "wgmma")),
     ("collective", ("all-reduce", "all_reduce", "all-gather", "reduce-scatter", "nccl")),
-    ("transpose/copy", ("transpose", "copy", "bitcast", "memcpy", "memset")),
+    ("transpose/copy", ("transpose", "copy", "memcpy", "memset")),
     ("convert", ("convert",)),
     ("reduction", ("reduce", "reduction")),
 )
 OTHER = "other fusions"
 
 
-def categorize(name: str) -> str:
-  """The category of an HLO op or kernel ``name`` (see ``CATEGORIES``), else ``OTHER``."""
+# XLA:CPU runs the operations on the host's XLA threads (no device process): their events, less
+# the executor's own and the ends of asynchronous operations.
+CPU_THREADS = ("tf_XLAEigen", "tf_XLAPjRtCpuClient")
+_NOT_CPU_OPS = ("end: ", "ThreadpoolListener", "ThunkExecutor", "$", "PjitFunction", "CommonPjRt")
+_LIBRARY_FUSIONS = ("ynn_fusion", "xnn_fusion")  # XLA:CPU's library calls: dots, convs, reduces
+
+
+def categorize(name: str, label: str = "") -> str:
+  """The category of an HLO op or kernel ``name`` (see ``CATEGORIES``), else ``OTHER``; a
+  library fusion of XLA:CPU is categorised by its JAX operation (``label``, ``op_labels``)."""
   low = name.lower()
+  if low.startswith(_LIBRARY_FUSIONS):
+    op = label.rsplit("/", 1)[-1].lower()
+    return categorize(op) if op and categorize(op) != OTHER else "conv/matmul"
   for category, words in CATEGORIES:
     if any(w in low for w in words):
       return category
   return OTHER
+
+
+_META = re.compile(r'^\s*(?:ROOT\s+)?%?([\w.\-]+) = .*?metadata=\{[^}]*op_name="([^"]+)"')
+
+
+def op_labels(hlo_text: str) -> dict:
+  """``{HLO op name: the JAX operation it came from}`` (its metadata's ``op_name``, e.g.
+  ``"jit(step)/transpose(jvp(VGG))/VGG.features/convs_1/slice"``), for every named op."""
+  out = {}
+  for line in hlo_text.splitlines():
+    m = _META.match(line)
+    if m:
+      out[m.group(1)] = m.group(2)
+  return out
 
 
 def load_trace(path: str) -> list[dict]:
@@ -74,7 +102,11 @@ def device_op_events(events: list[dict]) -> tuple[list[dict], str, list[str]]:
     if keys:
       ops = [e for e in events if e.get("ph") == "X" and (e.get("pid"), e.get("tid")) in keys]
       return ops, line, seen
-  return [], "", seen
+  host = {p for p, name in procs.items() if name.startswith("/host:CPU")}
+  keys = {k for k, t in threads.items() if k[0] in host and t.startswith(CPU_THREADS)}
+  ops = [e for e in events if e.get("ph") == "X" and (e.get("pid"), e.get("tid")) in keys
+         and not str(e.get("name", "")).startswith(_NOT_CPU_OPS)]
+  return (ops, "XLA:CPU threads", seen) if ops else ([], "", seen)
 
 
 def _op_name(name: str) -> str:
@@ -83,20 +115,25 @@ def _op_name(name: str) -> str:
 
 
 def summarize_trace(events: list[dict], steps: int, *, wall_ms_per_step: float | None = None,
-                    top: int = 15) -> dict:
+                    top: int = 15, labels: dict | None = None) -> dict:
   """Device time per step by operation and by category.
+
+  On the CPU (line "XLA:CPU threads") the operations' times are summed over XLA's threads, so
+  the total is thread time and may exceed the wall time.
 
   Args:
     events: trace events (``load_trace``).
     steps: how many steps the trace holds.
     wall_ms_per_step: the steps' wall time, to report the device's idle share.
     top: how many of the costliest operations to list.
+    labels: ``op_labels`` of the step's optimised HLO: each listed operation's JAX operation.
 
   Returns:
     ``{"line", "seen", "device_ms_per_step", "wall_ms_per_step", "idle_share", "categories":
-    {category: ms per step}, "top": [{"name", "category", "ms_per_step", "calls_per_step",
-    "share"}]}``; ``share`` is of the device time.
+    {category: ms per step}, "top": [{"name", "label", "category", "ms_per_step",
+    "calls_per_step", "share"}]}``; ``share`` is of the device time.
   """
+  labels = labels or {}
   ops, line, seen = device_op_events(events)
   per_op, calls = collections.Counter(), collections.Counter()
   for e in ops:
@@ -106,7 +143,7 @@ def summarize_trace(events: list[dict], steps: int, *, wall_ms_per_step: float |
   total = sum(per_op.values())
   cats = collections.Counter()
   for name, ms in per_op.items():
-    cats[categorize(name)] += ms
+    cats[categorize(name, labels.get(name, ""))] += ms
   idle = None
   if wall_ms_per_step and total:
     idle = max(0.0, 1.0 - total / wall_ms_per_step)
@@ -114,7 +151,8 @@ def summarize_trace(events: list[dict], steps: int, *, wall_ms_per_step: float |
       "line": line, "seen": seen[:40], "device_ms_per_step": total,
       "wall_ms_per_step": wall_ms_per_step, "idle_share": idle,
       "categories": dict(cats.most_common()),
-      "top": [{"name": n, "category": categorize(n), "ms_per_step": ms,
+      "top": [{"name": n, "label": labels.get(n, ""), "ms_per_step": ms,
+               "category": categorize(n, labels.get(n, "")),
                "calls_per_step": calls[n] / steps, "share": ms / total if total else None}
               for n, ms in per_op.most_common(top)],
   }
@@ -177,7 +215,9 @@ def profile(step, directory: str, *, steps: int = 3, hlo_text: str = "") -> dict
     wall = 1e3 * (time.perf_counter() - t0) / steps
   files = sorted(glob.glob(os.path.join(directory, "**", "perfetto_trace.json.gz"),
                            recursive=True), key=os.path.getmtime)
-  summary = (summarize_trace(load_trace(files[-1]), steps, wall_ms_per_step=wall) if files else
+  labels = op_labels(hlo_text) if hlo_text else {}
+  summary = (summarize_trace(load_trace(files[-1]), steps, wall_ms_per_step=wall,
+                             labels=labels) if files else
              {"line": "", "seen": [], "device_ms_per_step": 0.0, "wall_ms_per_step": wall,
               "idle_share": None, "categories": {}, "top": []})
   summary["trace"] = files[-1] if files else ""

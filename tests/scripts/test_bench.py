@@ -346,8 +346,49 @@ def test_profile_writes_a_trace_on_cpu(bench, tmp_path):
   f(x).block_until_ready()
   s = prof.profile(lambda: f(x), str(tmp_path), steps=2, hlo_text=f.lower(x).compile().as_text())
   assert s["trace"] and os.path.exists(s["trace"])
-  assert s["wall_ms_per_step"] > 0 and s["line"] == ""  # a CPU has no device line
+  # A CPU has no device line: the operations are read off XLA's host threads.
+  assert s["wall_ms_per_step"] > 0 and s["line"] == "XLA:CPU threads"
+  assert s["device_ms_per_step"] > 0 and s["top"]
   assert s["hlo"]["opcodes"]
+
+
+def _cpu_trace():
+  """Two steps on XLA:CPU's threads: per step a library conv 2 ms, a layout copy 1 ms, a ReLU
+  0.5 ms; the executor's own events, the ends of operations and Python's must not count."""
+  meta = [{"ph": "M", "pid": 1, "name": "process_name", "args": {"name": "/host:CPU"}},
+          {"ph": "M", "pid": 1, "tid": 1, "name": "thread_name", "args": {"name": "python"}},
+          {"ph": "M", "pid": 1, "tid": 2, "name": "thread_name",
+           "args": {"name": "tf_XLAEigen/123"}}]
+  x = lambda name, dur, tid=2: {"ph": "X", "pid": 1, "tid": tid, "name": name, "ts": 0,
+                                "dur": dur}
+  per_step = [x("ynn_fusion.4", 2000), x("end: ynn_fusion.4", 2000),
+              x("copy_bitcast_fusion.1", 1000), x("maximum_bitcast_fusion", 500),
+              x("ThunkExecutor::Execute", 9000), x("$api.py:1 block_until_ready", 9000, tid=1)]
+  return meta + per_step * 2
+
+
+def test_summarize_a_cpu_trace_by_operation_with_its_jax_operation(bench):
+  prof = sys.modules["bench_profile"]
+  labels = {"ynn_fusion.4": "jit(step)/jvp(VGG)/convs_0/conv_general_dilated",
+            "copy_bitcast_fusion.1": "jit(step)/transpose(jvp(VGG))/convs_1/slice"}
+  s = prof.summarize_trace(_cpu_trace(), steps=2, labels=labels)
+  assert s["line"] == "XLA:CPU threads"
+  assert s["device_ms_per_step"] == pytest.approx(3.5)
+  assert s["categories"] == pytest.approx({"conv/matmul": 2.0, "transpose/copy": 1.0,
+                                           "other fusions": 0.5})
+  assert s["top"][0]["label"] == labels["ynn_fusion.4"]
+  # A library fusion is categorised by the JAX operation it runs.
+  assert prof.categorize("ynn_fusion.8", "jit(step)/x/reduce_sum") == "reduction"
+  assert prof.categorize("ynn_fusion.8") == "conv/matmul"
+
+
+def test_op_labels_of_a_compiled_function(bench):
+  import jax
+  import jax.numpy as jnp
+  prof = sys.modules["bench_profile"]
+  f = jax.jit(lambda x, w: jnp.tanh(x @ w))
+  labels = prof.op_labels(f.lower(jnp.ones((8, 8)), jnp.ones((8, 8))).compile().as_text())
+  assert labels and any(v.endswith(("dot_general", "tanh")) for v in labels.values()), labels
 
 
 # ---- launch/bench/gpu_bench.sh as a dry run -------------------------------------------------
