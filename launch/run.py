@@ -9,14 +9,14 @@ config. The fields that need no JAX (types, ranges) are checked before JAX is im
 mistake fails at once; then the pipeline prepares the run once (``run.pipeline.prepare``): before
 anything is computed or written, the config is checked whole (types by the locked ConfigDict,
 ranges, names, consistency, a dry build of the real networks), the workdir is locked (one run at
-a time) and compared with the run it holds. Mistakes the user can fix (``xplain_jax.errors.XplainError``) end
-the run with one line on stderr, ``error: ...``, saying what was wrong and what to do: exit
-status 2 for a config or usage problem (the config file itself included), 1 for anything found
-while running (a full disk in any writer included), 130 for Ctrl-C and 143 for SIGTERM. Every
-other exception is a bug and keeps its traceback. ``WORKDIR/command.json`` records the command
-(``--config`` and its overrides) and whether every stage it asked for has ended (``finished``),
-so a study never takes a cut-off run for done. A run killed at any moment resumes from its last
-checkpoint when the same command is rerun.
+a time) and compared with the run it holds. Mistakes the user can fix
+(``xplain_jax.errors.XplainError``) end the run with one line on stderr, ``error: ...``, saying
+what was wrong and what to do: exit status 2 for a config or usage problem (the config file
+itself included), 1 for anything found while running (a full disk in any writer included), 130
+for Ctrl-C and 143 for SIGTERM. Every other exception is a bug and keeps its traceback.
+``WORKDIR/command.json`` records the command (``--config`` and its overrides) and whether every
+stage it asked for has ended (``finished``), so a study never takes a cut-off run for done. A
+run killed at any moment resumes from its last checkpoint when the same command is rerun.
 """
 
 import os
