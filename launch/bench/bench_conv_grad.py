@@ -98,7 +98,7 @@ def kernel_grad_by_gather(x, k, dy):
   return jnp.einsum("np,no->po", p, dy.reshape(-1, o)).reshape(kh, kw, c, o)
 
 
-def torch_rows(x, k, dy, *, repeats: int) -> dict:
+def torch_rows(x, k, dy, *, repeats: int) -> tuple:
   """torch eager's kernel gradient [kh,kw,C,O] and ``{row: ms}`` of its forward, input gradient
   and kernel gradient of the layer, on as many threads as XLA:CPU's pool; () without torch."""
   try:
