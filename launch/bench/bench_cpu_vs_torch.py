@@ -96,7 +96,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def jax_step_fn(step_fn, state, batch, mesh, consts=()):
   """The step jitted as the trainer jits it (``loop.jit_step``), compiled; returns
-  ``(call, compile seconds, XLA's FLOPs per step)``; ``call.hlo_text`` is its optimised HLO."""
+  ``(call, compile seconds, XLA's FLOPs per step)``; ``call.compiled`` is the compiled step."""
   state, batch = parallel.replicate(state, mesh), parallel.to_global(batch, mesh)
   rng = jax.random.PRNGKey(0)
   t0 = time.perf_counter()
@@ -107,7 +107,7 @@ def jax_step_fn(step_fn, state, batch, mesh, consts=()):
   def call():
     holder["state"], metrics = compiled(holder["state"], batch, rng, *consts)
     return metrics["loss"]
-  call.hlo_text = compiled.as_text()
+  call.compiled = compiled  # its optimised HLO names the operations of a profile
   return call, seconds, flops.xla_flops(compiled, mesh.devices.size)
 
 
@@ -232,7 +232,7 @@ def report_lines(pair, t: dict) -> list[str]:
 def profile_lines(pair, directory: str, top: int = 12) -> list[str]:
   """Where this project's step goes: 3 traced steps, by category and costliest operation."""
   s = bench_profile.profile(pair.jax, os.path.join(directory, pair.name), steps=3,
-                            hlo_text=pair.jax.hlo_text)
+                            hlo_text=pair.jax.compiled.as_text())
   short = lambda label: "/".join(label.split("/")[1:])[-90:]  # noqa: E731  (less "jit(step)")
   lines = [f"profile {pair.name}: {s['device_ms_per_step']:.1f} ms of thread time per step "
            f"({s['line'] or 'no XLA threads found'}), wall {s['wall_ms_per_step']:.1f} ms; trace "

@@ -52,8 +52,8 @@ def categorize(name: str, label: str = "") -> str:
   library fusion of XLA:CPU is categorised by its JAX operation (``label``, ``op_labels``)."""
   low = name.lower()
   if low.startswith(_LIBRARY_FUSIONS):
-    op = label.rsplit("/", 1)[-1].lower()
-    return categorize(op) if op and categorize(op) != OTHER else "conv/matmul"
+    op = categorize(label.rsplit("/", 1)[-1]) if label else OTHER
+    return "conv/matmul" if op == OTHER else op
   for category, words in CATEGORIES:
     if any(w in low for w in words):
       return category

@@ -10,6 +10,7 @@ wrong and what to change, so a bad value fails in a second, before anything is w
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import ml_collections
@@ -67,13 +68,14 @@ def _matches(field: str, pattern: str) -> bool:
 def check_config(config, *, build: bool = True) -> None:
   """Raises ``ConfigError`` on the first problem found in ``config`` (nothing is computed).
 
-  Checks, in order: every field of the base (``config_base``) present with its type; ranges
-  and finiteness of every number; names from the allowed sets; consistency between fields;
+  Checks, in order: every field of the base (``config_base``) present with its type, ranges
+  and finiteness of every number, the evals' fields (``check_fields``); names from the allowed
+  sets; consistency between fields;
   finally (``build``) the real factories are dry-built (``jax.eval_shape``: performer, weight
   network, optimisers), so a value they cannot take fails now, not after a stage has run;
   without ``build`` only the dataset's names (target, rule) are looked up.
   """
-  try:
+  with _as_config_error():
     check_fields(config)
     check_names(config)
     check_consistency(config)
@@ -82,10 +84,6 @@ def check_config(config, *, build: bool = True) -> None:
     else:  # the dataset's own names (target, rule), without building anything
       from xplain_jax import data  # pylint: disable=import-outside-toplevel
       data.get_spec(config)
-  except ConfigError:
-    raise
-  except ValueError as e:  # a registry's own check (target names, data generator limits, ...)
-    raise ConfigError(" ".join(str(e).split())) from None
 
 
 def check_fields(config) -> None:
@@ -94,10 +92,18 @@ def check_fields(config) -> None:
   ``launch/run.py`` runs them before it imports JAX, so a value out of range fails in a fraction
   of a second; ``check_config`` runs them again, first.
   """
-  try:
+  with _as_config_error():
     check_base_fields(config)
     check_ranges(config)
     validate_evals.check_evals(config)
+
+
+@contextlib.contextmanager
+def _as_config_error():
+  """A ``ValueError`` of a registry's own check (target names, data generator limits, ...)
+  becomes one ``ConfigError`` line."""
+  try:
+    yield
   except ConfigError:
     raise
   except ValueError as e:
